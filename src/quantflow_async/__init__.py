@@ -1,0 +1,55 @@
+"""QuantFlow Async: exact, durable, batched storage of strategies, backtests and fills.
+
+async with Database() as db:
+    await db.migrate()
+    async with db.writer() as writer:
+        await writer.submit(fill)
+"""
+
+from quantflow_async.config import Settings, WriterDefaults
+from quantflow_async.database import Database
+from quantflow_async.errors import (
+    Conflict,
+    FillRejected,
+    InvalidTransition,
+    InvalidValue,
+    MigrationError,
+    NotFound,
+    QuantFlowError,
+    QueueFull,
+    StorageError,
+    StorageUnavailable,
+    WriterClosed,
+    WriterError,
+    WriterFailed,
+)
+from quantflow_async.types import Backtest, Fill, Strategy, SymbolSummary, Trade
+from quantflow_async.writer import TradeWriter, WriterStats
+
+__all__ = [
+    "Backtest",
+    "Conflict",
+    "Database",
+    "Fill",
+    "FillRejected",
+    "InvalidTransition",
+    "InvalidValue",
+    "MigrationError",
+    "NotFound",
+    "QuantFlowError",
+    "QueueFull",
+    "Settings",
+    "StorageError",
+    "StorageUnavailable",
+    "Strategy",
+    "SymbolSummary",
+    "Trade",
+    "TradeWriter",
+    "WriterClosed",
+    "WriterDefaults",
+    "WriterError",
+    "WriterFailed",
+    "WriterStats",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,102 @@
+"""Configuration: one immutable `Settings` object, read from the environment in one place.
+
+Nothing in the library reads the environment except `Settings.from_env()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dev.sqlite3"
+DATABASE_URL_ENV = "QUANTFLOW_DATABASE_URL"
+SYNCHRONOUS_ENV = "QUANTFLOW_SQLITE_SYNCHRONOUS"
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriterDefaults:
+    """Default knobs of `Database.writer()`; each can be overridden per writer."""
+
+    batch_size: int = 2000
+    max_latency: float = 0.02
+    max_queue: int = 50_000
+    retry_attempts: int = 8
+    retry_initial_delay: float = 0.05
+    retry_max_delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_latency < 0:
+            raise ValueError(f"max_latency must be >= 0 seconds, got {self.max_latency}")
+        if self.max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
+        if self.retry_attempts < 0:
+            raise ValueError(f"retry_attempts must be >= 0, got {self.retry_attempts}")
+        if self.retry_initial_delay < 0 or self.retry_max_delay < self.retry_initial_delay:
+            raise ValueError(
+                "retry delays must satisfy 0 <= retry_initial_delay <= retry_max_delay, got "
+                f"{self.retry_initial_delay} and {self.retry_max_delay}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a `Database` needs to know, with the defaults in one place.
+
+    `synchronous` applies to SQLite only: NORMAL survives a crash of the process,
+    FULL also survives a power loss or an OS crash, at the cost of an fsync per commit.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    synchronous: Synchronous = "NORMAL"
+    busy_timeout_ms: int = 30_000
+    pool_size: int = 5
+    echo: bool = False
+    writer: WriterDefaults = WriterDefaults()
+
+    def __post_init__(self) -> None:
+        if self.synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {self.synchronous!r}")
+        if self.busy_timeout_ms < 0:
+            raise ValueError(f"busy_timeout_ms must be >= 0, got {self.busy_timeout_ms}")
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {self.pool_size}")
+        try:
+            make_url(self.database_url)
+        except Exception as exc:  # SQLAlchemy raises ArgumentError; keep the message ours
+            shown = redact_url(self.database_url)
+            raise ValueError(f"database_url is not a valid URL: {shown}") from exc
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from `QUANTFLOW_DATABASE_URL` and `QUANTFLOW_SQLITE_SYNCHRONOUS`.
+
+        Keyword overrides win over the environment; an override of None is ignored.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if env.get(DATABASE_URL_ENV):
+            values["database_url"] = env[DATABASE_URL_ENV]
+        if env.get(SYNCHRONOUS_ENV):
+            values["synchronous"] = env[SYNCHRONOUS_ENV].upper()
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return replace(cls(), **values)  # type: ignore[arg-type]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to log or print."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"

@@ -1,0 +1,124 @@
+"""`Database`: the object a program opens once; it owns the engine and hands out repositories."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from quantflow_async.config import Settings, redact_url
+from quantflow_async.engine import create_engine
+from quantflow_async.errors import QuantFlowError
+from quantflow_async.migrations import upgrade_to_head
+from quantflow_async.repositories import BacktestRepository, StrategyRepository, TradeRepository
+from quantflow_async.writer import RejectHandler, TradeWriter
+
+log = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
+
+
+class Database:
+    """An open QuantFlow database.
+
+    The URL is the argument, else `settings.database_url`, else `QUANTFLOW_DATABASE_URL`,
+    else `sqlite+aiosqlite:///./dev.sqlite3`. Use it as an async context manager, or call
+    `open()` and `aclose()` yourself; closing twice is fine.
+    """
+
+    def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
+        if settings is None:
+            settings = Settings.from_env(database_url=url)
+        elif url is not None:
+            settings = replace(settings, database_url=url)
+        self.settings = settings
+        self._engine: AsyncEngine | None = None
+        self._strategies: StrategyRepository | None = None
+        self._backtests: BacktestRepository | None = None
+        self._trades: TradeRepository | None = None
+
+    async def open(self) -> Database:
+        if self._engine is not None:
+            return self
+        engine = create_engine(self.settings)
+        self._engine = engine
+        self._strategies = StrategyRepository(engine)
+        self._backtests = BacktestRepository(engine)
+        self._trades = TradeRepository(engine)
+        return self
+
+    async def aclose(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+            log.info("closed %s", redact_url(self.settings.database_url))
+
+    async def __aenter__(self) -> Database:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_engine", None) is not None:
+            _warn(
+                f"Database {redact_url(self.settings.database_url)} was never closed; "
+                "use `async with Database(...)` or `await db.aclose()`",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise QuantFlowError("the Database is not open; use `async with Database(...) as db`")
+        return self._engine
+
+    def _opened(self, repository: _R | None) -> _R:
+        if repository is None or self._engine is None:
+            raise QuantFlowError("the Database is not open; use `async with Database(...) as db`")
+        return repository
+
+    @property
+    def strategies(self) -> StrategyRepository:
+        return self._opened(self._strategies)
+
+    @property
+    def backtests(self) -> BacktestRepository:
+        return self._opened(self._backtests)
+
+    @property
+    def trades(self) -> TradeRepository:
+        return self._opened(self._trades)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic `upgrade head`)."""
+        await upgrade_to_head(self.engine)
+
+    def writer(
+        self,
+        *,
+        batch_size: int | None = None,
+        max_latency: float | None = None,
+        max_queue: int | None = None,
+        on_reject: RejectHandler | None = None,
+    ) -> TradeWriter:
+        """A TradeWriter on this database; use it as `async with db.writer() as writer:`."""
+        defaults = self.settings.writer
+        options = replace(
+            defaults,
+            batch_size=defaults.batch_size if batch_size is None else batch_size,
+            max_latency=defaults.max_latency if max_latency is None else max_latency,
+            max_queue=defaults.max_queue if max_queue is None else max_queue,
+        )
+        return TradeWriter(self.engine, self.trades, options, on_reject=on_reject)

@@ -1,0 +1,123 @@
+"""Engine creation: per-connection SQLite pragmas, explicit transaction starts, dialect facts.
+
+Every SQLite connection gets WAL, the chosen `synchronous` level, enforced foreign keys and a
+busy timeout. SQLAlchemy, not sqlite3, emits BEGIN, so that write transactions can take the
+write lock up front (BEGIN IMMEDIATE) and never fail half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from quantflow_async.config import Settings, redact_url
+from quantflow_async.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+WRITE_OPTION = "quantflow_write"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An AsyncEngine for `settings.database_url`, configured for this library's rules."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url, settings)
+    engine = create_async_engine(
+        url,
+        echo=settings.echo,
+        pool_size=settings.pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
+    )
+    log.info("opened %s", redact_url(settings.database_url))
+    return engine
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("mode") == "memory":
+        return None
+    return Path(database)
+
+
+def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
+    path = sqlite_file(url)
+    if path is not None:
+        _create_private_file(path)
+    engine = create_async_engine(
+        url,
+        echo=settings.echo,
+        pool_size=settings.pool_size,
+        hide_parameters=True,
+        connect_args={"timeout": settings.busy_timeout_ms / 1000},
+    )
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={settings.synchronous}",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # SQLAlchemy emits BEGIN itself (see _on_begin); sqlite3 must not.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    log.info("opened %s (synchronous=%s)", redact_url(settings.database_url), settings.synchronous)
+    return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file readable by its owner only; leave an existing file alone."""
+    if path.exists():
+        return
+    if not path.parent.is_dir():
+        raise StorageUnavailable(
+            f"cannot create SQLite database {str(path)!r}: "
+            f"directory {str(path.parent)!r} does not exist"
+        )
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot create SQLite database {str(path)!r}: {exc}") from exc
+    os.close(fd)
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a transaction that holds SQLite's write lock from its first statement."""
+    async with engine.connect() as connection:
+        connection = await connection.execution_options(**{WRITE_OPTION: True})
+        async with connection.begin():
+            yield connection
+
+
+@asynccontextmanager
+async def read_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a read transaction: one consistent snapshot for all its queries."""
+    async with engine.connect() as connection, connection.begin():
+        yield connection

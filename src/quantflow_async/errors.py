@@ -1,0 +1,107 @@
+"""Every error QuantFlow Async raises on purpose, in one hierarchy.
+
+    QuantFlowError
+    ├── InvalidValue (also a ValueError)      a bad argument or Fill field; `.field` names it
+    ├── NotFound (also a LookupError)         a strategy, backtest or trade id that does not exist
+    ├── Conflict                              a unique name, or a delete that would orphan rows
+    ├── InvalidTransition                     a backtest status change the lifecycle forbids
+    ├── StorageError                          the database failed, not because of the input
+    │   └── StorageUnavailable                the database is gone for good (disk full, read-only,
+    │                                         missing directory, server down past the retry budget)
+    ├── MigrationError                        the schema could not be brought to the head revision
+    └── WriterError                           raised by TradeWriter
+        ├── QueueFull                         submit_nowait() on a full queue
+        ├── WriterClosed                      submit() after the writer was closed
+        ├── FillRejected                      a fill the database refused (constraint, foreign key)
+        └── WriterFailed                      the writer stopped; `.unwritten` holds every fill
+                                              accepted but not committed, handed back
+
+Driver exceptions (sqlite3, asyncpg, SQLAlchemy) are translated at the repository and
+writer boundary with the original chained as `__cause__`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quantflow_async.types import Fill
+
+
+class QuantFlowError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class InvalidValue(QuantFlowError, ValueError):
+    """A value that can never be stored; `field` names the argument or Fill field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFound(QuantFlowError, LookupError):
+    """A row that does not exist; `entity` is 'strategy', 'backtest' or 'trade'."""
+
+    def __init__(self, entity: str, key: object, *, field: str = "id") -> None:
+        super().__init__(f"{entity} with {field}={key!r} does not exist")
+        self.entity = entity
+        self.key = key
+
+
+class Conflict(QuantFlowError):
+    """The change would break a uniqueness or referential rule."""
+
+
+class InvalidTransition(QuantFlowError):
+    """A backtest status change that the lifecycle does not allow."""
+
+    def __init__(self, backtest_id: int, current: str, requested: str) -> None:
+        super().__init__(
+            f"backtest {backtest_id} cannot go from status {current!r} to {requested!r}"
+        )
+        self.backtest_id = backtest_id
+        self.current = current
+        self.requested = requested
+
+
+class StorageError(QuantFlowError):
+    """The database failed for a reason other than the caller's input."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be written at all: full, read-only, missing, or unreachable."""
+
+
+class MigrationError(QuantFlowError):
+    """Alembic could not bring the schema to the head revision."""
+
+
+class WriterError(QuantFlowError):
+    """Base class of the errors raised by TradeWriter."""
+
+
+class QueueFull(WriterError):
+    """`submit_nowait()` found the writer's queue at `max_queue`."""
+
+
+class WriterClosed(WriterError):
+    """The writer no longer accepts fills."""
+
+
+class FillRejected(WriterError):
+    """The database refused this fill; the other fills of its batch were committed."""
+
+    def __init__(self, fill: Fill, reason: str) -> None:
+        super().__init__(f"fill rejected ({reason}): {fill!r}")
+        self.fill = fill
+        self.reason = reason
+
+
+class WriterFailed(WriterError):
+    """The writer stopped for good; `unwritten` holds the accepted fills it did not commit."""
+
+    def __init__(self, message: str, unwritten: Sequence[Fill]) -> None:
+        super().__init__(f"{message} ({len(unwritten)} accepted fills were not committed)")
+        self.unwritten: tuple[Fill, ...] = tuple(unwritten)

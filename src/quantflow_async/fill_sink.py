@@ -1,0 +1,141 @@
+"""The one statement that stores a batch of fills, per backend, on a raw driver connection.
+
+Both `TradeRepository.insert_many` and `TradeWriter` go through here, inside a transaction
+their caller owns. A fill whose `external_id` is already stored is skipped by the database
+(ON CONFLICT DO NOTHING), and the count of rows actually inserted is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from quantflow_async.schema import TRADE_INSERT_COLUMNS
+from quantflow_async.types import Fill, epoch_micros
+
+_COLUMNS = ", ".join(TRADE_INSERT_COLUMNS)
+_PLACEHOLDERS = ", ".join("?" for _ in TRADE_INSERT_COLUMNS)
+
+# `now` is an integer the library computes, never a caller's value; inlining it keeps
+# every row's parameters the ready tuple made by Fill.
+SQLITE_INSERT = (
+    f"INSERT INTO trades ({_COLUMNS}, created_at, updated_at) "  # noqa: S608 - our names only
+    f"VALUES ({_PLACEHOLDERS}, {{now}}, {{now}}) "
+    "ON CONFLICT (external_id) DO NOTHING"
+)
+
+_PG_ARRAY_TYPES = (
+    "bigint",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "numeric",
+    "numeric",
+    "numeric",
+    "timestamptz",
+    "text",
+    "text",
+    "numeric",
+    "text",
+)
+_PG_SOURCE = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_PG_ARRAY_TYPES, start=1))
+_PG_SELECT = ", ".join(
+    f"c{n}::jsonb" if name == "metadata" else f"c{n}"
+    for n, name in enumerate(TRADE_INSERT_COLUMNS, start=1)
+)
+_PG_ALIASES = ", ".join(f"c{n}" for n in range(1, len(TRADE_INSERT_COLUMNS) + 1))
+_NOW_PARAM = len(TRADE_INSERT_COLUMNS) + 1
+PG_INSERT = (
+    f"INSERT INTO trades ({_COLUMNS}, created_at, updated_at) "  # noqa: S608 - our names only
+    f"SELECT {_PG_SELECT}, ${_NOW_PARAM}::timestamptz, ${_NOW_PARAM}::timestamptz "
+    f"FROM unnest({_PG_SOURCE}) AS batch({_PG_ALIASES}) "
+    "ON CONFLICT (external_id) DO NOTHING"
+)
+
+
+class FillSink(Protocol):
+    def transaction(self, driver_connection: Any) -> AbstractAsyncContextManager[None]:
+        """A write transaction on the raw connection: committed on exit, rolled back on error."""
+        ...
+
+    async def insert(self, driver_connection: Any, fills: Sequence[Fill]) -> int:
+        """Insert `fills` in the caller's open transaction; return how many were new."""
+        ...
+
+
+class SqliteFillSink:
+    """executemany of the rows each Fill made when it was created (aiosqlite)."""
+
+    @asynccontextmanager
+    async def transaction(self, driver_connection: Any) -> AsyncIterator[None]:
+        # IMMEDIATE takes the write lock now (waiting out busy_timeout), not half-way through.
+        await driver_connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            await driver_connection.execute("COMMIT")
+        except BaseException:
+            await _rollback_quietly(driver_connection)
+            raise
+
+    async def insert(self, driver_connection: Any, fills: Sequence[Fill]) -> int:
+        sql = SQLITE_INSERT.format(now=epoch_micros(datetime.now(UTC)))
+        cursor = await driver_connection.executemany(sql, [fill._row for fill in fills])
+        try:
+            return int(cursor.rowcount)
+        finally:
+            await cursor.close()
+
+
+class PostgresFillSink:
+    """One INSERT ... SELECT FROM unnest(arrays): one round trip, exact NUMERIC (asyncpg)."""
+
+    @asynccontextmanager
+    async def transaction(self, driver_connection: Any) -> AsyncIterator[None]:
+        async with driver_connection.transaction():
+            yield
+
+    async def insert(self, driver_connection: Any, fills: Sequence[Fill]) -> int:
+        columns = (
+            [f.strategy_id for f in fills],
+            [f.backtest_id for f in fills],
+            [f.symbol for f in fills],
+            [f.side for f in fills],
+            [f.type for f in fills],
+            [f.quantity for f in fills],
+            [f.price for f in fills],
+            [f.fee for f in fills],
+            [f.executed_at for f in fills],
+            [f.status for f in fills],
+            [f._metadata_json for f in fills],
+            [f.pnl for f in fills],
+            [f.external_id for f in fills],
+        )
+        status: str = await driver_connection.execute(PG_INSERT, *columns, datetime.now(UTC))
+        return int(status.rsplit(" ", 1)[-1])
+
+
+async def _rollback_quietly(driver_connection: Any) -> None:
+    # The original error matters more than a failed rollback on a broken connection;
+    # the shield lets the rollback finish even when a cancellation brought us here.
+    with anyio.CancelScope(shield=True), suppress(Exception):
+        await driver_connection.execute("ROLLBACK")
+
+
+def sink_for(dialect_name: str) -> FillSink:
+    if dialect_name == "sqlite":
+        return SqliteFillSink()
+    if dialect_name == "postgresql":
+        return PostgresFillSink()
+    raise NotImplementedError(f"no fill sink for the {dialect_name!r} dialect")
+
+
+async def driver_connection(connection: AsyncConnection) -> Any:
+    """The aiosqlite or asyncpg connection under a SQLAlchemy AsyncConnection."""
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection

@@ -1,0 +1,67 @@
+"""Running the Alembic migrations from the library, on a connection the caller already holds."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from quantflow_async.engine import write_transaction
+from quantflow_async.errors import MigrationError
+
+log = logging.getLogger(__name__)
+
+
+def script_location() -> Path:
+    """The migration scripts: inside the installed wheel, else the source checkout's alembic/."""
+    packaged = Path(str(resources.files("quantflow_async"))) / "_alembic"
+    if (packaged / "env.py").is_file():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "alembic"
+    if (checkout / "env.py").is_file():
+        return checkout
+    raise MigrationError("the Alembic scripts are missing from this installation")
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    if database_url is not None:
+        config.attributes["database_url"] = database_url
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise MigrationError("the migration scripts define no head revision")
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Bring the schema to the head revision inside one write transaction."""
+    config = alembic_config()
+
+    def upgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    try:
+        async with write_transaction(engine) as connection:
+            await connection.run_sync(upgrade)
+    except MigrationError:
+        raise
+    except Exception as exc:
+        raise MigrationError(f"migration to head failed: {exc}") from exc
+    log.info("schema is at revision %s", head_revision())

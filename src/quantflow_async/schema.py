@@ -1,0 +1,155 @@
+"""The three tables of the QuantFlow database, as SQLAlchemy Core tables.
+
+Delete rules, chosen on purpose:
+- a strategy that still has backtests or trades cannot be deleted (RESTRICT);
+- deleting a backtest deletes its trades (CASCADE): a backtest's fills belong to it.
+A trade's backtest must belong to the trade's strategy (composite foreign key).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from quantflow_async.column_types import ExactDecimal, UTCDateTime, utc_now
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# JSON documents: jsonb on PostgreSQL (indexable, compact), JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
+# 64-bit ids on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the fast rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _timestamps() -> tuple[Column[object], Column[object]]:
+    return (
+        Column("created_at", UTCDateTime(), nullable=False, server_default=utc_now()),
+        Column("updated_at", UTCDateTime(), nullable=False, server_default=utc_now()),
+    )
+
+
+strategies = Table(
+    "strategies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("config", Json, nullable=False, server_default=text("'{}'")),
+    Column("description", Text, nullable=True),
+    Column("status", String(20), nullable=False, server_default="inactive"),
+    Column("metrics", Json, nullable=True),
+    *_timestamps(),
+    UniqueConstraint("name"),
+    CheckConstraint("status IN ('inactive', 'active', 'paused', 'archived')", name="status_known"),
+    CheckConstraint("length(name) > 0", name="name_not_empty"),
+)
+
+backtests = Table(
+    "backtests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column(
+        "strategy_id",
+        Id,
+        ForeignKey("strategies.id", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("config", Json, nullable=False, server_default=text("'{}'")),
+    Column("status", String(20), nullable=False, server_default="pending"),
+    Column("start_date", UTCDateTime(), nullable=False),
+    Column("end_date", UTCDateTime(), nullable=False),
+    Column("initial_capital", ExactDecimal(), nullable=False),
+    Column("metrics", Json, nullable=True),
+    Column("results", Json, nullable=True),
+    *_timestamps(),
+    # Target of the trades' composite foreign key (a trade's backtest is its strategy's).
+    UniqueConstraint("id", "strategy_id"),
+    CheckConstraint(
+        "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
+        name="status_known",
+    ),
+    CheckConstraint("start_date < end_date", name="start_before_end"),
+    CheckConstraint("CAST(initial_capital AS NUMERIC) > 0", name="capital_positive"),
+    Index(None, "strategy_id", "status"),
+)
+
+trades = Table(
+    "trades",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("backtest_id", Id, nullable=True),
+    Column(
+        "strategy_id",
+        Id,
+        ForeignKey("strategies.id", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("symbol", String(64), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("type", String(32), nullable=False, server_default="market"),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("price", ExactDecimal(), nullable=False),
+    Column("fee", ExactDecimal(), nullable=True),
+    Column("executed_at", UTCDateTime(), nullable=False),
+    Column("status", String(20), nullable=False, server_default="filled"),
+    Column("metadata", Json, nullable=True),
+    Column("pnl", ExactDecimal(), nullable=True),
+    Column("external_id", String(128), nullable=True),
+    *_timestamps(),
+    ForeignKeyConstraint(
+        ["backtest_id", "strategy_id"],
+        ["backtests.id", "backtests.strategy_id"],
+        ondelete="CASCADE",
+    ),
+    # NULLs are distinct on both backends, so only fills that carry an id are deduplicated.
+    UniqueConstraint("external_id"),
+    CheckConstraint("side IN ('buy', 'sell')", name="side_known"),
+    CheckConstraint("status IN ('filled', 'partially_filled', 'cancelled')", name="status_known"),
+    CheckConstraint("CAST(quantity AS NUMERIC) > 0", name="quantity_positive"),
+    CheckConstraint("CAST(price AS NUMERIC) >= 0", name="price_not_negative"),
+    CheckConstraint("length(symbol) > 0", name="symbol_not_empty"),
+    Index(None, "backtest_id", "executed_at"),
+    Index(None, "strategy_id", "executed_at"),
+    Index(None, "symbol", "executed_at"),
+    Index(None, "executed_at"),
+)
+
+TRADE_INSERT_COLUMNS = (
+    "strategy_id",
+    "backtest_id",
+    "symbol",
+    "side",
+    "type",
+    "quantity",
+    "price",
+    "fee",
+    "executed_at",
+    "status",
+    "metadata",
+    "pnl",
+    "external_id",
+)
+"""The order of `Fill._row`, and of the columns the trade insert statements name."""

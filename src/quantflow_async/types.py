@@ -1,0 +1,378 @@
+"""The records of the public API: `Fill` going in, immutable `Strategy`, `Backtest`, `Trade` out.
+
+A `Fill` validates and normalises itself once, when it is made, and keeps its SQLite driver row
+ready, so that the writer's serial path does no per-row conversion.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Literal, TypeAlias
+
+from quantflow_async.errors import InvalidValue
+
+DecimalInput: TypeAlias = Decimal | int | str | float
+Side: TypeAlias = Literal["buy", "sell"]
+
+SIDES: Final = ("buy", "sell")
+TRADE_STATUSES: Final = ("filled", "partially_filled", "cancelled")
+STRATEGY_STATUSES: Final = ("inactive", "active", "paused", "archived")
+BACKTEST_STATUSES: Final = ("pending", "running", "completed", "failed", "cancelled")
+
+MAX_SIGNIFICANT_DIGITS: Final = 38
+MAX_FRACTION_DIGITS: Final = 18
+MAX_SYMBOL_LENGTH: Final = 64
+MAX_LABEL_LENGTH: Final = 128
+MAX_JSON_BYTES: Final = 64 * 1024
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_decimal(value: object, field: str) -> Decimal:
+    """`value` as an exact Decimal, or InvalidValue naming `field`.
+
+    str and int are taken as written; a float goes through its shortest repr (0.1 -> 0.1),
+    never through its binary expansion. bool, NaN and infinities are refused, and so are
+    values beyond 38 significant digits or 18 digits after the point.
+    """
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, bool):
+        raise InvalidValue(field, f"expected a number, got the bool {value!r}")
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidValue(field, f"must be a finite number, got {value!r}")
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise InvalidValue(field, f"is not a decimal number: {_preview(value)}") from None
+    else:
+        kind = type(value).__name__
+        raise InvalidValue(field, f"expected Decimal, int, str or float, got {kind}")
+    if not number.is_finite():
+        raise InvalidValue(field, f"must be a finite number, got {number}")
+    _check_digits(number, field)
+    return number
+
+
+def _check_digits(number: Decimal, field: str) -> None:
+    if number.is_zero():
+        return
+    _, digits, exponent = number.normalize().as_tuple()
+    exponent = int(exponent)  # finite numbers only (checked above), so never 'n' or 'F'
+    if -exponent > MAX_FRACTION_DIGITS:
+        raise InvalidValue(
+            field, f"has more than {MAX_FRACTION_DIGITS} digits after the point: {number}"
+        )
+    if len(digits) + max(exponent, 0) > MAX_SIGNIFICANT_DIGITS:
+        raise InvalidValue(field, f"has more than {MAX_SIGNIFICANT_DIGITS} digits: {number}")
+
+
+def decimal_text(number: Decimal) -> str:
+    """Plain positional text of a Decimal (no exponent), which reads back equal."""
+    return format(number, "f")
+
+
+def to_utc(value: object, field: str) -> datetime:
+    """An aware datetime converted to UTC; naive datetimes are refused, not guessed."""
+    if not isinstance(value, datetime):
+        raise InvalidValue(field, f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidValue(
+            field, f"must be timezone-aware (got naive {value.isoformat()}); use tzinfo=UTC"
+        )
+    return value.astimezone(UTC)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC of an aware datetime."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def to_id(value: object, field: str) -> int:
+    """A positive integer id, or InvalidValue naming `field`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(field, f"expected a positive int id, got {type(value).__name__}")
+    if value < 1:
+        raise InvalidValue(field, f"must be a positive id, got {value}")
+    return value
+
+
+def to_label(value: object, field: str, max_length: int = MAX_LABEL_LENGTH) -> str:
+    """A non-empty printable string without surrounding whitespace."""
+    if not isinstance(value, str):
+        raise InvalidValue(field, f"expected str, got {type(value).__name__}")
+    if not value or value != value.strip():
+        raise InvalidValue(field, f"must be non-empty without surrounding spaces, got {value!r}")
+    if len(value) > max_length:
+        raise InvalidValue(field, f"is longer than {max_length} characters ({len(value)})")
+    if not value.isprintable():
+        raise InvalidValue(field, f"contains control or unprintable characters: {_preview(value)}")
+    _check_encodable(value, field)
+    return value
+
+
+def to_json_text(value: object, field: str) -> str:
+    """Compact JSON text of a mapping, refusing what JSON or PostgreSQL's jsonb cannot hold."""
+    if not isinstance(value, Mapping):
+        raise InvalidValue(field, f"expected a dict, got {type(value).__name__}")
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(field, f"is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text:
+        raise InvalidValue(field, "contains a NUL character, which jsonb cannot store")
+    _check_encodable(text, field)
+    if len(text) > MAX_JSON_BYTES // 4 and len(text.encode()) > MAX_JSON_BYTES:
+        raise InvalidValue(field, f"is larger than {MAX_JSON_BYTES} bytes as JSON")
+    return text
+
+
+def _check_encodable(text: str, field: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue(field, "contains a lone surrogate, which is not valid UTF-8") from None
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+class Fill:
+    """One execution to store: validated and normalised when it is made, immutable after.
+
+    Money fields are exact Decimals. `executed_at` must be timezone-aware and is kept in UTC.
+    `external_id` is the venue's or simulator's fill id: a fill whose external_id is already
+    stored is skipped, so re-delivering a fill never stores it twice. It is unique across the
+    whole trades table, so make it unique per venue (for example "binance:BTCUSDT:28457").
+    """
+
+    __slots__ = (
+        "_metadata_json",
+        "_row",
+        "backtest_id",
+        "executed_at",
+        "external_id",
+        "fee",
+        "pnl",
+        "price",
+        "quantity",
+        "side",
+        "status",
+        "strategy_id",
+        "symbol",
+        "type",
+    )
+
+    strategy_id: int
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    executed_at: datetime
+    backtest_id: int | None
+    type: str
+    fee: Decimal | None
+    status: str
+    pnl: Decimal | None
+    external_id: str | None
+    _metadata_json: str | None
+    _row: tuple[Any, ...]
+
+    def __init__(
+        self,
+        *,
+        strategy_id: int,
+        symbol: str,
+        side: Side,
+        quantity: DecimalInput,
+        price: DecimalInput,
+        executed_at: datetime,
+        backtest_id: int | None = None,
+        type: str = "market",
+        fee: DecimalInput | None = None,
+        status: str = "filled",
+        metadata: Mapping[str, Any] | None = None,
+        pnl: DecimalInput | None = None,
+        external_id: str | None = None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "strategy_id", to_id(strategy_id, "strategy_id"))
+        set_(
+            self, "backtest_id", None if backtest_id is None else to_id(backtest_id, "backtest_id")
+        )
+        set_(self, "symbol", to_label(symbol, "symbol", MAX_SYMBOL_LENGTH))
+        if side not in SIDES:
+            raise InvalidValue("side", f"must be 'buy' or 'sell', got {side!r}")
+        set_(self, "side", side)
+        set_(self, "type", to_label(type, "type", 32))
+        if status not in TRADE_STATUSES:
+            raise InvalidValue("status", f"must be one of {TRADE_STATUSES}; got {status!r}")
+        set_(self, "status", status)
+        qty = to_decimal(quantity, "quantity")
+        if qty <= 0:
+            raise InvalidValue("quantity", f"must be > 0, got {qty}")
+        set_(self, "quantity", qty)
+        px = to_decimal(price, "price")
+        if px < 0:
+            raise InvalidValue("price", f"must be >= 0, got {px}")
+        set_(self, "price", px)
+        set_(self, "fee", None if fee is None else to_decimal(fee, "fee"))
+        set_(self, "pnl", None if pnl is None else to_decimal(pnl, "pnl"))
+        at = to_utc(executed_at, "executed_at")
+        set_(self, "executed_at", at)
+        set_(
+            self, "_metadata_json", None if metadata is None else to_json_text(metadata, "metadata")
+        )
+        set_(
+            self,
+            "external_id",
+            None if external_id is None else to_label(external_id, "external_id"),
+        )
+        set_(
+            self,
+            "_row",
+            (
+                self.strategy_id,
+                self.backtest_id,
+                self.symbol,
+                side,
+                self.type,
+                decimal_text(qty),
+                decimal_text(px),
+                None if self.fee is None else decimal_text(self.fee),
+                epoch_micros(at),
+                status,
+                self._metadata_json,
+                None if self.pnl is None else decimal_text(self.pnl),
+                self.external_id,
+            ),
+        )
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """A fresh copy of the metadata, so the stored fill cannot be changed through it."""
+        if self._metadata_json is None:
+            return None
+        document: dict[str, Any] = json.loads(self._metadata_json)
+        return document
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Fill is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Fill is immutable; cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Fill):
+            return NotImplemented
+        return self._row == other._row
+
+    def __hash__(self) -> int:
+        return hash(self._row)
+
+    def __repr__(self) -> str:
+        ext = f", external_id={self.external_id!r}" if self.external_id is not None else ""
+        return (
+            f"Fill(strategy_id={self.strategy_id}, backtest_id={self.backtest_id}, "
+            f"symbol={self.symbol!r}, side={self.side!r}, quantity={self.quantity}, "
+            f"price={self.price}, executed_at={self.executed_at.isoformat()}{ext})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_fill, (self._kwargs(),))
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            "strategy_id": self.strategy_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": self.quantity,
+            "price": self.price,
+            "executed_at": self.executed_at,
+            "backtest_id": self.backtest_id,
+            "type": self.type,
+            "fee": self.fee,
+            "status": self.status,
+            "metadata": self.metadata,
+            "pnl": self.pnl,
+            "external_id": self.external_id,
+        }
+
+
+def _rebuild_fill(kwargs: dict[str, Any]) -> Fill:
+    return Fill(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    id: int
+    name: str
+    config: dict[str, Any]
+    description: str | None
+    status: str
+    metrics: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    id: int
+    name: str
+    strategy_id: int
+    config: dict[str, Any]
+    status: str
+    start_date: datetime
+    end_date: datetime
+    initial_capital: Decimal
+    metrics: dict[str, Any] | None
+    results: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A stored fill, as read back."""
+
+    id: int
+    strategy_id: int
+    backtest_id: int | None
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal | None
+    executed_at: datetime
+    status: str
+    metadata: dict[str, Any] | None
+    pnl: Decimal | None
+    external_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSummary:
+    """Exact per-symbol totals of a set of trades."""
+
+    symbol: str
+    trade_count: int
+    bought_quantity: Decimal
+    sold_quantity: Decimal
+    notional: Decimal
+    fees: Decimal
+    realized_pnl: Decimal
