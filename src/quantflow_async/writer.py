@@ -109,6 +109,7 @@ class TradeWriter:
         self._wake_at: float = _NEVER
         self._wakeup = anyio.Event()
         self._space = anyio.Event()
+        self._finished = anyio.Event()
         self._first_arrival: float | None = None
         self._flush_target = 0
         self._in_flight: list[Fill | None] = []
@@ -176,7 +177,8 @@ class TradeWriter:
             self._space.set()
             # Draining is not cancellable: accepted fills are committed or handed back.
             with anyio.CancelScope(shield=True):
-                await task_group.__aexit__(None, None, None)
+                await self._finished.wait()
+            await task_group.__aexit__(None, None, None)
             log.info("writer stopped: %s", self.stats())
         if self._failure is not None:
             raise self._failure
@@ -311,6 +313,7 @@ class TradeWriter:
                 raise
         finally:
             await self._disconnect()
+            self._finished.set()
 
     async def _wait_for_batch(self) -> None:
         """Sleep until a full batch is queued, the oldest fill is due, or the writer closes."""

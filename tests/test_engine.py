@@ -1,0 +1,57 @@
+"""SQLite connections: every pooled connection gets the pragmas, and files are private."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from quantflow_async import Database, Settings, StorageUnavailable
+
+
+@pytest.mark.parametrize("synchronous, expected", [("NORMAL", 1), ("FULL", 2)])
+async def test_pragmas_hold_on_every_pooled_connection(
+    sqlite_url: str, synchronous: str, expected: int
+) -> None:
+    settings = Settings(database_url=sqlite_url, synchronous=synchronous, pool_size=4)  # type: ignore[arg-type]
+    async with Database(settings=settings) as db:
+        connections = [await db.engine.connect() for _ in range(4)]
+        try:
+            seen = []
+            for connection in connections:
+                values = []
+                for pragma in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+                    values.append((await connection.execute(text(f"PRAGMA {pragma}"))).scalar())
+                seen.append(tuple(values))
+        finally:
+            await asyncio.gather(*(connection.close() for connection in connections))
+    assert seen == [("wal", expected, 1, settings.busy_timeout_ms)] * 4
+
+
+async def test_database_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "private.sqlite3"
+    async with Database(f"sqlite+aiosqlite:///{path}") as db:
+        await db.migrate()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite3'}"
+    with pytest.raises(StorageUnavailable, match="no-such-dir.*does not exist"):
+        async with Database(url):
+            pass
+
+
+async def test_several_databases_live_in_one_process(tmp_path: Path) -> None:
+    async with (
+        Database(f"sqlite+aiosqlite:///{tmp_path / 'a.sqlite3'}") as a,
+        Database(f"sqlite+aiosqlite:///{tmp_path / 'b.sqlite3'}") as b,
+    ):
+        await a.migrate()
+        await b.migrate()
+        await a.strategies.create(name="only-in-a")
+        assert [s.name for s in await a.strategies.list()] == ["only-in-a"]
+        assert await b.strategies.list() == []
