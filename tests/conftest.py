@@ -109,7 +109,7 @@ async def backtest_id(db: Database, strategy_id: int) -> int:
     return backtest.id
 
 
-def make_fill(strategy_id: int, n: int = 0, **overrides: Any) -> Fill:
+def make_fill(strategy_id: int, /, n: int = 0, **overrides: Any) -> Fill:
     """A valid fill; `n` spreads executed_at and makes external_id unique."""
     values: dict[str, Any] = {
         "strategy_id": strategy_id,

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, and_, case, func, literal, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -103,17 +103,12 @@ class TradeRepository:
                     )
                 ).all()
             )
-            owners = dict(
-                (
-                    await conn.execute(
-                        select(backtests.c.id, backtests.c.strategy_id).where(
-                            backtests.c.id.in_(backtest_ids)
-                        )
-                    )
+            owner_rows = await conn.execute(
+                select(backtests.c.id, backtests.c.strategy_id).where(
+                    backtests.c.id.in_(backtest_ids)
                 )
-                .tuples()
-                .all()
             )
+            owners: dict[int, int] = {backtest: owner for backtest, owner in owner_rows}
         for fill in fills:
             if fill.strategy_id not in known_strategies:
                 return NotFound("strategy", fill.strategy_id, field="strategy_id")
@@ -177,15 +172,12 @@ class TradeRepository:
             storage_error(exc, "listing trades")
         return [_record(row) for row in rows]
 
-    def _after(self, executed_at: datetime, trade_id: int) -> ColumnElement[bool]:
-        if self._engine.dialect.name == "sqlite":
-            # SQLite plans row-value comparisons as an index range.
-            return tuple_(trades.c.executed_at, trades.c.id) > tuple_(
-                literal(executed_at, trades.c.executed_at.type), literal(trade_id)
-            )
-        return or_(
-            trades.c.executed_at > executed_at,
-            and_(trades.c.executed_at == executed_at, trades.c.id > trade_id),
+    @staticmethod
+    def _after(executed_at: datetime, trade_id: int) -> ColumnElement[bool]:
+        # The first term is an index range on (..., executed_at); the second settles ties.
+        return and_(
+            trades.c.executed_at >= executed_at,
+            or_(trades.c.executed_at > executed_at, trades.c.id > trade_id),
         )
 
     async def count(
