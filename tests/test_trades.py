@@ -55,7 +55,7 @@ async def test_missing_backtest_fails_the_whole_batch_naming_the_id(
 
 async def test_backtest_of_another_strategy_is_a_conflict(db: Database, backtest_id: int) -> None:
     other = (await db.strategies.create(name="other")).id
-    with pytest.raises(Conflict, match=f"belongs to strategy"):
+    with pytest.raises(Conflict, match="belongs to strategy"):
         await db.trades.insert_many([make_fill(other, backtest_id=backtest_id)])
 
 

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from quantflow_async import __version__
 from quantflow_async.config import DATABASE_URL_ENV, Settings, redact_url
@@ -26,7 +27,7 @@ async def _count_trades(settings: Settings, args: argparse.Namespace) -> None:
     print(count)
 
 
-Command = Callable[[Settings, argparse.Namespace], Awaitable[None]]
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 
 
 def _parser() -> argparse.ArgumentParser:
