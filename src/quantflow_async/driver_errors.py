@@ -41,7 +41,7 @@ def classify(exc: BaseException) -> Fault:
         sqlstate = getattr(cause, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate:
             return _classify_sqlstate(sqlstate)
-        if _is_pg_connection_loss(cause):
+        if _is_pg_connection_loss(cause) or _is_closed_sqlite_connection(cause):
             return Fault.TRANSIENT
     return Fault.FATAL
 
@@ -53,7 +53,14 @@ def sqlite_error_name(exc: BaseException) -> str | None:
     return None
 
 
+def _is_closed_sqlite_connection(exc: BaseException) -> bool:
+    # aiosqlite raises ValueError once its connection is closed; a new connection fixes it.
+    return isinstance(exc, ValueError) and str(exc) in ("Connection closed", "no active connection")
+
+
 def _classify_sqlite(exc: sqlite3.Error) -> Fault:
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+        return Fault.TRANSIENT
     name = getattr(exc, "sqlite_errorname", "") or ""
     primary = "_".join(name.split("_")[:2])  # SQLITE_CONSTRAINT_FOREIGNKEY -> SQLITE_CONSTRAINT
     if isinstance(exc, sqlite3.IntegrityError) or primary in _SQLITE_ROW:

@@ -17,6 +17,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -26,10 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from quantflow_async.config import WriterDefaults
 from quantflow_async.driver_errors import Fault, classify, describe
+from quantflow_async.engine import sqlite_file
 from quantflow_async.errors import (
     FillRejected,
     InvalidValue,
     QueueFull,
+    StorageUnavailable,
     WriterClosed,
     WriterFailed,
 )
@@ -118,6 +121,8 @@ class TradeWriter:
         self._closed = False
         self._failure: WriterFailed | None = None
         self._task_group: TaskGroup | None = None
+        self._file = sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
+        self._file_identity: tuple[int, int] | None = None
         self._connection: AsyncConnection | None = None
         self._driver: Any = None
 
@@ -400,7 +405,9 @@ class TradeWriter:
                 if self._driver is None:
                     await self._connect()
                 async with self._sink.transaction(self._driver):
-                    return await self._sink.insert(self._driver, fills)
+                    inserted = await self._sink.insert(self._driver, fills)
+                    self._check_file_is_ours()
+                return inserted
             except Exception as exc:
                 fault = classify(exc)
                 if fault is Fault.ROW:
@@ -422,6 +429,22 @@ class TradeWriter:
     async def _connect(self) -> None:
         self._connection = await self._engine.connect()
         self._driver = await driver_connection(self._connection)
+        if self._file is not None and self._file_identity is None:
+            self._file_identity = _identity(self._file)
+
+    def _check_file_is_ours(self) -> None:
+        """Refuse to commit into a SQLite file that was deleted or replaced under us.
+
+        SQLite keeps writing to an unlinked file without complaint, and everything written
+        there vanishes when the connection closes; an acknowledgement would be a lie.
+        """
+        if self._file is None or self._file_identity is None:
+            return
+        if _identity(self._file) != self._file_identity:
+            raise StorageUnavailable(
+                f"the database file {str(self._file)!r} was removed or replaced while the "
+                "writer was running"
+            )
 
     async def _disconnect(self) -> None:
         connection, self._connection, self._driver = self._connection, None, None
@@ -471,6 +494,14 @@ class TradeWriter:
             waiter.done.set()
         self._waiters.clear()
         self._space.set()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
 
 
 def _percentile(ordered: list[float], percent: float) -> float | None:
