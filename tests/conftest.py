@@ -80,6 +80,14 @@ def database_url(backend: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def postgres_database_url() -> str:
+    """A URL to the empty test PostgreSQL database, for PostgreSQL-only tests."""
+    url = postgres_url()
+    reset_postgres(url)
+    return url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
 

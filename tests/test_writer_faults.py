@@ -1,0 +1,265 @@
+"""TradeWriter under real faults: refused rows, busy locks, lost connections, a database gone.
+
+Nothing accepted is lost and nothing is stored twice: refused fills are isolated and reported,
+passing faults are retried, and when the database is gone the uncommitted fills are handed back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+
+from quantflow_async import (
+    Database,
+    Fill,
+    FillRejected,
+    Settings,
+    WriterDefaults,
+    WriterFailed,
+)
+
+from .conftest import make_fill
+from .faults import proxy_to
+
+FAST_RETRIES = WriterDefaults(retry_attempts=3, retry_initial_delay=0.01, retry_max_delay=0.05)
+
+
+async def _refuse_symbol(db: Database, symbol: str) -> None:
+    """A trigger that refuses fills of one symbol, as a venue rule or a bad row would."""
+    async with db.engine.begin() as conn:
+        if db.engine.dialect.name == "sqlite":
+            await conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON trades WHEN NEW.symbol = '{symbol}' "
+                    f"BEGIN SELECT RAISE(ABORT, 'symbol {symbol} is not tradable'); END"
+                )
+            )
+            return
+        await conn.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.symbol = '{symbol}' THEN RAISE EXCEPTION 'symbol {symbol} is not "
+                "tradable' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END "
+                "$$ LANGUAGE plpgsql"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON trades FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        )
+
+
+async def test_bad_rows_are_isolated_and_every_good_fill_is_committed(
+    db: Database, strategy_id: int
+) -> None:
+    await _refuse_symbol(db, "REFUSED")
+    reported: list[FillRejected] = []
+    bad_positions = {3, 50, 51, 199}
+    fills = [
+        make_fill(strategy_id, n, symbol="REFUSED" if n in bad_positions else "BTCUSDT")
+        for n in range(200)
+    ]
+    async with db.writer(batch_size=200, max_latency=60, on_reject=reported.append) as writer:
+        await writer.submit_many(fills)
+    assert await db.trades.count() == 196
+    assert [r.fill for r in writer.rejected] == [fills[n] for n in sorted(bad_positions)]
+    assert reported == writer.rejected
+    assert "not tradable" in writer.rejected[0].reason
+    assert (writer.stats().written, writer.stats().rejected) == (196, 4)
+
+
+async def test_fill_of_a_missing_strategy_is_rejected_naming_it(
+    db: Database, strategy_id: int
+) -> None:
+    async with db.writer(max_latency=0.01) as writer:
+        await writer.submit(make_fill(strategy_id, 1))
+        with pytest.raises(FillRejected, match="strategy with strategy_id=999 does not exist"):
+            await writer.submit(make_fill(999, 2), wait=True)
+        await writer.submit(make_fill(strategy_id, 3), wait=True)
+    assert {t.external_id for t in await db.trades.list()} == {"fill-1", "fill-3"}
+
+
+async def test_a_failing_on_reject_callback_does_not_stop_the_writer(
+    db: Database, strategy_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(rejection: FillRejected) -> None:
+        raise RuntimeError("callback bug")
+
+    async with db.writer(on_reject=explode) as writer:
+        await writer.submit(make_fill(404))
+        await writer.submit(make_fill(strategy_id, 1))
+    assert await db.trades.count() == 1
+    assert "on_reject callback raised" in caplog.text
+
+
+async def test_sqlite_busy_is_retried_until_the_lock_is_released(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "busy.sqlite3"
+    retries = WriterDefaults(retry_attempts=30, retry_initial_delay=0.02, retry_max_delay=0.1)
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{path}", busy_timeout_ms=10, writer=retries
+    )
+    async with Database(settings=settings) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        async with aiosqlite.connect(path) as blocker, db.writer(max_latency=0) as writer:
+            await blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            for n in range(50):
+                await writer.submit(make_fill(strategy.id, n))
+            await anyio.sleep(0.3)
+            await blocker.rollback()
+            await writer.flush()
+        assert await db.trades.count() == 50
+    assert "retrying" in caplog.text
+
+
+async def test_a_connection_closed_under_the_writer_is_replaced(
+    db: Database, strategy_id: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with db.writer(max_latency=0.01) as writer:
+        await writer.submit(make_fill(strategy_id, 0), wait=True)
+        await _kill_writer_connection(db, writer)
+        for n in range(1, 100):
+            await writer.submit(make_fill(strategy_id, n))
+        await writer.flush()
+    assert await db.trades.count() == 100
+    assert writer.unwritten == ()
+    assert "retrying" in caplog.text
+
+
+async def _kill_writer_connection(db: Database, writer: Any) -> None:
+    if db.engine.dialect.name == "sqlite":
+        await writer._driver.close()
+        return
+    pid = writer._driver.get_server_pid()
+    async with db.engine.connect() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+async def test_removed_sqlite_file_fails_the_writer_and_hands_back_the_fills(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gone.sqlite3"
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{path}", writer=FAST_RETRIES)
+    async with Database(settings=settings) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        later = [make_fill(strategy.id, n) for n in range(10, 20)]
+        with pytest.raises(WriterFailed, match="removed or replaced") as closing:
+            async with db.writer(max_latency=0.01) as writer:
+                await writer.submit(make_fill(strategy.id, 0), wait=True)
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                await writer.submit_many(later)
+                with pytest.raises(WriterFailed) as flushing:
+                    await writer.flush()
+                with pytest.raises(WriterFailed):
+                    await writer.submit(make_fill(strategy.id, 99), wait=True)
+        assert list(flushing.value.unwritten) == later
+        assert list(closing.value.unwritten) == later
+        assert list(writer.unwritten) == later
+
+
+@pytest.fixture
+async def full_disk_db(tmp_path: Path) -> AsyncIterator[tuple[Database, int]]:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'full.sqlite3'}", writer=FAST_RETRIES
+    )
+    async with Database(settings=settings) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        yield db, strategy.id
+
+
+def _limit_pages(db: Database, pages: int) -> Any:
+    def limit(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA max_page_count = {pages}")
+        cursor.close()
+
+    event.listen(db.engine.sync_engine, "connect", limit)
+    return limit
+
+
+async def test_full_disk_fails_the_writer_and_a_new_writer_carries_on(
+    full_disk_db: tuple[Database, int],
+) -> None:
+    db, strategy_id = full_disk_db
+    await db.engine.dispose()
+    limit = _limit_pages(db, 40)  # about 160 KB: a disk that fills up after a few fills
+    fills = [make_fill(strategy_id, n, metadata={"pad": "x" * 8000}) for n in range(60)]
+    with pytest.raises(WriterFailed, match="full") as failed:
+        async with db.writer(batch_size=10, max_latency=0) as writer:
+            await writer.submit_many(fills)
+    stored = await db.trades.count()
+    handed_back = failed.value.unwritten
+    assert 0 < len(handed_back) and stored + len(handed_back) == len(fills)
+
+    event.remove(db.engine.sync_engine, "connect", limit)  # the disk has room again
+    await db.engine.dispose()
+    async with db.writer() as writer:
+        await writer.submit_many(handed_back)
+    assert await db.trades.count() == len(fills)
+
+
+@pytest.mark.postgres
+async def test_postgres_gone_past_the_retry_budget_hands_back_the_fills(
+    postgres_database_url: str,
+) -> None:
+    database_url = postgres_database_url
+    url = make_url(database_url)
+    async with proxy_to(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        settings = Settings(database_url=proxied, writer=FAST_RETRIES)
+        async with Database(settings=settings) as db:
+            await db.migrate()
+            strategy = await db.strategies.create(name="s")
+            later = [make_fill(strategy.id, n) for n in range(1, 30)]
+            with pytest.raises(WriterFailed) as closing:
+                async with db.writer(max_latency=0.01) as writer:
+                    await writer.submit(make_fill(strategy.id, 0), wait=True)
+                    await proxy.stop()  # the server is gone: connections drop, new ones refused
+                    await writer.submit_many(later)
+                    with pytest.raises(WriterFailed) as flushing:
+                        await writer.flush()
+            assert list(flushing.value.unwritten) == later
+            assert list(closing.value.unwritten) == later
+            await db.engine.dispose()
+    async with Database(database_url) as direct:
+        assert await direct.trades.count() == 1
+
+
+@pytest.mark.postgres
+async def test_postgres_connections_dropped_mid_stream_lose_and_double_nothing(
+    postgres_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    database_url = postgres_database_url
+    url = make_url(database_url)
+    retries = WriterDefaults(retry_attempts=10, retry_initial_delay=0.01, retry_max_delay=0.05)
+    async with proxy_to(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        async with Database(settings=Settings(database_url=proxied, writer=retries)) as db:
+            await db.migrate()
+            strategy = await db.strategies.create(name="s")
+            fills = [make_fill(strategy.id, n) for n in range(5000)]
+            async with db.writer(batch_size=200, max_latency=0) as writer:
+                for start in range(0, 5000, 500):
+                    await writer.submit_many(fills[start : start + 500])
+                    await anyio.sleep(0.01)  # the writer is mid-batch
+                    proxy.cut()  # every open connection drops, as on a network blip
+                # Re-delivery after the blips, as a reconnecting bot would do.
+                await writer.submit_many(fills[:1000])
+            assert await db.trades.count() == 5000
+            assert writer.unwritten == ()
+    assert caplog.text.count("retrying") >= 3
