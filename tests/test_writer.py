@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from quantflow_async import (
@@ -110,7 +111,7 @@ async def test_hundreds_of_producers_keep_each_ones_order(db: Database, strategy
             fill = make_fill(strategy_id, p * per_producer + k, external_id=f"p{p}-{k:03}")
             await writer.submit(fill)
             if k % 5 == 0:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
     async with db.writer(batch_size=300, max_queue=500) as writer:
         async with anyio.create_task_group() as tg:

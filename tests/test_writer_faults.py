@@ -6,8 +6,6 @@ passing faults are retried, and when the database is gone the uncommitted fills 
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from sqlalchemy.engine import make_url
 
 from quantflow_async import (
     Database,
-    Fill,
     FillRejected,
     Settings,
     WriterDefaults,
@@ -54,7 +51,8 @@ async def _refuse_symbol(db: Database, symbol: str) -> None:
         )
         await conn.execute(
             text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON trades FOR EACH ROW EXECUTE FUNCTION refuse()"
+                "CREATE TRIGGER refuse BEFORE INSERT ON trades "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
             )
         )
 
