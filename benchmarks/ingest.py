@@ -1,0 +1,284 @@
+"""Benchmark: the TradeWriter against raw sqlite3 and the ORM, on the same rows, in one run.
+
+    python benchmarks/ingest.py [--fills 1000000] [--repeats 3] [--quick]
+
+Measures, on SQLite (WAL, synchronous=NORMAL, the schema's indexes):
+  1. fills/s through the writer, submit() to committed, for --fills pre-built fills;
+  2. raw sqlite3 executemany of the same rows as ready tuples, same statement, pragmas and batch;
+  3. SQLAlchemy ORM add_all + commit per 5,000, and ORM add + commit per fill;
+  4. commit latency of a live bot submitting 1,000 fills/s with wait=True;
+  5. event-loop lag while the writer ingests --fills fills (a task sleeping 1 ms, how late it wakes);
+  6. peak RSS of a process ingesting 100,000 and 2,000,000 fills made on the fly.
+Prints a table and writes benchmarks/results/ingest.json. Throughputs are medians of --repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    fresh_database,
+    median,
+    percentile,
+    print_table,
+    synthetic_fills,
+    write_json,
+)
+from sqlalchemy import BigInteger, Integer
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import registry
+
+from quantflow_async import Database, Fill, Settings, WriterDefaults
+from quantflow_async.fill_sink import SQLITE_INSERT
+from quantflow_async.schema import trades
+from quantflow_async.types import epoch_micros
+
+BATCH = 5000
+MAX_LATENCY = 0.02
+
+
+class OrmTrade:
+    """A plain ORM mapping of the trades table, as an ORM-based bot would write it."""
+
+
+registry().map_imperatively(OrmTrade, trades)
+
+
+def url_for(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def raw_sqlite(path: Path, fills: list[Fill]) -> float:
+    """The physical limit through Python: ready tuples, executemany, one transaction a batch."""
+    rows = [fill._row for fill in fills]
+    connection = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        connection.execute(f"PRAGMA {pragma}")
+    sql = SQLITE_INSERT.format(now=epoch_micros(datetime.now(UTC)))
+    started = time.perf_counter()
+    for start in range(0, len(rows), BATCH):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(sql, rows[start : start + BATCH])
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return elapsed
+
+
+async def through_writer(path: Path, fills: list[Fill], lag: list[float] | None = None) -> float:
+    """submit() every fill from one producer; the clock stops when the writer has drained."""
+    async with Database(url_for(path)) as db:
+        monitor = asyncio.ensure_future(_watch_loop(lag)) if lag is not None else None
+        started = time.perf_counter()
+        async with db.writer(batch_size=BATCH, max_latency=MAX_LATENCY, max_queue=50_000) as w:
+            for start in range(0, len(fills), 1000):
+                for fill in fills[start : start + 1000]:
+                    await w.submit(fill)
+                await asyncio.sleep(0)  # a producer that lets the rest of its loop run
+        elapsed = time.perf_counter() - started
+        if monitor is not None:
+            monitor.cancel()
+        assert w.stats().written == len(fills), w.stats()
+    return elapsed
+
+
+async def _watch_loop(lag: list[float] | None) -> None:
+    assert lag is not None
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + 0.001
+        await asyncio.sleep(0.001)
+        lag.append(max(0.0, loop.time() - due))
+
+
+def _orm_object(fill: Fill) -> OrmTrade:
+    trade = OrmTrade()
+    for name in ("strategy_id", "backtest_id", "symbol", "side", "type", "quantity", "price",
+                 "fee", "executed_at", "status", "pnl", "external_id"):  # fmt: skip
+        setattr(trade, name, getattr(fill, name))
+    trade.metadata = fill.metadata  # type: ignore[attr-defined]
+    return trade
+
+
+async def orm(path: Path, fills: list[Fill], per_commit: int) -> float:
+    async with Database(url_for(path)) as db:
+        started = time.perf_counter()
+        async with AsyncSession(db.engine) as session:
+            for start in range(0, len(fills), per_commit):
+                session.add_all([_orm_object(f) for f in fills[start : start + per_commit]])
+                await session.commit()
+        return time.perf_counter() - started
+
+
+async def live_bot(path: Path, seconds: float, rate: int) -> list[float]:
+    """A bot that fills `rate` times a second and awaits each commit (wait=True)."""
+    strategy_id, _ = await fresh_database(url_for(path))
+    latencies: list[float] = []
+    async with Database(url_for(path)) as db:
+        async with db.writer(batch_size=2000, max_latency=MAX_LATENCY) as writer:
+
+            async def one(fill: Fill) -> None:
+                started = time.perf_counter()
+                await writer.submit(fill, wait=True)
+                latencies.append(time.perf_counter() - started)
+
+            fills = synthetic_fills(int(seconds * rate), strategy_id, None)
+            loop = asyncio.get_running_loop()
+            begin = loop.time()
+            async with asyncio.TaskGroup() as bot:
+                for n, fill in enumerate(fills):
+                    bot.create_task(one(fill))
+                    await asyncio.sleep(max(0.0, begin + (n + 1) / rate - loop.time()))
+    return latencies
+
+
+def peak_rss_child(count: int, folder: Path) -> float:
+    """Peak RSS (MB) of a fresh process that makes and ingests `count` fills."""
+    result = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(count), "--folder", str(folder)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+async def rss_child(count: int, folder: Path) -> None:
+    path = folder / f"rss-{count}.sqlite3"
+    strategy_id, backtest_id = await fresh_database(url_for(path))
+    async with Database(settings=Settings(database_url=url_for(path), writer=WriterDefaults())) as db:
+        async with db.writer(batch_size=BATCH, max_queue=50_000) as writer:
+            for fill in synthetic_fills(count, strategy_id, backtest_id):
+                await writer.submit(fill)
+        assert writer.stats().written == count
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="quantflow-bench-"))
+    count = args.fills
+    print(f"building {count:,} fills ...", flush=True)
+    strategy_id, backtest_id = await fresh_database(url_for(folder / "probe.sqlite3"))
+    fills = list(synthetic_fills(count, strategy_id, backtest_id))
+
+    raw_s: list[float] = []
+    writer_s: list[float] = []
+    for attempt in range(args.repeats):
+        for name, runner in (("raw", raw_sqlite), ("writer", None)):
+            path = folder / f"{name}-{attempt}.sqlite3"
+            await fresh_database(url_for(path))
+            gc.collect()
+            if runner is not None:
+                raw_s.append(runner(path, fills))
+            else:
+                writer_s.append(await through_writer(path, fills))
+            print(f"  run {attempt + 1}: {name} {count / (raw_s if runner else writer_s)[-1]:,.0f} fills/s", flush=True)
+
+    orm_batch_fills = fills[: args.orm_fills]
+    orm_single_fills = fills[: args.orm_single_fills]
+    orm_batch_s, orm_single_s = [], []
+    for attempt in range(args.repeats):
+        path = folder / f"orm-batch-{attempt}.sqlite3"
+        await fresh_database(url_for(path))
+        orm_batch_s.append(await orm(path, orm_batch_fills, 5000))
+        path = folder / f"orm-single-{attempt}.sqlite3"
+        await fresh_database(url_for(path))
+        orm_single_s.append(await orm(path, orm_single_fills, 1))
+        print(f"  run {attempt + 1}: orm done", flush=True)
+
+    lag: list[float] = []
+    path = folder / "lag.sqlite3"
+    await fresh_database(url_for(path))
+    await through_writer(path, fills, lag)
+    del fills
+    gc.collect()
+
+    live = await live_bot(folder / "live.sqlite3", args.live_seconds, 1000)
+    rss_small = peak_rss_child(100_000, folder)
+    rss_large = peak_rss_child(args.rss_fills, folder)
+
+    raw_rate = count / median(raw_s)
+    writer_rate = count / median(writer_s)
+    orm_batch_rate = len(orm_batch_fills) / median(orm_batch_s)
+    orm_single_rate = len(orm_single_fills) / median(orm_single_s)
+    lag_p99, lag_max = 1000 * percentile(lag, 99), 1000 * max(lag)
+    live_p50, live_p99 = 1000 * percentile(live, 50), 1000 * percentile(live, 99)
+    live_target = 2 * MAX_LATENCY * 1000 + 5
+
+    rows = [
+        ("raw sqlite3 executemany, ready tuples", f"{count:,}", f"{raw_rate:,.0f}", "1.00", ""),
+        ("TradeWriter, submit() to committed", f"{count:,}", f"{writer_rate:,.0f}",
+         f"{writer_rate / raw_rate:.2f}", "target >= 0.80"),
+        ("ORM add_all + commit per 5,000", f"{len(orm_batch_fills):,}", f"{orm_batch_rate:,.0f}",
+         f"{orm_batch_rate / raw_rate:.2f}", ""),
+        ("ORM add + commit per fill", f"{len(orm_single_fills):,}", f"{orm_single_rate:,.0f}",
+         f"{orm_single_rate / raw_rate:.3f}", ""),
+    ]  # fmt: skip
+    print_table(
+        f"SQLite ingestion, batch {BATCH}, median of {args.repeats} runs",
+        ["path", "fills", "fills/s", "vs raw", ""],
+        rows,
+    )
+    print_table(
+        "Latency, loop lag and memory",
+        ["measure", "value", "target"],
+        [
+            (f"live bot, 1,000 fills/s, wait=True: commit p50 (max_latency {MAX_LATENCY * 1000:.0f} ms)",
+             f"{live_p50:.1f} ms", ""),
+            ("live bot, 1,000 fills/s, wait=True: commit p99", f"{live_p99:.1f} ms",
+             f"<= {live_target:.0f} ms"),
+            (f"event-loop lag while ingesting {count:,} fills: p99", f"{lag_p99:.2f} ms", "<= 5 ms"),
+            (f"event-loop lag while ingesting {count:,} fills: max", f"{lag_max:.2f} ms", "<= 20 ms"),
+            ("peak RSS, 100,000 fills", f"{rss_small:.0f} MB", ""),
+            (f"peak RSS, {args.rss_fills:,} fills", f"{rss_large:.0f} MB",
+             f"<= {rss_small + 50:.0f} MB"),
+        ],
+    )  # fmt: skip
+    write_json(
+        "ingest" if not args.quick else "ingest-quick",
+        {
+            "fills": count,
+            "batch_size": BATCH,
+            "repeats": args.repeats,
+            "seconds": {"raw": raw_s, "writer": writer_s, "orm_batch": orm_batch_s,
+                        "orm_single": orm_single_s},
+            "fills_per_second": {"raw": raw_rate, "writer": writer_rate,
+                                 "orm_add_all_per_5000": orm_batch_rate,
+                                 "orm_commit_per_fill": orm_single_rate},
+            "writer_vs_raw": writer_rate / raw_rate,
+            "live_commit_ms": {"p50": live_p50, "p99": live_p99, "target_p99": live_target},
+            "loop_lag_ms": {"p99": lag_p99, "max": lag_max, "samples": len(lag)},
+            "peak_rss_mb": {"100000": rss_small, str(args.rss_fills): rss_large},
+        },
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fills", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--orm-fills", type=int, default=100_000)
+    parser.add_argument("--orm-single-fills", type=int, default=5_000)
+    parser.add_argument("--live-seconds", type=float, default=10.0)
+    parser.add_argument("--rss-fills", type=int, default=2_000_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.rss_child:
+        asyncio.run(rss_child(arguments.rss_child, arguments.folder))
+        sys.exit()
+    if arguments.quick:
+        arguments.fills, arguments.repeats, arguments.orm_fills = 50_000, 1, 10_000
+        arguments.orm_single_fills, arguments.live_seconds, arguments.rss_fills = 500, 2.0, 200_000
+    asyncio.run(main(arguments))
