@@ -161,12 +161,24 @@ async def rss_child(count: int, folder: Path) -> None:
             for fill in synthetic_fills(count, strategy_id, backtest_id):
                 await writer.submit(fill)
         assert writer.stats().written == count
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak_rss_mb())
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Unlike ru_maxrss it does not carry over
+    the parent's peak from before exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="quantflow-bench-"))
     count = args.fills
+    # Memory first, from a small parent, each child a fresh process.
+    rss_small = peak_rss_child(100_000, folder)
+    rss_large = peak_rss_child(args.rss_fills, folder)
     print(f"building {count:,} fills ...", flush=True)
     strategy_id, backtest_id = await fresh_database(url_for(folder / "probe.sqlite3"))
     fills = list(synthetic_fills(count, strategy_id, backtest_id))
@@ -204,8 +216,6 @@ async def main(args: argparse.Namespace) -> None:
     gc.collect()
 
     live = await live_bot(folder / "live.sqlite3", args.live_seconds, 1000)
-    rss_small = peak_rss_child(100_000, folder)
-    rss_large = peak_rss_child(args.rss_fills, folder)
 
     raw_rate = count / median(raw_s)
     writer_rate = count / median(writer_s)
