@@ -18,7 +18,9 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 RESULTS = Path(__file__).parent / "results"
 
 
-def synthetic_fills(count: int, strategy_id: int, backtest_id: int | None, start: int = 0) -> Iterator[Fill]:
+def synthetic_fills(
+    count: int, strategy_id: int, backtest_id: int | None, start: int = 0
+) -> Iterator[Fill]:
     """Backtest-like fills: two sides, four symbols, a fee, an external id, times 1 ms apart."""
     symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT")
     for n in range(start, start + count):
@@ -40,7 +42,7 @@ async def fresh_database(url: str) -> tuple[int, int]:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1]
         for suffix in ("", "-wal", "-shm"):
-            Path(path + suffix).unlink(missing_ok=True)
+            Path(path + suffix).unlink(missing_ok=True)  # noqa: ASYNC240 - set-up, not timed
     else:
         await _drop_postgres_tables(url)
     async with Database(url) as db:

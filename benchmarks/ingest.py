@@ -7,7 +7,7 @@ Measures, on SQLite (WAL, synchronous=NORMAL, the schema's indexes):
   2. raw sqlite3 executemany of the same rows as ready tuples, same statement, pragmas and batch;
   3. SQLAlchemy ORM add_all + commit per 5,000, and ORM add + commit per fill;
   4. commit latency of a live bot submitting 1,000 fills/s with wait=True;
-  5. event-loop lag while the writer ingests --fills fills (a task sleeping 1 ms, how late it wakes);
+  5. event-loop lag while the writer ingests --fills fills (how late a 1 ms sleeper wakes);
   6. peak RSS of a process ingesting 100,000 and 2,000,000 fills made on the fly.
 Prints a table and writes benchmarks/results/ingest.json. Throughputs are medians of --repeats.
 """
@@ -24,9 +24,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from _common import (
     fresh_database,
@@ -36,11 +34,10 @@ from _common import (
     synthetic_fills,
     write_json,
 )
-from sqlalchemy import BigInteger, Integer
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 
-from quantflow_async import Database, Fill, Settings, WriterDefaults
+from quantflow_async import Database, Fill
 from quantflow_async.fill_sink import SQLITE_INSERT
 from quantflow_async.schema import trades
 from quantflow_async.types import epoch_micros
@@ -105,8 +102,20 @@ async def _watch_loop(lag: list[float] | None) -> None:
 
 def _orm_object(fill: Fill) -> OrmTrade:
     trade = OrmTrade()
-    for name in ("strategy_id", "backtest_id", "symbol", "side", "type", "quantity", "price",
-                 "fee", "executed_at", "status", "pnl", "external_id"):  # fmt: skip
+    for name in (
+        "strategy_id",
+        "backtest_id",
+        "symbol",
+        "side",
+        "type",
+        "quantity",
+        "price",
+        "fee",
+        "executed_at",
+        "status",
+        "pnl",
+        "external_id",
+    ):
         setattr(trade, name, getattr(fill, name))
     trade.metadata = fill.metadata  # type: ignore[attr-defined]
     return trade
@@ -148,15 +157,17 @@ def peak_rss_child(count: int, folder: Path) -> float:
     """Peak RSS (MB) of a fresh process that makes and ingests `count` fills."""
     result = subprocess.run(
         [sys.executable, __file__, "--rss-child", str(count), "--folder", str(folder)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(result.stdout.strip().splitlines()[-1])
 
 
 async def rss_child(count: int, folder: Path) -> None:
     path = folder / f"rss-{count}.sqlite3"
     strategy_id, backtest_id = await fresh_database(url_for(path))
-    async with Database(settings=Settings(database_url=url_for(path), writer=WriterDefaults())) as db:
+    async with Database(url_for(path)) as db:
         async with db.writer(batch_size=BATCH, max_queue=50_000) as writer:
             for fill in synthetic_fills(count, strategy_id, backtest_id):
                 await writer.submit(fill)
@@ -194,7 +205,8 @@ async def main(args: argparse.Namespace) -> None:
                 raw_s.append(runner(path, fills))
             else:
                 writer_s.append(await through_writer(path, fills))
-            print(f"  run {attempt + 1}: {name} {count / (raw_s if runner else writer_s)[-1]:,.0f} fills/s", flush=True)
+            rate = count / (raw_s if runner else writer_s)[-1]
+            print(f"  run {attempt + 1}: {name} {rate:,.0f} fills/s", flush=True)
 
     orm_batch_fills = fills[: args.orm_fills]
     orm_single_fills = fills[: args.orm_single_fills]
@@ -227,13 +239,28 @@ async def main(args: argparse.Namespace) -> None:
 
     rows = [
         ("raw sqlite3 executemany, ready tuples", f"{count:,}", f"{raw_rate:,.0f}", "1.00", ""),
-        ("TradeWriter, submit() to committed", f"{count:,}", f"{writer_rate:,.0f}",
-         f"{writer_rate / raw_rate:.2f}", "target >= 0.80"),
-        ("ORM add_all + commit per 5,000", f"{len(orm_batch_fills):,}", f"{orm_batch_rate:,.0f}",
-         f"{orm_batch_rate / raw_rate:.2f}", ""),
-        ("ORM add + commit per fill", f"{len(orm_single_fills):,}", f"{orm_single_rate:,.0f}",
-         f"{orm_single_rate / raw_rate:.3f}", ""),
-    ]  # fmt: skip
+        (
+            "TradeWriter, submit() to committed",
+            f"{count:,}",
+            f"{writer_rate:,.0f}",
+            f"{writer_rate / raw_rate:.2f}",
+            "target >= 0.80",
+        ),
+        (
+            "ORM add_all + commit per 5,000",
+            f"{len(orm_batch_fills):,}",
+            f"{orm_batch_rate:,.0f}",
+            f"{orm_batch_rate / raw_rate:.2f}",
+            "",
+        ),
+        (
+            "ORM add + commit per fill",
+            f"{len(orm_single_fills):,}",
+            f"{orm_single_rate:,.0f}",
+            f"{orm_single_rate / raw_rate:.3f}",
+            "",
+        ),
+    ]
     print_table(
         f"SQLite ingestion, batch {BATCH}, median of {args.repeats} runs",
         ["path", "fills", "fills/s", "vs raw", ""],
@@ -243,34 +270,50 @@ async def main(args: argparse.Namespace) -> None:
         "Latency, loop lag and memory",
         ["measure", "value", "target"],
         [
-            (f"live bot, 1,000 fills/s, wait=True: commit p50 (max_latency {MAX_LATENCY * 1000:.0f} ms)",
-             f"{live_p50:.1f} ms", ""),
-            ("live bot, 1,000 fills/s, wait=True: commit p99", f"{live_p99:.1f} ms",
-             f"<= {live_target:.0f} ms"),
-            (f"event-loop lag while ingesting {count:,} fills: p99", f"{lag_p99:.2f} ms", "<= 5 ms"),
-            (f"event-loop lag while ingesting {count:,} fills: max", f"{lag_max:.2f} ms", "<= 20 ms"),
+            (
+                f"live bot, 1,000 fills/s, wait=True, max_latency {MAX_LATENCY * 1000:.0f} ms: p50",
+                f"{live_p50:.1f} ms",
+                "",
+            ),
+            (
+                "live bot, 1,000 fills/s, wait=True: commit latency p99",
+                f"{live_p99:.1f} ms",
+                f"<= {live_target:.0f} ms",
+            ),
+            (f"loop lag while ingesting {count:,} fills: p99", f"{lag_p99:.2f} ms", "<= 5 ms"),
+            (f"loop lag while ingesting {count:,} fills: max", f"{lag_max:.2f} ms", "<= 20 ms"),
             ("peak RSS, 100,000 fills", f"{rss_small:.0f} MB", ""),
-            (f"peak RSS, {args.rss_fills:,} fills", f"{rss_large:.0f} MB",
-             f"<= {rss_small + 50:.0f} MB"),
+            (
+                f"peak RSS, {args.rss_fills:,} fills",
+                f"{rss_large:.0f} MB",
+                f"<= {rss_small + 50:.0f} MB",
+            ),
         ],
-    )  # fmt: skip
+    )
     write_json(
         "ingest" if not args.quick else "ingest-quick",
         {
             "fills": count,
             "batch_size": BATCH,
             "repeats": args.repeats,
-            "seconds": {"raw": raw_s, "writer": writer_s, "orm_batch": orm_batch_s,
-                        "orm_single": orm_single_s},
-            "fills_per_second": {"raw": raw_rate, "writer": writer_rate,
-                                 "orm_add_all_per_5000": orm_batch_rate,
-                                 "orm_commit_per_fill": orm_single_rate},
+            "seconds": {
+                "raw": raw_s,
+                "writer": writer_s,
+                "orm_batch": orm_batch_s,
+                "orm_single": orm_single_s,
+            },
+            "fills_per_second": {
+                "raw": raw_rate,
+                "writer": writer_rate,
+                "orm_add_all_per_5000": orm_batch_rate,
+                "orm_commit_per_fill": orm_single_rate,
+            },
             "writer_vs_raw": writer_rate / raw_rate,
             "live_commit_ms": {"p50": live_p50, "p99": live_p99, "target_p99": live_target},
             "loop_lag_ms": {"p99": lag_p99, "max": lag_max, "samples": len(lag)},
             "peak_rss_mb": {"100000": rss_small, str(args.rss_fills): rss_large},
         },
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

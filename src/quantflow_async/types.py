@@ -29,6 +29,7 @@ MAX_FRACTION_DIGITS: Final = 18
 MAX_SYMBOL_LENGTH: Final = 64
 MAX_LABEL_LENGTH: Final = 128
 MAX_JSON_BYTES: Final = 64 * 1024
+MAX_ID: Final = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -103,8 +104,8 @@ def to_id(value: object, field: str) -> int:
     """A positive integer id, or InvalidValue naming `field`."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidValue(field, f"expected a positive int id, got {type(value).__name__}")
-    if value < 1:
-        raise InvalidValue(field, f"must be a positive id, got {value}")
+    if not 1 <= value <= MAX_ID:
+        raise InvalidValue(field, f"must be a positive id up to {MAX_ID}, got {value}")
     return value
 
 
@@ -118,6 +119,18 @@ def to_label(value: object, field: str, max_length: int = MAX_LABEL_LENGTH) -> s
         raise InvalidValue(field, f"is longer than {max_length} characters ({len(value)})")
     if not value.isprintable():
         raise InvalidValue(field, f"contains control or unprintable characters: {_preview(value)}")
+    _check_encodable(value, field)
+    return value
+
+
+def to_free_text(value: object, field: str, max_length: int = 10_000) -> str:
+    """Free text (newlines allowed) that both backends store as given."""
+    if not isinstance(value, str):
+        raise InvalidValue(field, f"expected str, got {type(value).__name__}")
+    if len(value) > max_length:
+        raise InvalidValue(field, f"is longer than {max_length} characters ({len(value)})")
+    if "\x00" in value:
+        raise InvalidValue(field, "contains a NUL character, which PostgreSQL text cannot store")
     _check_encodable(value, field)
     return value
 

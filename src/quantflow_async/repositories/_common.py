@@ -21,6 +21,10 @@ class _Unset(Enum):
 UNSET: Final = _Unset.UNSET
 """Marks an update argument that was not given (None means 'set to NULL')."""
 
+DRIVER_ERRORS: Final = (SQLAlchemyError, OSError)
+"""What a database call can raise besides our own errors: SQLAlchemy wraps the drivers'
+errors, but a refused or dropped network connection can surface as a plain OSError."""
+
 
 def json_document(value: object, field: str) -> dict[str, Any]:
     """A JSON object as stored: validated, and a copy the caller can no longer change."""

@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Row, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.column_types import utc_now
 from quantflow_async.engine import read_transaction, write_transaction
 from quantflow_async.errors import InvalidTransition, InvalidValue, NotFound
 from quantflow_async.repositories._common import (
+    DRIVER_ERRORS,
     UNSET,
     _Unset,
     json_document,
@@ -96,7 +97,7 @@ class BacktestRepository:
                 ).one()
         except IntegrityError as exc:
             raise NotFound("strategy", strategy_id) from exc
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"creating backtest {values['name']!r}")
         return _record(row)
 
@@ -106,7 +107,7 @@ class BacktestRepository:
             async with read_transaction(self._engine) as conn:
                 query = select(backtests).where(backtests.c.id == backtest_id)
                 row = (await conn.execute(query)).one_or_none()
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"reading backtest {backtest_id}")
         if row is None:
             raise NotFound("backtest", backtest_id)
@@ -124,7 +125,7 @@ class BacktestRepository:
         try:
             async with read_transaction(self._engine) as conn:
                 rows = (await conn.execute(query)).all()
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, "listing backtests")
         return [_record(row) for row in rows]
 
@@ -146,7 +147,7 @@ class BacktestRepository:
                     current = await conn.scalar(
                         select(backtests.c.status).where(backtests.c.id == backtest_id)
                     )
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"setting the status of backtest {backtest_id}")
         if row is not None:
             return _record(row)
@@ -177,7 +178,7 @@ class BacktestRepository:
         try:
             async with write_transaction(self._engine) as conn:
                 row = (await conn.execute(statement)).one_or_none()
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"saving the results of backtest {backtest_id}")
         if row is None:
             raise NotFound("backtest", backtest_id)
@@ -189,7 +190,7 @@ class BacktestRepository:
         try:
             async with write_transaction(self._engine) as conn:
                 result = await conn.execute(delete(backtests).where(backtests.c.id == backtest_id))
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"deleting backtest {backtest_id}")
         if result.rowcount == 0:
             raise NotFound("backtest", backtest_id)

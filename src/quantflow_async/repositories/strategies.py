@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Row, delete, exists, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.column_types import utc_now
 from quantflow_async.engine import read_transaction, write_transaction
 from quantflow_async.errors import Conflict, InvalidValue, NotFound
 from quantflow_async.repositories._common import (
+    DRIVER_ERRORS,
     UNSET,
     _Unset,
     json_document,
@@ -20,7 +21,7 @@ from quantflow_async.repositories._common import (
     storage_error,
 )
 from quantflow_async.schema import backtests, strategies, trades
-from quantflow_async.types import STRATEGY_STATUSES, Strategy, to_id, to_label
+from quantflow_async.types import STRATEGY_STATUSES, Strategy, to_free_text, to_id, to_label
 
 MAX_NAME_LENGTH = 200
 
@@ -32,9 +33,7 @@ def _status(value: object) -> str:
 
 
 def _description(value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidValue("description", f"expected str or None, got {type(value).__name__}")
-    return value
+    return None if value is None else to_free_text(value, "description")
 
 
 def _record(row: Row[Any]) -> Strategy:
@@ -70,7 +69,7 @@ class StrategyRepository:
                 ).one()
         except IntegrityError as exc:
             raise Conflict(f"a strategy named {values['name']!r} already exists") from exc
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"creating strategy {values['name']!r}")
         return _record(row)
 
@@ -86,7 +85,7 @@ class StrategyRepository:
         try:
             async with read_transaction(self._engine) as conn:
                 row = (await conn.execute(select(strategies).where(condition))).one_or_none()
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, "reading a strategy")
         if row is None:
             raise missing
@@ -100,7 +99,7 @@ class StrategyRepository:
         try:
             async with read_transaction(self._engine) as conn:
                 rows = (await conn.execute(query)).all()
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, "listing strategies")
         return [_record(row) for row in rows]
 
@@ -141,7 +140,7 @@ class StrategyRepository:
                 row = (await conn.execute(statement)).one_or_none()
         except IntegrityError as exc:
             raise Conflict(f"a strategy named {values.get('name')!r} already exists") from exc
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"updating strategy {strategy_id}")
         if row is None:
             raise NotFound("strategy", strategy_id)
@@ -169,7 +168,7 @@ class StrategyRepository:
                 result = await conn.execute(
                     delete(strategies).where(strategies.c.id == strategy_id)
                 )
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"deleting strategy {strategy_id}")
         if result.rowcount == 0:
             raise NotFound("strategy", strategy_id)

@@ -10,14 +10,13 @@ from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Row, and_, case, func, literal, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.driver_errors import Fault, classify, describe
 from quantflow_async.engine import read_transaction
 from quantflow_async.errors import Conflict, InvalidValue, NotFound, QuantFlowError
 from quantflow_async.fill_sink import driver_connection, sink_for
-from quantflow_async.repositories._common import storage_error
+from quantflow_async.repositories._common import DRIVER_ERRORS, storage_error
 from quantflow_async.schema import backtests, strategies, trades
 from quantflow_async.types import Fill, SymbolSummary, Trade, to_id, to_label, to_utc
 
@@ -131,7 +130,7 @@ class TradeRepository:
                 row = (
                     await conn.execute(select(trades).where(trades.c.id == trade_id))
                 ).one_or_none()
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, f"reading trade {trade_id}")
         if row is None:
             raise NotFound("trade", trade_id)
@@ -168,7 +167,7 @@ class TradeRepository:
                         raise NotFound("trade", after_id, field="after_id")
                     where.append(self._after(anchor, after_id))
                 rows = (await conn.execute(query.where(*where))).all()
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, "listing trades")
         return [_record(row) for row in rows]
 
@@ -193,7 +192,7 @@ class TradeRepository:
         try:
             async with read_transaction(self._engine) as conn:
                 total = await conn.scalar(select(func.count()).select_from(trades).where(*where))
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, "counting trades")
         return int(total or 0)
 
@@ -217,7 +216,7 @@ class TradeRepository:
                 if self._engine.dialect.name == "postgresql":
                     return await self._summary_in_sql(conn, where)
                 return await self._summary_in_python(conn, where)
-        except SQLAlchemyError as exc:
+        except DRIVER_ERRORS as exc:
             storage_error(exc, "summarising trades")
 
     async def _summary_in_sql(
