@@ -21,14 +21,51 @@ if config.config_file_name is not None and not config.attributes.get("connection
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    """Run the migrations in one transaction, which the connection must not have begun.
+
+    On SQLite, foreign keys are off while the migrations run: a batch-mode rebuild drops and
+    re-creates a table, and with foreign keys on, dropping a parent table would delete its
+    children through ON DELETE CASCADE. They are checked before the commit instead.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _set_foreign_keys(connection, on=False)
+    try:
+        # Begun before configure(), so Alembic joins this transaction instead of committing
+        # its own; SQLite's DDL is transactional once SQLAlchemy emits BEGIN (engine.py).
+        with connection.begin():
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                render_as_batch=sqlite,
+                compare_type=True,
+                transactional_ddl=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            if sqlite:
+                _check_foreign_keys(connection)
+    finally:
+        if sqlite:
+            _set_foreign_keys(connection, on=True)
+
+
+def _set_foreign_keys(connection: Connection, *, on: bool) -> None:
+    # The pragma is a no-op inside a transaction, so it goes straight to the driver,
+    # before SQLAlchemy begins one.
+    if connection.in_transaction():
+        raise RuntimeError("migrations need a connection that has not begun a transaction")
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration left {len(broken)} rows with broken foreign keys")
 
 
 async def run_async_migrations() -> None:
@@ -37,7 +74,6 @@ async def run_async_migrations() -> None:
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
-            await connection.commit()
     finally:
         await engine.dispose()
 

@@ -13,7 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.engine import write_transaction
+from quantflow_async.driver_errors import describe
+from quantflow_async.engine import WRITE_OPTION
 from quantflow_async.errors import MigrationError
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,20 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Bring the schema to the head revision inside one write transaction."""
-    config = alembic_config()
+async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> None:
+    """Bring the schema to the head revision in one write transaction (begun by env.py)."""
+    config = config or alembic_config()
 
     def upgrade(connection: Connection) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
     try:
-        async with write_transaction(engine) as connection:
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(**{WRITE_OPTION: True})
             await connection.run_sync(upgrade)
     except MigrationError:
         raise
     except Exception as exc:
-        raise MigrationError(f"migration to head failed: {exc}") from exc
+        raise MigrationError(f"migration to head failed: {describe(exc)}") from exc
     log.info("schema is at revision %s", head_revision())
