@@ -6,14 +6,15 @@ passing faults are retried, and when the database is gone the uncommitted fills 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import anyio
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from quantflow_async import (
@@ -138,9 +139,9 @@ async def test_a_connection_closed_under_the_writer_is_replaced(
 
 async def _kill_writer_connection(db: Database, writer: Any) -> None:
     if db.engine.dialect.name == "sqlite":
-        await writer._driver.close()
+        os.kill(writer._backend.worker.pid, signal.SIGKILL)  # the worker holding the connection
         return
-    pid = writer._driver.get_server_pid()
+    pid = writer._backend.driver.get_server_pid()
     async with db.engine.connect() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
@@ -169,46 +170,50 @@ async def test_removed_sqlite_file_fails_the_writer_and_hands_back_the_fills(
         assert list(writer.unwritten) == later
 
 
-@pytest.fixture
-async def full_disk_db(tmp_path: Path) -> AsyncIterator[tuple[Database, int]]:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'full.sqlite3'}", writer=FAST_RETRIES
-    )
-    async with Database(settings=settings) as db:
+async def test_full_disk_fails_the_writer_and_a_new_writer_carries_on(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'full.sqlite3'}"
+    async with Database(url) as db:
         await db.migrate()
-        strategy = await db.strategies.create(name="s")
-        yield db, strategy.id
-
-
-def _limit_pages(db: Database, pages: int) -> Any:
-    def limit(dbapi_connection: Any, record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA max_page_count = {pages}")
-        cursor.close()
-
-    event.listen(db.engine.sync_engine, "connect", limit)
-    return limit
-
-
-async def test_full_disk_fails_the_writer_and_a_new_writer_carries_on(
-    full_disk_db: tuple[Database, int],
-) -> None:
-    db, strategy_id = full_disk_db
-    await db.engine.dispose()
-    limit = _limit_pages(db, 40)  # about 160 KB: a disk that fills up after a few fills
+        strategy_id = (await db.strategies.create(name="s")).id
+    # max_page_count caps the file at about 160 KB: a disk that fills up after a few fills.
+    small_disk = Settings(
+        database_url=url, writer=FAST_RETRIES, sqlite_pragmas=("PRAGMA max_page_count = 40",)
+    )
     fills = [make_fill(strategy_id, n, metadata={"pad": "x" * 8000}) for n in range(60)]
-    with pytest.raises(WriterFailed, match="full") as failed:
-        async with db.writer(batch_size=10, max_latency=0) as writer:
-            await writer.submit_many(fills)
-    stored = await db.trades.count()
+    async with Database(settings=small_disk) as db:
+        with pytest.raises(WriterFailed, match="full") as failed:
+            async with db.writer(batch_size=10, max_latency=0) as writer:
+                await writer.submit_many(fills)
+        stored = await db.trades.count()
     handed_back = failed.value.unwritten
     assert 0 < len(handed_back) and stored + len(handed_back) == len(fills)
+    assert list(handed_back) == fills[stored:]
 
-    event.remove(db.engine.sync_engine, "connect", limit)  # the disk has room again
-    await db.engine.dispose()
-    async with db.writer() as writer:
-        await writer.submit_many(handed_back)
-    assert await db.trades.count() == len(fills)
+    async with Database(url) as db:  # the disk has room again
+        async with db.writer() as writer:
+            await writer.submit_many(handed_back)
+        assert await db.trades.count() == len(fills)
+
+
+async def test_read_only_database_fails_the_writer_and_hands_back_the_fills(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ro.sqlite3"
+    async with Database(f"sqlite+aiosqlite:///{path}") as db:
+        await db.migrate()
+        strategy_id = (await db.strategies.create(name="s")).id
+    fills = [make_fill(strategy_id, n) for n in range(20)]
+    read_only = Settings(database_url=f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true")
+    async with Database(settings=read_only) as db:
+        with pytest.raises(WriterFailed, match="readonly") as failed:
+            async with db.writer() as writer:
+                await writer.submit_many(fills)
+    assert list(failed.value.unwritten) == fills
+
+    async with Database(f"sqlite+aiosqlite:///{path}") as db:  # writable again
+        async with db.writer() as writer:
+            await writer.submit_many(failed.value.unwritten)
+        assert await db.trades.count() == 20
 
 
 @pytest.mark.postgres

@@ -52,6 +52,8 @@ class Settings:
 
     `synchronous` applies to SQLite only: NORMAL survives a crash of the process,
     FULL also survives a power loss or an OS crash, at the cost of an fsync per commit.
+    `sqlite_pragmas` are extra statements run on every SQLite connection after the library's
+    own (for example "PRAGMA cache_size=-65536").
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -60,12 +62,16 @@ class Settings:
     pool_size: int = 5
     echo: bool = False
     writer: WriterDefaults = WriterDefaults()
+    sqlite_pragmas: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {self.synchronous!r}")
         if self.busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be >= 0, got {self.busy_timeout_ms}")
+        for pragma in self.sqlite_pragmas:
+            if not pragma.upper().startswith("PRAGMA ") or ";" in pragma:
+                raise ValueError(f"sqlite_pragmas holds one PRAGMA statement each, got {pragma!r}")
         if self.pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {self.pool_size}")
         try:

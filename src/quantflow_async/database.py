@@ -121,4 +121,4 @@ class Database:
             max_latency=defaults.max_latency if max_latency is None else max_latency,
             max_queue=defaults.max_queue if max_queue is None else max_queue,
         )
-        return TradeWriter(self.engine, self.trades, options, on_reject=on_reject)
+        return TradeWriter(self.engine, self.trades, self.settings, options, on_reject=on_reject)

@@ -24,6 +24,10 @@ _SQLITE_TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 _PG_TRANSIENT_STATES = {"40001", "40P01", "53300", "55P03", "57P01", "57P02", "57P03", "57014"}
 
 
+class ConnectionLost(ConnectionError):
+    """The connection to the database (or to the SQLite worker process) broke."""
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     current: BaseException | None = exc

@@ -44,16 +44,26 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def sqlite_file(url: URL) -> Path | None:
-    """The file behind a SQLite URL, or None for an in-memory database."""
-    database = url.database
-    if not database or database == ":memory:" or url.query.get("mode") == "memory":
+    """The file behind a SQLite URL (plain or `file:` URI), or None for an in-memory database."""
+    database = url.database or ""
+    if is_sqlite_uri(url):
+        location, _, query = database.removeprefix("file:").partition("?")
+        if "mode=memory" in query or url.query.get("mode") == "memory":
+            return None
+        database = location
+    if not database or database == ":memory:":
         return None
     return Path(database)
 
 
+def is_sqlite_uri(url: URL) -> bool:
+    return str(url.query.get("uri", "")).lower() in ("true", "1")
+
+
 def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     path = sqlite_file(url)
-    if path is not None:
+    read_only = "mode=ro" in (url.database or "") or url.query.get("mode") == "ro"
+    if path is not None and not read_only:
         _create_private_file(path)
     engine = create_async_engine(
         url,
@@ -62,12 +72,7 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
         hide_parameters=True,
         connect_args={"timeout": settings.busy_timeout_ms / 1000},
     )
-    pragmas = (
-        "PRAGMA journal_mode=WAL",
-        f"PRAGMA synchronous={settings.synchronous}",
-        "PRAGMA foreign_keys=ON",
-        f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
-    )
+    pragmas = sqlite_pragmas(settings)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -87,6 +92,17 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
 
     log.info("opened %s (synchronous=%s)", redact_url(settings.database_url), settings.synchronous)
     return engine
+
+
+def sqlite_pragmas(settings: Settings) -> tuple[str, ...]:
+    """The statements every SQLite connection runs when it opens, the writer's included."""
+    return (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={settings.synchronous}",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
+        *settings.sqlite_pragmas,
+    )
 
 
 def _create_private_file(path: Path) -> None:

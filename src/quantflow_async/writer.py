@@ -17,26 +17,23 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import WriterDefaults
+from quantflow_async.batch_stores import batch_store_for
+from quantflow_async.config import Settings, WriterDefaults
 from quantflow_async.driver_errors import Fault, classify, describe
-from quantflow_async.engine import sqlite_file
 from quantflow_async.errors import (
     FillRejected,
     InvalidValue,
     QueueFull,
-    StorageUnavailable,
     WriterClosed,
     WriterFailed,
 )
-from quantflow_async.fill_sink import driver_connection, sink_for
 from quantflow_async.repositories._common import storage_error
 from quantflow_async.repositories.trades import TradeRepository
 from quantflow_async.types import Fill
@@ -89,13 +86,13 @@ class TradeWriter:
         self,
         engine: AsyncEngine,
         trades: TradeRepository,
+        settings: Settings,
         options: WriterDefaults,
         *,
         on_reject: RejectHandler | None = None,
     ) -> None:
-        self._engine = engine
         self._trades = trades
-        self._sink = sink_for(engine.dialect.name)
+        self._backend = batch_store_for(engine, settings)
         self.options = options
         self._on_reject = on_reject
         self._pending: deque[Fill] = deque()
@@ -121,10 +118,7 @@ class TradeWriter:
         self._closed = False
         self._failure: WriterFailed | None = None
         self._task_group: TaskGroup | None = None
-        self._file = sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
-        self._file_identity: tuple[int, int] | None = None
-        self._connection: AsyncConnection | None = None
-        self._driver: Any = None
+        self._connected = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -402,12 +396,9 @@ class TradeWriter:
         delay = self.options.retry_initial_delay
         for attempt in range(self.options.retry_attempts + 1):
             try:
-                if self._driver is None:
+                if not self._connected:
                     await self._connect()
-                async with self._sink.transaction(self._driver):
-                    inserted = await self._sink.insert(self._driver, fills)
-                    self._check_file_is_ours()
-                return inserted
+                return await self._backend.store(fills)
             except Exception as exc:
                 fault = classify(exc)
                 if fault is Fault.ROW:
@@ -427,33 +418,16 @@ class TradeWriter:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _connect(self) -> None:
-        self._connection = await self._engine.connect()
-        self._driver = await driver_connection(self._connection)
-        if self._file is not None and self._file_identity is None:
-            self._file_identity = _identity(self._file)
-
-    def _check_file_is_ours(self) -> None:
-        """Refuse to commit into a SQLite file that was deleted or replaced under us.
-
-        SQLite keeps writing to an unlinked file without complaint, and everything written
-        there vanishes when the connection closes; an acknowledgement would be a lie.
-        """
-        if self._file is None or self._file_identity is None:
-            return
-        if _identity(self._file) != self._file_identity:
-            raise StorageUnavailable(
-                f"the database file {str(self._file)!r} was removed or replaced while the "
-                "writer was running"
-            )
+        await self._backend.open()
+        self._connected = True
 
     async def _disconnect(self) -> None:
-        connection, self._connection, self._driver = self._connection, None, None
-        if connection is None:
+        if not self._connected:
             return
+        self._connected = False
         with anyio.CancelScope(shield=True):
             try:
-                await connection.invalidate()
-                await connection.close()
+                await self._backend.aclose()
             except Exception as exc:  # the connection is already broken; nothing to save
                 log.debug("writer: closing a broken connection: %s", describe(exc))
 
@@ -494,14 +468,6 @@ class TradeWriter:
             waiter.done.set()
         self._waiters.clear()
         self._space.set()
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return (status.st_dev, status.st_ino)
 
 
 def _percentile(ordered: list[float], percent: float) -> float | None:
