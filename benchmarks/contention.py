@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -73,27 +74,40 @@ async def run(url: str, seconds: float, readers: int, cli: bool) -> dict[str, fl
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--readers", type=int, default=READERS)
     parser.add_argument("--no-cli", action="store_true", help="leave out the second process")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="quantflow-contention-"))
     url = f"sqlite+aiosqlite:///{folder / 'contention.sqlite3'}"
-    solo = await run(url, args.seconds, readers=0, cli=False)
-    loaded = await run(url, args.seconds, readers=args.readers, cli=not args.no_cli)
-    ratio = loaded["fills_per_second"] / solo["fills_per_second"]
+    runs = []
+    for _ in range(args.repeats):
+        solo = await run(url, args.seconds, readers=0, cli=False)
+        loaded = await run(url, args.seconds, readers=args.readers, cli=not args.no_cli)
+        runs.append((solo, loaded, loaded["fills_per_second"] / solo["fills_per_second"]))
+        print(
+            f"  solo {solo['fills_per_second']:,.0f}/s, loaded {loaded['fills_per_second']:,.0f}/s"
+        )
+    solo_rate = statistics.median(r[0]["fills_per_second"] for r in runs)
+    loaded_rate = statistics.median(r[1]["fills_per_second"] for r in runs)
+    ratio = statistics.median(r[2] for r in runs)
+    pages = statistics.median(r[1]["pages"] for r in runs)
+    cli_reads = statistics.median(r[1]["cli"] for r in runs)
     print_table(
-        f"Writer throughput on SQLite, {args.seconds:.0f} s each",
+        f"Writer throughput on SQLite, {args.seconds:.0f} s a run, median of {args.repeats} pairs",
         ["run", "fills/s", "reader pages", "CLI reads", "vs solo"],
         [
-            ("writer alone", f"{solo['fills_per_second']:,.0f}", "", "", "1.00"),
-            (f"with {READERS} readers + a CLI process", f"{loaded['fills_per_second']:,.0f}",
-             f"{loaded['pages']:,.0f}", f"{loaded['cli']:,.0f}", f"{ratio:.2f} (target >= 0.50)"),
+            ("writer alone", f"{solo_rate:,.0f}", "", "", "1.00"),
+            (f"with {args.readers} readers + a CLI process", f"{loaded_rate:,.0f}",
+             f"{pages:,.0f}", f"{cli_reads:,.0f}", f"{ratio:.2f} (target >= 0.50)"),
         ],
     )  # fmt: skip
     write_json(
-        "contention", {"seconds": args.seconds, "solo": solo, "contended": loaded, "ratio": ratio}
-    )
+        "contention",
+        {"seconds": args.seconds, "readers": args.readers, "ratio_median": ratio,
+         "runs": [{"solo": s, "contended": c, "ratio": r} for s, c, r in runs]},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import stat
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,6 @@ async def test_pragmas_hold_on_every_pooled_connection(
         finally:
             await asyncio.gather(*(connection.close() for connection in connections))
     assert seen == [("wal", expected, 1, settings.busy_timeout_ms)] * 4
-
-
-async def test_database_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
-    path = tmp_path / "private.sqlite3"
-    async with Database(f"sqlite+aiosqlite:///{path}") as db:
-        await db.migrate()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:

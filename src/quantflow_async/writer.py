@@ -3,8 +3,9 @@
 Producers call `submit()`; the queue is a deque bounded by `max_queue`, so a full queue makes
 producers wait (back-pressure) and memory never grows with the number of fills. One writer task
 takes up to `batch_size` fills, at the latest `max_latency` seconds after they arrived, and
-stores them in one transaction on its own connection; the driver call runs off the event loop.
-A batch that the database refuses is split until every good fill is committed and every bad one
+commits them in one transaction on its own connection: for a SQLite file, a connection held by
+a worker process (batch_stores.py), so the insert never competes with the event loop for the
+GIL. A batch the database refuses is split until every good fill is committed and every bad one
 is isolated and reported. Passing faults are retried; a database that is gone stops the writer
 and hands back every accepted fill it did not commit.
 """
