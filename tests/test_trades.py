@@ -68,12 +68,20 @@ async def test_insert_many_of_nothing_is_zero(db: Database) -> None:
     assert await db.trades.insert_many([]) == 0
 
 
-async def test_records_carry_every_field_back(
-    db: Database, strategy_id: int, backtest_id: int
-) -> None:
+async def test_records_carry_every_field_back(db: Database, strategy_id: int) -> None:
+    # Ids that differ from each other, so no two fields can be swapped unnoticed.
+    owner = (await db.strategies.create(name="owner")).id
+    backtest = await db.backtests.create(
+        strategy_id=owner,
+        name="b",
+        start_date=T0,
+        end_date=T0 + timedelta(days=1),
+        initial_capital=1,
+    )
+    assert (owner, backtest.id) == (strategy_id + 1, 1)
     fill = make_fill(
-        strategy_id,
-        backtest_id=backtest_id,
+        owner,
+        backtest_id=backtest.id,
         type="limit",
         fee="0.021",
         pnl="-3.5",
@@ -90,6 +98,7 @@ async def test_records_carry_every_field_back(
     assert (trade.external_id, trade.executed_at, trade.quantity) == (
         fill.external_id, fill.executed_at, fill.quantity,
     )  # fmt: skip
+    assert (trade.strategy_id, trade.backtest_id) == (owner, backtest.id)
 
 
 async def test_list_filters_by_backtest_strategy_symbol_and_time(
