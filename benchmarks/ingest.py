@@ -39,7 +39,7 @@ from sqlalchemy.orm import registry
 
 from quantflow_async import Database, Fill
 from quantflow_async.fill_sink import SQLITE_INSERT
-from quantflow_async.schema import trades
+from quantflow_async.schema import TRADE_INSERT_COLUMNS, trades
 from quantflow_async.types import epoch_micros
 
 BATCH = 5000
@@ -102,22 +102,8 @@ async def _watch_loop(lag: list[float] | None) -> None:
 
 def _orm_object(fill: Fill) -> OrmTrade:
     trade = OrmTrade()
-    for name in (
-        "strategy_id",
-        "backtest_id",
-        "symbol",
-        "side",
-        "type",
-        "quantity",
-        "price",
-        "fee",
-        "executed_at",
-        "status",
-        "pnl",
-        "external_id",
-    ):
+    for name in TRADE_INSERT_COLUMNS:
         setattr(trade, name, getattr(fill, name))
-    trade.metadata = fill.metadata  # type: ignore[attr-defined]
     return trade
 
 

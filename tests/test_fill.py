@@ -14,8 +14,8 @@ from quantflow_async import Fill, InvalidValue
 from .conftest import T0, make_fill
 
 BAD_VALUES: list[tuple[str, Any, str]] = [
-    ("side", "hold", "buy' or 'sell"),
-    ("side", "BUY", "buy' or 'sell"),
+    ("side", "hold", "one of 'buy', 'sell'"),
+    ("side", "BUY", "one of 'buy', 'sell'"),
     ("quantity", 0, "> 0"),
     ("quantity", "-1", "> 0"),
     ("quantity", float("nan"), "finite"),

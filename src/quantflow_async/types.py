@@ -123,6 +123,14 @@ def to_label(value: object, field: str, max_length: int = MAX_LABEL_LENGTH) -> s
     return value
 
 
+def to_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, exactly as written (no case folding), or InvalidValue naming `field`."""
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(repr(choice) for choice in choices)
+        raise InvalidValue(field, f"must be one of {allowed}; got {value!r}")
+    return value
+
+
 def to_free_text(value: object, field: str, max_length: int = 10_000) -> str:
     """Free text (newlines allowed) that both backends store as given."""
     if not isinstance(value, str):
@@ -226,13 +234,9 @@ class Fill:
             self, "backtest_id", None if backtest_id is None else to_id(backtest_id, "backtest_id")
         )
         set_(self, "symbol", to_label(symbol, "symbol", MAX_SYMBOL_LENGTH))
-        if side not in SIDES:
-            raise InvalidValue("side", f"must be 'buy' or 'sell', got {side!r}")
-        set_(self, "side", side)
+        set_(self, "side", to_choice(side, "side", SIDES))
         set_(self, "type", to_label(type, "type", 32))
-        if status not in TRADE_STATUSES:
-            raise InvalidValue("status", f"must be one of {TRADE_STATUSES}; got {status!r}")
-        set_(self, "status", status)
+        set_(self, "status", to_choice(status, "status", TRADE_STATUSES))
         qty = to_decimal(quantity, "quantity")
         if qty <= 0:
             raise InvalidValue("quantity", f"must be > 0, got {qty}")

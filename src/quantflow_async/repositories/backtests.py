@@ -26,6 +26,7 @@ from quantflow_async.types import (
     BACKTEST_STATUSES,
     Backtest,
     DecimalInput,
+    to_choice,
     to_decimal,
     to_id,
     to_label,
@@ -46,9 +47,7 @@ A pending backtest may also be cancelled before it starts. Finished states are f
 
 
 def _status(value: object) -> str:
-    if value not in BACKTEST_STATUSES:
-        raise InvalidValue("status", f"must be one of {BACKTEST_STATUSES}; got {value!r}")
-    return str(value)
+    return to_choice(value, "status", BACKTEST_STATUSES)
 
 
 def _record(row: Row[Any]) -> Backtest:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.column_types import utc_now
 from quantflow_async.engine import read_transaction, write_transaction
-from quantflow_async.errors import Conflict, InvalidValue, NotFound
+from quantflow_async.errors import Conflict, NotFound
 from quantflow_async.repositories._common import (
     DRIVER_ERRORS,
     UNSET,
@@ -21,15 +21,20 @@ from quantflow_async.repositories._common import (
     storage_error,
 )
 from quantflow_async.schema import backtests, strategies, trades
-from quantflow_async.types import STRATEGY_STATUSES, Strategy, to_free_text, to_id, to_label
+from quantflow_async.types import (
+    STRATEGY_STATUSES,
+    Strategy,
+    to_choice,
+    to_free_text,
+    to_id,
+    to_label,
+)
 
 MAX_NAME_LENGTH = 200
 
 
 def _status(value: object) -> str:
-    if value not in STRATEGY_STATUSES:
-        raise InvalidValue("status", f"must be one of {STRATEGY_STATUSES}; got {value!r}")
-    return str(value)
+    return to_choice(value, "status", STRATEGY_STATUSES)
 
 
 def _description(value: object) -> str | None:
