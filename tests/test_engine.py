@@ -35,6 +35,9 @@ async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StorageUnavailable, match="no-such-dir.*does not exist"):
         async with Database(url):
             pass
+    (tmp_path / "no-such-dir").mkdir()  # the fault removed, the same URL works
+    async with Database(url) as db:
+        await db.migrate()
 
 
 async def test_several_databases_live_in_one_process(tmp_path: Path) -> None:

@@ -239,8 +239,11 @@ async def test_postgres_gone_past_the_retry_budget_hands_back_the_fills(
             assert list(flushing.value.unwritten) == later
             assert list(closing.value.unwritten) == later
             await db.engine.dispose()
-    async with Database(database_url) as direct:
+    async with Database(database_url) as direct:  # the server is back: a new writer carries on
         assert await direct.trades.count() == 1
+        async with direct.writer() as writer:
+            await writer.submit_many(closing.value.unwritten)
+        assert await direct.trades.count() == 30
 
 
 @pytest.mark.postgres
