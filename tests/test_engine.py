@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from quantflow_async import Database, Settings, StorageUnavailable
+from quantflow_async import Database, QuantFlowError, Settings, StorageUnavailable
 
 
 @pytest.mark.parametrize("synchronous, expected", [("NORMAL", 1), ("FULL", 2)])
@@ -50,3 +51,22 @@ async def test_several_databases_live_in_one_process(tmp_path: Path) -> None:
         await a.strategies.create(name="only-in-a")
         assert [s.name for s in await a.strategies.list()] == ["only-in-a"]
         assert await b.strategies.list() == []
+
+
+async def test_closing_twice_is_fine_and_a_closed_database_says_so(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    async with db:
+        await db.migrate()
+    await db.aclose()
+    with pytest.raises(QuantFlowError, match="not open"):
+        await db.strategies.list()
+
+
+async def test_a_database_dropped_while_open_warns(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    await db.open()
+    engine = db.engine
+    with pytest.warns(ResourceWarning, match="never closed"):
+        del db
+        gc.collect()
+    await engine.dispose()
