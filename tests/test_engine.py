@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,23 @@ async def test_a_database_dropped_while_open_warns(sqlite_url: str) -> None:
         del db
         gc.collect()
     await engine.dispose()
+
+
+async def test_closing_leaves_no_thread_and_no_worker_process(sqlite_url: str) -> None:
+    threads_before = set(threading.enumerate())
+    async with Database(sqlite_url) as db:
+        await db.migrate()
+        await asyncio.gather(*(db.strategies.list() for _ in range(5)))  # several connections
+        async with db.writer() as writer:
+            worker = writer._backend.worker.pid  # type: ignore[attr-defined]
+            assert worker is not None and _alive(worker)
+        assert not _alive(worker)
+    assert set(threading.enumerate()) <= threads_before
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
