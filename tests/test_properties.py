@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from quantflow_async import Database, Fill, InvalidValue, QuantFlowError, cli
+from quantflow_async import Database, Fill, FillRejected, InvalidValue, QuantFlowError, cli
 
 FILL_FIELDS = {
     "strategy_id", "backtest_id", "symbol", "side", "type", "quantity", "price", "fee",
@@ -133,30 +133,40 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[asyncio.R
             runner.run(db.aclose())
 
 
-@given(st.lists(wild_fill_arguments(), min_size=1, max_size=15))
+@given(
+    st.lists(
+        st.tuples(wild_fill_arguments(), st.sampled_from([1, 1, 1, 2, 9_999_999])),
+        min_size=1,
+        max_size=15,
+    )
+)
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_what_is_accepted_reads_back_equal_and_the_writer_lives_on(
-    stored: tuple[asyncio.Runner, Database], batch: list[dict[str, Any]]
+    stored: tuple[asyncio.Runner, Database], drawn: list[tuple[dict[str, Any], int]]
 ) -> None:
     runner, db = stored
 
     async def ingest() -> list[tuple[Fill, int]]:
         accepted: list[tuple[Fill, int]] = []
         async with db.writer(max_latency=0) as writer:
-            for arguments in batch:
-                arguments.update(strategy_id=1, backtest_id=None, external_id=None)
+            for arguments, strategy_id in drawn:
+                # Strategy 1 exists; 2 and 9_999_999 do not, so those fills must be refused.
+                arguments.update(strategy_id=strategy_id, backtest_id=None, external_id=None)
                 try:
                     fill = Fill(**arguments)
                 except InvalidValue:
                     with pytest.raises(InvalidValue):
                         await writer.submit(arguments)  # type: ignore[arg-type]
                     continue
+                if strategy_id != 1:
+                    with pytest.raises(FillRejected, match=f"strategy_id={strategy_id}"):
+                        await writer.submit(fill, wait=True)
+                    continue
                 await writer.submit(fill, wait=True)
                 accepted.append((fill, await _newest_id(db)))
             await writer.submit(Fill(**_GOOD), wait=True)  # still alive after all of that
-            assert writer.stats().rejected == 0
         return accepted
 
     for fill, trade_id in runner.run(ingest()):
