@@ -72,16 +72,19 @@ wild_ids = st.one_of(
 )
 
 
+_GOOD: dict[str, Any] = {
+    "strategy_id": 1,
+    "symbol": "BTCUSDT",
+    "side": "buy",
+    "quantity": "1",
+    "price": "1",
+    "executed_at": datetime(2024, 1, 1, tzinfo=UTC),
+}
+
+
 @st.composite
 def wild_fill_arguments(draw: st.DrawFn) -> dict[str, Any]:
-    arguments: dict[str, Any] = {
-        "strategy_id": 1,
-        "symbol": "BTCUSDT",
-        "side": "buy",
-        "quantity": "1",
-        "price": "1",
-        "executed_at": datetime(2024, 1, 1, tzinfo=UTC),
-    }
+    arguments = dict(_GOOD)
     for field in draw(st.sets(st.sampled_from(sorted(FILL_FIELDS)), min_size=1, max_size=4)):
         arguments[field] = draw(
             {
@@ -179,16 +182,6 @@ def test_what_is_accepted_reads_back_equal_and_the_writer_lives_on(
         )  # fmt: skip
         assert trade.executed_at == fill.executed_at
         assert trade.metadata == fill.metadata
-
-
-_GOOD: dict[str, Any] = {
-    "strategy_id": 1,
-    "symbol": "BTCUSDT",
-    "side": "buy",
-    "quantity": "1",
-    "price": "1",
-    "executed_at": datetime(2024, 1, 1, tzinfo=UTC),
-}
 
 
 async def _newest_id(db: Database) -> int:
