@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from quantflow_async import Database, QuantFlowError, Settings, StorageUnavailable
+from quantflow_async import Database, InvalidValue, QuantFlowError, Settings, StorageUnavailable
 
 
 @pytest.mark.parametrize("synchronous, expected", [("NORMAL", 1), ("FULL", 2)])
@@ -92,3 +92,10 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+async def test_in_memory_sqlite_is_refused_with_the_reason(url: str) -> None:
+    with pytest.raises(InvalidValue, match="in-memory SQLite .* use a file"):
+        async with Database(url):
+            pass

@@ -2,8 +2,8 @@
 
 - `WorkerStore`, for a SQLite file: the connection lives in a worker process, so inserting
   never competes with the caller's event loop for the GIL (see sqlite_worker_main.py).
-- `ConnectionStore`, for PostgreSQL (and in-memory SQLite): a pooled connection of the
-  engine, driven through its raw asyncpg or aiosqlite connection.
+- `ConnectionStore`, for PostgreSQL: a pooled connection of the engine, driven through its
+  raw asyncpg connection.
 """
 
 from __future__ import annotations
@@ -78,6 +78,6 @@ class ConnectionStore:
 
 
 def batch_store_for(engine: AsyncEngine, settings: Settings) -> BatchStore:
-    if engine.dialect.name == "sqlite" and sqlite_file(engine.url) is not None:
+    if engine.dialect.name == "sqlite":
         return WorkerStore(engine, settings)
     return ConnectionStore(engine)

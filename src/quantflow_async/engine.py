@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from quantflow_async.config import Settings, redact_url
-from quantflow_async.errors import StorageUnavailable
+from quantflow_async.errors import InvalidValue, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,14 @@ def is_sqlite_uri(url: URL) -> bool:
 
 def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     path = sqlite_file(url)
+    if path is None:
+        raise InvalidValue(
+            "database_url",
+            "an in-memory SQLite database cannot be shared by the writer and the readers; "
+            "use a file, e.g. sqlite+aiosqlite:///./dev.sqlite3 (or one in a temporary folder)",
+        )
     read_only = "mode=ro" in (url.database or "") or url.query.get("mode") == "ro"
-    if path is not None and not read_only:
+    if not read_only:
         _create_private_file(path)
     engine = create_async_engine(
         url,
