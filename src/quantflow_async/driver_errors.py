@@ -50,13 +50,6 @@ def classify(exc: BaseException) -> Fault:
     return Fault.FATAL
 
 
-def sqlite_error_name(exc: BaseException) -> str | None:
-    for cause in _causes(exc):
-        if isinstance(cause, sqlite3.Error):
-            return getattr(cause, "sqlite_errorname", None)
-    return None
-
-
 def _is_closed_sqlite_connection(exc: BaseException) -> bool:
     # aiosqlite raises ValueError once its connection is closed; a new connection fixes it.
     return isinstance(exc, ValueError) and str(exc) in ("Connection closed", "no active connection")

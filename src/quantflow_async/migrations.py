@@ -8,7 +8,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,10 +43,6 @@ def head_revision() -> str:
     if head is None:
         raise MigrationError("the migration scripts define no head revision")
     return head
-
-
-def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
 
 
 async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> None:
