@@ -82,7 +82,7 @@ def test_acknowledged_fills_survive_sigkill_exactly_once(tmp_path: Path, synchro
 
     strategy_id = asyncio.run(prepare())
     acknowledged = _crash_rounds(url, synchronous, strategy_id, tmp_path)
-    assert len(acknowledged) > ROUNDS * 200
+    assert len(acknowledged) >= ROUNDS * 200  # every round acknowledged at least one flush
 
     async def check() -> tuple[str, dict[str, int]]:
         async with Database(url) as db, db.engine.connect() as conn:
