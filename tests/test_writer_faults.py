@@ -137,6 +137,21 @@ async def test_a_connection_closed_under_the_writer_is_replaced(
     assert "retrying" in caplog.text
 
 
+async def test_ctrl_c_reaching_the_sqlite_worker_does_not_interrupt_it(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Database(sqlite_url) as db:
+        await db.migrate()
+        strategy_id = (await db.strategies.create(name="s")).id
+        async with db.writer(max_latency=0.01) as writer:
+            await writer.submit(make_fill(strategy_id, 0), wait=True)
+            os.kill(writer._backend.worker.pid, signal.SIGINT)  # type: ignore[attr-defined]
+            await writer.submit_many(make_fill(strategy_id, n) for n in range(1, 2000))
+            await writer.flush()
+        assert await db.trades.count() == 2000
+    assert "retrying" not in caplog.text
+
+
 async def _kill_writer_connection(db: Database, writer: Any) -> None:
     if db.engine.dialect.name == "sqlite":
         os.kill(writer._backend.worker.pid, signal.SIGKILL)  # the worker holding the connection

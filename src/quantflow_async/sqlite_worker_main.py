@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import signal
 import sqlite3
 import struct
 import sys
@@ -77,6 +78,9 @@ def write_message(stream: BinaryIO, message: Any) -> None:
 
 
 def main(arguments: list[str]) -> int:
+    # Ctrl-C reaches the whole process group: the parent decides when to stop (it drains, then
+    # closes our stdin), so an interrupt must not abort a batch here half-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     database, uri, path, *pragmas = arguments
     connection = sqlite3.connect(database, uri=uri == "1", isolation_level=None)
     for pragma in pragmas:
@@ -87,7 +91,7 @@ def main(arguments: list[str]) -> int:
         while (request := read_message(requests)) is not None:
             sql, rows = request
             write_message(replies, store(connection, sql, rows, path, opened))
-    except (BrokenPipeError, KeyboardInterrupt):
+    except BrokenPipeError:  # the parent is gone; nothing is waiting for a reply
         pass
     finally:
         connection.close()
