@@ -41,9 +41,10 @@ async def test_a_full_batch_is_committed_without_waiting_for_max_latency(
     async with db.writer(batch_size=10, max_latency=60) as writer:
         for n in range(10):
             writer.submit_nowait(make_fill(strategy_id, n))
-        with anyio.fail_after(10):
+        with anyio.fail_after(10):  # far below max_latency: only a full batch gets here
             while await db.trades.count() < 10:
                 await anyio.sleep(0.01)
+        assert writer.stats().batches == 1
 
 
 async def test_a_partial_batch_is_committed_after_max_latency(
