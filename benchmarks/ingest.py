@@ -40,7 +40,7 @@ from sqlalchemy.orm import registry
 from quantflow_async import Database, Fill
 from quantflow_async.fill_sink import SQLITE_INSERT
 from quantflow_async.schema import TRADE_INSERT_COLUMNS, trades
-from quantflow_async.types import epoch_micros
+from quantflow_async.validation import epoch_micros
 
 BATCH = 5000
 MAX_LATENCY = 0.02

@@ -18,7 +18,8 @@ from quantflow_async.config import Settings
 from quantflow_async.engine import sqlite_file, sqlite_pragmas
 from quantflow_async.fill_sink import SQLITE_INSERT, driver_connection, sink_for
 from quantflow_async.sqlite_worker import SqliteWorker
-from quantflow_async.types import Fill, epoch_micros
+from quantflow_async.types import Fill
+from quantflow_async.validation import epoch_micros
 
 
 class BatchStore(Protocol):

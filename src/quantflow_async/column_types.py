@@ -18,7 +18,7 @@ from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.sql.type_api import TypeEngine
 from sqlalchemy.types import TypeDecorator
 
-from quantflow_async.types import decimal_text, epoch_micros
+from quantflow_async.validation import decimal_text, epoch_micros
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

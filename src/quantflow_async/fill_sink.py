@@ -16,7 +16,8 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from quantflow_async.schema import TRADE_INSERT_COLUMNS
-from quantflow_async.types import Fill, epoch_micros
+from quantflow_async.types import Fill
+from quantflow_async.validation import epoch_micros
 
 _COLUMNS = ", ".join(TRADE_INSERT_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in TRADE_INSERT_COLUMNS)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from quantflow_async.driver_errors import Fault, classify, describe
 from quantflow_async.errors import InvalidValue, StorageError, StorageUnavailable
-from quantflow_async.types import to_json_text
+from quantflow_async.validation import to_json_text
 
 
 class _Unset(Enum):

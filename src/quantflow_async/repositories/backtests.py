@@ -22,16 +22,8 @@ from quantflow_async.repositories._common import (
     storage_error,
 )
 from quantflow_async.schema import backtests
-from quantflow_async.types import (
-    BACKTEST_STATUSES,
-    Backtest,
-    DecimalInput,
-    to_choice,
-    to_decimal,
-    to_id,
-    to_label,
-    to_utc,
-)
+from quantflow_async.types import BACKTEST_STATUSES, Backtest, DecimalInput
+from quantflow_async.validation import to_choice, to_decimal, to_id, to_label, to_utc
 
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
     "pending": frozenset({"running", "cancelled"}),

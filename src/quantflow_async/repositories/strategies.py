@@ -21,14 +21,8 @@ from quantflow_async.repositories._common import (
     storage_error,
 )
 from quantflow_async.schema import backtests, strategies, trades
-from quantflow_async.types import (
-    STRATEGY_STATUSES,
-    Strategy,
-    to_choice,
-    to_free_text,
-    to_id,
-    to_label,
-)
+from quantflow_async.types import STRATEGY_STATUSES, Strategy
+from quantflow_async.validation import to_choice, to_free_text, to_id, to_label
 
 MAX_NAME_LENGTH = 200
 

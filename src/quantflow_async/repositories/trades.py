@@ -18,7 +18,8 @@ from quantflow_async.errors import Conflict, InvalidValue, NotFound, QuantFlowEr
 from quantflow_async.fill_sink import driver_connection, sink_for
 from quantflow_async.repositories._common import DRIVER_ERRORS, storage_error
 from quantflow_async.schema import backtests, strategies, trades
-from quantflow_async.types import Fill, SymbolSummary, Trade, to_id, to_label, to_utc
+from quantflow_async.types import Fill, SymbolSummary, Trade
+from quantflow_async.validation import to_id, to_label, to_utc
 
 MAX_PAGE: Final = 100_000
 INSERT_CHUNK: Final = 10_000
