@@ -65,8 +65,6 @@ class ConnectionStore:
         self.driver = await driver_connection(self._connection)
 
     async def store(self, fills: Sequence[Fill]) -> int:
-        if self.driver is None:
-            await self.open()
         async with self._sink.transaction(self.driver):
             return await self._sink.insert(self.driver, fills)
 

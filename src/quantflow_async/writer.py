@@ -423,8 +423,7 @@ class TradeWriter:
         self._connected = True
 
     async def _disconnect(self) -> None:
-        if not self._connected:
-            return
+        # Always ask the backend to let go: an open() that failed half-way may hold a connection.
         self._connected = False
         with anyio.CancelScope(shield=True):
             try:
