@@ -12,8 +12,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from quantflow_async.config import Settings
-from quantflow_async.engine import create_engine
-from quantflow_async.schema import metadata
+from quantflow_async.store.engine import create_engine
+from quantflow_async.store.schema import metadata
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("connection"):

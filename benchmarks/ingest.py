@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 
 from quantflow_async import Database, Fill
-from quantflow_async.fill_sink import SQLITE_INSERT
-from quantflow_async.schema import TRADE_INSERT_COLUMNS, trades
+from quantflow_async.store.schema import TRADE_INSERT_COLUMNS, trades
+from quantflow_async.store.trade_insert import SQLITE_INSERT
 from quantflow_async.validation import epoch_micros
 
 BATCH = 5000

@@ -22,7 +22,7 @@ from alembic import command
 from sqlalchemy import Connection
 
 from quantflow_async import Database
-from quantflow_async.migrations import alembic_config, script_location
+from quantflow_async.store.migrations import alembic_config, script_location
 
 REVISIONS = {
     "901_rebuild_backtests.py": ("901", "003", "backtests", "name", "sa.String(200)"),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from quantflow_async import Database, Fill, Settings
 
@@ -25,43 +27,66 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-def postgres_url() -> str:
+def _server_url() -> str:
     """The test server's URL, or skip (fail in CI) with how to enable the tests."""
     url = os.environ.get(POSTGRES_URL_ENV)
-    required = os.environ.get(REQUIRE_POSTGRES_ENV) == "1"
     if not url:
-        message = (
+        _unavailable(
             f"PostgreSQL tests need {POSTGRES_URL_ENV}, e.g. "
             "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
         )
-        if required:
-            pytest.fail(message)
-        pytest.skip(message)
     return url
+
+
+def _unavailable(message: str) -> NoReturn:
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _on_server(url: str, *statements: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        try:
+            connection = await asyncpg.connect(_dsn(url), timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            _unavailable(f"PostgreSQL at {POSTGRES_URL_ENV} is unreachable: {exc}")
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_server_database() -> Iterator[str]:
+    """A database of this test run's own on the test server, dropped when the run ends.
+
+    Runs that share the server (two checkouts, CI beside a developer) never see each other's
+    rows, and the server's own `test` database is left as it was.
+    """
+    server = _server_url()
+    name = f"quantflow_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    _on_server(server, f'CREATE DATABASE "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        _on_server(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def reset_postgres(url: str) -> None:
     """Drop the library's tables so each test starts from an empty, unmigrated database."""
-    import asyncpg
-
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-    async def drop() -> None:
-        try:
-            connection = await asyncpg.connect(dsn, timeout=10)
-        except (OSError, asyncpg.PostgresError) as exc:
-            message = f"PostgreSQL at {POSTGRES_URL_ENV} is unreachable: {exc}"
-            if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
-                pytest.fail(message)
-            pytest.skip(message)
-        try:
-            await connection.execute(
-                "DROP TABLE IF EXISTS trades, backtests, strategies, alembic_version CASCADE"
-            )
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    _on_server(
+        url, "DROP TABLE IF EXISTS trades, backtests, strategies, alembic_version CASCADE"
+    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -70,21 +95,20 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path) -> str:
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A URL to an empty database of the backend under test."""
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
-    url = postgres_url()
+    url = str(request.getfixturevalue("postgres_server_database"))
     reset_postgres(url)
     return url
 
 
 @pytest.fixture
-def postgres_database_url() -> str:
-    """A URL to the empty test PostgreSQL database, for PostgreSQL-only tests."""
-    url = postgres_url()
-    reset_postgres(url)
-    return url
+def postgres_database_url(postgres_server_database: str) -> str:
+    """A URL to an empty PostgreSQL database, for PostgreSQL-only tests."""
+    reset_postgres(postgres_server_database)
+    return postgres_server_database
 
 
 @pytest.fixture
@@ -137,3 +161,12 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("QUANTFLOW_DATABASE_URL", raising=False)
     monkeypatch.delenv("QUANTFLOW_SQLITE_SYNCHRONOUS", raising=False)
     yield
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if os.environ.get(POSTGRES_URL_ENV):
+        return f"PostgreSQL tests: on ({POSTGRES_URL_ENV} is set)"
+    return (
+        f"PostgreSQL tests: skipped; set {POSTGRES_URL_ENV}, "
+        "e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    )

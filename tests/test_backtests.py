@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from quantflow_async import Database, InvalidTransition, InvalidValue, NotFound
-from quantflow_async.repositories.backtests import TRANSITIONS
+from quantflow_async.store.repositories.backtests import TRANSITIONS
 
 from .conftest import T0, make_fill
 

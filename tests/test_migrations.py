@@ -14,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, inspect
 
 from quantflow_async import Database, NotFound
-from quantflow_async.migrations import alembic_config, head_revision
+from quantflow_async.store.migrations import alembic_config, head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"strategies", "backtests", "trades"}

@@ -187,7 +187,7 @@ def test_what_is_accepted_reads_back_equal_and_the_writer_lives_on(
 async def _newest_id(db: Database) -> int:
     from sqlalchemy import func, select
 
-    from quantflow_async.schema import trades
+    from quantflow_async.store.schema import trades
 
     async with db.engine.connect() as conn:
         return int(await conn.scalar(select(func.max(trades.c.id))) or 0)

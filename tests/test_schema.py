@@ -13,7 +13,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from quantflow_async import Database
-from quantflow_async.schema import metadata
+from quantflow_async.store.schema import metadata
 
 from .conftest import T0, make_fill
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from quantflow_async.column_types import UTCDateTime, utc_now
+from quantflow_async.store.column_types import UTCDateTime, utc_now
 
 revision: str = "001"
 down_revision: str | None = None

@@ -23,8 +23,8 @@ from quantflow_async.errors import (
     WriterError,
     WriterFailed,
 )
-from quantflow_async.types import Backtest, Fill, Strategy, SymbolSummary, Trade
-from quantflow_async.writer import TradeWriter, WriterStats
+from quantflow_async.ingest.writer import TradeWriter, WriterStats
+from quantflow_async.records import Backtest, Fill, Strategy, SymbolSummary, Trade
 
 __all__ = [
     "Backtest",

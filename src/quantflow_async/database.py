@@ -11,11 +11,15 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import Settings, redact_url
-from quantflow_async.engine import create_engine
 from quantflow_async.errors import QuantFlowError
-from quantflow_async.migrations import upgrade_to_head
-from quantflow_async.repositories import BacktestRepository, StrategyRepository, TradeRepository
-from quantflow_async.writer import RejectHandler, TradeWriter
+from quantflow_async.ingest.writer import RejectHandler, TradeWriter
+from quantflow_async.store.engine import create_engine
+from quantflow_async.store.migrations import upgrade_to_head
+from quantflow_async.store.repositories import (
+    BacktestRepository,
+    StrategyRepository,
+    TradeRepository,
+)
 
 log = logging.getLogger(__name__)
 

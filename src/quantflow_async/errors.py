@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from quantflow_async.types import Fill
+    from quantflow_async.records import Fill
 
 
 class QuantFlowError(Exception):

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from quantflow_async.schema import TRADE_INSERT_COLUMNS
-from quantflow_async.types import Fill
+from quantflow_async.records import Fill
+from quantflow_async.store.schema import TRADE_INSERT_COLUMNS
 from quantflow_async.validation import epoch_micros
 
 _COLUMNS = ", ".join(TRADE_INSERT_COLUMNS)

@@ -15,10 +15,10 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from quantflow_async.config import Settings
-from quantflow_async.engine import sqlite_file, sqlite_pragmas
-from quantflow_async.fill_sink import SQLITE_INSERT, driver_connection, sink_for
-from quantflow_async.sqlite_worker import SqliteWorker
-from quantflow_async.types import Fill
+from quantflow_async.ingest.sqlite_worker import SqliteWorker
+from quantflow_async.records import Fill
+from quantflow_async.store.engine import sqlite_file, sqlite_pragmas
+from quantflow_async.store.trade_insert import SQLITE_INSERT, driver_connection, sink_for
 from quantflow_async.validation import epoch_micros
 
 

@@ -19,9 +19,9 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from quantflow_async.driver_errors import ConnectionLost
 from quantflow_async.errors import StorageUnavailable
-from quantflow_async.sqlite_worker_main import HEADER
+from quantflow_async.ingest.sqlite_worker_main import HEADER
+from quantflow_async.store.driver_errors import ConnectionLost
 
 log = logging.getLogger(__name__)
 

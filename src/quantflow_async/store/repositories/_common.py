@@ -9,8 +9,8 @@ from typing import Any, Final, NoReturn
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from quantflow_async.driver_errors import Fault, classify, describe
 from quantflow_async.errors import InvalidValue, StorageError, StorageUnavailable
+from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.validation import to_json_text
 
 

@@ -12,13 +12,13 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Row, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.driver_errors import Fault, classify, describe
-from quantflow_async.engine import read_transaction
 from quantflow_async.errors import Conflict, InvalidValue, NotFound, QuantFlowError
-from quantflow_async.fill_sink import driver_connection, sink_for
-from quantflow_async.repositories._common import DRIVER_ERRORS, storage_error
-from quantflow_async.schema import backtests, strategies, trades
-from quantflow_async.types import Fill, SymbolSummary, Trade
+from quantflow_async.records import Fill, SymbolSummary, Trade
+from quantflow_async.store.driver_errors import Fault, classify, describe
+from quantflow_async.store.engine import read_transaction
+from quantflow_async.store.repositories._common import DRIVER_ERRORS, storage_error
+from quantflow_async.store.schema import backtests, strategies, trades
+from quantflow_async.store.trade_insert import driver_connection, sink_for
 from quantflow_async.validation import to_id, to_label, to_utc
 
 MAX_PAGE: Final = 100_000

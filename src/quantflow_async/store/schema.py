@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from quantflow_async.column_types import ExactDecimal, UTCDateTime, utc_now
+from quantflow_async.store.column_types import ExactDecimal, UTCDateTime, utc_now
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

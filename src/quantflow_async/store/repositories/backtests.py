@@ -10,10 +10,11 @@ from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.column_types import utc_now
-from quantflow_async.engine import read_transaction, write_transaction
 from quantflow_async.errors import InvalidTransition, InvalidValue, NotFound
-from quantflow_async.repositories._common import (
+from quantflow_async.records import BACKTEST_STATUSES, Backtest, DecimalInput
+from quantflow_async.store.column_types import utc_now
+from quantflow_async.store.engine import read_transaction, write_transaction
+from quantflow_async.store.repositories._common import (
     DRIVER_ERRORS,
     UNSET,
     _Unset,
@@ -21,8 +22,7 @@ from quantflow_async.repositories._common import (
     optional_json_document,
     storage_error,
 )
-from quantflow_async.schema import backtests
-from quantflow_async.types import BACKTEST_STATUSES, Backtest, DecimalInput
+from quantflow_async.store.schema import backtests
 from quantflow_async.validation import to_choice, to_decimal, to_id, to_label, to_utc
 
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {

@@ -9,10 +9,11 @@ from sqlalchemy import Row, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.column_types import utc_now
-from quantflow_async.engine import read_transaction, write_transaction
 from quantflow_async.errors import Conflict, NotFound
-from quantflow_async.repositories._common import (
+from quantflow_async.records import STRATEGY_STATUSES, Strategy
+from quantflow_async.store.column_types import utc_now
+from quantflow_async.store.engine import read_transaction, write_transaction
+from quantflow_async.store.repositories._common import (
     DRIVER_ERRORS,
     UNSET,
     _Unset,
@@ -20,8 +21,7 @@ from quantflow_async.repositories._common import (
     optional_json_document,
     storage_error,
 )
-from quantflow_async.schema import backtests, strategies, trades
-from quantflow_async.types import STRATEGY_STATUSES, Strategy
+from quantflow_async.store.schema import backtests, strategies, trades
 from quantflow_async.validation import to_choice, to_free_text, to_id, to_label
 
 MAX_NAME_LENGTH = 200

@@ -25,9 +25,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.batch_stores import batch_store_for
 from quantflow_async.config import Settings, WriterDefaults
-from quantflow_async.driver_errors import Fault, classify, describe
 from quantflow_async.errors import (
     FillRejected,
     InvalidValue,
@@ -35,9 +33,11 @@ from quantflow_async.errors import (
     WriterClosed,
     WriterFailed,
 )
-from quantflow_async.repositories._common import storage_error
-from quantflow_async.repositories.trades import TradeRepository
-from quantflow_async.types import Fill
+from quantflow_async.ingest.batch_stores import batch_store_for
+from quantflow_async.records import Fill
+from quantflow_async.store.driver_errors import Fault, classify, describe
+from quantflow_async.store.repositories._common import storage_error
+from quantflow_async.store.repositories.trades import TradeRepository
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.driver_errors import describe
-from quantflow_async.engine import WRITE_OPTION
 from quantflow_async.errors import MigrationError
+from quantflow_async.store.driver_errors import describe
+from quantflow_async.store.engine import WRITE_OPTION
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def script_location() -> Path:
     packaged = Path(str(resources.files("quantflow_async"))) / "_alembic"
     if (packaged / "env.py").is_file():
         return packaged
-    checkout = Path(__file__).resolve().parents[2] / "alembic"
+    checkout = Path(__file__).resolve().parents[3] / "alembic"
     if (checkout / "env.py").is_file():
         return checkout
     raise MigrationError("the Alembic scripts are missing from this installation")

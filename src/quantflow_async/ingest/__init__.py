@@ -1,0 +1,1 @@
+"""Ingestion: the TradeWriter and where its batches go, one module per backend."""
