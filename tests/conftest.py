@@ -84,7 +84,11 @@ def postgres_server_database() -> Iterator[str]:
 
 def reset_postgres(url: str) -> None:
     """Drop the library's tables so each test starts from an empty, unmigrated database."""
-    _on_server(url, "DROP TABLE IF EXISTS trades, backtests, strategies, alembic_version CASCADE")
+    _on_server(
+        url,
+        "DROP TABLE IF EXISTS trades, backtests, strategies, writer_batches, alembic_version "
+        "CASCADE",
+    )
 
 
 @pytest.fixture(params=BACKENDS)

@@ -17,7 +17,7 @@ from quantflow_async import Database, NotFound
 from quantflow_async.store.migrations import alembic_config, head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"strategies", "backtests", "trades"}
+TABLES = {"strategies", "backtests", "trades", "writer_batches"}
 
 
 async def _tables(db: Database) -> set[str]:
@@ -56,8 +56,10 @@ async def test_migrations_run_one_table_at_a_time(database_url: str) -> None:
         await _run(db, "upgrade", "002")
         assert await _tables(db) == {"strategies", "backtests"}
         await _run(db, "upgrade", "003")
+        assert await _tables(db) == {"strategies", "backtests", "trades"}
+        await _run(db, "upgrade", "004")
         assert await _tables(db) == TABLES
-        assert head_revision() == "003"
+        assert head_revision() == "004"
 
 
 def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
@@ -73,7 +75,7 @@ def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
     result = subprocess.run(
         [*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
-    assert "003 (head)" in result.stdout
+    assert "004 (head)" in result.stdout
 
 
 async def test_migrate_twice_is_harmless(database_url: str) -> None:
@@ -88,7 +90,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "900"
-down_revision = "003"
+down_revision = "004"
 branch_labels = None
 depends_on = None
 
@@ -137,7 +139,7 @@ async def test_rebuilding_a_parent_table_keeps_every_child_row(
         await _run(db, "upgrade", "900", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         assert await db.trades.summary() == before
-        await _run(db, "downgrade", "003", config)
+        await _run(db, "downgrade", "004", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         # The foreign keys are enforced again afterwards.
         with pytest.raises(NotFound):

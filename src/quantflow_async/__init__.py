@@ -10,6 +10,7 @@ from quantflow_async.config import Settings, WriterDefaults
 from quantflow_async.database import Database
 from quantflow_async.errors import (
     Conflict,
+    DatabaseNotOpen,
     FillRejected,
     InvalidTransition,
     InvalidValue,
@@ -22,6 +23,7 @@ from quantflow_async.errors import (
     WriterClosed,
     WriterError,
     WriterFailed,
+    WriterNotRunning,
 )
 from quantflow_async.ingest.writer import TradeWriter, WriterStats
 from quantflow_async.records import Backtest, Fill, Strategy, SymbolSummary, Trade
@@ -30,6 +32,7 @@ __all__ = [
     "Backtest",
     "Conflict",
     "Database",
+    "DatabaseNotOpen",
     "Fill",
     "FillRejected",
     "InvalidTransition",
@@ -49,6 +52,7 @@ __all__ = [
     "WriterDefaults",
     "WriterError",
     "WriterFailed",
+    "WriterNotRunning",
     "WriterStats",
 ]
 

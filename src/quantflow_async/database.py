@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import Settings, redact_url
-from quantflow_async.errors import QuantFlowError
+from quantflow_async.errors import DatabaseNotOpen
 from quantflow_async.ingest.writer import RejectHandler, TradeWriter
 from quantflow_async.store.engine import create_engine
 from quantflow_async.store.migrations import upgrade_to_head
@@ -85,12 +85,12 @@ class Database:
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
-            raise QuantFlowError("the Database is not open; use `async with Database(...) as db`")
+            raise DatabaseNotOpen("the Database is not open; use `async with Database(...) as db`")
         return self._engine
 
     def _opened(self, repository: _R | None) -> _R:
         if repository is None or self._engine is None:
-            raise QuantFlowError("the Database is not open; use `async with Database(...) as db`")
+            raise DatabaseNotOpen("the Database is not open; use `async with Database(...) as db`")
         return repository
 
     @property

@@ -1,7 +1,9 @@
 """Every error QuantFlow Async raises on purpose, in one hierarchy.
 
     QuantFlowError
-    ├── InvalidValue (also a ValueError)      a bad argument or Fill field; `.field` names it
+    ├── DatabaseNotOpen                       a Database used before open() or after aclose()
+    ├── InvalidValue (also a ValueError)      a bad argument, setting or Fill field; `.field`
+    │                                         names it
     ├── NotFound (also a LookupError)         a strategy, backtest or trade id that does not exist
     ├── Conflict                              a unique name, or a delete that would orphan rows
     ├── InvalidTransition                     a backtest status change the lifecycle forbids
@@ -11,6 +13,7 @@
     ├── MigrationError                        the schema could not be brought to the head revision
     └── WriterError                           raised by TradeWriter
         ├── QueueFull                         submit_nowait() on a full queue
+        ├── WriterNotRunning                  used before `async with`, or started twice
         ├── WriterClosed                      submit() after the writer was closed
         ├── FillRejected                      a fill the database refused (constraint, foreign key)
         └── WriterFailed                      the writer stopped; `.unwritten` holds every fill
@@ -31,6 +34,10 @@ if TYPE_CHECKING:
 
 class QuantFlowError(Exception):
     """Base class of every error the library raises on purpose."""
+
+
+class DatabaseNotOpen(QuantFlowError):
+    """A Database used before `open()` (or `async with`) or after `aclose()`."""
 
 
 class InvalidValue(QuantFlowError, ValueError):
@@ -86,8 +93,12 @@ class QueueFull(WriterError):
     """`submit_nowait()` found the writer's queue at `max_queue`."""
 
 
+class WriterNotRunning(WriterError):
+    """The writer was used before it was started, or started a second time."""
+
+
 class WriterClosed(WriterError):
-    """The writer no longer accepts fills."""
+    """The writer was closed: it accepts no more fills."""
 
 
 class FillRejected(WriterError):

@@ -11,11 +11,13 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -60,6 +62,50 @@ def is_sqlite_uri(url: URL) -> bool:
     return str(url.query.get("uri", "")).lower() in ("true", "1")
 
 
+@dataclass(frozen=True, slots=True)
+class PinnedFile:
+    """The SQLite file a Database opened: its absolute path, and its identity once it exists.
+
+    Fixed when the engine is made, so a later `os.chdir()` or a file put in its place never
+    sends a connection (the writer's worker included) to another file.
+    """
+
+    path: Path
+    identity: tuple[int, int] | None
+
+    def check(self) -> None:
+        """Raise StorageUnavailable if the file at `path` is no longer the one opened."""
+        if self.identity is not None and file_identity(self.path) != self.identity:
+            raise StorageUnavailable(
+                f"the database file {str(self.path)!r} was removed or replaced "
+                "after the Database opened it"
+            )
+
+
+_PINNED: WeakKeyDictionary[Engine, PinnedFile] = WeakKeyDictionary()
+
+
+def pinned_file(engine: AsyncEngine) -> PinnedFile:
+    """The file a SQLite engine of this module was made for."""
+    return _PINNED[engine.sync_engine]
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
+
+
+def _absolute(url: URL, path: Path) -> tuple[URL, Path]:
+    absolute = Path(os.path.abspath(path))
+    if not is_sqlite_uri(url):
+        return url.set(database=str(absolute)), absolute
+    _, _, query = (url.database or "").removeprefix("file:").partition("?")
+    return url.set(database=f"file:{absolute}" + (f"?{query}" if query else "")), absolute
+
+
 def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     path = sqlite_file(url)
     if path is None:
@@ -68,9 +114,11 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
             "an in-memory SQLite database cannot be shared by the writer and the readers; "
             "use a file, e.g. sqlite+aiosqlite:///./dev.sqlite3 (or one in a temporary folder)",
         )
+    url, path = _absolute(url, path)
     read_only = "mode=ro" in (url.database or "") or url.query.get("mode") == "ro"
     if not read_only:
         _create_private_file(path)
+    pinned = PinnedFile(path, file_identity(path))
     engine = create_async_engine(
         url,
         echo=settings.echo,
@@ -82,6 +130,7 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        pinned.check()
         # SQLAlchemy emits BEGIN itself (see _on_begin); sqlite3 must not.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -96,6 +145,7 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
+    _PINNED[engine.sync_engine] = pinned
     log.info("opened %s (synchronous=%s)", redact_url(settings.database_url), settings.synchronous)
     return engine
 

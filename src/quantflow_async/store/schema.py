@@ -137,6 +137,18 @@ trades = Table(
     Index(None, "executed_at"),
 )
 
+# One row per batch a TradeWriter committed, written in the batch's own transaction: after a
+# connection broke between COMMIT and its reply, the token tells whether the batch is stored.
+# Each writer deletes its previous token with its next batch; leftovers of writers that died
+# are pruned after a day.
+writer_batches = Table(
+    "writer_batches",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("inserted", Integer, nullable=False),
+    Column("committed_at", UTCDateTime(), nullable=False),
+)
+
 TRADE_INSERT_COLUMNS = (
     "strategy_id",
     "backtest_id",
