@@ -5,12 +5,15 @@ Nothing in the library reads the environment except `Settings.from_env()`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from sqlalchemy.engine import make_url
+
+from quantflow_async.errors import InvalidValue
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dev.sqlite3"
 DATABASE_URL_ENV = "QUANTFLOW_DATABASE_URL"
@@ -21,7 +24,13 @@ Synchronous = Literal["NORMAL", "FULL"]
 
 @dataclass(frozen=True, slots=True)
 class WriterDefaults:
-    """Default knobs of `Database.writer()`; each can be overridden per writer."""
+    """Default knobs of `Database.writer()`; each can be overridden per writer.
+
+    `commit_timeout` bounds one transaction: past it the writer abandons the connection (its
+    SQLite worker is killed), learns from the batch's token whether it was committed, and
+    retries it if not. `max_rejected` is how many refusals `writer.rejected` keeps (the most
+    recent); `stats().rejected` counts them all.
+    """
 
     batch_size: int = 2000
     max_latency: float = 0.02
@@ -29,21 +38,39 @@ class WriterDefaults:
     retry_attempts: int = 8
     retry_initial_delay: float = 0.05
     retry_max_delay: float = 2.0
+    commit_timeout: float = 60.0
+    max_rejected: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_latency < 0:
-            raise ValueError(f"max_latency must be >= 0 seconds, got {self.max_latency}")
-        if self.max_queue < 1:
-            raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
-        if self.retry_attempts < 0:
-            raise ValueError(f"retry_attempts must be >= 0, got {self.retry_attempts}")
-        if self.retry_initial_delay < 0 or self.retry_max_delay < self.retry_initial_delay:
-            raise ValueError(
-                "retry delays must satisfy 0 <= retry_initial_delay <= retry_max_delay, got "
-                f"{self.retry_initial_delay} and {self.retry_max_delay}"
+        _check_count("batch_size", self.batch_size, minimum=1)
+        _check_count("max_queue", self.max_queue, minimum=1)
+        _check_count("retry_attempts", self.retry_attempts, minimum=0)
+        _check_count("max_rejected", self.max_rejected, minimum=0)
+        _check_seconds("max_latency", self.max_latency, allow_zero=True)
+        _check_seconds("retry_initial_delay", self.retry_initial_delay, allow_zero=True)
+        _check_seconds("retry_max_delay", self.retry_max_delay, allow_zero=True)
+        _check_seconds("commit_timeout", self.commit_timeout, allow_zero=False)
+        if self.retry_max_delay < self.retry_initial_delay:
+            raise InvalidValue(
+                "retry_max_delay",
+                f"must be >= retry_initial_delay ({self.retry_initial_delay}), "
+                f"got {self.retry_max_delay}",
             )
+
+
+def _check_count(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(name, f"expected an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise InvalidValue(name, f"must be >= {minimum}, got {value}")
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue(name, f"expected seconds as a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidValue(name, f"must be a finite number of seconds {bound}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
