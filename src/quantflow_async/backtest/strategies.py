@@ -1,0 +1,130 @@
+"""The strategies that ship with the engine, their indicators, and the registry of names.
+
+`sma_cross` is backtesting.py's SmaCross example; `bollinger` is a mean-reversion rule on
+Bollinger bands. `STRATEGIES` maps the names the CLI and the sweep accept to the classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from quantflow_async.backtest.bars import FloatArray
+from quantflow_async.backtest.strategy import Series, Strategy, StrategyConfigError
+
+
+def sma(values: FloatArray, n: int) -> FloatArray:
+    """Simple moving average of `n` bars; NaN for the first n - 1 bars."""
+    out = np.full(len(values), np.nan)
+    if n <= len(values):
+        out[n - 1 :] = sliding_window_view(values, n).mean(axis=1)
+    return out
+
+
+def rolling_std(values: FloatArray, n: int) -> FloatArray:
+    """Population standard deviation (ddof=0) of `n` bars, as Bollinger defined the bands."""
+    out = np.full(len(values), np.nan)
+    if n <= len(values):
+        out[n - 1 :] = sliding_window_view(values, n).std(axis=1)
+    return out
+
+
+def crossover(a: Series, b: Series) -> bool:
+    """True on the bar where `a` crosses above `b`: below on the previous bar, above now.
+
+    Both comparisons are strict and any comparison with NaN is false (backtesting.py's rule).
+    `next` always sees at least two bars, so the previous one exists.
+    """
+    return a[-2] < b[-2] and a[-1] > b[-1]
+
+
+class SmaCross(Strategy):
+    """On a fast/slow moving-average crossover, close the position and go long (up) or short."""
+
+    fast: int = 10
+    slow: int = 20
+
+    def validate(self) -> None:
+        if self.fast < 1:
+            raise StrategyConfigError("fast", f"must be >= 1, got {self.fast}")
+        if self.slow <= self.fast:
+            raise StrategyConfigError("slow", f"must be > fast ({self.fast}), got {self.slow}")
+
+    def init(self) -> None:
+        self.fast_ma = self.I(sma, self.data.close, self.fast)
+        self.slow_ma = self.I(sma, self.data.close, self.slow)
+
+    def next(self) -> None:
+        if crossover(self.fast_ma, self.slow_ma):
+            self.close()
+            self.buy()
+        elif crossover(self.slow_ma, self.fast_ma):
+            self.close()
+            self.sell()
+
+
+def lower_band(values: FloatArray, window: int, k: float) -> FloatArray:
+    """The lower Bollinger band: the `window` average less k population deviations."""
+    return sma(values, window) - k * rolling_std(values, window)
+
+
+def upper_band(values: FloatArray, window: int, k: float) -> FloatArray:
+    """The upper Bollinger band: the `window` average plus k population deviations."""
+    return sma(values, window) + k * rolling_std(values, window)
+
+
+class Bollinger(Strategy):
+    """Mean reversion on Bollinger bands.
+
+    A close below the lower band goes long, a close above the upper band goes short (each
+    unless already so); a long is closed once the close is back at or above the middle band,
+    a short once it is back at or below it.
+    """
+
+    window: int = 20
+    k: float = 2.0
+
+    def validate(self) -> None:
+        if self.window < 2:
+            raise StrategyConfigError("window", f"must be >= 2, got {self.window}")
+        if self.k <= 0:
+            raise StrategyConfigError("k", f"must be > 0, got {self.k}")
+
+    def init(self) -> None:
+        self.lower = self.I(lower_band, self.data.close, self.window, self.k)
+        self.middle = self.I(sma, self.data.close, self.window)
+        self.upper = self.I(upper_band, self.data.close, self.window, self.k)
+
+    def next(self) -> None:
+        close = self.data.close[-1]
+        position = self.position
+        if close < self.lower[-1] and not position.is_long:
+            self.close()
+            self.buy()
+        elif close > self.upper[-1] and not position.is_short:
+            self.close()
+            self.sell()
+        elif position.is_long and close >= self.middle[-1]:
+            self.close()
+        elif position.is_short and close <= self.middle[-1]:
+            self.close()
+
+
+STRATEGIES: Final[Mapping[str, type[Strategy]]] = {
+    "bollinger": Bollinger,
+    "sma_cross": SmaCross,
+}
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The strategy registered as `name`, or StrategyConfigError listing the known names."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        known = ", ".join(sorted(STRATEGIES))
+        raise StrategyConfigError(
+            "strategy", f"unknown strategy {name!r} (known: {known})"
+        ) from None
