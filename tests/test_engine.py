@@ -80,7 +80,7 @@ async def test_closing_leaves_no_thread_and_no_worker_process(sqlite_url: str) -
         await db.migrate()
         await asyncio.gather(*(db.strategies.list() for _ in range(5)))  # several connections
         async with db.writer() as writer:
-            worker = writer._backend.worker.pid  # type: ignore[attr-defined]
+            worker = writer.connection_pid
             assert worker is not None and _alive(worker)
         assert not _alive(worker)
     # aiosqlite's connection threads end just after their close returns: each must end.

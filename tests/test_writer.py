@@ -10,9 +10,12 @@ import pytest
 
 from quantflow_async import (
     Database,
+    FillRejected,
     InvalidValue,
     QueueFull,
     WriterClosed,
+    WriterDefaults,
+    WriterNotRunning,
 )
 
 from .conftest import make_fill
@@ -158,7 +161,7 @@ async def test_a_writer_starts_only_once(db: Database) -> None:
     writer = db.writer()
     async with writer:
         pass
-    with pytest.raises(WriterClosed, match="started once"):
+    with pytest.raises(WriterNotRunning, match="started once"):
         async with writer:
             pass
 
@@ -170,11 +173,49 @@ async def test_submit_refuses_what_is_not_a_fill(db: Database) -> None:
 
 
 @pytest.mark.parametrize(
-    "option, value", [("batch_size", 0), ("max_queue", 0), ("max_latency", -1.0)]
+    "option, value",
+    [
+        ("batch_size", 0),
+        ("batch_size", 2.5),
+        ("batch_size", True),
+        ("max_queue", 0),
+        ("max_queue", -1),
+        ("max_latency", -1.0),
+        ("max_latency", float("nan")),
+        ("max_latency", float("inf")),
+        ("commit_timeout", 0),
+        ("commit_timeout", float("nan")),
+        ("commit_timeout", -5),
+    ],
 )
-async def test_bad_writer_options_are_refused(db: Database, option: str, value: float) -> None:
-    with pytest.raises(ValueError, match=option):
+async def test_bad_writer_options_are_refused_naming_the_option(
+    db: Database, option: str, value: float
+) -> None:
+    with pytest.raises(InvalidValue, match=f"^{option}: ") as raised:
         db.writer(**{option: value})  # type: ignore[arg-type]
+    assert raised.value.field == option
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("retry_attempts", -1),
+        ("retry_initial_delay", float("nan")),
+        ("retry_max_delay", float("inf")),
+        ("max_rejected", -1),
+    ],
+)
+def test_bad_writer_defaults_are_refused_naming_the_option(option: str, value: float) -> None:
+    with pytest.raises(InvalidValue, match=f"^{option}: "):
+        WriterDefaults(**{option: value})  # type: ignore[arg-type]
+
+
+async def test_an_async_on_reject_is_refused_when_the_writer_is_made(db: Database) -> None:
+    async def handler(rejection: FillRejected) -> None:
+        pass
+
+    with pytest.raises(InvalidValue, match="^on_reject: must be a plain function"):
+        db.writer(on_reject=handler)  # type: ignore[arg-type]
 
 
 async def test_submit_many_queues_in_order(db: Database, strategy_id: int) -> None:

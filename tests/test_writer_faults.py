@@ -72,7 +72,7 @@ async def test_bad_rows_are_isolated_and_every_good_fill_is_committed(
         await writer.submit_many(fills)
     assert await db.trades.count() == 196
     assert [r.fill for r in writer.rejected] == [fills[n] for n in sorted(bad_positions)]
-    assert reported == writer.rejected
+    assert tuple(reported) == writer.rejected
     assert "not tradable" in writer.rejected[0].reason
     assert (writer.stats().written, writer.stats().rejected) == (196, 4)
 
@@ -145,7 +145,7 @@ async def test_ctrl_c_reaching_the_sqlite_worker_does_not_interrupt_it(
         strategy_id = (await db.strategies.create(name="s")).id
         async with db.writer(max_latency=0.01) as writer:
             await writer.submit(make_fill(strategy_id, 0), wait=True)
-            os.kill(writer._backend.worker.pid, signal.SIGINT)  # type: ignore[attr-defined]
+            os.kill(writer.connection_pid or 0, signal.SIGINT)
             await writer.submit_many(make_fill(strategy_id, n) for n in range(1, 2000))
             await writer.flush()
         assert await db.trades.count() == 2000
@@ -154,9 +154,9 @@ async def test_ctrl_c_reaching_the_sqlite_worker_does_not_interrupt_it(
 
 async def _kill_writer_connection(db: Database, writer: Any) -> None:
     if db.engine.dialect.name == "sqlite":
-        os.kill(writer._backend.worker.pid, signal.SIGKILL)  # the worker holding the connection
+        os.kill(writer.connection_pid or 0, signal.SIGKILL)  # the worker holding the connection
         return
-    pid = writer._backend.driver.get_server_pid()
+    pid = writer.connection_pid
     async with db.engine.connect() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 

@@ -25,7 +25,8 @@ from quantflow_async.errors import (
     WriterFailed,
     WriterNotRunning,
 )
-from quantflow_async.ingest.writer import TradeWriter, WriterStats
+from quantflow_async.ingest.stats import WriterStats
+from quantflow_async.ingest.writer import TradeWriter
 from quantflow_async.records import Backtest, Fill, Strategy, SymbolSummary, Trade
 
 __all__ = [

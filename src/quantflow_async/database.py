@@ -115,14 +115,21 @@ class Database:
         batch_size: int | None = None,
         max_latency: float | None = None,
         max_queue: int | None = None,
+        commit_timeout: float | None = None,
         on_reject: RejectHandler | None = None,
     ) -> TradeWriter:
-        """A TradeWriter on this database; use it as `async with db.writer() as writer:`."""
-        defaults = self.settings.writer
+        """A TradeWriter on this database; use it as `async with db.writer() as writer:`.
+
+        Options not given come from `settings.writer`; see `WriterDefaults`.
+        """
+        given: dict[str, Any] = {
+            "batch_size": batch_size,
+            "max_latency": max_latency,
+            "max_queue": max_queue,
+            "commit_timeout": commit_timeout,
+        }
         options = replace(
-            defaults,
-            batch_size=defaults.batch_size if batch_size is None else batch_size,
-            max_latency=defaults.max_latency if max_latency is None else max_latency,
-            max_queue=defaults.max_queue if max_queue is None else max_queue,
+            self.settings.writer,
+            **{name: value for name, value in given.items() if value is not None},
         )
-        return TradeWriter(self.engine, self.trades, self.settings, options, on_reject=on_reject)
+        return TradeWriter(self.engine, self.settings, options, on_reject=on_reject)

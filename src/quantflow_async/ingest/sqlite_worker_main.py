@@ -5,12 +5,19 @@ GIL: inserting here, SQLite binds and steps rows at full speed however busy the 
 loop is, and the caller's loop never waits for the GIL. The protocol on stdin/stdout is
 request/reply, each message a 4-byte big-endian length and a `marshal` payload:
 
-    request  (sql, rows)                   one transaction: BEGIN IMMEDIATE, executemany, COMMIT
-    reply    ("ok", inserted)
-             ("error", class, name, code, message)   a sqlite3 error; the transaction rolled back
-             ("replaced", path)            the file was removed or replaced; rolled back
+    request ("store", statements, rows, token, previous_token, now, prune_before)
+            one transaction: BEGIN IMMEDIATE, executemany, the batch's token, COMMIT
+    reply   ("ok", inserted)
+    request ("lookup", statements, token)
+    reply   ("ok", inserted)  or  ("ok", None) when no batch with that token was committed
+    request ("stop",)         the worker closes its connection and exits (no reply)
+    any reply may instead be
+            ("error", class, name, code, message)   a sqlite3 error; the transaction rolled back
+            ("replaced", path)                      the file was removed or replaced
 
-    python sqlite_worker_main.py DATABASE URI(0|1) FILE PRAGMA...
+`statements` is (insert, token insert, token prune, token lookup), made by the library.
+
+    python sqlite_worker_main.py DATABASE URI(0|1) FILE DEVICE INODE WAL_LIMIT PRAGMA...
 """
 
 from __future__ import annotations
@@ -24,11 +31,81 @@ import sys
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
+PAUSE_AFTER_COMMIT_ENV = "QUANTFLOW_TEST_WORKER_PAUSE_AFTER_COMMIT"
+"""Test hook: when set, the worker stops itself (SIGSTOP) after a COMMIT, before its reply,
+so a test can kill it exactly between the two."""
+
+
+class Worker:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        path: str,
+        opened: tuple[int, int] | None,
+        wal_limit: int,
+    ) -> None:
+        self.connection = connection
+        self.path = path
+        self.opened = opened
+        self.wal_limit = wal_limit
+        self.pause_after_commit = bool(os.environ.get(PAUSE_AFTER_COMMIT_ENV))
+
+    def store(
+        self,
+        statements: tuple[str, str, str, str],
+        rows: list[Any],
+        token: str,
+        previous: str | None,
+        now: int,
+        prune_before: int,
+    ) -> tuple[Any, ...]:
+        insert, token_insert, token_prune, _ = statements
+        connection = self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            inserted = connection.executemany(insert, rows).rowcount
+            connection.execute(token_insert, (token, inserted, now))
+            connection.execute(token_prune, (previous, prune_before))
+            # SQLite goes on writing to an unlinked file, and all of it vanishes on close.
+            if self.replaced():
+                connection.execute("ROLLBACK")
+                return ("replaced", self.path)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        if self.pause_after_commit:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        self.bound_the_wal()
+        return ("ok", inserted)
+
+    def lookup(self, statements: tuple[str, str, str, str], token: str) -> tuple[Any, ...]:
+        if self.replaced():
+            return ("replaced", self.path)
+        row = self.connection.execute(statements[3], (token,)).fetchone()
+        return ("ok", None if row is None else int(row[0]))
+
+    def replaced(self) -> bool:
+        return bool(self.path) and identity(self.path) != self.opened
+
+    def bound_the_wal(self) -> None:
+        # SQLite's own checkpoints run at every commit past 1,000 pages, but a checkpoint can
+        # only restart the WAL when no reader still uses an old snapshot; with readers always
+        # running that moment never comes and the file grows without end. A RESTART checkpoint
+        # waits (busy timeout) for the readers to move to the newest snapshot, which they do
+        # within one read, so the next commit writes the WAL from its start again.
+        if self.wal_limit <= 0:
+            return
+        try:
+            size = os.stat(self.path + "-wal").st_size
+        except OSError:
+            return
+        if size > self.wal_limit:
+            self.connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
 
 def identity(path: str) -> tuple[int, int] | None:
-    if not path:
-        return None
     try:
         status = os.stat(path)
     except OSError:
@@ -36,23 +113,11 @@ def identity(path: str) -> tuple[int, int] | None:
     return (status.st_dev, status.st_ino)
 
 
-def store(
-    connection: sqlite3.Connection, sql: str, rows: list[Any], path: str, opened: object
-) -> tuple[Any, ...]:
+def handle(worker: Worker, request: tuple[Any, ...]) -> tuple[Any, ...]:
     try:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            inserted = connection.executemany(sql, rows).rowcount
-            # SQLite goes on writing to an unlinked file, and all of it vanishes on close.
-            if path and identity(path) != opened:
-                connection.execute("ROLLBACK")
-                return ("replaced", path)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-        return ("ok", inserted)
+        if request[0] == "store":
+            return worker.store(*request[1:])
+        return worker.lookup(*request[1:])
     except sqlite3.Error as exc:
         return (
             "error",
@@ -79,18 +144,23 @@ def write_message(stream: BinaryIO, message: Any) -> None:
 
 def main(arguments: list[str]) -> int:
     # Ctrl-C reaches the whole process group: the parent decides when to stop (it drains, then
-    # closes our stdin), so an interrupt must not abort a batch here half-way.
+    # asks us to stop), so an interrupt must not abort a batch here half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    database, uri, path, *pragmas = arguments
+    database, uri, path, device, inode, wal_limit, *pragmas = arguments
+    opened = (int(device), int(inode)) if device else None
+    if path and identity(path) != opened:
+        # The file the Database opened is gone or replaced: never create or use another one.
+        write_message(sys.stdout.buffer, ("replaced", path))
+        return 0
     connection = sqlite3.connect(database, uri=uri == "1", isolation_level=None)
+    worker = Worker(connection, path, opened, int(wal_limit))
     for pragma in pragmas:
         connection.execute(pragma)
-    opened = identity(path)
+    write_message(sys.stdout.buffer, ("ok", os.getpid()))
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     try:
-        while (request := read_message(requests)) is not None:
-            sql, rows = request
-            write_message(replies, store(connection, sql, rows, path, opened))
+        while (request := read_message(requests)) is not None and request[0] != "stop":
+            write_message(replies, handle(worker, request))
     except BrokenPipeError:  # the parent is gone; nothing is waiting for a reply
         pass
     finally:

@@ -1,27 +1,31 @@
 """TradeWriter: many producers, one bounded queue, one task that commits fills in batches.
 
-Producers call `submit()`; the queue is a deque bounded by `max_queue`, so a full queue makes
-producers wait (back-pressure) and memory never grows with the number of fills. One writer task
-takes up to `batch_size` fills, at the latest `max_latency` seconds after they arrived, and
-commits them in one transaction on its own connection: for a SQLite file, a connection held by
-a worker process (batch_stores.py), so the insert never competes with the event loop for the
-GIL. A batch the database refuses is split until every good fill is committed and every bad one
-is isolated and reported. Passing faults are retried; a database that is gone stops the writer
-and hands back every accepted fill it did not commit.
+Producers call `submit()`; the queue is bounded by `max_queue`, so a full queue makes them
+wait (back-pressure), and a producer that never finds it full still yields to the event loop
+about every millisecond. One task takes up to `batch_size` fills, at the latest `max_latency`
+seconds after they arrived, and commits them with a token in one transaction (batch_store.py);
+a batch the database refuses is isolated fill by fill (isolation.py); passing faults are
+retried (retry.py), and a retry whose outcome is unknown asks the token first.
+
+The task belongs to the writer, not to the scope that opened it: cancelling that scope drains
+the queue before the cancellation goes on, and a fill is handed back in `unwritten` only if it
+was not committed.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
+import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,41 +34,32 @@ from quantflow_async.errors import (
     FillRejected,
     InvalidValue,
     QueueFull,
+    StorageError,
     WriterClosed,
     WriterFailed,
+    WriterNotRunning,
 )
-from quantflow_async.ingest.batch_stores import batch_store_for
+from quantflow_async.ingest.batch_store import BatchStore, batch_store_for
+from quantflow_async.ingest.isolation import RowsRefused, store_isolating
+from quantflow_async.ingest.retry import Backoff
+from quantflow_async.ingest.stats import Ledger, WriterStats
 from quantflow_async.records import Fill
 from quantflow_async.store.driver_errors import Fault, classify, describe
+from quantflow_async.store.references import broken_references
 from quantflow_async.store.repositories._common import storage_error
-from quantflow_async.store.repositories.trades import TradeRepository
 
 log = logging.getLogger(__name__)
 
 RejectHandler = Callable[[FillRejected], None]
 
-_LATENCY_SAMPLES = 10_000
+YIELD_EVERY_SECONDS = 0.001
+"""A producer that never finds the queue full yields to the event loop this often."""
+_YIELD_CHECK_EVERY = 32  # submits between two looks at the clock
 _NEVER = math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class WriterStats:
-    """A snapshot of a writer's counters. Latencies are in seconds; None before any sample."""
-
-    submitted: int
-    written: int
-    duplicates: int
-    rejected: int
-    batches: int
-    queue_depth: int
-    commit_p50: float | None
-    commit_p99: float | None
-    wait_latency_p50: float | None
-    wait_latency_p99: float | None
-
-
 class _Waiter:
-    """Someone awaiting the fate of every fill up to sequence number `seq`."""
+    """Someone awaiting the fate of every fill up to sequence number `seq` (or of that one)."""
 
     __slots__ = ("done", "error", "seq", "single", "since")
 
@@ -76,37 +71,31 @@ class _Waiter:
         self.error: BaseException | None = None
 
 
-class _RowFault(Exception):
-    """Internal: the database refused the rows of one attempt."""
-
-
 class TradeWriter:
     """Batched, back-pressured ingestion of fills. Make one with `Database.writer()`."""
 
     def __init__(
         self,
         engine: AsyncEngine,
-        trades: TradeRepository,
         settings: Settings,
         options: WriterDefaults,
         *,
         on_reject: RejectHandler | None = None,
     ) -> None:
-        self._trades = trades
-        self._backend = batch_store_for(engine, settings)
+        if on_reject is not None and _is_async_callable(on_reject):
+            raise InvalidValue(
+                "on_reject",
+                "must be a plain function: it runs inside the writer's task, which must not "
+                "wait on it; hand the rejection to a queue or task of your own from there",
+            )
+        self._engine = engine
+        self._backend: BatchStore = batch_store_for(engine, settings)
         self.options = options
         self._on_reject = on_reject
+        self._ledger = Ledger(options.max_rejected)
         self._pending: deque[Fill] = deque()
         self._waiters: deque[_Waiter] = deque()
-        self._submitted = 0
-        self._settled = 0
-        self._written = 0
-        self._duplicates = 0
-        self._batches = 0
-        self._commit_seconds: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
-        self._wait_seconds: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
-        self.rejected: list[FillRejected] = []
-        """Every fill the database refused, with the reason, in the order found."""
+        self._settled = 0  # sequence number of the last fill whose fate is known
         self._wake_at: float = _NEVER
         self._wakeup = anyio.Event()
         self._space = anyio.Event()
@@ -114,28 +103,38 @@ class TradeWriter:
         self._first_arrival: float | None = None
         self._flush_target = 0
         self._in_flight: list[Fill | None] = []
+        self._batch_rejected: dict[int, FillRejected] = {}
         self._accepting = False
         self._started = False
-        self._closed = False
+        self._closing = False
         self._failure: WriterFailed | None = None
         self._task_group: TaskGroup | None = None
         self._connected = False
+        self._writer_id = uuid.uuid4().hex
+        self._batch_number = 0
+        self._last_token: str | None = None
+        self._since_yield_check = 0
+        self._last_yield = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> TradeWriter:
         if self._started:
-            raise WriterClosed("a TradeWriter can be started once; make a new one")
+            raise WriterNotRunning("a TradeWriter can be started once; make a new one")
         self._started = True
+        try:
+            await self._connect()
+        except BaseException as exc:
+            await self._disconnect()
+            if isinstance(exc, Exception):
+                storage_error(exc, "opening the writer's connection")
+            raise
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
-        try:
-            await task_group.start(self._run)
-        except BaseException as exc:
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        await task_group.start(self._run)
         self._task_group = task_group
         self._accepting = True
+        self._last_yield = anyio.current_time()
         log.info(
             "writer started (batch_size=%d, max_latency=%.3fs, max_queue=%d)",
             self.options.batch_size,
@@ -151,7 +150,7 @@ class TradeWriter:
         traceback: TracebackType | None,
     ) -> None:
         try:
-            await self._drain_and_stop()
+            await self.aclose()
         except WriterFailed:
             if exc is None:
                 raise
@@ -160,28 +159,44 @@ class TradeWriter:
                 exc,
                 len(self.unwritten),
             )
+        finally:
+            task_group, self._task_group = self._task_group, None
+            if task_group is not None:
+                # The task has finished (aclose waited for it); this only collects it.
+                await task_group.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """Stop accepting, commit everything accepted, stop the task. Idempotent.
+        """Stop accepting, commit everything accepted, stop the task. Idempotent; any task
+        may call it.
 
-        Raises WriterFailed (with `.unwritten`) if the database could not take the fills.
+        Not cancellable: a cancellation that arrives meanwhile is raised once the queue is
+        drained (each commit is bounded by `commit_timeout`). Raises WriterFailed (with
+        `.unwritten`) if the database could not take the fills.
         """
-        await self._drain_and_stop()
-
-    async def _drain_and_stop(self) -> None:
-        self._accepting = False
-        task_group, self._task_group = self._task_group, None
-        if task_group is not None:
-            self._closed = True
+        if self._started and not self._closing:
+            self._closing = True
+            self._accepting = False
             self._wakeup.set()
             self._space.set()
-            # Draining is not cancellable: accepted fills are committed or handed back.
-            with anyio.CancelScope(shield=True):
-                await self._finished.wait()
-            await task_group.__aexit__(None, None, None)
+            await self._wait_until_finished()
             log.info("writer stopped: %s", self.stats())
+        elif self._started:
+            await self._wait_until_finished()
         if self._failure is not None:
             raise self._failure
+
+    async def _wait_until_finished(self) -> None:
+        cancelled: BaseException | None = None
+        while not self._finished.is_set():
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._finished.wait()
+            except anyio.get_cancelled_exc_class() as exc:
+                # asyncio's own Task.cancel() passes through shields; the drain goes on, and
+                # the cancellation is raised once it is done.
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if getattr(self, "_task_group", None) is not None:
@@ -209,7 +224,18 @@ class TradeWriter:
             self._check_accepting()
         self._enqueue(fill)
         if wait:
-            await self._wait_for(_Waiter(self._submitted, True, anyio.current_time()))
+            await self._wait_for(_Waiter(self._ledger.submitted, True, anyio.current_time()))
+            return
+        self._since_yield_check += 1
+        if self._since_yield_check >= _YIELD_CHECK_EVERY:
+            await self._yield_if_due()
+
+    async def _yield_if_due(self) -> None:
+        self._since_yield_check = 0
+        now = anyio.current_time()
+        if now - self._last_yield >= YIELD_EVERY_SECONDS:
+            await anyio.lowlevel.checkpoint()
+            self._last_yield = anyio.current_time()
 
     def submit_nowait(self, fill: Fill) -> None:
         """Queue `fill` now, or raise QueueFull if the queue holds `max_queue` fills."""
@@ -232,32 +258,33 @@ class TradeWriter:
     async def flush(self) -> None:
         """Return once every fill submitted before this call is committed or rejected."""
         self._check_running()
-        if self._settled >= self._submitted:
+        submitted = self._ledger.submitted
+        if self._settled >= submitted:
             return
-        self._flush_target = max(self._flush_target, self._submitted)
+        self._flush_target = max(self._flush_target, submitted)
         self._wakeup.set()
-        await self._wait_for(_Waiter(self._submitted, False, anyio.current_time()))
+        await self._wait_for(_Waiter(submitted, False, anyio.current_time()))
 
     def stats(self) -> WriterStats:
-        commits = sorted(self._commit_seconds)
-        waits = sorted(self._wait_seconds)
-        return WriterStats(
-            submitted=self._submitted,
-            written=self._written,
-            duplicates=self._duplicates,
-            rejected=len(self.rejected),
-            batches=self._batches,
-            queue_depth=len(self._pending),
-            commit_p50=_percentile(commits, 50),
-            commit_p99=_percentile(commits, 99),
-            wait_latency_p50=_percentile(waits, 50),
-            wait_latency_p99=_percentile(waits, 99),
-        )
+        return self._ledger.snapshot(len(self._pending))
+
+    @property
+    def rejected(self) -> tuple[FillRejected, ...]:
+        """The most recent refusals (up to `max_rejected`), oldest first; `stats().rejected`
+        counts them all."""
+        return tuple(self._ledger.recent_rejections)
 
     @property
     def unwritten(self) -> tuple[Fill, ...]:
         """Accepted fills that were not committed because the writer failed (else empty)."""
         return () if self._failure is None else self._failure.unwritten
+
+    @property
+    def connection_pid(self) -> int | None:
+        """The process holding the write connection: the SQLite worker process, or the
+        PostgreSQL server process serving it (for `pg_terminate_backend`); None while the
+        writer has no connection."""
+        return self._backend.pid
 
     def _check_fill(self, fill: object) -> None:
         if type(fill) is not Fill:
@@ -273,14 +300,14 @@ class TradeWriter:
         if self._failure is not None:
             raise self._failure
         if not self._started:
-            raise WriterClosed("the writer is not started; use `async with db.writer() as w:`")
+            raise WriterNotRunning("the writer is not started; use `async with db.writer() as w:`")
 
     def _enqueue(self, fill: Fill) -> None:
         pending = self._pending
         if not pending:
             self._first_arrival = anyio.current_time()
         pending.append(fill)
-        self._submitted += 1
+        self._ledger.submitted += 1
         if len(pending) >= self._wake_at:
             self._wakeup.set()
 
@@ -293,45 +320,40 @@ class TradeWriter:
     # -- the writer task ------------------------------------------------------------------
 
     async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        try:
-            await self._connect()
-        except Exception as exc:
-            await self._disconnect()
-            storage_error(exc, "opening the writer's connection")
-        task_status.started()
-        try:
-            while True:
-                await self._wait_for_batch()
-                if not self._pending:
-                    if self._closed:
-                        return
-                    continue
-                await self._write(self._take_batch())
-        except BaseException as exc:
-            self._fail(exc)
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            await self._disconnect()
-            self._finished.set()
+        # Shielded: the writer's own task ends when the queue is drained, never because the
+        # scope that opened the writer was cancelled.
+        with anyio.CancelScope(shield=True):
+            task_status.started()
+            try:
+                while batch := await self._next_batch():
+                    await self._write(batch)
+            except BaseException as exc:
+                self._fail(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            finally:
+                await self._disconnect()
+                self._finished.set()
 
-    async def _wait_for_batch(self) -> None:
-        """Sleep until a full batch is queued, the oldest fill is due, or the writer closes."""
+    async def _next_batch(self) -> list[Fill]:
+        """Sleep until a full batch is queued, the oldest fill is due, or the writer closes;
+        then take the batch (empty once closed and drained)."""
         options = self.options
-        while not self._closed:
+        while not self._closing:
             queued = len(self._pending)
             if queued >= options.batch_size:
-                return
+                break
             if queued and self._first_arrival is not None:
                 remaining = self._first_arrival + options.max_latency - anyio.current_time()
                 if remaining <= 0 or self._flush_target > self._settled:
-                    return
+                    break
                 self._wake_at = options.batch_size
                 with anyio.move_on_after(remaining):
                     await self._sleep()
                 continue
             self._wake_at = 1
             await self._sleep()
+        return self._take_batch()
 
     async def _sleep(self) -> None:
         try:
@@ -354,85 +376,99 @@ class TradeWriter:
         first_seq = self._settled + 1
         started = anyio.current_time()
         rejected: dict[int, FillRejected] = {}
+        self._batch_rejected = rejected
         self._in_flight = list(batch)
-        inserted = await self._store_isolating(batch, 0, rejected)
+
+        def committed(indexes: Sequence[int], inserted: int) -> None:
+            self._ledger.committed(len(indexes), inserted)
+            for index in indexes:
+                self._in_flight[index] = None
+
+        def refused(index: int, reason: str) -> None:
+            rejection = FillRejected(batch[index], reason)
+            rejected[first_seq + index] = rejection
+            self._in_flight[index] = None
+            self._report(rejection)
+
+        await store_isolating(_TokenedStore(self), batch, committed, refused)
         self._in_flight = []
-        self._commit_seconds.append(anyio.current_time() - started)
-        self._batches += 1
-        self._written += inserted
-        self._duplicates += len(batch) - inserted - len(rejected)
+        self._ledger.batch_done(anyio.current_time() - started)
         self._settled += len(batch)
-        for offset in sorted(rejected):
-            self._report(rejected[offset])
-        self._settle_waiters({first_seq + offset: err for offset, err in rejected.items()})
-
-    async def _store_isolating(
-        self, fills: list[Fill], offset: int, rejected: dict[int, FillRejected]
-    ) -> int:
-        """Store `fills`, splitting on refusal until each refused fill stands alone."""
-        try:
-            inserted = await self._store(fills)
-        except _RowFault as fault:
-            if len(fills) == 1:
-                reason = await self._explain(fills[0], fault.__cause__ or fault)
-                rejected[offset] = FillRejected(fills[0], reason)
-                self._in_flight[offset] = None
-                return 0
-        else:
-            self._in_flight[offset : offset + len(fills)] = [None] * len(fills)
-            return inserted
-        middle = len(fills) // 2
-        left = await self._store_isolating(fills[:middle], offset, rejected)
-        right = await self._store_isolating(fills[middle:], offset + middle, rejected)
-        return left + right
-
-    async def _explain(self, fill: Fill, exc: BaseException) -> str:
-        try:
-            return str(await self._trades.explain_rejection([fill], exc))
-        except Exception:  # the database's own message is still a reason
-            return describe(exc)
+        self._settle_waiters(rejected)
 
     async def _store(self, fills: Sequence[Fill]) -> int:
-        """One transaction, retried with backoff while the fault is a passing one."""
-        delay = self.options.retry_initial_delay
-        for attempt in range(self.options.retry_attempts + 1):
+        """One transaction with a token of its own, retried while the fault is a passing one;
+        a retry first asks whether the token (so the batch) was committed after all."""
+        self._batch_number += 1
+        token = f"{self._writer_id}:{self._batch_number}"
+        backoff = Backoff(self.options)
+        while True:
             try:
-                if not self._connected:
-                    await self._connect()
-                return await self._backend.store(fills)
+                inserted = await self._attempt(fills, token, ask_first=backoff.attempts > 0)
+            except StorageError:
+                raise
             except Exception as exc:
                 fault = classify(exc)
                 if fault is Fault.ROW:
-                    raise _RowFault() from exc
-                if fault is Fault.FATAL or attempt == self.options.retry_attempts:
+                    raise RowsRefused(describe(exc)) from exc
+                if fault is Fault.FATAL or backoff.exhausted:
                     raise
+                delay = backoff.next_delay()
                 log.warning(
                     "writer: %s; retrying in %.2fs (attempt %d of %d)",
                     describe(exc),
                     delay,
-                    attempt + 1,
+                    backoff.attempts,
                     self.options.retry_attempts,
                 )
                 await self._disconnect()
                 await anyio.sleep(delay)
-                delay = min(delay * 2, self.options.retry_max_delay)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                continue
+            self._last_token = token
+            return inserted
+
+    async def _attempt(self, fills: Sequence[Fill], token: str, *, ask_first: bool) -> int:
+        with anyio.move_on_after(self.options.commit_timeout):
+            if not self._connected:
+                await self._connect()
+            if ask_first:
+                found = await self._backend.lookup(token)
+                if found is not None:
+                    log.info("writer: a batch whose reply was lost had been committed")
+                    return found
+            return await self._backend.store(fills, token, self._last_token)
+        await self._disconnect(abandon=True)
+        raise TimeoutError(
+            f"a commit took longer than commit_timeout={self.options.commit_timeout}s; "
+            "its connection was dropped"
+        )
+
+    async def _refusals(self, fills: Sequence[Fill]) -> dict[int, str]:
+        try:
+            found = await broken_references(self._engine, fills)
+        except Exception as exc:  # the bisection still finds every bad fill, only slower
+            log.debug("writer: could not look for missing references: %s", describe(exc))
+            return {}
+        return {index: str(error) for index, error in found.items()}
 
     async def _connect(self) -> None:
         await self._backend.open()
         self._connected = True
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, *, abandon: bool = False) -> None:
         # Always ask the backend to let go: an open() that failed half-way may hold a connection.
         self._connected = False
         with anyio.CancelScope(shield=True):
             try:
-                await self._backend.aclose()
+                if abandon:
+                    await self._backend.abandon()
+                else:
+                    await self._backend.aclose()
             except Exception as exc:  # the connection is already broken; nothing to save
                 log.debug("writer: closing a broken connection: %s", describe(exc))
 
     def _report(self, rejection: FillRejected) -> None:
-        self.rejected.append(rejection)
+        self._ledger.refused(rejection)
         log.warning("writer: %s", rejection)
         if self._on_reject is None:
             return
@@ -448,30 +484,45 @@ class TradeWriter:
             waiter = waiters.popleft()
             if waiter.single:
                 waiter.error = rejected.get(waiter.seq)
-                self._wait_seconds.append(now - waiter.since)
+                self._ledger.waited(now - waiter.since)
             waiter.done.set()
 
     def _fail(self, exc: BaseException) -> None:
+        first_seq = self._settled + 1
+        batch_seqs = range(first_seq, first_seq + len(self._in_flight))
+        uncommitted = {first_seq + i for i, fill in enumerate(self._in_flight) if fill is not None}
         unwritten = [fill for fill in self._in_flight if fill is not None]
         unwritten.extend(self._pending)
         self._in_flight = []
         self._pending.clear()
         self._accepting = False
-        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-        reason = "cancelled" if cancelled else describe(exc)
-        failure = WriterFailed(f"the writer stopped: {reason}", unwritten)
+        self._ledger.unwritten = len(unwritten)
+        failure = WriterFailed(f"the writer stopped: {describe(exc)}", unwritten)
         failure.__cause__ = exc
         self._failure = failure
         log.error("%s", failure)
         for waiter in self._waiters:
-            waiter.error = failure
+            # A fill of the broken batch settled before the failure keeps its own fate.
+            settled = waiter.single and waiter.seq in batch_seqs and waiter.seq not in uncommitted
+            waiter.error = self._batch_rejected.get(waiter.seq) if settled else failure
             waiter.done.set()
         self._waiters.clear()
         self._space.set()
 
 
-def _percentile(ordered: list[float], percent: float) -> float | None:
-    if not ordered:
-        return None
-    index = min(len(ordered) - 1, max(0, math.ceil(percent / 100 * len(ordered)) - 1))
-    return ordered[index]
+class _TokenedStore:
+    """The writer's store as batch isolation sees it."""
+
+    def __init__(self, writer: TradeWriter) -> None:
+        self._writer = writer
+
+    async def store(self, fills: Sequence[Fill]) -> int:
+        return await self._writer._store(fills)
+
+    async def find_refused(self, fills: Sequence[Fill]) -> dict[int, str]:
+        return await self._writer._refusals(fills)
+
+
+def _is_async_callable(function: object) -> bool:
+    call = getattr(function, "__call__", None)  # noqa: B004 - an async __call__ counts too
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call)

@@ -60,6 +60,17 @@ PG_INSERT = (
 )
 
 
+# A writer's batch token, written in the batch's own transaction (see schema.writer_batches).
+# The prune deletes the writer's previous token, whose batch it already knows the fate of, and
+# tokens left by writers that died.
+SQLITE_RECORD_BATCH = "INSERT INTO writer_batches (token, inserted, committed_at) VALUES (?, ?, ?)"
+SQLITE_FORGET_BATCHES = "DELETE FROM writer_batches WHERE token = ? OR committed_at < ?"
+SQLITE_FIND_BATCH = "SELECT inserted FROM writer_batches WHERE token = ?"
+PG_RECORD_BATCH = "INSERT INTO writer_batches (token, inserted, committed_at) VALUES ($1, $2, $3)"
+PG_FORGET_BATCHES = "DELETE FROM writer_batches WHERE token = $1 OR committed_at < $2"
+PG_FIND_BATCH = "SELECT inserted FROM writer_batches WHERE token = $1"
+
+
 class FillSink(Protocol):
     def transaction(self, driver_connection: Any) -> AbstractAsyncContextManager[None]:
         """A write transaction on the raw connection: committed on exit, rolled back on error."""

@@ -1,0 +1,58 @@
+"""What a TradeWriter needs of the place its batches go, and which one a database gets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from quantflow_async.config import Settings
+from quantflow_async.ingest.postgres_store import PostgresStore
+from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
+from quantflow_async.records import Fill
+from quantflow_async.store.engine import pinned_file, sqlite_pragmas
+
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+"""Past this size of the SQLite WAL, the writer waits for readers to let it start over."""
+
+
+class BatchStore(Protocol):
+    @property
+    def pid(self) -> int | None:
+        """The process holding the write connection: the SQLite worker, or the PostgreSQL
+        server process serving it; None while not connected."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def store(self, fills: Sequence[Fill], token: str, previous: str | None) -> int:
+        """Commit `fills` and `token` in one transaction, deleting the `previous` token;
+        return how many fills were new."""
+        ...
+
+    async def lookup(self, token: str) -> int | None:
+        """How many fills the batch of `token` stored, or None if it was never committed."""
+        ...
+
+    async def abandon(self) -> None:
+        """Drop the connection at once: it is stuck, or its state is unknown."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of the connection; safe to call on a broken or closed one."""
+        ...
+
+
+def batch_store_for(engine: AsyncEngine, settings: Settings) -> BatchStore:
+    if engine.dialect.name != "sqlite":
+        return PostgresStore(engine)
+    # The file name exactly as the engine's own connections open it (URI options included).
+    (database,), options = engine.dialect.create_connect_args(engine.url)
+    return SqliteWorkerStore(
+        database,
+        bool(options.get("uri")),
+        pinned_file(engine),
+        sqlite_pragmas(settings),
+        WAL_LIMIT_BYTES,
+    )

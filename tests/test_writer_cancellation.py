@@ -1,0 +1,149 @@
+"""Cancelling the scope that owns a writer, whichever library cancels: the queue is drained
+first, the writer's own task is never cancelled by it, and a fill is handed back in
+`unwritten` only if it was not committed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from quantflow_async import Database
+
+from .conftest import make_fill
+
+QUEUED = 10_000
+
+
+async def _queue_then_block(db: Database, strategy_id: int, queued: list[object]) -> None:
+    """Queue QUEUED fills that no batch is due for yet, then wait to be cancelled."""
+    async with db.writer(batch_size=QUEUED * 2, max_latency=600, max_queue=QUEUED) as writer:
+        queued.append(writer)
+        for n in range(QUEUED):
+            writer.submit_nowait(make_fill(strategy_id, n))
+        await anyio.sleep(600)
+
+
+def _writer_of(queued: list[object]) -> object:
+    assert len(queued) == 1
+    return queued[0]
+
+
+async def test_asyncio_timeout_around_the_block_drains_first(
+    db: Database, strategy_id: int
+) -> None:
+    queued: list[object] = []
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await _queue_then_block(db, strategy_id, queued)
+    assert await db.trades.count() == QUEUED
+    assert _writer_of(queued).unwritten == ()  # type: ignore[attr-defined]
+
+
+async def test_anyio_move_on_after_around_the_block_drains_first(
+    db: Database, strategy_id: int
+) -> None:
+    queued: list[object] = []
+    with anyio.move_on_after(0.2) as scope:
+        await _queue_then_block(db, strategy_id, queued)
+    assert scope.cancelled_caught
+    assert await db.trades.count() == QUEUED
+    writer = _writer_of(queued)
+    assert writer.unwritten == ()  # type: ignore[attr-defined]
+    assert writer.stats().written == QUEUED  # type: ignore[attr-defined]
+
+
+async def test_anyio_fail_after_around_the_block_drains_then_raises(
+    db: Database, strategy_id: int
+) -> None:
+    queued: list[object] = []
+    with pytest.raises(TimeoutError):
+        with anyio.fail_after(0.2):
+            await _queue_then_block(db, strategy_id, queued)
+    assert await db.trades.count() == QUEUED
+
+
+async def test_a_failing_sibling_in_a_task_group_lets_the_writer_drain(
+    db: Database, strategy_id: int
+) -> None:
+    queued: list[object] = []
+
+    async def failing_sibling() -> None:
+        while not queued:
+            await anyio.sleep(0.01)
+        raise RuntimeError("the feed broke")
+
+    with pytest.raises(ExceptionGroup) as raised:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_queue_then_block, db, strategy_id, queued)
+            group.start_soon(failing_sibling)
+    assert raised.group_contains(RuntimeError, match="the feed broke")
+    assert await db.trades.count() == QUEUED
+
+
+async def test_cancelled_mid_batch_the_batch_is_stored_once_and_not_handed_back(
+    db: Database, strategy_id: int
+) -> None:
+    fills = [make_fill(strategy_id, n, external_id=None) for n in range(50_000)]
+    in_flight = anyio.Event()
+
+    async def bot() -> None:
+        async with db.writer(batch_size=25_000, max_latency=0, max_queue=50_000) as writer:
+            holder.append(writer)
+            for fill in fills:
+                writer.submit_nowait(fill)
+            while writer.stats().queue_depth == len(fills):  # the writer took its first batch
+                await anyio.lowlevel.checkpoint()
+            in_flight.set()
+            await anyio.sleep(600)
+
+    holder: list[object] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(bot)
+        await in_flight.wait()
+        group.cancel_scope.cancel()
+    writer = holder[0]
+    assert writer.unwritten == ()  # type: ignore[attr-defined]
+    # Without external ids, a fill both stored and handed back would be stored twice on resubmit.
+    assert await db.trades.count() == len(fills)
+
+
+async def test_a_second_cancellation_during_the_drain_does_not_orphan_the_writer(
+    db: Database, strategy_id: int
+) -> None:
+    queued: list[object] = []
+    task = asyncio.ensure_future(_queue_then_block(db, strategy_id, queued))
+    while not queued:
+        await asyncio.sleep(0.01)
+    task.cancel()  # the first Ctrl-C
+    await asyncio.sleep(0)
+    task.cancel()  # a second one, while the queue drains
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    writer = _writer_of(queued)
+    stats = writer.stats()  # type: ignore[attr-defined]
+    assert (stats.written, stats.queue_depth, writer.unwritten) == (QUEUED, 0, ())  # type: ignore[attr-defined]
+    assert await db.trades.count() == QUEUED
+
+
+async def test_aclose_from_another_task_drains_and_the_owner_then_leaves_cleanly(
+    db: Database, strategy_id: int
+) -> None:
+    closed = anyio.Event()
+    async with db.writer(batch_size=1000, max_latency=600) as writer:
+        for n in range(100):
+            writer.submit_nowait(make_fill(strategy_id, n))
+
+        async def closer() -> None:
+            await writer.aclose()
+            closed.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(closer)
+        assert closed.is_set()
+        assert await db.trades.count() == 100
+    assert writer.stats().written == 100
