@@ -65,6 +65,12 @@ class Bars:
     volume: FloatArray
     source: str = "<arrays>"
 
+    def __post_init__(self) -> None:
+        for name in ("times", "open", "high", "low", "close", "volume"):
+            view = getattr(self, name).view()
+            view.flags.writeable = False  # bars are shared by every run over them
+            object.__setattr__(self, name, view)
+
     @classmethod
     def from_arrays(
         cls,

@@ -54,8 +54,8 @@ class Series:
     __slots__ = ("_clock", "_list", "_values", "name")
 
     def __init__(self, values: FloatArray, clock: Clock, name: str) -> None:
-        values = np.array(values, dtype=np.float64)  # our own copy, read-only
-        values.flags.writeable = False
+        values = np.asarray(values, dtype=np.float64).view()
+        values.flags.writeable = False  # a strategy reads its data, it cannot change it
         self._values = values
         self._list: list[float] = values.tolist()  # indexing a list is several times faster
         self._clock = clock
@@ -103,18 +103,31 @@ class Series:
 
 
 class Data:
-    """The bars as a strategy sees them: open, high, low, close, volume as `Series`."""
+    """The bars as a strategy sees them: open, high, low, close, volume as `Series`.
+
+    A column becomes a Series the first time a strategy reads it, so a strategy that never
+    looks at volume never pays for turning a million-bar column into a list.
+    """
 
     __slots__ = ("_bars", "_clock", "close", "high", "low", "open", "volume")
+
+    close: Series
+    high: Series
+    low: Series
+    open: Series
+    volume: Series
 
     def __init__(self, bars: Bars, clock: Clock) -> None:
         self._bars = bars
         self._clock = clock
-        self.open = Series(bars.open, clock, "open")
-        self.high = Series(bars.high, clock, "high")
-        self.low = Series(bars.low, clock, "low")
-        self.close = Series(bars.close, clock, "close")
-        self.volume = Series(bars.volume, clock, "volume")
+
+    def __getattr__(self, name: str) -> Series:
+        # Only reached while the slot is still empty: make the column, then it is a slot read.
+        if name not in ("open", "high", "low", "close", "volume"):
+            raise AttributeError(f"Data has no column {name!r}")
+        column = Series(getattr(self._bars, name), self._clock, name)
+        setattr(self, name, column)
+        return column
 
     def __len__(self) -> int:
         return self._clock.end
