@@ -1,17 +1,19 @@
 """Configuration: one immutable `Settings` object, read from the environment in one place.
 
-Nothing in the library reads the environment except `Settings.from_env()`.
+Nothing in the library reads the environment except `Settings.from_env()`. Every mistake in a
+setting is an `InvalidValue` naming the setting (and the variable, when it came from one),
+raised when the Settings is made: before any engine, connection or file exists.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, fields, replace
+from typing import Final, Literal
+from urllib.parse import quote
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from quantflow_async.errors import InvalidValue
 
@@ -20,6 +22,35 @@ DATABASE_URL_ENV = "QUANTFLOW_DATABASE_URL"
 SYNCHRONOUS_ENV = "QUANTFLOW_SQLITE_SYNCHRONOUS"
 
 Synchronous = Literal["NORMAL", "FULL"]
+
+# The one driver the library runs on for each backend.
+ASYNC_DRIVERS: Final = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_BACKEND_ALIASES: Final = {"postgres": "postgresql", "sqlite3": "sqlite"}
+# SQLite takes busy_timeout as a C int; 2**31 and above silently become 0 (no waiting at all).
+MAX_BUSY_TIMEOUT_MS: Final = 2**31 - 1
+# Query parameters that carry a secret (asyncpg takes ?password=...).
+_SECRET_QUERY_WORDS: Final = ("password", "passwd", "pwd", "secret", "token")
+_MASK: Final = "***"
+
+
+def _check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(name, f"expected an int, got {type(value).__name__}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise InvalidValue(name, f"must be {bound}, got {value}")
+
+
+def _check_number(name: str, value: object, unit: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue(name, f"expected a number of {unit}, got {type(value).__name__}")
+    if not 0 <= value < float("inf"):
+        raise InvalidValue(name, f"must be >= 0 {unit} and finite, got {value}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidValue(name, f"expected True or False, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +73,16 @@ class WriterDefaults:
     max_rejected: int = 10_000
 
     def __post_init__(self) -> None:
-        _check_count("batch_size", self.batch_size, minimum=1)
-        _check_count("max_queue", self.max_queue, minimum=1)
-        _check_count("retry_attempts", self.retry_attempts, minimum=0)
-        _check_count("max_rejected", self.max_rejected, minimum=0)
-        _check_seconds("max_latency", self.max_latency, allow_zero=True)
-        _check_seconds("retry_initial_delay", self.retry_initial_delay, allow_zero=True)
-        _check_seconds("retry_max_delay", self.retry_max_delay, allow_zero=True)
-        _check_seconds("commit_timeout", self.commit_timeout, allow_zero=False)
+        _check_int("max_rejected", self.max_rejected, minimum=0)
+        _check_number("commit_timeout", self.commit_timeout, "seconds")
+        if self.commit_timeout == 0:
+            raise InvalidValue("commit_timeout", "must be more than 0 seconds, got 0")
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_number("max_latency", self.max_latency, "seconds")
+        _check_int("max_queue", self.max_queue, minimum=1)
+        _check_int("retry_attempts", self.retry_attempts, minimum=0)
+        _check_number("retry_initial_delay", self.retry_initial_delay, "seconds")
+        _check_number("retry_max_delay", self.retry_max_delay, "seconds")
         if self.retry_max_delay < self.retry_initial_delay:
             raise InvalidValue(
                 "retry_max_delay",
@@ -58,29 +91,17 @@ class WriterDefaults:
             )
 
 
-def _check_count(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidValue(name, f"expected an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise InvalidValue(name, f"must be >= {minimum}, got {value}")
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidValue(name, f"expected seconds as a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidValue(name, f"must be a finite number of seconds {bound}, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     """Everything a `Database` needs to know, with the defaults in one place.
 
+    `database_url` is a `sqlite+aiosqlite://` or `postgresql+asyncpg://` URL.
     `synchronous` applies to SQLite only: NORMAL survives a crash of the process,
     FULL also survives a power loss or an OS crash, at the cost of an fsync per commit.
     `sqlite_pragmas` are extra statements run on every SQLite connection after the library's
     own (for example "PRAGMA cache_size=-65536").
+    `create_sqlite_file`: when False, a SQLite database file that does not exist is an error
+    instead of being created (for programs that only read).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -90,46 +111,128 @@ class Settings:
     echo: bool = False
     writer: WriterDefaults = WriterDefaults()
     sqlite_pragmas: tuple[str, ...] = ()
+    create_sqlite_file: bool = True
 
     def __post_init__(self) -> None:
+        check_database_url(self.database_url)
         if self.synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {self.synchronous!r}")
-        if self.busy_timeout_ms < 0:
-            raise ValueError(f"busy_timeout_ms must be >= 0, got {self.busy_timeout_ms}")
+            raise InvalidValue(
+                "synchronous", f"must be 'NORMAL' or 'FULL', got {self.synchronous!r}"
+            )
+        _check_int("busy_timeout_ms", self.busy_timeout_ms, minimum=0, maximum=MAX_BUSY_TIMEOUT_MS)
+        _check_int("pool_size", self.pool_size, minimum=1)
+        _check_bool("echo", self.echo)
+        _check_bool("create_sqlite_file", self.create_sqlite_file)
+        if not isinstance(self.writer, WriterDefaults):
+            kind = type(self.writer).__name__
+            raise InvalidValue("writer", f"expected a WriterDefaults, got {kind}")
+        if not isinstance(self.sqlite_pragmas, tuple):
+            kind = type(self.sqlite_pragmas).__name__
+            raise InvalidValue("sqlite_pragmas", f"expected a tuple of str, got {kind}")
         for pragma in self.sqlite_pragmas:
-            if not pragma.upper().startswith("PRAGMA ") or ";" in pragma:
-                raise ValueError(f"sqlite_pragmas holds one PRAGMA statement each, got {pragma!r}")
-        if self.pool_size < 1:
-            raise ValueError(f"pool_size must be >= 1, got {self.pool_size}")
-        try:
-            make_url(self.database_url)
-        except Exception as exc:  # SQLAlchemy raises ArgumentError; keep the message ours
-            shown = redact_url(self.database_url)
-            raise ValueError(f"database_url is not a valid URL: {shown}") from exc
+            if (
+                not isinstance(pragma, str)
+                or not pragma.upper().startswith("PRAGMA ")
+                or ";" in pragma
+            ):
+                raise InvalidValue(
+                    "sqlite_pragmas", f"holds one PRAGMA statement each, got {pragma!r}"
+                )
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{field.name}={getattr(self, field.name)!r}"
+            for field in fields(self)
+            if field.name != "database_url"
+        )
+        return f"Settings(database_url={redact_url(self.database_url)!r}, {shown})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from `QUANTFLOW_DATABASE_URL` and `QUANTFLOW_SQLITE_SYNCHRONOUS`.
 
-        Keyword overrides win over the environment; an override of None is ignored.
+        Keyword overrides win over the environment; an override of None is ignored. A bad
+        value from a variable raises InvalidValue naming the setting and the variable.
         """
         env = os.environ if environ is None else environ
+        given = {key: value for key, value in overrides.items() if value is not None}
+        unknown = sorted(set(given) - {field.name for field in fields(cls)})
+        if unknown:
+            raise InvalidValue(unknown[0], "is not a setting of Settings")
+        from_variables: dict[str, str] = {}  # setting -> the variable it came from
         values: dict[str, object] = {}
-        if env.get(DATABASE_URL_ENV):
-            values["database_url"] = env[DATABASE_URL_ENV]
-        if env.get(SYNCHRONOUS_ENV):
-            values["synchronous"] = env[SYNCHRONOUS_ENV].upper()
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return replace(cls(), **values)  # type: ignore[arg-type]
+        for setting, variable in (
+            ("database_url", DATABASE_URL_ENV),
+            ("synchronous", SYNCHRONOUS_ENV),
+        ):
+            text = env.get(variable)
+            if text and setting not in given:
+                values[setting] = text.strip().upper() if setting == "synchronous" else text
+                from_variables[setting] = variable
+        values.update(given)
+        try:
+            return replace(cls(), **values)  # type: ignore[arg-type]
+        except InvalidValue as exc:
+            source = from_variables.get(exc.field)
+            if source is None:
+                raise
+            message = str(exc).removeprefix(f"{exc.field}: ")
+            raise InvalidValue(exc.field, f"{message} (from ${source})") from None
 
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "sqlite"
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to log or print."""
+def check_database_url(database_url: object) -> URL:
+    """The parsed URL, or InvalidValue saying which URL to write instead."""
+    if not isinstance(database_url, str):
+        kind = type(database_url).__name__
+        raise InvalidValue("database_url", f"expected a str, got {kind}")
+    example = f"write e.g. {DEFAULT_DATABASE_URL} or postgresql+asyncpg://user@host/dbname"
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        url = make_url(database_url)
+    except Exception:  # SQLAlchemy raises ArgumentError or ValueError; the message is ours
+        shown = _unparseable_preview(database_url)
+        raise InvalidValue("database_url", f"is not a valid URL: {shown}; {example}") from None
+    written = url.drivername.partition("+")[0]
+    wanted = ASYNC_DRIVERS.get(_BACKEND_ALIASES.get(written, written))
+    if wanted is None:
+        raise InvalidValue(
+            "database_url",
+            f"{redact_url(database_url)} names the backend {url.drivername!r}, which QuantFlow "
+            f"does not support; {example}",
+        )
+    if url.drivername != wanted:
+        fixed = redact_url(url.set(drivername=wanted).render_as_string(hide_password=False))
+        driver = wanted.partition("+")[2]
+        raise InvalidValue(
+            "database_url",
+            f"{redact_url(database_url)} would not use the {driver} driver QuantFlow runs on; "
+            f"write {fixed}",
+        )
+    return url
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL with any password (in the user part or the query) masked, safe to log or print."""
+    try:
+        parsed = make_url(url)
     except Exception:
         return "<unparseable database URL>"
+    secret_keys = [key for key in parsed.query if _is_secret(key)]
+    if secret_keys:
+        parsed = parsed.update_query_dict(dict.fromkeys(secret_keys, _MASK))
+    return parsed.render_as_string(hide_password=True).replace(quote(_MASK), _MASK)
+
+
+def _unparseable_preview(text: str) -> str:
+    """Text that is not a URL, shown only when it cannot hold a password."""
+    if "@" in text or "pass" in text.lower() or len(text) > 80:
+        return "<unparseable database URL>"
+    return repr(text)
+
+
+def _is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in _SECRET_QUERY_WORDS)

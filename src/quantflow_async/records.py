@@ -1,17 +1,18 @@
 """The records of the public API: `Fill` going in, immutable `Strategy`, `Backtest`, `Trade` out.
 
 A `Fill` validates and normalises itself once, when it is made, and keeps its SQLite driver row
-ready, so that the writer's serial path does no per-row conversion.
+ready, so that the writer's serial path does no per-row conversion. JSON documents inside the
+records read back as `JsonObject` and `JsonArray`: a dict and a list that cannot be changed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, NoReturn, TypeAlias, get_args
 
 from quantflow_async.errors import InvalidValue
 from quantflow_async.validation import (
@@ -28,11 +29,14 @@ from quantflow_async.validation import (
 
 DecimalInput: TypeAlias = Decimal | int | str | float
 Side: TypeAlias = Literal["buy", "sell"]
+TradeStatus: TypeAlias = Literal["filled", "partially_filled", "cancelled"]
+StrategyStatus: TypeAlias = Literal["inactive", "active", "paused", "archived"]
+BacktestStatus: TypeAlias = Literal["pending", "running", "completed", "failed", "cancelled"]
 
-SIDES: Final = ("buy", "sell")
-TRADE_STATUSES: Final = ("filled", "partially_filled", "cancelled")
-STRATEGY_STATUSES: Final = ("inactive", "active", "paused", "archived")
-BACKTEST_STATUSES: Final = ("pending", "running", "completed", "failed", "cancelled")
+SIDES: Final[tuple[Side, ...]] = get_args(Side)
+TRADE_STATUSES: Final[tuple[TradeStatus, ...]] = get_args(TradeStatus)
+STRATEGY_STATUSES: Final[tuple[StrategyStatus, ...]] = get_args(StrategyStatus)
+BACKTEST_STATUSES: Final[tuple[BacktestStatus, ...]] = get_args(BacktestStatus)
 
 
 class Fill:
@@ -70,7 +74,7 @@ class Fill:
     backtest_id: int | None
     type: str
     fee: Decimal | None
-    status: str
+    status: TradeStatus
     pnl: Decimal | None
     external_id: str | None
     _metadata_json: str | None
@@ -88,7 +92,7 @@ class Fill:
         backtest_id: int | None = None,
         type: str = "market",
         fee: DecimalInput | None = None,
-        status: str = "filled",
+        status: TradeStatus = "filled",
         metadata: Mapping[str, Any] | None = None,
         pnl: DecimalInput | None = None,
         external_id: str | None = None,
@@ -197,54 +201,144 @@ def _rebuild_fill(kwargs: dict[str, Any]) -> Fill:
     return Fill(**kwargs)
 
 
+class JsonObject(dict[str, Any]):
+    """A JSON object read back from the database: a dict that cannot be changed.
+
+    It compares equal to a plain dict with the same content and `json.dumps` takes it as is;
+    nested objects and arrays are read-only too. `dict(obj)` or `{**obj}` is a changeable
+    (shallow) copy.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, items: Mapping[str, Any] | None = None, /) -> None:
+        if items:
+            super().__init__((key, frozen_json(value)) for key, value in items.items())
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a JsonObject is read-only; change a copy: dict(obj) or {**obj}")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
+
+
+class JsonArray(list[Any]):
+    """A JSON array read back from the database: a list that cannot be changed.
+
+    It compares equal to a plain list with the same content; `list(array)` is a changeable copy.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, items: Iterable[Any] = (), /) -> None:
+        super().__init__(frozen_json(item) for item in items)
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a JsonArray is read-only; change a copy: list(array)")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (list(self),))
+
+
+def frozen_json(value: Any) -> Any:
+    """`value` (parsed JSON) with every dict and list replaced by a read-only copy."""
+    if isinstance(value, JsonObject | JsonArray):
+        return value
+    if isinstance(value, Mapping):
+        return JsonObject(value)
+    if isinstance(value, list | tuple):
+        return JsonArray(value)
+    return value
+
+
+def _freeze_fields(record: object, *names: str) -> None:
+    """Replace the JSON fields of a frozen record by read-only copies."""
+    for name in names:
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, JsonObject):
+            object.__setattr__(record, name, JsonObject(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Strategy:
+    """A stored strategy, as read back: its unique name, its configuration and its status.
+
+    `config` and `metrics` are read-only JSON objects (`JsonObject`); `updated_at` moves on
+    every change. Get one from `db.strategies`.
+    """
+
     id: int
     name: str
-    config: dict[str, Any]
+    config: Mapping[str, Any]
     description: str | None
-    status: str
-    metrics: dict[str, Any] | None
+    status: StrategyStatus
+    metrics: Mapping[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+    def __post_init__(self) -> None:
+        _freeze_fields(self, "config", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
 class Backtest:
+    """A stored backtest of one strategy over `start_date`..`end_date`, as read back.
+
+    `status` follows the lifecycle pending -> running -> completed, failed or cancelled.
+    `config`, `metrics` and `results` are read-only JSON objects (`JsonObject`).
+    """
+
     id: int
     name: str
     strategy_id: int
-    config: dict[str, Any]
-    status: str
+    config: Mapping[str, Any]
+    status: BacktestStatus
     start_date: datetime
     end_date: datetime
     initial_capital: Decimal
-    metrics: dict[str, Any] | None
-    results: dict[str, Any] | None
+    metrics: Mapping[str, Any] | None
+    results: Mapping[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+    def __post_init__(self) -> None:
+        _freeze_fields(self, "config", "metrics", "results")
 
 
 @dataclass(frozen=True, slots=True)
 class Trade:
-    """A stored fill, as read back."""
+    """A stored fill, as read back: exact Decimals, times in UTC, `metadata` read-only.
+
+    The field order is the column order the repositories read, so a row becomes a record
+    positionally.
+    """
 
     id: int
     strategy_id: int
     backtest_id: int | None
     symbol: str
-    side: str
+    side: Side
     type: str
     quantity: Decimal
     price: Decimal
     fee: Decimal | None
     executed_at: datetime
-    status: str
-    metadata: dict[str, Any] | None
+    status: TradeStatus
+    metadata: Mapping[str, Any] | None
     pnl: Decimal | None
     external_id: str | None
     created_at: datetime
     updated_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.metadata is not None:
+            _freeze_fields(self, "metadata")
 
 
 @dataclass(frozen=True, slots=True)

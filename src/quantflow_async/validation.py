@@ -9,8 +9,8 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Final
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
+from typing import Any, Final
 
 from quantflow_async.errors import InvalidValue
 
@@ -20,6 +20,14 @@ MAX_SYMBOL_LENGTH: Final = 64
 MAX_LABEL_LENGTH: Final = 128
 MAX_JSON_BYTES: Final = 64 * 1024
 MAX_ID: Final = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
+MAX_JSON_DEPTH: Final = 64
+MAX_JSON_FLOAT: Final = 1e16  # PostgreSQL's jsonb gives larger floats back as integers
+
+# The instants both backends give back as they were stored. asyncpg writes the first and
+# the last instant Python can hold as PostgreSQL's -infinity and infinity, which read back
+# naive (and, off UTC, as "year 0 is out of range"), so those two are left out.
+EARLIEST_INSTANT: Final = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+LATEST_INSTANT: Final = datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -29,7 +37,8 @@ def to_decimal(value: object, field: str) -> Decimal:
 
     str and int are taken as written; a float goes through its shortest repr (0.1 -> 0.1),
     never through its binary expansion. bool, NaN and infinities are refused, and so are
-    values beyond 38 significant digits or 18 digits after the point.
+    values beyond 38 significant digits or 18 digits after the point. The caller's decimal
+    context plays no part: every step here is exact or uses the library's own context.
     """
     if isinstance(value, Decimal):
         number = value
@@ -43,7 +52,7 @@ def to_decimal(value: object, field: str) -> Decimal:
         number = Decimal(repr(value))
     elif isinstance(value, str):
         try:
-            number = Decimal(value.strip())
+            number = Decimal(value.strip(), context=_DIGITS_CONTEXT)
         except InvalidOperation:
             raise InvalidValue(field, f"is not a decimal number: {_preview(value)}") from None
     else:
@@ -51,21 +60,53 @@ def to_decimal(value: object, field: str) -> Decimal:
         raise InvalidValue(field, f"expected Decimal, int, str or float, got {kind}")
     if not number.is_finite():
         raise InvalidValue(field, f"must be a finite number, got {number}")
-    _check_digits(number, field)
-    return number
+    return _within_digit_limits(number, field)
 
 
-def _check_digits(number: Decimal, field: str) -> None:
-    if number.is_zero():
-        return
-    _, digits, exponent = number.normalize().as_tuple()
-    exponent = int(exponent)  # finite numbers only (checked above), so never 'n' or 'F'
+# Normalising in this context never rounds silently (Inexact is trapped) and never overflows,
+# so the limits below hold whatever context the caller has set.
+_DIGITS_CONTEXT: Final = Context(
+    prec=MAX_SIGNIFICANT_DIGITS, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation]
+)
+
+
+def _within_digit_limits(number: Decimal, field: str) -> Decimal:
+    """`number` itself when its written form is short, else its shortest equal form.
+
+    Only the coefficient and exponent are inspected, so `1e-999999999` is refused at once
+    instead of being expanded to a billion characters.
+    """
+    _, digits, exponent = number.as_tuple()
+    exponent = int(exponent)  # finite numbers only (checked by the caller)
+    if len(digits) <= MAX_SIGNIFICANT_DIGITS and -MAX_FRACTION_DIGITS <= exponent <= 0:
+        return number  # the usual case: stored exactly as written
+    try:
+        shortest = number.normalize(_DIGITS_CONTEXT)
+    except Inexact:
+        raise InvalidValue(
+            field, f"has more than {MAX_SIGNIFICANT_DIGITS} digits: {_number_preview(number)}"
+        ) from None
+    _, digits, exponent = shortest.as_tuple()
+    exponent = int(exponent)
     if -exponent > MAX_FRACTION_DIGITS:
         raise InvalidValue(
-            field, f"has more than {MAX_FRACTION_DIGITS} digits after the point: {number}"
+            field,
+            f"has more than {MAX_FRACTION_DIGITS} digits after the point: "
+            f"{_number_preview(number)}",
         )
-    if len(digits) + max(exponent, 0) > MAX_SIGNIFICANT_DIGITS:
-        raise InvalidValue(field, f"has more than {MAX_SIGNIFICANT_DIGITS} digits: {number}")
+    if not shortest.is_zero() and len(digits) + max(exponent, 0) > MAX_SIGNIFICANT_DIGITS:
+        raise InvalidValue(
+            field, f"has more than {MAX_SIGNIFICANT_DIGITS} digits: {_number_preview(number)}"
+        )
+    return shortest
+
+
+def _number_preview(number: Decimal) -> str:
+    """A short text of any Decimal: its exact form when short, else six digits and an exponent."""
+    _, digits, exponent = number.as_tuple()
+    if len(digits) <= 40 and -40 <= int(exponent) <= 40:
+        return str(number)
+    return f"about {number:.6e} ({len(digits)} digits written)"
 
 
 def decimal_text(number: Decimal) -> str:
@@ -74,14 +115,28 @@ def decimal_text(number: Decimal) -> str:
 
 
 def to_utc(value: object, field: str) -> datetime:
-    """An aware datetime converted to UTC; naive datetimes are refused, not guessed."""
+    """An aware datetime converted to UTC; naive datetimes are refused, not guessed.
+
+    Instants outside EARLIEST_INSTANT..LATEST_INSTANT are refused: one backend or the other
+    cannot give them back.
+    """
     if not isinstance(value, datetime):
         raise InvalidValue(field, f"expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidValue(
             field, f"must be timezone-aware (got naive {value.isoformat()}); use tzinfo=UTC"
         )
-    return value.astimezone(UTC)
+    try:
+        moment = value.astimezone(UTC)
+    except OverflowError:  # in UTC it falls before year 1 or after year 9999
+        moment = None
+    if moment is None or not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
+        raise InvalidValue(
+            field,
+            f"must be between {EARLIEST_INSTANT.isoformat()} and {LATEST_INSTANT.isoformat()} "
+            f"in UTC, got {value.isoformat()}",
+        )
+    return moment
 
 
 def epoch_micros(moment: datetime) -> int:
@@ -134,12 +189,18 @@ def to_free_text(value: object, field: str, max_length: int = 10_000) -> str:
 
 
 def to_json_text(value: object, field: str) -> str:
-    """Compact JSON text of a mapping, refusing what JSON or PostgreSQL's jsonb cannot hold."""
+    """Compact JSON text of a mapping that both backends give back equal, or InvalidValue.
+
+    Keys must be str, floats finite and below 1e16 in size (jsonb gives larger ones back as
+    integers), nesting at most MAX_JSON_DEPTH deep. Two changes are made on the way in, the
+    same on both backends: tuples become lists, and -0.0 becomes 0.0 (jsonb has no -0.0).
+    """
     if not isinstance(value, Mapping):
         raise InvalidValue(field, f"expected a dict, got {type(value).__name__}")
+    document = _plain_json(value, field, 1)
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    except ValueError as exc:  # an int beyond Python's digit limit for text
         raise InvalidValue(field, f"is not JSON-serialisable: {exc}") from None
     if "\\u0000" in text:
         raise InvalidValue(field, "contains a NUL character, which jsonb cannot store")
@@ -147,6 +208,39 @@ def to_json_text(value: object, field: str) -> str:
     if len(text) > MAX_JSON_BYTES // 4 and len(text.encode()) > MAX_JSON_BYTES:
         raise InvalidValue(field, f"is larger than {MAX_JSON_BYTES} bytes as JSON")
     return text
+
+
+def _plain_json(value: object, field: str, depth: int) -> Any:
+    """A copy of `value` made of dict, list, str, int, float, bool and None only."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return _json_float(value, field)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidValue(field, f"is nested more than {MAX_JSON_DEPTH} levels deep")
+    if isinstance(value, Mapping):
+        copy: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                kind = type(key).__name__
+                raise InvalidValue(field, f"has the {kind} key {key!r}; JSON keys are str")
+            copy[key] = _plain_json(item, field, depth + 1)
+        return copy
+    if isinstance(value, list | tuple):
+        return [_plain_json(item, field, depth + 1) for item in value]
+    raise InvalidValue(field, f"is not JSON-serialisable: holds a {type(value).__name__}")
+
+
+def _json_float(value: float, field: str) -> float:
+    if not math.isfinite(value):
+        raise InvalidValue(field, f"is not JSON-serialisable: holds the float {value!r}")
+    if abs(value) >= MAX_JSON_FLOAT:
+        raise InvalidValue(
+            field,
+            f"holds the float {value!r}, which PostgreSQL gives back as an integer; "
+            "store it as an int or a str",
+        )
+    return value + 0.0  # -0.0 + 0.0 is 0.0: jsonb has no negative zero
 
 
 def _check_encodable(text: str, field: str) -> None:

@@ -116,7 +116,9 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
         )
     url, path = _absolute(url, path)
     read_only = "mode=ro" in (url.database or "") or url.query.get("mode") == "ro"
-    if not read_only:
+    if not settings.create_sqlite_file or read_only:
+        _require_file(path)
+    else:
         _create_private_file(path)
     pinned = PinnedFile(path, file_identity(path))
     engine = create_async_engine(
@@ -159,6 +161,15 @@ def sqlite_pragmas(settings: Settings) -> tuple[str, ...]:
         f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
         *settings.sqlite_pragmas,
     )
+
+
+def _require_file(path: Path) -> None:
+    """Refuse to open a database file that is not there, rather than let sqlite3 create it."""
+    if not path.is_file():
+        raise StorageUnavailable(
+            f"the SQLite database {str(path)!r} does not exist; "
+            "run `quantflow migrate` (or `await db.migrate()`) to create it"
+        )
 
 
 def _create_private_file(path: Path) -> None:
