@@ -220,3 +220,20 @@ def test_parquet_bad_value_names_the_row(tmp_path: Path) -> None:
 def test_missing_file_is_a_bars_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "absent.csv"
     assert_bars_error(path, None, None, "cannot be read")
+
+
+def test_parquet_missing_column_is_named_without_a_row(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"date": pd.to_datetime(["2024-01-01"]), "open": [1.0], "high": [2.0]})
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path, index=False)
+    assert_bars_error(path, None, "low", "column missing")
+
+
+def test_parquet_nanosecond_times_are_kept_to_the_microsecond(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"open": [1.0], "high": [2.0], "low": [0.5], "close": [1.5]},
+        index=pd.DatetimeIndex([pd.Timestamp("2024-01-01 00:00:00.000001999")], name="time"),
+    )
+    path = tmp_path / "bars.parquet"
+    frame.to_parquet(path)
+    assert read_bars(path).time_at(0) == datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)

@@ -42,7 +42,7 @@ class BarsError(ValueError):
             where.append(f"row {row}")
         if column is not None:
             where.append(f"column {column!r}")
-        super().__init__(f"{': '.join([', '.join(where), reason])}")
+        super().__init__(f"{', '.join(where)}: {reason}")
         self.path = path
         self.row = row
         self.column = column
@@ -170,7 +170,7 @@ def _read_csv(path: Path) -> Bars:
         raise BarsError(source, None, None, f"cannot be read: {exc}") from exc
     if header is None:
         raise BarsError(source, 1, None, "empty file: no header")
-    columns = _find_columns(source, header)
+    columns = _find_columns(source, header, header_row=1)
     if not body:
         raise BarsError(source, 2, None, "no rows after the header")
     line = lines.__getitem__
@@ -205,9 +205,9 @@ def _read_parquet(path: Path) -> Bars:
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
         raise BarsError(source, None, None, f"cannot be read as Parquet: {exc}") from exc
     header = list(table.column_names)
-    columns = _find_columns(source, header, index_name="__index_level_0__")
+    columns = _find_columns(source, header, None, index_name="__index_level_0__")
     if table.num_rows == 0:
-        raise BarsError(source, 1, None, "no rows")
+        raise BarsError(source, None, None, "no rows")
 
     def line(index: int) -> int:
         return index + 1
@@ -231,33 +231,39 @@ def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], in
             raise BarsError(source, line(first), name, "time missing")
         if column.type.tz is None:
             column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
-        micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        # safe=False: nanoseconds are truncated to the microseconds times are kept in
+        micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
         return np.asarray(micros.to_numpy(), dtype=np.int64)
     return _parse_times(source, name, column.to_pylist(), line)
 
 
 def _find_columns(
-    source: str, header: Sequence[str], index_name: str | None = None
+    source: str, header: Sequence[str], header_row: int | None, index_name: str | None = None
 ) -> dict[str, int]:
-    """Map time/open/high/low/close/volume to column positions, or BarsError on row 1."""
+    """Map time/open/high/low/close/volume to column positions, or BarsError on the header."""
     lowered = [cell.strip().lower() for cell in header]
     found: dict[str, int] = {}
     for name in (*PRICE_COLUMNS, "volume"):
         if name in lowered:
             found[name] = lowered.index(name)
         elif name != "volume":
-            raise BarsError(source, 1, name, "column missing from the header")
+            raise BarsError(source, header_row, name, "column missing")
     candidates = [i for i, cell in enumerate(lowered) if cell in TIME_COLUMNS]
     if len(candidates) > 1:
         names = ", ".join(repr(header[i]) for i in candidates)
-        raise BarsError(source, 1, header[candidates[1]], f"more than one time column: {names}")
+        raise BarsError(
+            source, header_row, header[candidates[1]], f"more than one time column: {names}"
+        )
     if candidates:
         found["time"] = candidates[0]
     elif lowered and lowered[0] in ("", index_name):
         found["time"] = 0
     else:
         raise BarsError(
-            source, 1, "date", "no time column (date, datetime, timestamp, time or unnamed first)"
+            source,
+            header_row,
+            "date",
+            "no time column (date, datetime, timestamp, time or unnamed first)",
         )
     return found
 
