@@ -1,13 +1,22 @@
-"""What a driver exception means: a bad row, a passing condition, or a database that is gone.
+"""What a driver exception means, and the one place it becomes the library's error.
 
 sqlite3, aiosqlite, asyncpg and SQLAlchemy each wrap errors differently; this module looks
 through the wrapping once so that the repositories and the writer decide on one answer.
+The repositories run every database call inside `translated_errors(...)`.
 """
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
+from typing import NoReturn
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from quantflow_async.errors import QuantFlowError, StorageError, StorageUnavailable
 
 
 class Fault(Enum):
@@ -22,6 +31,9 @@ class Fault(Enum):
 _SQLITE_ROW = {"SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG", "SQLITE_RANGE"}
 _SQLITE_TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 _PG_TRANSIENT_STATES = {"40001", "40P01", "53300", "55P03", "57P01", "57P02", "57P03", "57014"}
+# No connection can be opened: the server refuses it, is starting or stopping, or the database
+# named in the URL does not exist.
+_PG_UNREACHABLE_STATES = {"08001", "08004", "3D000", "57P03"}
 
 
 class ConnectionLost(ConnectionError):
@@ -97,3 +109,80 @@ def describe(exc: BaseException) -> str:
         if text:
             return text.splitlines()[0]
     return type(exc).__name__
+
+
+def storage_error(exc: BaseException, action: str) -> NoReturn:
+    """Raise the library's error for a driver failure that is not the caller's input."""
+    raise _storage_error(exc, action) from exc
+
+
+@contextmanager
+def translated_errors(
+    action: str, *, row_error: Callable[[BaseException], QuantFlowError] | None = None
+) -> Iterator[None]:
+    """Run a database call, turning any driver error into the library's own, cause chained.
+
+    `action` says what was being done ("reading strategy 7"). `row_error`, when given, makes
+    the error for data that broke a rule (a unique name taken, a foreign key): only the caller
+    knows whether that means Conflict or NotFound. Our own errors pass through unchanged.
+    """
+    try:
+        yield
+    except QuantFlowError:
+        raise
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+        if row_error is not None and classify(exc) is Fault.ROW:
+            raise row_error(exc) from exc
+        if _is_unreachable(exc):
+            raise StorageUnavailable(
+                f"{action} failed: the database server cannot be reached: {describe(exc)}"
+            ) from exc
+        storage_error(exc, action)
+
+
+def is_driver_error(exc: BaseException) -> bool:
+    """True for what a database call raises besides our own errors and programming mistakes.
+
+    SQLAlchemy wraps the drivers' errors, but the raw aiosqlite and asyncpg connections raise
+    their own, and a refused or dropped network connection surfaces as a plain OSError.
+    """
+    return (
+        isinstance(exc, SQLAlchemyError | OSError | sqlite3.Error)
+        or type(exc).__module__.startswith("asyncpg")
+        or _is_closed_sqlite_connection(exc)
+    )
+
+
+def _storage_error(exc: BaseException, action: str) -> StorageError:
+    message = f"{action} failed: {describe(exc)}"
+    if _is_missing_table(exc):
+        return StorageError(
+            f"{message}; the schema is missing: run `quantflow migrate` or `await db.migrate()`"
+        )
+    if classify(exc) is Fault.FATAL and not _is_programming_error(exc):
+        return StorageUnavailable(message)
+    return StorageError(message)
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """True when no connection could be opened at all, as opposed to one that broke."""
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            return True
+        # asyncio reports every address it tried in one OSError without an errno.
+        if isinstance(cause, OSError) and str(cause).startswith("Multiple exceptions"):
+            return "Connect call failed" in str(cause)
+        if getattr(cause, "sqlstate", None) in _PG_UNREACHABLE_STATES:
+            return True
+    return False
+
+
+def _is_missing_table(exc: BaseException) -> bool:
+    text = describe(exc)
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+def _is_programming_error(exc: BaseException) -> bool:
+    return isinstance(exc, SQLAlchemyError) and not isinstance(exc, DBAPIError)

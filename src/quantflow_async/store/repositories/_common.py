@@ -1,17 +1,32 @@
-"""Helpers shared by the repositories: argument checks and driver-error translation."""
+"""Helpers shared by the repositories: reads and writes inside the error boundary, the
+'not given' marker, and JSON argument checks."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import Executable, Row
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.errors import InvalidValue, StorageError, StorageUnavailable
-from quantflow_async.store.driver_errors import Fault, classify, describe
+from quantflow_async.errors import InvalidValue, QuantFlowError
+from quantflow_async.store.driver_errors import storage_error, translated_errors
+from quantflow_async.store.engine import read_transaction, write_transaction
 from quantflow_async.validation import to_json_text
+
+# storage_error is re-exported for callers that imported it from here.
+__all__ = [
+    "UNSET",
+    "fetch_all",
+    "fetch_one",
+    "insert_returning",
+    "json_document",
+    "optional_json_document",
+    "storage_error",
+    "write_returning",
+]
 
 
 class _Unset(Enum):
@@ -20,10 +35,6 @@ class _Unset(Enum):
 
 UNSET: Final = _Unset.UNSET
 """Marks an update argument that was not given (None means 'set to NULL')."""
-
-DRIVER_ERRORS: Final = (SQLAlchemyError, OSError)
-"""What a database call can raise besides our own errors: SQLAlchemy wraps the drivers'
-errors, but a refused or dropped network connection can surface as a plain OSError."""
 
 
 def json_document(value: object, field: str) -> dict[str, Any]:
@@ -37,22 +48,41 @@ def optional_json_document(value: object, field: str) -> dict[str, Any] | None:
     return None if value is None else json_document(value, field)
 
 
-def storage_error(exc: BaseException, action: str) -> NoReturn:
-    """Raise the library's error for a driver failure that is not the caller's input."""
-    message = f"{action} failed: {describe(exc)}"
-    if _is_missing_table(exc):
-        raise StorageError(
-            f"{message}; the schema is missing: run `quantflow migrate` or `await db.migrate()`"
-        ) from exc
-    if classify(exc) is Fault.FATAL and not _is_programming_error(exc):
-        raise StorageUnavailable(message) from exc
-    raise StorageError(message) from exc
+async def fetch_one(engine: AsyncEngine, query: Executable, action: str) -> Row[Any] | None:
+    """The one row `query` finds, or None; read in its own read transaction."""
+    with translated_errors(action):
+        async with read_transaction(engine) as conn:
+            return (await conn.execute(query)).one_or_none()
 
 
-def _is_missing_table(exc: BaseException) -> bool:
-    text = describe(exc)
-    return "no such table" in text or ("relation" in text and "does not exist" in text)
+async def fetch_all(engine: AsyncEngine, query: Executable, action: str) -> Sequence[Row[Any]]:
+    with translated_errors(action):
+        async with read_transaction(engine) as conn:
+            return (await conn.execute(query)).all()
 
 
-def _is_programming_error(exc: BaseException) -> bool:
-    return isinstance(exc, SQLAlchemyError) and not isinstance(exc, DBAPIError)
+async def insert_returning(
+    engine: AsyncEngine,
+    statement: Executable,
+    action: str,
+    *,
+    row_error: Callable[[BaseException], QuantFlowError],
+) -> Row[Any]:
+    """Run an INSERT ... RETURNING of one row in a write transaction; the row stored."""
+    with translated_errors(action, row_error=row_error):
+        async with write_transaction(engine) as conn:
+            return (await conn.execute(statement)).one()
+
+
+async def write_returning(
+    engine: AsyncEngine,
+    statement: Executable,
+    action: str,
+    *,
+    row_error: Callable[[BaseException], QuantFlowError] | None = None,
+) -> Row[Any] | None:
+    """Run an INSERT/UPDATE ... RETURNING in a write transaction; the row, or None if none
+    matched. `row_error` makes the error for data that broke a rule (see translated_errors)."""
+    with translated_errors(action, row_error=row_error):
+        async with write_transaction(engine) as conn:
+            return (await conn.execute(statement)).one_or_none()

@@ -7,20 +7,22 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Row, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.errors import InvalidTransition, InvalidValue, NotFound
 from quantflow_async.records import BACKTEST_STATUSES, Backtest, DecimalInput
 from quantflow_async.store.column_types import utc_now
-from quantflow_async.store.engine import read_transaction, write_transaction
+from quantflow_async.store.driver_errors import translated_errors
+from quantflow_async.store.engine import write_transaction
 from quantflow_async.store.repositories._common import (
-    DRIVER_ERRORS,
     UNSET,
     _Unset,
+    fetch_all,
+    fetch_one,
+    insert_returning,
     json_document,
     optional_json_document,
-    storage_error,
+    write_returning,
 )
 from quantflow_async.store.schema import backtests
 from quantflow_async.validation import to_choice, to_decimal, to_id, to_label, to_utc
@@ -81,25 +83,18 @@ class BacktestRepository:
             "end_date": end,
             "initial_capital": capital,
         }
-        try:
-            async with write_transaction(self._engine) as conn:
-                row = (
-                    await conn.execute(insert(backtests).values(values).returning(backtests))
-                ).one()
-        except IntegrityError as exc:
-            raise NotFound("strategy", strategy_id) from exc
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"creating backtest {values['name']!r}")
+        row = await insert_returning(
+            self._engine,
+            insert(backtests).values(values).returning(backtests),
+            f"creating backtest {values['name']!r}",
+            row_error=lambda exc: NotFound("strategy", strategy_id),
+        )
         return _record(row)
 
     async def get(self, backtest_id: int) -> Backtest:
         backtest_id = to_id(backtest_id, "backtest_id")
-        try:
-            async with read_transaction(self._engine) as conn:
-                query = select(backtests).where(backtests.c.id == backtest_id)
-                row = (await conn.execute(query)).one_or_none()
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"reading backtest {backtest_id}")
+        query = select(backtests).where(backtests.c.id == backtest_id)
+        row = await fetch_one(self._engine, query, f"reading backtest {backtest_id}")
         if row is None:
             raise NotFound("backtest", backtest_id)
         return _record(row)
@@ -113,12 +108,7 @@ class BacktestRepository:
             query = query.where(backtests.c.strategy_id == to_id(strategy_id, "strategy_id"))
         if status is not None:
             query = query.where(backtests.c.status == _status(status))
-        try:
-            async with read_transaction(self._engine) as conn:
-                rows = (await conn.execute(query)).all()
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, "listing backtests")
-        return [_record(row) for row in rows]
+        return [_record(row) for row in await fetch_all(self._engine, query, "listing backtests")]
 
     async def set_status(self, backtest_id: int, status: str) -> Backtest:
         """Move a backtest along its lifecycle; any other move raises InvalidTransition."""
@@ -131,15 +121,13 @@ class BacktestRepository:
             .values(status=status, updated_at=utc_now())
             .returning(backtests)
         )
-        try:
+        with translated_errors(f"setting the status of backtest {backtest_id}"):
             async with write_transaction(self._engine) as conn:
                 row = (await conn.execute(statement)).one_or_none()
                 if row is None:
                     current = await conn.scalar(
                         select(backtests.c.status).where(backtests.c.id == backtest_id)
                     )
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"setting the status of backtest {backtest_id}")
         if row is not None:
             return _record(row)
         if current is None:
@@ -166,11 +154,9 @@ class BacktestRepository:
             .values(values)
             .returning(backtests)
         )
-        try:
-            async with write_transaction(self._engine) as conn:
-                row = (await conn.execute(statement)).one_or_none()
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"saving the results of backtest {backtest_id}")
+        row = await write_returning(
+            self._engine, statement, f"saving the results of backtest {backtest_id}"
+        )
         if row is None:
             raise NotFound("backtest", backtest_id)
         return _record(row)
@@ -178,10 +164,9 @@ class BacktestRepository:
     async def delete(self, backtest_id: int) -> None:
         """Delete a backtest together with its trades (the foreign key cascades)."""
         backtest_id = to_id(backtest_id, "backtest_id")
-        try:
-            async with write_transaction(self._engine) as conn:
-                result = await conn.execute(delete(backtests).where(backtests.c.id == backtest_id))
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"deleting backtest {backtest_id}")
-        if result.rowcount == 0:
+        statement = delete(backtests).where(backtests.c.id == backtest_id).returning(backtests.c.id)
+        if (
+            await write_returning(self._engine, statement, f"deleting backtest {backtest_id}")
+            is None
+        ):
             raise NotFound("backtest", backtest_id)

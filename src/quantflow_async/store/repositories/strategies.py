@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Row, delete, exists, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.errors import Conflict, NotFound
 from quantflow_async.records import STRATEGY_STATUSES, Strategy
 from quantflow_async.store.column_types import utc_now
-from quantflow_async.store.engine import read_transaction, write_transaction
+from quantflow_async.store.driver_errors import translated_errors
+from quantflow_async.store.engine import write_transaction
 from quantflow_async.store.repositories._common import (
-    DRIVER_ERRORS,
     UNSET,
     _Unset,
+    fetch_all,
+    fetch_one,
+    insert_returning,
     json_document,
     optional_json_document,
-    storage_error,
+    write_returning,
 )
 from quantflow_async.store.schema import backtests, strategies, trades
 from quantflow_async.validation import to_choice, to_free_text, to_id, to_label
@@ -61,15 +63,12 @@ class StrategyRepository:
             "status": _status(status),
             "metrics": optional_json_document(metrics, "metrics"),
         }
-        try:
-            async with write_transaction(self._engine) as conn:
-                row = (
-                    await conn.execute(insert(strategies).values(values).returning(strategies))
-                ).one()
-        except IntegrityError as exc:
-            raise Conflict(f"a strategy named {values['name']!r} already exists") from exc
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"creating strategy {values['name']!r}")
+        row = await insert_returning(
+            self._engine,
+            insert(strategies).values(values).returning(strategies),
+            f"creating strategy {values['name']!r}",
+            row_error=_name_taken(values["name"]),
+        )
         return _record(row)
 
     async def get(self, strategy_id: int) -> Strategy:
@@ -81,11 +80,11 @@ class StrategyRepository:
         return await self._one(strategies.c.name == name, NotFound("strategy", name, field="name"))
 
     async def _one(self, condition: Any, missing: NotFound) -> Strategy:
-        try:
-            async with read_transaction(self._engine) as conn:
-                row = (await conn.execute(select(strategies).where(condition))).one_or_none()
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, "reading a strategy")
+        row = await fetch_one(
+            self._engine,
+            select(strategies).where(condition),
+            f"reading {missing.entity} {missing.key!r}",
+        )
         if row is None:
             raise missing
         return _record(row)
@@ -95,12 +94,7 @@ class StrategyRepository:
         query = select(strategies).order_by(strategies.c.id)
         if status is not None:
             query = query.where(strategies.c.status == _status(status))
-        try:
-            async with read_transaction(self._engine) as conn:
-                rows = (await conn.execute(query)).all()
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, "listing strategies")
-        return [_record(row) for row in rows]
+        return [_record(row) for row in await fetch_all(self._engine, query, "listing strategies")]
 
     async def update(
         self,
@@ -134,22 +128,34 @@ class StrategyRepository:
             .values(values)
             .returning(strategies)
         )
-        try:
-            async with write_transaction(self._engine) as conn:
-                row = (await conn.execute(statement)).one_or_none()
-        except IntegrityError as exc:
-            raise Conflict(f"a strategy named {values.get('name')!r} already exists") from exc
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"updating strategy {strategy_id}")
+        row = await write_returning(
+            self._engine,
+            statement,
+            f"updating strategy {strategy_id}",
+            row_error=_name_taken(values.get("name")),
+        )
         if row is None:
             raise NotFound("strategy", strategy_id)
         return _record(row)
 
     async def delete(self, strategy_id: int) -> None:
-        """Delete a strategy that has no backtests and no trades; otherwise raise Conflict."""
+        """Delete a strategy that has no backtests and no trades; otherwise raise Conflict.
+
+        The strategy's row is locked first (on PostgreSQL), so a backtest or trade being added
+        at the same moment either commits before the check, which then sees it, or waits and
+        finds the strategy gone. If one slips in anyway, its foreign key refuses the delete,
+        and that is reported as the same Conflict.
+        """
         strategy_id = to_id(strategy_id, "strategy_id")
-        try:
+        with translated_errors(
+            f"deleting strategy {strategy_id}", row_error=lambda exc: _gained_owners(strategy_id)
+        ):
             async with write_transaction(self._engine) as conn:
+                found = await conn.scalar(
+                    select(strategies.c.id).where(strategies.c.id == strategy_id).with_for_update()
+                )
+                if found is None:
+                    raise NotFound("strategy", strategy_id)
                 owned = await conn.execute(
                     select(
                         select(func.count())
@@ -164,10 +170,15 @@ class StrategyRepository:
                         f"strategy {strategy_id} still has {backtest_count} backtests"
                         f"{' and trades' if has_trades else ''}; delete those first"
                     )
-                result = await conn.execute(
-                    delete(strategies).where(strategies.c.id == strategy_id)
-                )
-        except DRIVER_ERRORS as exc:
-            storage_error(exc, f"deleting strategy {strategy_id}")
-        if result.rowcount == 0:
-            raise NotFound("strategy", strategy_id)
+                await conn.execute(delete(strategies).where(strategies.c.id == strategy_id))
+
+
+def _name_taken(name: object) -> Callable[[BaseException], Conflict]:
+    return lambda exc: Conflict(f"a strategy named {name!r} already exists")
+
+
+def _gained_owners(strategy_id: int) -> Conflict:
+    return Conflict(
+        f"strategy {strategy_id} gained backtests or trades while it was being deleted; "
+        "delete those first"
+    )
