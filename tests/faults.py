@@ -1,10 +1,14 @@
-"""Real faults for the tests: a TCP proxy whose plug can be pulled, raw lock holders."""
+"""Real faults for the tests: a TCP proxy whose plug can be pulled, or that drops the
+connection at the moment the server's reply to a COMMIT passes through it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+
+# PostgreSQL's CommandComplete message for a COMMIT: 'C', length 11, "COMMIT", NUL.
+COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"
 
 
 class TcpProxy:
@@ -17,6 +21,13 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._drop_on_commit = False
+        self.commits_dropped = 0
+
+    def drop_next_commit_reply(self) -> None:
+        """The next time the server confirms a COMMIT, cut the connection instead of passing
+        the confirmation on: the transaction is committed, and the client never learns it."""
+        self._drop_on_commit = True
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -30,14 +41,21 @@ class TcpProxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.ensure_future(self._pipe(source, sink))
+        for source, sink, from_server in ((reader, up_writer, False), (up_reader, writer, True)):
+            task = asyncio.ensure_future(self._pipe(source, sink, from_server))
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, from_server: bool
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await source.read(65536):
+                if from_server and self._drop_on_commit and COMMIT_COMPLETE in data:
+                    self._drop_on_commit = False
+                    self.commits_dropped += 1
+                    self.cut()
+                    return
                 sink.write(data)
                 await sink.drain()
         sink.close()

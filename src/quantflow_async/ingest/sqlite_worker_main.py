@@ -32,8 +32,8 @@ from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
 PAUSE_AFTER_COMMIT_ENV = "QUANTFLOW_TEST_WORKER_PAUSE_AFTER_COMMIT"
-"""Test hook: when set, the worker stops itself (SIGSTOP) after a COMMIT, before its reply,
-so a test can kill it exactly between the two."""
+"""Test hook: names a file; the worker that removes it after a COMMIT stops itself (SIGSTOP)
+before its reply, so a test can kill it exactly between the two. Once per file."""
 
 
 class Worker:
@@ -48,7 +48,7 @@ class Worker:
         self.path = path
         self.opened = opened
         self.wal_limit = wal_limit
-        self.pause_after_commit = bool(os.environ.get(PAUSE_AFTER_COMMIT_ENV))
+        self.pause_marker = os.environ.get(PAUSE_AFTER_COMMIT_ENV, "")
 
     def store(
         self,
@@ -75,10 +75,17 @@ class Worker:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        if self.pause_after_commit:
-            os.kill(os.getpid(), signal.SIGSTOP)
+        if self.pause_marker:
+            self.pause_if_marked()
         self.bound_the_wal()
         return ("ok", inserted)
+
+    def pause_if_marked(self) -> None:
+        try:
+            os.remove(self.pause_marker)
+        except OSError:
+            return
+        os.kill(os.getpid(), signal.SIGSTOP)
 
     def lookup(self, statements: tuple[str, str, str, str], token: str) -> tuple[Any, ...]:
         if self.replaced():
