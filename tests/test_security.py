@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,33 @@ async def test_every_file_of_a_new_database_is_private(tmp_path: Path) -> None:
             modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
     assert {"private.sqlite3", "private.sqlite3-wal", "private.sqlite3-shm"} <= set(modes)
     assert set(modes.values()) == {0o600}
+
+
+async def test_a_password_in_the_url_query_is_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = "postgresql+asyncpg://trader@127.0.0.1:1/nowhere?password=s3cret-pw"
+    async with Database(settings=Settings(database_url=url)):
+        pass
+    assert "opened postgresql+asyncpg://trader@127.0.0.1:1/nowhere?password=***" in caplog.text
+    assert "s3cret-pw" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://trader:s3cret-pw@127.0.0.1:1/none",
+        "postgresql+asyncpg://trader@127.0.0.1:1/none?password=s3cret-pw",
+    ],
+    ids=["in the user part", "in the query"],
+)
+def test_the_verbose_cli_never_prints_the_password(tmp_path: Path, url: str) -> None:
+    command = [sys.executable, "-m", "quantflow_async.cli", "-v", "count-trades"]
+    env = {**os.environ, "QUANTFLOW_DATABASE_URL": url}
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "INFO" in result.stderr  # -v logged what the library did
+    assert "s3cret-pw" not in result.stdout + result.stderr
