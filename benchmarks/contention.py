@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -18,13 +19,18 @@ import time
 from pathlib import Path
 
 from _common import fresh_database, print_table, synthetic_fills, write_json
+from sqlalchemy.engine import make_url
 
 from quantflow_async import Database, Fill, TradeWriter
 
 READERS = 8
 
 
-async def run(url: str, seconds: float, readers: int, cli: bool) -> dict[str, float]:
+async def run(
+    url: str, seconds: float, readers: int, cli: bool, wal_sizes: list[int] | None = None
+) -> dict[str, float]:
+    """The writer ingesting without pause beside `readers` paging tasks (and a second process
+    when `cli`) for `seconds`; samples the WAL's size into `wal_sizes` if given."""
     strategy_id, backtest_id = await fresh_database(url)
     # Fills are made before the clock starts, as sweep workers in other processes would make
     # them; without external ids the pool can be submitted again and again.
@@ -60,16 +66,32 @@ async def run(url: str, seconds: float, readers: int, cli: bool) -> dict[str, fl
                 assert await child.wait() == 0
                 reads["cli"] += 1
 
+        async def watch_the_wal() -> None:
+            assert wal_sizes is not None
+            wal = str(make_url(url).database) + "-wal"
+            while time.monotonic() < deadline:
+                wal_sizes.append(_size(wal))
+                await asyncio.sleep(0.25)
+
         started = time.perf_counter()
         async with db.writer(batch_size=5000) as writer:
             async with asyncio.TaskGroup() as group:
                 group.create_task(produce(writer))
+                if wal_sizes is not None:
+                    group.create_task(watch_the_wal())
                 if cli:
                     group.create_task(other_process())
                 for _ in range(readers):
                     group.create_task(read())
         elapsed = time.perf_counter() - started
     return {"fills_per_second": writer.stats().written / elapsed, **reads}
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 async def main() -> None:

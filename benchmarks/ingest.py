@@ -7,8 +7,14 @@ Measures, on SQLite (WAL, synchronous=NORMAL, the schema's indexes):
   2. raw sqlite3 executemany of the same rows as ready tuples, same statement, pragmas and batch;
   3. SQLAlchemy ORM add_all + commit per 5,000, and ORM add + commit per fill;
   4. commit latency of a live bot submitting 1,000 fills/s with wait=True;
-  5. event-loop lag while the writer ingests --fills fills (how late a 1 ms sleeper wakes);
-  6. peak RSS of a process ingesting 100,000 and 2,000,000 fills made on the fly.
+  5. event-loop lag while the writer ingests --fills fills (how late a 1 ms sleeper wakes),
+     from a polite producer (yields every 1,000 fills) and from a naive one
+     (`for fill in fills: await writer.submit(fill)`), with each one's throughput;
+  6. the cost of the batch token: raw sqlite3 with and without the token's two statements in
+     each transaction;
+  7. the WAL's largest size while the writer ingests and 8 readers page (the soak's set-up)
+     for --wal-seconds;
+  8. peak RSS of a process ingesting 100,000 and 2,000,000 fills made on the fly.
 Prints a table and writes benchmarks/results/ingest.json. Throughputs are medians of --repeats.
 """
 
@@ -34,12 +40,17 @@ from _common import (
     synthetic_fills,
     write_json,
 )
+from contention import run as soak_set_up
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 
 from quantflow_async import Database, Fill
 from quantflow_async.store.schema import TRADE_INSERT_COLUMNS, trades
-from quantflow_async.store.trade_insert import SQLITE_INSERT
+from quantflow_async.store.trade_insert import (
+    SQLITE_FORGET_BATCHES,
+    SQLITE_INSERT,
+    SQLITE_RECORD_BATCH,
+)
 from quantflow_async.validation import epoch_micros
 
 BATCH = 5000
@@ -57,33 +68,46 @@ def url_for(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-def raw_sqlite(path: Path, fills: list[Fill]) -> float:
-    """The physical limit through Python: ready tuples, executemany, one transaction a batch."""
+def raw_sqlite(path: Path, fills: list[Fill], *, token: bool = False) -> float:
+    """The physical limit through Python: ready tuples, executemany, one transaction a batch;
+    with `token`, also the two statements the writer adds to each batch's transaction."""
     rows = [fill._row for fill in fills]
     connection = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
         connection.execute(f"PRAGMA {pragma}")
-    sql = SQLITE_INSERT.format(now=epoch_micros(datetime.now(UTC)))
+    now = epoch_micros(datetime.now(UTC))
+    sql = SQLITE_INSERT.format(now=now)
     started = time.perf_counter()
-    for start in range(0, len(rows), BATCH):
+    previous = None
+    for number, start in enumerate(range(0, len(rows), BATCH)):
         connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(sql, rows[start : start + BATCH])
+        inserted = connection.executemany(sql, rows[start : start + BATCH]).rowcount
+        if token:
+            connection.execute(SQLITE_RECORD_BATCH, (f"bench:{number}", inserted, now))
+            connection.execute(SQLITE_FORGET_BATCHES, (previous, now - 86_400_000_000))
+            previous = f"bench:{number}"
         connection.execute("COMMIT")
     elapsed = time.perf_counter() - started
     connection.close()
     return elapsed
 
 
-async def through_writer(path: Path, fills: list[Fill], lag: list[float] | None = None) -> float:
+async def through_writer(
+    path: Path, fills: list[Fill], lag: list[float] | None = None, *, naive: bool = False
+) -> float:
     """submit() every fill from one producer; the clock stops when the writer has drained."""
     async with Database(url_for(path)) as db:
         monitor = asyncio.ensure_future(_watch_loop(lag)) if lag is not None else None
         started = time.perf_counter()
         async with db.writer(batch_size=BATCH, max_latency=MAX_LATENCY, max_queue=50_000) as w:
-            for start in range(0, len(fills), 1000):
-                for fill in fills[start : start + 1000]:
+            if naive:
+                for fill in fills:  # the loop every user writes first
                     await w.submit(fill)
-                await asyncio.sleep(0)  # a producer that lets the rest of its loop run
+            else:
+                for start in range(0, len(fills), 1000):
+                    for fill in fills[start : start + 1000]:
+                        await w.submit(fill)
+                    await asyncio.sleep(0)  # a producer that lets the rest of its loop run
         elapsed = time.perf_counter() - started
         if monitor is not None:
             monitor.cancel()
@@ -180,19 +204,19 @@ async def main(args: argparse.Namespace) -> None:
     strategy_id, backtest_id = await fresh_database(url_for(folder / "probe.sqlite3"))
     fills = list(synthetic_fills(count, strategy_id, backtest_id))
 
-    raw_s: list[float] = []
-    writer_s: list[float] = []
+    seconds: dict[str, list[float]] = {"raw": [], "raw_token": [], "writer": [], "naive": []}
     for attempt in range(args.repeats):
-        for name, runner in (("raw", raw_sqlite), ("writer", None)):
+        for name in seconds:
             path = folder / f"{name}-{attempt}.sqlite3"
             await fresh_database(url_for(path))
             gc.collect()
-            if runner is not None:
-                raw_s.append(runner(path, fills))
+            if name.startswith("raw"):
+                seconds[name].append(raw_sqlite(path, fills, token=name == "raw_token"))
             else:
-                writer_s.append(await through_writer(path, fills))
-            rate = count / (raw_s if runner else writer_s)[-1]
+                seconds[name].append(await through_writer(path, fills, naive=name == "naive"))
+            rate = count / seconds[name][-1]
             print(f"  run {attempt + 1}: {name} {rate:,.0f} fills/s", flush=True)
+    raw_s, writer_s = seconds["raw"], seconds["writer"]
 
     orm_batch_fills = fills[: args.orm_fills]
     orm_single_fills = fills[: args.orm_single_fills]
@@ -210,8 +234,19 @@ async def main(args: argparse.Namespace) -> None:
     path = folder / "lag.sqlite3"
     await fresh_database(url_for(path))
     await through_writer(path, fills, lag)
+    naive_lag: list[float] = []
+    path = folder / "naive-lag.sqlite3"
+    await fresh_database(url_for(path))
+    await through_writer(path, fills, naive_lag, naive=True)
     del fills
     gc.collect()
+
+    print(f"soak set-up for {args.wal_seconds:.0f} s, watching the WAL ...", flush=True)
+    wal_sizes: list[int] = []
+    await soak_set_up(
+        url_for(folder / "wal.sqlite3"), args.wal_seconds, 8, cli=False, wal_sizes=wal_sizes
+    )
+    wal_max_mb = max(wal_sizes, default=0) / 1e6
 
     live = await live_bot(folder / "live.sqlite3", args.live_seconds, 1000)
 
@@ -220,6 +255,9 @@ async def main(args: argparse.Namespace) -> None:
     orm_batch_rate = len(orm_batch_fills) / median(orm_batch_s)
     orm_single_rate = len(orm_single_fills) / median(orm_single_s)
     lag_p99, lag_max = 1000 * percentile(lag, 99), 1000 * max(lag)
+    naive_p99, naive_max = 1000 * percentile(naive_lag, 99), 1000 * max(naive_lag)
+    naive_rate = count / median(seconds["naive"])
+    token_rate = count / median(seconds["raw_token"])
     live_p50, live_p99 = 1000 * percentile(live, 50), 1000 * percentile(live, 99)
     live_target = 2 * MAX_LATENCY * 1000 + 5
 
@@ -230,7 +268,21 @@ async def main(args: argparse.Namespace) -> None:
             f"{count:,}",
             f"{writer_rate:,.0f}",
             f"{writer_rate / raw_rate:.2f}",
-            "target >= 0.80",
+            "target >= 0.85",
+        ),
+        (
+            "TradeWriter, naive producer (no yields of its own)",
+            f"{count:,}",
+            f"{naive_rate:,.0f}",
+            f"{naive_rate / raw_rate:.2f}",
+            f"{naive_rate / writer_rate:.3f} of the polite producer",
+        ),
+        (
+            "raw sqlite3 + the batch token's two statements",
+            f"{count:,}",
+            f"{token_rate:,.0f}",
+            f"{token_rate / raw_rate:.3f}",
+            "the token's cost",
         ),
         (
             "ORM add_all + commit per 5,000",
@@ -268,6 +320,13 @@ async def main(args: argparse.Namespace) -> None:
             ),
             (f"loop lag while ingesting {count:,} fills: p99", f"{lag_p99:.2f} ms", "<= 5 ms"),
             (f"loop lag while ingesting {count:,} fills: max", f"{lag_max:.2f} ms", "<= 20 ms"),
+            ("loop lag, naive producer: p99", f"{naive_p99:.2f} ms", "<= 5 ms"),
+            ("loop lag, naive producer: max", f"{naive_max:.2f} ms", "<= 20 ms"),
+            (
+                f"largest WAL, writer + 8 readers for {args.wal_seconds:.0f} s",
+                f"{wal_max_mb:.0f} MB",
+                "bounded",
+            ),
             ("peak RSS, 100,000 fills", f"{rss_small:.0f} MB", ""),
             (
                 f"peak RSS, {args.rss_fills:,} fills",
@@ -283,20 +342,25 @@ async def main(args: argparse.Namespace) -> None:
             "batch_size": BATCH,
             "repeats": args.repeats,
             "seconds": {
-                "raw": raw_s,
-                "writer": writer_s,
+                **seconds,
                 "orm_batch": orm_batch_s,
                 "orm_single": orm_single_s,
             },
             "fills_per_second": {
                 "raw": raw_rate,
                 "writer": writer_rate,
+                "writer_naive_producer": naive_rate,
+                "raw_with_token": token_rate,
                 "orm_add_all_per_5000": orm_batch_rate,
                 "orm_commit_per_fill": orm_single_rate,
             },
             "writer_vs_raw": writer_rate / raw_rate,
             "live_commit_ms": {"p50": live_p50, "p99": live_p99, "target_p99": live_target},
             "loop_lag_ms": {"p99": lag_p99, "max": lag_max, "samples": len(lag)},
+            "naive_loop_lag_ms": {"p99": naive_p99, "max": naive_max, "samples": len(naive_lag)},
+            "token_cost": 1 - token_rate / raw_rate,
+            "wal_max_bytes": max(wal_sizes, default=0),
+            "wal_seconds": args.wal_seconds,
             "peak_rss_mb": {"100000": rss_small, str(args.rss_fills): rss_large},
         },
     )
@@ -310,6 +374,7 @@ if __name__ == "__main__":
     parser.add_argument("--orm-single-fills", type=int, default=5_000)
     parser.add_argument("--live-seconds", type=float, default=10.0)
     parser.add_argument("--rss-fills", type=int, default=2_000_000)
+    parser.add_argument("--wal-seconds", type=float, default=90.0)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -320,4 +385,5 @@ if __name__ == "__main__":
     if arguments.quick:
         arguments.fills, arguments.repeats, arguments.orm_fills = 50_000, 1, 10_000
         arguments.orm_single_fills, arguments.live_seconds, arguments.rss_fills = 500, 2.0, 200_000
+        arguments.wal_seconds = 5.0
     asyncio.run(main(arguments))
