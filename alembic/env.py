@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from quantflow_async.config import Settings
-from quantflow_async.store.engine import create_engine
+from quantflow_async.store.engine import WRITE_OPTION, create_engine
 from quantflow_async.store.schema import metadata
 
 config = context.config
@@ -73,6 +73,10 @@ async def run_async_migrations() -> None:
     engine = create_engine(Settings(database_url=url))
     try:
         async with engine.connect() as connection:
+            # A write transaction from its first statement (BEGIN IMMEDIATE on SQLite), as the
+            # library's migrate() takes it: a deferred BEGIN would read the schema first and
+            # then fail with "database is locked" if a writer committed in between.
+            connection = await connection.execution_options(**{WRITE_OPTION: True})
             await connection.run_sync(do_run_migrations)
     finally:
         await engine.dispose()

@@ -28,6 +28,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from quantflow_async.store.column_types import ExactDecimal, UTCDateTime, utc_now
 
+# Constraints are named from their short names by this convention: name="side_known" on
+# trades becomes ck_trades_side_known. Alembic applies it to the migrations' operations too,
+# so a migration that writes a full name must mark it final with op.f(); revisions 001-003
+# did not, their names came out doubled, and revision 005 renames them.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
