@@ -25,7 +25,7 @@ from quantflow_async import (
     WriterFailed,
 )
 
-from .conftest import make_fill
+from .conftest import T0, make_fill
 from .faults import proxy_to
 
 FAST_RETRIES = WriterDefaults(retry_attempts=3, retry_initial_delay=0.01, retry_max_delay=0.05)
@@ -284,3 +284,28 @@ async def test_postgres_connections_dropped_mid_stream_lose_and_double_nothing(
             assert await db.trades.count() == 5000
             assert writer.unwritten == ()
     assert caplog.text.count("retrying") >= 3
+
+
+async def test_fills_of_a_deleted_backtest_are_refused_in_bulk_without_holding_up_others(
+    db: Database, strategy_id: int
+) -> None:
+    deleted = await db.backtests.create(
+        strategy_id=strategy_id,
+        name="gone",
+        start_date=T0,
+        end_date=T0.replace(year=2025),
+        initial_capital=1,
+    )
+    await db.backtests.delete(deleted.id)
+    orphans = [make_fill(strategy_id, n, backtest_id=deleted.id) for n in range(20_000)]
+    async with db.writer(max_queue=50_000) as writer:
+        for fill in orphans:
+            writer.submit_nowait(fill)
+        # Split and explained one by one, 20,000 refusals took minutes; found in bulk, moments.
+        with anyio.fail_after(60):
+            await writer.submit(make_fill(strategy_id, 99_999), wait=True)
+    assert await db.trades.count() == 1
+    assert writer.stats().rejected == 20_000
+    assert len(writer.rejected) == WriterDefaults().max_rejected  # the most recent ones
+    assert writer.rejected[-1].fill == orphans[-1]
+    assert f"backtest with backtest_id={deleted.id} does not exist" in writer.rejected[0].reason
