@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,15 @@ async def produce(writer: TradeWriter, ids: tuple[int, int], symbol: str, count:
         await writer.submit(fill)
 
 
+async def report_progress(writer: TradeWriter, total: int, started: float) -> None:
+    """Print how far the writer has got, every second, until cancelled."""
+    while True:
+        await asyncio.sleep(1)
+        written = writer.stats().written
+        rate = written / (time.perf_counter() - started)
+        print(f"  {written:>9,} of {total:,} fills committed ({rate:,.0f} fills/s)", flush=True)
+
+
 async def main(fills: int, database_url: str | None) -> None:
     async with Database(database_url) as db:
         try:
@@ -63,12 +73,20 @@ async def main(fills: int, database_url: str | None) -> None:
         await db.backtests.set_status(backtest.id, "running")
 
         per_symbol = fills // len(SYMBOLS)
+        total = per_symbol * len(SYMBOLS)
+        print(f"backtest {backtest.id}: ingesting {total:,} fills from {len(SYMBOLS)} producers")
         started = time.perf_counter()
         async with db.writer(batch_size=5000) as writer:
-            async with asyncio.TaskGroup() as producers:
-                for symbol in SYMBOLS:
-                    ids = (strategy.id, backtest.id)
-                    producers.create_task(produce(writer, ids, symbol, per_symbol))
+            progress = asyncio.create_task(report_progress(writer, total, started))
+            try:
+                async with asyncio.TaskGroup() as producers:
+                    for symbol in SYMBOLS:
+                        ids = (strategy.id, backtest.id)
+                        producers.create_task(produce(writer, ids, symbol, per_symbol))
+            finally:
+                progress.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await progress
         # Leaving the `async with` drained the queue: every submitted fill is committed now.
         elapsed = time.perf_counter() - started
         stats = writer.stats()
@@ -77,8 +95,10 @@ async def main(fills: int, database_url: str | None) -> None:
         print(f"backtest {backtest.id}: {stats.written:,} fills in {elapsed:.2f} s")
         print(f"  {stats.written / elapsed:,.0f} fills/s (fills made and stored on one event loop)")
         print(f"  {stats.batches} batches, commit p50 {1000 * (stats.commit_p50 or 0):.1f} ms")
-        print(f"\n{'symbol':<8} {'trades':>8} {'bought':>14} {'sold':>14} {'fees':>14}")
-        for row in await db.trades.summary(backtest_id=backtest.id):
+        print("\nsumming the backtest's trades per symbol (exact Decimal sums)...", flush=True)
+        summary = await db.trades.summary(backtest_id=backtest.id)
+        print(f"{'symbol':<8} {'trades':>8} {'bought':>14} {'sold':>14} {'fees':>14}")
+        for row in summary:
             print(
                 f"{row.symbol:<8} {row.trade_count:>8,} {row.bought_quantity:>14.4f} "
                 f"{row.sold_quantity:>14.4f} {row.fees:>14.8f}"
