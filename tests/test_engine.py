@@ -102,3 +102,24 @@ async def test_in_memory_sqlite_is_refused_with_the_reason(url: str) -> None:
     with pytest.raises(InvalidValue, match="in-memory SQLite .* use a file"):
         async with Database(url):
             pass
+
+
+async def test_a_database_that_must_not_create_its_file_refuses_a_missing_one(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'missing.sqlite3'}"
+    settings = Settings(database_url=url, create_sqlite_file=False)
+    with pytest.raises(StorageUnavailable, match="does not exist; run `quantflow migrate`"):
+        async with Database(settings=settings):
+            pass
+    assert os.listdir(tmp_path) == []
+
+
+async def test_a_database_that_must_not_create_its_file_opens_an_existing_one(
+    sqlite_url: str,
+) -> None:
+    async with Database(sqlite_url) as db:
+        await db.migrate()
+    settings = Settings(database_url=sqlite_url, create_sqlite_file=False)
+    async with Database(settings=settings) as db:
+        assert await db.trades.count() == 0

@@ -33,6 +33,7 @@ wild_numbers = st.one_of(
     st.integers(min_value=-(10**70), max_value=10**70),
     st.text(max_size=80),
     st.sampled_from(["NaN", "-inf", "1e400", "0." + "0" * 40 + "1", "9" * 60, " 1.5 ", "1_000"]),
+    st.sampled_from(["1e-999999999", "1e999999999", "0E-999999999", "1" * 138, "1." + "0" * 50]),
     st.booleans(),
     st.none(),
     st.binary(max_size=8),
@@ -56,6 +57,7 @@ wild_metadata = st.one_of(
     st.dictionaries(st.text(max_size=10), json_values, max_size=5),
     st.just({"big": "x" * 10_000_000}),
     st.just({"when": datetime(2024, 1, 1)}),
+    st.sampled_from([{"x": 1e16}, {"x": -0.0}, {"x": (1, 2)}, {1: "one"}, {"deep": [[[[[[]]]]]]}]),
     st.lists(st.integers(), max_size=3),
 )
 wild_times = st.one_of(
@@ -64,6 +66,14 @@ wild_times = st.one_of(
         timezones=st.sampled_from([timezone(timedelta(hours=h)) for h in (-12, -5, 0, 9, 14)])
     ),
     st.datetimes(),
+    st.sampled_from(
+        [
+            datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+            datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+            datetime.min.replace(tzinfo=UTC),
+            datetime.max.replace(tzinfo=UTC),
+        ]
+    ),
     st.text(max_size=20),
     st.integers(),
 )
