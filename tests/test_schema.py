@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 
 from quantflow_async import Database
 from quantflow_async.store.schema import metadata
+from quantflow_async.validation import epoch_micros
 
-from .conftest import T0, make_fill
+from .conftest import make_fill
 
 SEED_COLUMNS = {
     "strategies": {
@@ -189,8 +190,16 @@ async def test_datetimes_come_back_aware_utc(db: Database, strategy_id: int) -> 
 async def test_updated_at_moves_on_update_and_created_at_does_not(
     db: Database, strategy_id: int
 ) -> None:
+    # Both stamps set a year back, so an update that left updated_at alone would show it.
+    year_ago = datetime.now(UTC) - timedelta(days=365)
+    stored = epoch_micros(year_ago) if db.engine.dialect.name == "sqlite" else year_ago
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE strategies SET created_at = :at, updated_at = :at"), {"at": stored}
+        )
     before = await db.strategies.get(strategy_id)
+    assert before.updated_at == year_ago
+
     after = await db.strategies.update(strategy_id, description="tuned")
     assert after.created_at == before.created_at
-    assert after.updated_at >= before.updated_at
-    assert after.updated_at > T0
+    assert abs(after.updated_at - datetime.now(UTC)) < timedelta(minutes=1)

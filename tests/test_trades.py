@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields, replace
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
-from quantflow_async import Conflict, Database, InvalidValue, NotFound, SymbolSummary
+from quantflow_async import Conflict, Database, InvalidValue, NotFound, SymbolSummary, Trade
 
 from .conftest import T0, make_fill
 
@@ -199,3 +200,31 @@ async def test_readers_never_see_locked_errors_during_a_long_batched_insert(
     # Readers only ever saw whole committed batches.
     assert all(count % 2000 == 0 for count in counts)
     assert await db.trades.count() == 30_000
+
+
+async def test_trades_read_back_are_the_records_trade_itself_would_make(
+    db: Database, strategy_id: int
+) -> None:
+    # Reads build records without Trade.__init__ (for speed); nothing may tell them apart.
+    await db.trades.insert_many([make_fill(strategy_id, metadata={"order": {"id": "A-1"}})])
+    (trade,) = await db.trades.list()
+    rebuilt = Trade(**{field.name: getattr(trade, field.name) for field in fields(Trade)})
+    assert trade == rebuilt
+    assert replace(trade, symbol="ETHUSDT").symbol == "ETHUSDT"
+    with pytest.raises(TypeError):
+        trade.metadata["order"]["id"] = "changed"  # type: ignore[index]
+
+
+async def test_count_and_summary_cover_the_trades_list_covers(
+    db: Database, strategy_id: int, backtest_id: int
+) -> None:
+    live = [make_fill(strategy_id, n, symbol="ETHUSDT") for n in range(4)]
+    sim = [make_fill(strategy_id, n, backtest_id=backtest_id) for n in range(4, 10)]
+    await db.trades.insert_many(live + sim)
+    window = {"since": T0 + timedelta(seconds=2), "until": T0 + timedelta(seconds=6)}
+    for filters in ({"backtest_id": backtest_id}, {"symbol": "ETHUSDT"}, window, {}):
+        listed = await db.trades.list(**filters)  # type: ignore[arg-type]
+        assert await db.trades.count(**filters) == len(listed)  # type: ignore[arg-type]
+        summary = await db.trades.summary(**filters)  # type: ignore[arg-type]
+        assert sum(s.trade_count for s in summary) == len(listed)
+        assert sum(s.notional for s in summary) == sum(t.quantity * t.price for t in listed)
