@@ -35,7 +35,7 @@ async def run(
     # Fills are made before the clock starts, as sweep workers in other processes would make
     # them; without external ids the pool can be submitted again and again.
     pool = [
-        Fill(**{**fill._kwargs(), "external_id": None})
+        Fill(**{**_arguments(fill), "external_id": None})
         for fill in synthetic_fills(100_000, strategy_id, backtest_id)
     ]
     reads = {"pages": 0, "cli": 0}
@@ -85,6 +85,12 @@ async def run(
                     group.create_task(read())
         elapsed = time.perf_counter() - started
     return {"fills_per_second": writer.stats().written / elapsed, **reads}
+
+
+def _arguments(fill: Fill) -> dict[str, object]:
+    names = ("strategy_id", "backtest_id", "symbol", "side", "type", "quantity", "price")
+    more = ("fee", "executed_at", "status", "metadata", "pnl", "external_id")
+    return {name: getattr(fill, name) for name in names + more}
 
 
 def _size(path: str) -> int:

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 
 from quantflow_async import Database, Fill
+from quantflow_async.records import sqlite_rows
 from quantflow_async.store.schema import TRADE_INSERT_COLUMNS, trades
 from quantflow_async.store.trade_insert import (
     SQLITE_FORGET_BATCHES,
@@ -71,7 +72,7 @@ def url_for(path: Path) -> str:
 def raw_sqlite(path: Path, fills: list[Fill], *, token: bool = False) -> float:
     """The physical limit through Python: ready tuples, executemany, one transaction a batch;
     with `token`, also the two statements the writer adds to each batch's transaction."""
-    rows = [fill._row for fill in fills]
+    rows = sqlite_rows(fills)
     connection = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
         connection.execute(f"PRAGMA {pragma}")

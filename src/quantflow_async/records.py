@@ -8,7 +8,7 @@ records read back as `JsonObject` and `JsonArray`: a dict and a list that cannot
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +19,7 @@ from quantflow_async.validation import (
     MAX_SYMBOL_LENGTH,
     decimal_text,
     epoch_micros,
+    from_epoch_micros,
     to_choice,
     to_decimal,
     to_id,
@@ -37,6 +38,25 @@ SIDES: Final[tuple[Side, ...]] = get_args(Side)
 TRADE_STATUSES: Final[tuple[TradeStatus, ...]] = get_args(TradeStatus)
 STRATEGY_STATUSES: Final[tuple[StrategyStatus, ...]] = get_args(StrategyStatus)
 BACKTEST_STATUSES: Final[tuple[BacktestStatus, ...]] = get_args(BacktestStatus)
+
+
+TRADE_INSERT_COLUMNS: Final = (
+    "strategy_id",
+    "backtest_id",
+    "symbol",
+    "side",
+    "type",
+    "quantity",
+    "price",
+    "fee",
+    "executed_at",
+    "status",
+    "metadata",
+    "pnl",
+    "external_id",
+)
+"""The trades columns a Fill fills, in the order of its driver row (built in `Fill.__init__`)
+and of the columns the insert statements name."""
 
 
 class Fill:
@@ -177,28 +197,56 @@ class Fill:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_fill, (self._kwargs(),))
+        # A Fill crosses to other processes (sweep workers) as its driver row alone: cheap to
+        # send, not checked again, and unpacked into attributes only if someone reads them.
+        return (_restore_fill, (self._row,))
 
-    def _kwargs(self) -> dict[str, Any]:
-        return {
-            "strategy_id": self.strategy_id,
-            "symbol": self.symbol,
-            "side": self.side,
-            "quantity": self.quantity,
-            "price": self.price,
-            "executed_at": self.executed_at,
-            "backtest_id": self.backtest_id,
-            "type": self.type,
-            "fee": self.fee,
-            "status": self.status,
-            "metadata": self.metadata,
-            "pnl": self.pnl,
-            "external_id": self.external_id,
-        }
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for a slot not yet set: a Fill restored from its row.
+        if name in _UNPACKED and name != "_row":
+            try:
+                row = object.__getattribute__(self, "_row")
+            except AttributeError:
+                pass
+            else:
+                self._unpack(row)
+                return object.__getattribute__(self, name)
+        raise AttributeError(f"'Fill' object has no attribute {name!r}")
+
+    def _unpack(self, row: tuple[Any, ...]) -> None:
+        values = dict(zip(TRADE_INSERT_COLUMNS, row, strict=True))
+        for name in ("quantity", "price", "fee", "pnl"):
+            values[name] = None if values[name] is None else Decimal(values[name])
+        values["executed_at"] = from_epoch_micros(values["executed_at"])
+        values["_metadata_json"] = values.pop("metadata")
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
 
-def _rebuild_fill(kwargs: dict[str, Any]) -> Fill:
-    return Fill(**kwargs)
+def _restore_fill(row: tuple[Any, ...]) -> Fill:
+    fill = object.__new__(Fill)
+    object.__setattr__(fill, "_row", row)
+    return fill
+
+
+_UNPACKED: Final = frozenset(Fill.__slots__)
+
+
+def sqlite_rows(fills: Iterable[Fill]) -> list[tuple[Any, ...]]:
+    """Each fill's SQLite driver row, made when the fill was: the values of
+    `TRADE_INSERT_COLUMNS` in order (decimal text, epoch microseconds, JSON text)."""
+    return [fill._row for fill in fills]
+
+
+def postgres_columns(fills: Sequence[Fill]) -> list[list[Any]]:
+    """The fills as one list per column of `TRADE_INSERT_COLUMNS`, in the values asyncpg
+    takes (Decimal, aware datetime, JSON text)."""
+    return [[getattr(fill, name) for fill in fills] for name in _POSTGRES_ATTRIBUTES]
+
+
+_POSTGRES_ATTRIBUTES: Final = tuple(
+    "_metadata_json" if name == "metadata" else name for name in TRADE_INSERT_COLUMNS
+)
 
 
 class JsonObject(dict[str, Any]):

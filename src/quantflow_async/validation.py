@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
 from typing import Any, Final
 
@@ -103,8 +103,8 @@ def _within_digit_limits(number: Decimal, field: str) -> Decimal:
 
 def _number_preview(number: Decimal) -> str:
     """A short text of any Decimal: its exact form when short, else six digits and an exponent."""
-    _, digits, exponent = number.as_tuple()
-    if len(digits) <= 40 and -40 <= int(exponent) <= 40:
+    digits = number.as_tuple().digits
+    if len(digits) <= 40:  # str() switches to an exponent, so its length follows the digits
         return str(number)
     return f"about {number:.6e} ({len(digits)} digits written)"
 
@@ -143,6 +143,11 @@ def epoch_micros(moment: datetime) -> int:
     """Microseconds since 1970-01-01 UTC of an aware datetime."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    """The aware UTC datetime `micros` microseconds after 1970-01-01 (inverse of epoch_micros)."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def to_id(value: object, field: str) -> int:

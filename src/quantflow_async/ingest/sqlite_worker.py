@@ -25,7 +25,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from quantflow_async.errors import StorageUnavailable
 from quantflow_async.ingest.sqlite_worker_main import HEADER
-from quantflow_async.records import Fill
+from quantflow_async.records import Fill, sqlite_rows
 from quantflow_async.store.driver_errors import ConnectionLost
 from quantflow_async.store.engine import PinnedFile
 from quantflow_async.store.trade_insert import (
@@ -101,7 +101,7 @@ class SqliteWorkerStore:
             SQLITE_FORGET_BATCHES,
             SQLITE_FIND_BATCH,
         )
-        rows = [fill._row for fill in fills]
+        rows = sqlite_rows(fills)
         prune_before = epoch_micros(now - TOKEN_LIFETIME)
         request = ("store", statements, rows, token, previous, epoch_micros(now), prune_before)
         return int(await self._request(request))

@@ -152,20 +152,3 @@ writer_batches = Table(
     Column("inserted", Integer, nullable=False),
     Column("committed_at", UTCDateTime(), nullable=False),
 )
-
-TRADE_INSERT_COLUMNS = (
-    "strategy_id",
-    "backtest_id",
-    "symbol",
-    "side",
-    "type",
-    "quantity",
-    "price",
-    "fee",
-    "executed_at",
-    "status",
-    "metadata",
-    "pnl",
-    "external_id",
-)
-"""The order of `Fill._row`, and of the columns the trade insert statements name."""

@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import anyio
+from sqlalchemy import Integer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from quantflow_async.records import Fill
-from quantflow_async.store.schema import TRADE_INSERT_COLUMNS
+from quantflow_async.records import TRADE_INSERT_COLUMNS, Fill, postgres_columns, sqlite_rows
+from quantflow_async.store.column_types import ExactDecimal, UTCDateTime
+from quantflow_async.store.schema import trades
 from quantflow_async.validation import epoch_micros
 
 _COLUMNS = ", ".join(TRADE_INSERT_COLUMNS)
@@ -30,21 +32,19 @@ SQLITE_INSERT = (
     "ON CONFLICT (external_id) DO NOTHING"
 )
 
-_PG_ARRAY_TYPES = (
-    "bigint",
-    "bigint",
-    "text",
-    "text",
-    "text",
-    "numeric",
-    "numeric",
-    "numeric",
-    "timestamptz",
-    "text",
-    "text",
-    "numeric",
-    "text",
-)
+
+def _pg_array_type(name: str) -> str:
+    column_type = trades.c[name].type
+    if isinstance(column_type, ExactDecimal):
+        return "numeric"
+    if isinstance(column_type, UTCDateTime):
+        return "timestamptz"
+    if isinstance(column_type, Integer):
+        return "bigint"
+    return "text"  # strings, and JSON as text, cast to jsonb in the SELECT
+
+
+_PG_ARRAY_TYPES = tuple(_pg_array_type(name) for name in TRADE_INSERT_COLUMNS)
 _PG_SOURCE = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_PG_ARRAY_TYPES, start=1))
 _PG_SELECT = ", ".join(
     f"c{n}::jsonb" if name == "metadata" else f"c{n}"
@@ -97,7 +97,7 @@ class SqliteFillSink:
 
     async def insert(self, driver_connection: Any, fills: Sequence[Fill]) -> int:
         sql = SQLITE_INSERT.format(now=epoch_micros(datetime.now(UTC)))
-        cursor = await driver_connection.executemany(sql, [fill._row for fill in fills])
+        cursor = await driver_connection.executemany(sql, sqlite_rows(fills))
         try:
             return int(cursor.rowcount)
         finally:
@@ -113,21 +113,7 @@ class PostgresFillSink:
             yield
 
     async def insert(self, driver_connection: Any, fills: Sequence[Fill]) -> int:
-        columns = (
-            [f.strategy_id for f in fills],
-            [f.backtest_id for f in fills],
-            [f.symbol for f in fills],
-            [f.side for f in fills],
-            [f.type for f in fills],
-            [f.quantity for f in fills],
-            [f.price for f in fills],
-            [f.fee for f in fills],
-            [f.executed_at for f in fills],
-            [f.status for f in fills],
-            [f._metadata_json for f in fills],
-            [f.pnl for f in fills],
-            [f.external_id for f in fills],
-        )
+        columns = postgres_columns(fills)
         status: str = await driver_connection.execute(PG_INSERT, *columns, datetime.now(UTC))
         return int(status.rsplit(" ", 1)[-1])
 
