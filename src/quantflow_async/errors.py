@@ -11,6 +11,12 @@
     │   └── StorageUnavailable                the database is gone for good (disk full, read-only,
     │                                         missing directory, server down past the retry budget)
     ├── MigrationError                        the schema could not be brought to the head revision
+    ├── BacktestError                         raised by the backtest engine, runner and sweep
+    │   ├── BarsError (also a ValueError)     a bars file or array that cannot be simulated;
+    │   │                                     `.path`, `.row`, `.column`
+    │   ├── StrategyConfigError (a ValueError) an unknown strategy, parameter or setting; `.key`
+    │   └── BacktestFailed                    the strategy raised; the backtest is stored as
+    │                                         failed (`.backtest_id`, the error as `__cause__`)
     └── WriterError                           raised by TradeWriter
         ├── QueueFull                         submit_nowait() on a full queue
         ├── WriterNotRunning                  used before `async with`, or started twice
@@ -83,6 +89,57 @@ class StorageUnavailable(StorageError):
 
 class MigrationError(QuantFlowError):
     """Alembic could not bring the schema to the head revision."""
+
+
+class BacktestError(QuantFlowError):
+    """Base class of the errors raised by `quantflow_async.backtest`."""
+
+
+class BarsError(BacktestError, ValueError):
+    """A bars file or array that cannot be simulated: missing column, bad value, bad order.
+
+    `path` is the file (or "<arrays>" for bars made in memory), `row` the 1-based line number
+    in a CSV file (the header is line 1), the 1-based row in a Parquet file, or the 0-based
+    index into in-memory arrays; `column` is the column as the file spells it. `row` and
+    `column` are None where they do not apply (an empty file has no column to name).
+    """
+
+    def __init__(self, path: str, row: int | None, column: str | None, reason: str) -> None:
+        where = [path]
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {reason}")
+        self.path = path
+        self.row = row
+        self.column = column
+        self.reason = reason
+
+
+class StrategyConfigError(BacktestError, ValueError):
+    """A backtest setting that cannot be used; `key` names it.
+
+    Raised for an unknown strategy, an unknown or missing strategy parameter, a value of the
+    wrong type or out of range, and a bad cash, commission or slippage.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class BacktestFailed(BacktestError):
+    """The strategy raised during a stored run; the backtest is marked failed.
+
+    `backtest_id` is the stored backtest, whose `results["error"]` holds the error; the
+    strategy's own exception is chained as `__cause__`.
+    """
+
+    def __init__(self, backtest_id: int, error: BaseException) -> None:
+        super().__init__(f"backtest {backtest_id} failed: {type(error).__name__}: {error}")
+        self.backtest_id = backtest_id
 
 
 class WriterError(QuantFlowError):

@@ -19,34 +19,14 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from quantflow_async.errors import BarsError
+
 TIME_COLUMNS: Final = ("date", "datetime", "timestamp", "time")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-class BarsError(ValueError):
-    """A bars file or array that cannot be simulated: missing column, bad value, bad order.
-
-    `path` is the file (or "<arrays>" for bars made in memory), `row` the 1-based line number
-    in a CSV file (the header is line 1), the 1-based row in a Parquet file, or the 0-based
-    index into in-memory arrays; `column` is the column as the file spells it. `row` and
-    `column` are None where they do not apply (an empty file has no column to name).
-    """
-
-    def __init__(self, path: str, row: int | None, column: str | None, reason: str) -> None:
-        where = [path]
-        if row is not None:
-            where.append(f"row {row}")
-        if column is not None:
-            where.append(f"column {column!r}")
-        super().__init__(f"{', '.join(where)}: {reason}")
-        self.path = path
-        self.row = row
-        self.column = column
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -17,21 +17,9 @@ import numpy as np
 
 from quantflow_async.backtest.bars import Bars, FloatArray
 from quantflow_async.backtest.broker import FULL_EQUITY, Broker
+from quantflow_async.errors import StrategyConfigError
 
 PARAMETER_TYPES: Final = (int, float, bool, str)
-
-
-class StrategyConfigError(ValueError):
-    """A backtest setting that cannot be used; `key` names it.
-
-    Raised for an unknown strategy, an unknown or missing strategy parameter, a value of the
-    wrong type or out of range, and a bad cash, commission or slippage.
-    """
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 class Clock:
