@@ -5,6 +5,13 @@ first, the writer's own task is never cancelled by it, and a fill is handed back
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -15,6 +22,7 @@ from quantflow_async import Database
 from .conftest import make_fill
 
 QUEUED = 10_000
+COUNT_CTRL_C = 5_000
 
 
 async def _queue_then_block(db: Database, strategy_id: int, queued: list[object]) -> None:
@@ -147,3 +155,41 @@ async def test_aclose_from_another_task_drains_and_the_owner_then_leaves_cleanly
         assert closed.is_set()
         assert await db.trades.count() == 100
     assert writer.stats().written == 100
+
+
+def test_ctrl_c_twice_under_asyncio_run_still_drains_every_fill(sqlite_url: str) -> None:
+    """The first Ctrl-C cancels the program's main task; asyncio turns the second into a
+    KeyboardInterrupt and cancels every task, the writer's included. Both wait for the drain.
+    The worker is stopped while the keys are pressed, so both land while a batch is in flight."""
+    strategy_id = asyncio.run(_migrated_with_a_strategy(sqlite_url))
+    script = Path(__file__).with_name("ctrl_c_child.py")
+    command = [sys.executable, str(script), sqlite_url, str(strategy_id), str(COUNT_CTRL_C)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        worker = int(child.stdout.readline().split()[1])
+        os.kill(worker, signal.SIGSTOP)
+        for _ in range(2):
+            child.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+        with contextlib.suppress(ProcessLookupError):  # the writer may have replaced it
+            os.kill(worker, signal.SIGCONT)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "KeyboardInterrupt" in stderr
+    # Each fill once: none has an external_id, so a batch stored twice would show.
+    assert asyncio.run(_count(sqlite_url)) == COUNT_CTRL_C
+
+
+async def _migrated_with_a_strategy(url: str) -> int:
+    async with Database(url) as db:
+        await db.migrate()
+        return (await db.strategies.create(name="s")).id
+
+
+async def _count(url: str) -> int:
+    async with Database(url) as db:
+        return await db.trades.count()

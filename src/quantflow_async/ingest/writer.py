@@ -14,6 +14,8 @@ was not committed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -325,7 +327,7 @@ class TradeWriter:
         with anyio.CancelScope(shield=True):
             task_status.started()
             try:
-                while batch := await self._next_batch():
+                while batch := await self._next_batch_or_close():
                     await self._write(batch)
             except BaseException as exc:
                 self._fail(exc)
@@ -334,6 +336,13 @@ class TradeWriter:
             finally:
                 await self._disconnect()
                 self._finished.set()
+
+    async def _next_batch_or_close(self) -> list[Fill]:
+        try:
+            return await self._next_batch()
+        except anyio.get_cancelled_exc_class():
+            self._absorb_cancellation()
+            return self._take_batch()
 
     async def _next_batch(self) -> list[Fill]:
         """Sleep until a full batch is queued, the oldest fill is due, or the writer closes;
@@ -402,9 +411,14 @@ class TradeWriter:
         self._batch_number += 1
         token = f"{self._writer_id}:{self._batch_number}"
         backoff = Backoff(self.options)
+        outcome_unknown = False
         while True:
             try:
-                inserted = await self._attempt(fills, token, ask_first=backoff.attempts > 0)
+                inserted = await self._attempt(fills, token, ask_first=outcome_unknown)
+            except anyio.get_cancelled_exc_class():
+                self._absorb_cancellation()
+                outcome_unknown = True
+                continue
             except StorageError:
                 raise
             except Exception as exc:
@@ -421,11 +435,27 @@ class TradeWriter:
                     backoff.attempts,
                     self.options.retry_attempts,
                 )
+                outcome_unknown = True
                 await self._disconnect()
-                await anyio.sleep(delay)
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(delay)
                 continue
             self._last_token = token
             return inserted
+
+    def _absorb_cancellation(self) -> None:
+        """asyncio's own Task.cancel() (a second Ctrl-C, the event loop shutting down) passes
+        through the writer's shield. Take it as a request to close: the queue is drained, the
+        batch in flight finished (its token tells whether it was committed), then the task
+        ends."""
+        log.warning("writer: cancelled from outside; draining %d fills first", len(self._pending))
+        self._closing = True
+        self._accepting = False
+        self._space.set()
+        with contextlib.suppress(RuntimeError):  # not on asyncio: nothing else to undo
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
 
     async def _attempt(self, fills: Sequence[Fill], token: str, *, ask_first: bool) -> int:
         with anyio.move_on_after(self.options.commit_timeout):
@@ -446,6 +476,9 @@ class TradeWriter:
     async def _refusals(self, fills: Sequence[Fill]) -> dict[int, str]:
         try:
             found = await broken_references(self._engine, fills)
+        except anyio.get_cancelled_exc_class():
+            self._absorb_cancellation()
+            return {}
         except Exception as exc:  # the bisection still finds every bad fill, only slower
             log.debug("writer: could not look for missing references: %s", describe(exc))
             return {}
