@@ -45,8 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 
 from quantflow_async import Database, Fill
-from quantflow_async.records import sqlite_rows
-from quantflow_async.store.schema import TRADE_INSERT_COLUMNS, trades
+from quantflow_async.records import TRADE_INSERT_COLUMNS, sqlite_rows
+from quantflow_async.store.schema import trades
 from quantflow_async.store.trade_insert import (
     SQLITE_FORGET_BATCHES,
     SQLITE_INSERT,
