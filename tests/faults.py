@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 # PostgreSQL's CommandComplete message for a COMMIT: 'C', length 11, "COMMIT", NUL.
@@ -83,3 +84,12 @@ async def proxy_to(host: str, port: int) -> AsyncIterator[TcpProxy]:
         yield proxy
     finally:
         await proxy.stop()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id still exists (a zombie counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

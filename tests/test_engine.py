@@ -13,6 +13,8 @@ from sqlalchemy import text
 
 from quantflow_async import Database, InvalidValue, QuantFlowError, Settings, StorageUnavailable
 
+from .faults import alive
+
 
 @pytest.mark.parametrize("synchronous, expected", [("NORMAL", 1), ("FULL", 2)])
 async def test_pragmas_hold_on_every_pooled_connection(
@@ -81,20 +83,12 @@ async def test_closing_leaves_no_thread_and_no_worker_process(sqlite_url: str) -
         await asyncio.gather(*(db.strategies.list() for _ in range(5)))  # several connections
         async with db.writer() as writer:
             worker = writer.connection_pid
-            assert worker is not None and _alive(worker)
-        assert not _alive(worker)
+            assert worker is not None and alive(worker)
+        assert not alive(worker)
     # aiosqlite's connection threads end just after their close returns: each must end.
     for thread in set(threading.enumerate()) - threads_before:
         thread.join(timeout=10)
-        assert not thread.is_alive(), f"{thread.name} outlived the database"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        assert not thread.isalive(), f"{thread.name} outlived the database"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

@@ -27,6 +27,7 @@ from quantflow_async.ingest import writer as writer_module
 from quantflow_async.store.engine import write_transaction
 
 from .conftest import make_fill
+from .faults import alive
 
 BOUNDED = WriterDefaults(
     commit_timeout=1.0, retry_attempts=20, retry_initial_delay=0.01, retry_max_delay=0.1
@@ -49,7 +50,7 @@ async def test_flush_returns_though_the_sqlite_worker_is_stopped(sqlite_url: str
                 await writer.flush()
             assert writer.connection_pid != stopped
         assert await db.trades.count() == 500
-        assert not _alive(stopped)
+        assert not alive(stopped)
 
 
 async def test_aclose_inside_move_on_after_finishes_though_the_worker_is_stopped(
@@ -181,11 +182,3 @@ async def test_a_producer_that_never_waits_still_lets_other_tasks_run(
             during = ticks - before
             group.cancel_scope.cancel()
     assert during >= len(fills) // 64
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
