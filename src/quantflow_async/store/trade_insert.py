@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 from sqlalchemy import Integer
@@ -60,6 +60,28 @@ PG_INSERT = (
 )
 
 
+PG_COPY_FROM: Final = 200
+"""From this many fills on, PostgreSQL inserts go through COPY."""
+PG_INCOMING = "trades_incoming"
+_PG_INCOMING_COLUMNS = ", ".join(
+    f"{name} {kind}" for name, kind in zip(TRADE_INSERT_COLUMNS, _PG_ARRAY_TYPES, strict=True)
+)
+# Per connection, emptied by every commit; no index, so COPY into it is as cheap as COPY gets.
+PG_CREATE_INCOMING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {PG_INCOMING} ({_PG_INCOMING_COLUMNS}) "
+    "ON COMMIT DELETE ROWS"
+)
+_PG_INCOMING_SELECT = ", ".join(
+    f"{name}::jsonb" if name == "metadata" else name for name in TRADE_INSERT_COLUMNS
+)
+# A temporary table is never scanned in parallel: rows come out in the order COPY wrote them,
+# so ids follow the order of the batch.
+PG_INSERT_INCOMING = (
+    f"INSERT INTO trades ({_COLUMNS}, created_at, updated_at) "  # noqa: S608 - our names only
+    f"SELECT {_PG_INCOMING_SELECT}, $1::timestamptz, $1::timestamptz FROM {PG_INCOMING} "
+    "ON CONFLICT (external_id) DO NOTHING"
+)
+
 # A writer's batch token, written in the batch's own transaction (see schema.writer_batches).
 # The prune deletes the writer's previous token, whose batch it already knows the fate of, and
 # tokens left by writers that died.
@@ -105,7 +127,13 @@ class SqliteFillSink:
 
 
 class PostgresFillSink:
-    """One INSERT ... SELECT FROM unnest(arrays): one round trip, exact NUMERIC (asyncpg)."""
+    """Fills into trades on asyncpg, exact NUMERIC and timestamptz.
+
+    Large batches go through COPY into a temporary table of the connection's own, then one
+    `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, so `external_id` stays idempotent at COPY's
+    speed; small ones (a live bot's single fill) through one `INSERT ... SELECT FROM unnest`,
+    one round trip.
+    """
 
     @asynccontextmanager
     async def transaction(self, driver_connection: Any) -> AsyncIterator[None]:
@@ -113,8 +141,18 @@ class PostgresFillSink:
             yield
 
     async def insert(self, driver_connection: Any, fills: Sequence[Fill]) -> int:
-        columns = postgres_columns(fills)
-        status: str = await driver_connection.execute(PG_INSERT, *columns, datetime.now(UTC))
+        now = datetime.now(UTC)
+        if len(fills) < PG_COPY_FROM:
+            columns = postgres_columns(fills)
+            status: str = await driver_connection.execute(PG_INSERT, *columns, now)
+        else:
+            await driver_connection.execute(PG_CREATE_INCOMING)
+            await driver_connection.copy_records_to_table(
+                PG_INCOMING,
+                records=zip(*postgres_columns(fills), strict=True),
+                columns=TRADE_INSERT_COLUMNS,
+            )
+            status = await driver_connection.execute(PG_INSERT_INCOMING, now)
         return int(status.rsplit(" ", 1)[-1])
 
 
