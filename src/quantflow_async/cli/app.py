@@ -79,7 +79,7 @@ def on_database(command: DatabaseCommand, *, creates_database: bool) -> Handler:
 
 
 def build_parser() -> Parser:
-    from quantflow_async.cli import store_commands
+    from quantflow_async.cli import backtests, store_commands, strategies, trades
 
     parser = Parser(
         prog="quantflow",
@@ -94,6 +94,8 @@ def build_parser() -> Parser:
     helper.add_argument("topic", nargs="*", metavar="COMMAND", help="e.g. migrate")
     helper.set_defaults(handler=lambda args: _show_help(parser, args.topic))
     store_commands.register(commands)
+    for group in (strategies, backtests, trades):
+        group.register(commands)
     return parser
 
 

@@ -1,0 +1,32 @@
+"""Trades out of the store: pandas DataFrames, Arrow tables, CSV and Parquet files, PNG reports.
+
+pandas, pyarrow and matplotlib come with the extra `pip install 'quantflow-async[analysis]'`;
+CSV export needs none of them. Importing this package imports none of them either: each
+function imports what it needs, and says which extra to install when it is missing.
+"""
+
+from quantflow_async.analysis._extras import INSTALL_HINT, MissingExtra
+from quantflow_async.analysis.export import FORMATS, ExportFormat, export_trades, format_of
+from quantflow_async.analysis.frames import (
+    TRADE_FIELDS,
+    arrow_schema,
+    stream_to_arrow,
+    stream_to_dataframe,
+    trades_to_arrow,
+    trades_to_dataframe,
+)
+
+__all__ = [
+    "FORMATS",
+    "INSTALL_HINT",
+    "TRADE_FIELDS",
+    "ExportFormat",
+    "MissingExtra",
+    "arrow_schema",
+    "export_trades",
+    "format_of",
+    "stream_to_arrow",
+    "stream_to_dataframe",
+    "trades_to_arrow",
+    "trades_to_dataframe",
+]

@@ -1,0 +1,105 @@
+"""`quantflow backtests list|show`: stored backtests, their metrics and their trades per symbol."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import astuple
+from typing import Any
+
+from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.output import print_fields, print_json, print_table, reading
+from quantflow_async.config import Settings
+from quantflow_async.database import Database
+from quantflow_async.records import BACKTEST_STATUSES, Backtest
+
+# The metrics the runner stores that a listing shows; `show` prints every one.
+LISTED_METRICS = ("return_pct", "max_drawdown_pct", "sharpe", "trades")
+
+
+async def list_backtests(settings: Settings, args: argparse.Namespace) -> None:
+    async with Database(settings=settings) as db:
+        if args.strategy is not None:
+            await db.strategies.get(args.strategy)  # an unknown id is a mistake, not "none"
+        found = await db.backtests.list(strategy_id=args.strategy, status=args.status)
+    if args.json:
+        # `results` (an equity curve of up to 10,000 points) is left to `backtests show`.
+        print_json([{**_fields(b), "metrics": b.metrics} for b in found])
+        return
+    print_table(
+        ["id", "strategy", "name", "status", "start", "end", "capital", *LISTED_METRICS],
+        [(*_summary(b), *_metrics(b)) for b in found],
+        title="backtests",
+        empty="no backtests yet; `quantflow backtest run` makes one",
+    )
+
+
+async def show_backtest(settings: Settings, args: argparse.Namespace) -> None:
+    async with Database(settings=settings) as db:
+        backtest = await db.backtests.get(args.id)
+        per_symbol = await db.trades.summary(backtest_id=backtest.id)
+    if args.json:
+        print_json(
+            {
+                **_fields(backtest),
+                "metrics": backtest.metrics,
+                "results": backtest.results,
+                "trades_by_symbol": per_symbol,
+            }
+        )
+        return
+    metrics = sorted((backtest.metrics or {}).items())
+    print_fields([*_fields(backtest).items(), *metrics], title=f"backtest {backtest.id}")
+    print_table(
+        ["symbol", "trades", "bought", "sold", "notional", "fees", "realized pnl"],
+        [astuple(summary) for summary in per_symbol],
+        title="trades by symbol",
+        empty="no trades stored for this backtest",
+    )
+
+
+def _fields(backtest: Backtest) -> dict[str, Any]:
+    return {
+        "id": backtest.id,
+        "strategy_id": backtest.strategy_id,
+        "name": backtest.name,
+        "status": backtest.status,
+        "start_date": backtest.start_date,
+        "end_date": backtest.end_date,
+        "initial_capital": backtest.initial_capital,
+        "config": backtest.config,
+        "created_at": backtest.created_at,
+        "updated_at": backtest.updated_at,
+    }
+
+
+def _summary(backtest: Backtest) -> tuple[Any, ...]:
+    return (
+        backtest.id,
+        backtest.strategy_id,
+        backtest.name,
+        backtest.status,
+        backtest.start_date,
+        backtest.end_date,
+        backtest.initial_capital,
+    )
+
+
+def _metrics(backtest: Backtest) -> list[Any]:
+    metrics = backtest.metrics or {}
+    return [metrics.get(name) for name in LISTED_METRICS]
+
+
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    group = add_command(commands, "backtests", "list and show stored backtests", None)
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+
+    listing = add_command(verbs, "list", "list backtests, oldest first", reading(list_backtests))
+    listing.add_argument("--strategy", type=int, metavar="ID", help="only this strategy's")
+    listing.add_argument("--status", choices=BACKTEST_STATUSES, help="only those in this status")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    show = add_command(
+        verbs, "show", "show a backtest: metrics and trades per symbol", reading(show_backtest)
+    )
+    show.add_argument("id", type=int, metavar="ID", help="the backtest's id")
+    show.add_argument("--json", action="store_true", help="print JSON, results included")

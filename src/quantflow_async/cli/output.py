@@ -1,0 +1,200 @@
+"""What the commands print: a table on a terminal, tab-separated lines when piped, JSON with
+`--json`, and progress bars on stderr when it is a terminal. Rich is imported only to draw."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import fields, is_dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from quantflow_async.analysis import MissingExtra
+from quantflow_async.cli.app import Handler, on_database
+from quantflow_async.config import Settings
+from quantflow_async.errors import QuantFlowError
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
+
+
+class CommandError(QuantFlowError):
+    """A mistake a command found itself (an extra not installed); printed as one line."""
+
+
+def reading(command: Command) -> Handler:
+    """The handler of a command on an existing database: it never creates a SQLite file, and a
+    missing optional package is one line naming the extra to install."""
+
+    async def run(settings: Settings, args: argparse.Namespace) -> None:
+        try:
+            await command(settings, args)
+        except MissingExtra as exc:
+            raise CommandError(str(exc)) from exc
+
+    return on_database(run, creates_database=False)
+
+
+def is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+# -- option values ----------------------------------------------------------------------------
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object given inline, or read from a file as `@path`."""
+    source = "the value"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise argparse.ArgumentTypeError(f"cannot read {source}: {reason}") from exc
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            """write an object such as '{"fast": 10, "slow": 30}' or @config.json"""
+        ) from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"{source} must be a JSON object ({{...}}), got {type(value).__name__}"
+        )
+    return value
+
+
+def instant(text: str) -> datetime:
+    """An argparse type: an ISO 8601 date or date-time; without an offset it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time; write e.g. 2024-01-31 or "
+            "2024-01-31T09:30:00Z"
+        ) from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """`value` in JSON's types: Decimals as exact strings, instants as ISO 8601, records as
+    objects."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {field.name: plain(getattr(value, field.name)) for field in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    json.dump(plain(value), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def text(value: Any) -> str:
+    """A value as a table cell: money exact, instants to the second in UTC, JSON compact."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping | list):
+        return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def print_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str = "", empty: str = ""
+) -> None:
+    """A Rich table on a terminal; piped, a header line and one tab-separated line per row.
+
+    `empty` is said on stderr, on a terminal, when there are no rows.
+    """
+    cells = [[text(value).replace("\t", " ").replace("\n", " ") for value in row] for row in rows]
+    if not is_terminal(sys.stdout):
+        for line in [list(columns), *cells]:
+            print("\t".join(line))
+        return
+    if not cells and empty:
+        print(empty, file=sys.stderr)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    Console(file=sys.stdout).print(table)
+
+
+def print_fields(pairs: Sequence[tuple[str, Any]], *, title: str = "") -> None:
+    """One record as name/value lines: a two-column table on a terminal."""
+    if not is_terminal(sys.stdout):
+        for name, value in pairs:
+            print(f"{name}\t{text(value)}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in pairs:
+        table.add_row(name, text(value))
+    Console(file=sys.stdout).print(table)
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A function to call with how much is done; it draws a bar on stderr when stderr is a
+    terminal and does nothing otherwise."""
+    if not is_terminal(sys.stderr):
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(file=sys.stderr)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)

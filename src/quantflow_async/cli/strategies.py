@@ -1,0 +1,98 @@
+"""`quantflow strategies list|show|create`: the strategies a backtest or a bot trades under."""
+
+from __future__ import annotations
+
+import argparse
+
+from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.output import (
+    json_object,
+    print_fields,
+    print_json,
+    print_table,
+    reading,
+)
+from quantflow_async.config import Settings
+from quantflow_async.database import Database
+from quantflow_async.records import STRATEGY_STATUSES, Strategy
+
+
+async def list_strategies(settings: Settings, args: argparse.Namespace) -> None:
+    async with Database(settings=settings) as db:
+        found = await db.strategies.list(status=args.status)
+    if args.json:
+        print_json(found)
+        return
+    print_table(
+        ["id", "name", "status", "description", "config", "created"],
+        [(s.id, s.name, s.status, s.description, s.config, s.created_at) for s in found],
+        title="strategies",
+        empty="no strategies yet; make one with `quantflow strategies create NAME`",
+    )
+
+
+async def show_strategy(settings: Settings, args: argparse.Namespace) -> None:
+    async with Database(settings=settings) as db:
+        strategy = await db.strategies.get(args.id)
+        backtests = await db.backtests.list(strategy_id=strategy.id)
+    if args.json:
+        print_json({**_fields(strategy), "backtests": [b.id for b in backtests]})
+        return
+    print_fields(
+        [*_fields(strategy).items(), ("backtests", ", ".join(str(b.id) for b in backtests))],
+        title=f"strategy {strategy.id}",
+    )
+
+
+async def create_strategy(settings: Settings, args: argparse.Namespace) -> None:
+    async with Database(settings=settings) as db:
+        strategy = await db.strategies.create(
+            name=args.name, config=args.config, description=args.description, status=args.status
+        )
+    if args.json:
+        print_json(strategy)
+        return
+    print(f"created strategy {strategy.id} {strategy.name!r}")
+
+
+def _fields(strategy: Strategy) -> dict[str, object]:
+    return {
+        "id": strategy.id,
+        "name": strategy.name,
+        "status": strategy.status,
+        "description": strategy.description,
+        "config": strategy.config,
+        "metrics": strategy.metrics,
+        "created_at": strategy.created_at,
+        "updated_at": strategy.updated_at,
+    }
+
+
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    group = add_command(commands, "strategies", "list, show and create strategies", None)
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+
+    listing = add_command(
+        verbs, "list", "list the strategies, oldest first", reading(list_strategies)
+    )
+    listing.add_argument("--status", choices=STRATEGY_STATUSES, help="only those in this status")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    show = add_command(verbs, "show", "show one strategy and its backtests", reading(show_strategy))
+    show.add_argument("id", type=int, metavar="ID", help="the strategy's id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+    create = add_command(verbs, "create", "store a new strategy", reading(create_strategy))
+    create.add_argument("name", metavar="NAME", help="a name no other strategy has")
+    create.add_argument(
+        "--config",
+        type=json_object,
+        default={},
+        metavar="JSON",
+        help="""its parameters as a JSON object, e.g. '{"fast": 10}', or @file.json""",
+    )
+    create.add_argument("--description", metavar="TEXT", help="what the strategy does")
+    create.add_argument(
+        "--status", choices=STRATEGY_STATUSES, default="inactive", help="default: inactive"
+    )
+    create.add_argument("--json", action="store_true", help="print the stored strategy as JSON")

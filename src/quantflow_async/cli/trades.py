@@ -1,0 +1,139 @@
+"""`quantflow trades list|export`: trades by backtest, strategy, symbol and time, a page at a
+time or streamed to CSV or Parquet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TypedDict
+
+from quantflow_async.analysis import FORMATS, export_trades, format_of
+from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.output import (
+    instant,
+    is_terminal,
+    print_json,
+    print_table,
+    progress,
+    reading,
+)
+from quantflow_async.config import Settings
+from quantflow_async.database import Database
+from quantflow_async.errors import InvalidValue
+from quantflow_async.store.repositories.trades import MAX_PAGE
+
+LISTED = ("id", "executed_at", "symbol", "side", "quantity", "price", "fee", "pnl", "backtest_id")
+
+
+class Filters(TypedDict):
+    backtest_id: int | None
+    strategy_id: int | None
+    symbol: str | None
+    since: datetime | None
+    until: datetime | None
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    return {
+        "backtest_id": args.backtest,
+        "strategy_id": args.strategy,
+        "symbol": args.symbol,
+        "since": args.since,
+        "until": args.until,
+    }
+
+
+async def _check_owners(db: Database, args: argparse.Namespace) -> None:
+    """An unknown backtest or strategy id is a mistake to report, not an empty result."""
+    if args.backtest is not None:
+        await db.backtests.get(args.backtest)
+    if args.strategy is not None:
+        await db.strategies.get(args.strategy)
+
+
+async def list_trades(settings: Settings, args: argparse.Namespace) -> None:
+    async with Database(settings=settings) as db:
+        await _check_owners(db, args)
+        page = await db.trades.list(**_filters(args), after_id=args.after_id, limit=args.limit)
+    if args.json:
+        print_json(page)
+    else:
+        print_table(
+            LISTED,
+            [tuple(getattr(trade, name) for name in LISTED) for trade in page],
+            title="trades",
+            empty="no trades match",
+        )
+    if len(page) == args.limit and is_terminal(sys.stderr):
+        print(f"more trades follow: add --after-id {page[-1].id}", file=sys.stderr)
+
+
+async def export(settings: Settings, args: argparse.Namespace) -> None:
+    output: Path = args.output
+    chosen = args.format or format_of(output)
+    if chosen is None:
+        raise InvalidValue(
+            "--format", f"cannot tell it from the name {output.name!r}; add --format csv|parquet"
+        )
+    started = time.perf_counter()
+    async with Database(settings=settings) as db:
+        await _check_owners(db, args)
+        total = await db.trades.count(**_filters(args)) if is_terminal(sys.stderr) else None
+        with progress(f"exporting to {output.name}", total) as advance:
+            written = await export_trades(
+                db.trades.stream(**_filters(args)),
+                output,
+                chosen,
+                progress=advance,
+            )
+    seconds = time.perf_counter() - started
+    print(f"wrote {written:,} trades to {output} ({chosen}, {seconds:.1f} s)")
+
+
+def _filter_options(parser: Parser) -> None:
+    parser.add_argument("--backtest", type=int, metavar="ID", help="only this backtest's trades")
+    parser.add_argument("--strategy", type=int, metavar="ID", help="only this strategy's trades")
+    parser.add_argument("--symbol", help="only this symbol's trades")
+    parser.add_argument(
+        "--since", type=instant, metavar="TIME", help="executed at or after (ISO 8601; UTC if bare)"
+    )
+    parser.add_argument("--until", type=instant, metavar="TIME", help="executed before this time")
+
+
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    group = add_command(commands, "trades", "list stored trades or export them", None)
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+
+    listing = add_command(
+        verbs, "list", "one page of trades in execution order", reading(list_trades)
+    )
+    _filter_options(listing)
+    listing.add_argument(
+        "--limit", type=int, default=100, help=f"trades per page, 1 to {MAX_PAGE:,} (default 100)"
+    )
+    listing.add_argument(
+        "--after-id", type=int, metavar="ID", help="the next page: the last id of the one before"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON, every field")
+
+    exporting = add_command(
+        verbs,
+        "export",
+        "stream matching trades to a CSV or Parquet file, at flat memory",
+        reading(export),
+    )
+    _filter_options(exporting)
+    exporting.add_argument(
+        "--format", choices=FORMATS, help="default: from the file name (.csv, .parquet)"
+    )
+    exporting.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the file to write (replaced if it exists; Parquet needs the analysis extra)",
+    )
