@@ -64,7 +64,8 @@ async def _drop_postgres_tables(url: str) -> None:
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         await connection.execute(
-            "DROP TABLE IF EXISTS trades, backtests, strategies, alembic_version CASCADE"
+            "DROP TABLE IF EXISTS trades, backtests, strategies, writer_batches, alembic_version "
+            "CASCADE"
         )
     finally:
         await connection.close()
