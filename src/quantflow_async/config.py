@@ -102,12 +102,20 @@ class Settings:
     own (for example "PRAGMA cache_size=-65536").
     `create_sqlite_file`: when False, a SQLite database file that does not exist is an error
     instead of being created (for programs that only read).
+    The pool of reading connections: `pool_size` kept open, up to `pool_max_overflow` more
+    under load, a caller waits up to `pool_timeout` seconds for one, and a connection is
+    replaced after `pool_recycle` seconds (None: never). Every connection is checked before
+    use (`pool_pre_ping`), so one the server dropped is replaced, not handed out. The writer
+    holds one connection of its own on top (on SQLite, in its worker process).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
     synchronous: Synchronous = "NORMAL"
     busy_timeout_ms: int = 30_000
     pool_size: int = 5
+    pool_max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_recycle: float | None = None
     echo: bool = False
     writer: WriterDefaults = WriterDefaults()
     sqlite_pragmas: tuple[str, ...] = ()
@@ -121,6 +129,10 @@ class Settings:
             )
         _check_int("busy_timeout_ms", self.busy_timeout_ms, minimum=0, maximum=MAX_BUSY_TIMEOUT_MS)
         _check_int("pool_size", self.pool_size, minimum=1)
+        _check_int("pool_max_overflow", self.pool_max_overflow, minimum=0)
+        _check_number("pool_timeout", self.pool_timeout, "seconds")
+        if self.pool_recycle is not None:
+            _check_number("pool_recycle", self.pool_recycle, "seconds")
         _check_bool("echo", self.echo)
         _check_bool("create_sqlite_file", self.create_sqlite_file)
         if not isinstance(self.writer, WriterDefaults):

@@ -34,15 +34,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, settings)
-    engine = create_async_engine(
-        url,
-        echo=settings.echo,
-        pool_size=settings.pool_size,
-        pool_pre_ping=True,
-        hide_parameters=True,
-    )
+    engine = create_async_engine(url, hide_parameters=True, **_pool_options(settings))
     log.info("opened %s", redact_url(settings.database_url))
     return engine
+
+
+def _pool_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "echo": settings.echo,
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.pool_max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": -1 if settings.pool_recycle is None else settings.pool_recycle,
+        "pool_pre_ping": True,
+    }
 
 
 def sqlite_file(url: URL) -> Path | None:
@@ -123,10 +128,9 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     pinned = PinnedFile(path, file_identity(path))
     engine = create_async_engine(
         url,
-        echo=settings.echo,
-        pool_size=settings.pool_size,
         hide_parameters=True,
         connect_args={"timeout": settings.busy_timeout_ms / 1000},
+        **_pool_options(settings),
     )
     pragmas = sqlite_pragmas(settings)
 
