@@ -128,6 +128,8 @@ class TradeWriter:
             await self._connect()
         except BaseException as exc:
             await self._disconnect()
+            self._closing = True
+            self._finished.set()  # nothing to drain: a later aclose() returns at once
             if isinstance(exc, Exception):
                 storage_error(exc, "opening the writer's connection")
             raise
