@@ -9,8 +9,10 @@ integer on SQLite; asyncpg already gives Decimal and datetime.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
@@ -83,6 +85,26 @@ def record_maker(cls: type[R], columns: Sequence[str]) -> Callable[..., R]:
 
 
 make_trade: Final = record_maker(Trade, TRADE_COLUMNS)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a page of records is made.
+
+    A page makes thousands of records in one burst, all alive until it is done; collecting
+    during the burst only walks them and pushes them into the older generations, which then
+    trigger full collections of the whole process (three instead of one per 200,000 trades,
+    measured, and a fifth of the read's time). The records form no cycles, so nothing is
+    left uncollected; the collector runs again as soon as the page is made.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +200,16 @@ class Backend(Protocol):
     async def summary(self, driver: Any, wanted: TradeFilter) -> list[SymbolSummary]: ...
 
 
+class _Instants(dict[int, datetime]):
+    """Epoch microseconds -> aware UTC datetime, each made on first use."""
+
+    __slots__ = ()
+
+    def __missing__(self, micros: int) -> datetime:
+        moment = self[micros] = _EPOCH + timedelta(0, 0, micros)
+        return moment
+
+
 def position(row: Sequence[Any]) -> tuple[Any, int]:
     """(executed_at as stored, id) of a trade row: where the next page starts."""
     return row[_EXECUTED_AT], row[0]
@@ -210,46 +242,50 @@ class SqliteBackend:
 
     def records(self, rows: Iterable[Sequence[Any]]) -> list[Trade]:
         make, number, loads, epoch, delta = make_trade, Decimal, json.loads, _EPOCH, timedelta
+        # created_at and updated_at are shared by every fill of a writer's batch: each instant
+        # is made once per page (a dict lookup after that) instead of once per row.
+        stamps = _Instants()
         # One comprehension with the conversions inline: a helper call per value would cost
         # a third of the whole read.
-        return [
-            make(
-                id,
-                strategy_id,
-                backtest_id,
-                symbol,
-                side,
-                type,
-                number(quantity),
-                number(price),
-                None if fee is None else number(fee),
-                epoch + delta(0, 0, executed_at),
-                status,
-                None if metadata is None else loads(metadata),
-                None if pnl is None else number(pnl),
-                external_id,
-                epoch + delta(0, 0, created_at),
-                epoch + delta(0, 0, updated_at),
-            )
-            for (
-                id,
-                strategy_id,
-                backtest_id,
-                symbol,
-                side,
-                type,
-                quantity,
-                price,
-                fee,
-                executed_at,
-                status,
-                metadata,
-                pnl,
-                external_id,
-                created_at,
-                updated_at,
-            ) in rows
-        ]
+        with _collector_paused():
+            return [
+                make(
+                    id,
+                    strategy_id,
+                    backtest_id,
+                    symbol,
+                    side,
+                    type,
+                    number(quantity),
+                    number(price),
+                    None if fee is None else number(fee),
+                    epoch + delta(0, 0, executed_at),
+                    status,
+                    None if metadata is None else loads(metadata),
+                    None if pnl is None else number(pnl),
+                    external_id,
+                    stamps[created_at],
+                    stamps[updated_at],
+                )
+                for (
+                    id,
+                    strategy_id,
+                    backtest_id,
+                    symbol,
+                    side,
+                    type,
+                    quantity,
+                    price,
+                    fee,
+                    executed_at,
+                    status,
+                    metadata,
+                    pnl,
+                    external_id,
+                    created_at,
+                    updated_at,
+                ) in rows
+            ]
 
     async def summary(self, driver: Any, wanted: TradeFilter) -> list[SymbolSummary]:
         # SQLite's SUM works in floating point, so the exact sums are taken here, in Decimal.
@@ -291,7 +327,8 @@ class PostgresBackend:
     def records(self, rows: Iterable[Sequence[Any]]) -> list[Trade]:
         # jsonb arrives parsed: SQLAlchemy sets a JSON codec on every connection it opens.
         make = make_trade
-        return [make(*row) for row in rows]
+        with _collector_paused():
+            return [make(*row) for row in rows]
 
     async def summary(self, driver: Any, wanted: TradeFilter) -> list[SymbolSummary]:
         query = Select(
