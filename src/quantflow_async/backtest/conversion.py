@@ -1,0 +1,220 @@
+"""What a stored backtest keeps of a run: its fills, its config, its metrics and its results.
+
+Pure functions shared by the runner (one backtest, in this process) and the sweep's worker
+processes, so a backtest is stored the same way whichever of them ran it.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Final
+
+from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.broker import Execution
+from quantflow_async.backtest.engine import BacktestResult, run_backtest
+from quantflow_async.backtest.metrics import MAX_CURVE_POINTS, downsample
+from quantflow_async.backtest.strategies import STRATEGIES, strategy_class
+from quantflow_async.backtest.strategy import Strategy
+from quantflow_async.errors import StrategyConfigError
+from quantflow_async.records import Fill
+from quantflow_async.validation import MAX_FRACTION_DIGITS, MAX_JSON_BYTES
+
+FILL_CHUNK: Final = 2_000
+"""Fills per chunk: what a worker process sends in one message, and the runner submits."""
+
+_QUANTUM: Final = Decimal(1).scaleb(-MAX_FRACTION_DIGITS)
+# The results document must fit the store's JSON limit with room for everything beside the
+# curve (by_symbol grows with the symbols, the rest is a few hundred bytes).
+_CURVE_BYTES: Final = MAX_JSON_BYTES - 8 * 1024
+_MAX_ERROR_TEXT: Final = 4_000
+
+
+def money(value: float) -> Decimal:
+    """A simulated price, commission or pnl as the Decimal of its shortest repr.
+
+    Float noise finer than the store keeps (18 digits after the point, e.g. a pnl of
+    1.4e-14 left by two prices that differ in the last bit) is rounded half-even away.
+    """
+    number = Decimal(repr(value))
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+        return number.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return number
+
+
+def execution_fill(execution: Execution, *, strategy_id: int, backtest_id: int) -> Fill:
+    """The Fill of one execution: fee = its commission, pnl = its realized FIFO pnl before
+    commissions (None for an execution that only opened), a deterministic external_id."""
+    pnl = execution.pnl
+    return Fill(
+        strategy_id=strategy_id,
+        backtest_id=backtest_id,
+        symbol=execution.symbol,
+        side=execution.side,
+        quantity=execution.quantity,
+        price=money(execution.price),
+        executed_at=execution.time,
+        fee=money(execution.commission),
+        pnl=None if pnl is None else money(pnl),
+        external_id=execution.external_id(backtest_id),
+    )
+
+
+def fill_chunks(
+    result: BacktestResult, *, strategy_id: int, backtest_id: int, size: int = FILL_CHUNK
+) -> Iterator[list[Fill]]:
+    """The run's fills in execution order, `size` at a time."""
+    executions = result.executions
+    for start in range(0, len(executions), size):
+        yield [
+            execution_fill(e, strategy_id=strategy_id, backtest_id=backtest_id)
+            for e in executions[start : start + size]
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One backtest's strategy, parameters and settings: all of it but the bars.
+
+    Made from arguments (`RunSpec.of`, which checks the parameters before anything is
+    stored) or from a stored backtest's config (`RunSpec.from_config`); picklable, so a
+    sweep sends it to its worker processes.
+    """
+
+    strategy: type[Strategy]
+    parameters: dict[str, Any]
+    symbol: str = "ASSET"
+    cash: float = 10_000.0
+    commission: float = 0.0
+    slippage: float = 0.0
+    exclusive_orders: bool = True
+    periods_per_year: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        strategy: str | type[Strategy],
+        config: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> RunSpec:
+        """Check `config` against the strategy now: StrategyConfigError names a bad key."""
+        strategy_type = strategy_class(strategy) if isinstance(strategy, str) else strategy
+        return cls(strategy_type, dict(strategy_type(config).config), **settings)
+
+    @classmethod
+    def from_config(
+        cls,
+        document: Mapping[str, Any],
+        cash: float,
+        strategy: str | type[Strategy] | None = None,
+    ) -> RunSpec:
+        """The spec a stored backtest was run with; `strategy` for one not registered by name."""
+        try:
+            return cls.of(
+                document["strategy"] if strategy is None else strategy,
+                document["parameters"],
+                symbol=document["symbol"],
+                cash=cash,
+                commission=document["commission"],
+                slippage=document["slippage"],
+                exclusive_orders=document["exclusive_orders"],
+                periods_per_year=document["periods_per_year"],
+            )
+        except KeyError as exc:
+            raise StrategyConfigError(
+                "config", f"the stored backtest's config has no {exc.args[0]!r}"
+            ) from None
+
+    @property
+    def strategy_name(self) -> str:
+        for name, registered in STRATEGIES.items():
+            if registered is self.strategy:
+                return name
+        return f"{self.strategy.__module__}.{self.strategy.__qualname__}"
+
+    def run(self, bars: Bars) -> BacktestResult:
+        """The engine's run; a strategy that raises propagates its exception."""
+        return run_backtest(
+            self.strategy,
+            bars,
+            self.parameters,
+            self.cash,
+            self.commission,
+            exclusive_orders=self.exclusive_orders,
+            slippage=self.slippage,
+            symbol=self.symbol,
+            periods_per_year=self.periods_per_year,
+        )
+
+    def config_document(self, bars: Bars) -> dict[str, Any]:
+        """`backtests.config`: everything but the bars (named by `data`) and the cash (the
+        backtest's `initial_capital`) needed to run the backtest again."""
+        return {
+            "strategy": self.strategy_name,
+            "parameters": dict(self.parameters),
+            "symbol": self.symbol,
+            "data": bars.source,
+            "bars": len(bars),
+            "commission": self.commission,
+            "slippage": self.slippage,
+            "exclusive_orders": self.exclusive_orders,
+            "periods_per_year": self.periods_per_year,
+        }
+
+    def default_name(self) -> str:
+        """ "sma_cross ASSET fast=10 slow=20": the strategy, the symbol and the parameters."""
+        parameters = " ".join(f"{key}={value}" for key, value in self.parameters.items())
+        return f"{self.strategy_name} {self.symbol} {parameters}".strip()[:200]
+
+
+def results_document(result: BacktestResult, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+    """`backtests.results`: the equity curve, the per-symbol breakdown, what was left open.
+
+    The curve is `{"time": [epoch seconds], "equity": [...]}` at close of bar, downsampled
+    keeping every drawdown's peak and trough, to at most `max_points` points and fewer if
+    that is what fits the store's limit on a JSON document (64 KiB: about 2,500 points).
+    """
+    curve = _fitted_curve(result, max_points)
+    return {
+        "equity_curve": curve,
+        "equity_curve_points": len(curve["time"]),
+        "bars": len(result.equity),
+        "by_symbol": result.by_symbol,
+        "open_position": result.position,
+        "cancelled_orders": result.cancelled_orders,
+    }
+
+
+def error_document(error: BaseException) -> dict[str, Any]:
+    """`backtests.results` of a failed backtest: the error's type, message and traceback."""
+    text = "".join(traceback.format_exception(error))
+    return {
+        "error": {
+            "type": type(error).__name__,
+            "message": str(error)[:_MAX_ERROR_TEXT],
+            "traceback": text[-_MAX_ERROR_TEXT:],
+        }
+    }
+
+
+def _fitted_curve(result: BacktestResult, max_points: int) -> dict[str, list[Any]]:
+    points = max_points
+    while True:
+        kept = downsample(result.equity, points)
+        curve = {
+            "time": [_seconds(int(t)) for t in result.times[kept]],
+            "equity": [float(v) + 0.0 for v in result.equity[kept]],
+        }
+        size = len(json.dumps(curve, separators=(",", ":")))
+        if size <= _CURVE_BYTES or points <= 4:
+            return curve
+        points = max(4, int(len(kept) * _CURVE_BYTES / size * 0.97))
+
+
+def _seconds(micros: int) -> int | float:
+    whole, rest = divmod(micros, 1_000_000)
+    return whole if not rest else micros / 1e6

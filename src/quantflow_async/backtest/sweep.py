@@ -1,0 +1,406 @@
+"""A parameter sweep: one strategy, a grid of configs, one or many data sets, N worker processes.
+
+    result = await run_sweep(db, "sma_cross", {"fast": [5, 10], "slow": [20, 50]},
+                             {"GOOG": "goog.csv"}, strategy_id=strategy.id, workers=2)
+
+Every backtest is stored as pending first. Worker processes (worker.py) run them and send
+their fills in chunks through one bounded queue; a thread of this process reads it, and the
+event loop hands the fills to the one TradeWriter and records each outcome once its fills
+are committed. A failing backtest is marked failed and the others go on; cancellation (a
+cancelled task, or Ctrl-C under `asyncio.run`) stops the workers, keeps every committed
+fill and marks what had not finished cancelled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import multiprocessing
+import os
+import pickle
+import queue
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from quantflow_async.backtest.bars import Bars, read_bars
+from quantflow_async.backtest.conversion import FILL_CHUNK, RunSpec, error_document
+from quantflow_async.backtest.runner import (
+    create_backtest,
+    mark_cancelled,
+    mark_completed,
+    mark_failed,
+)
+from quantflow_async.backtest.strategy import Strategy
+from quantflow_async.backtest.worker import Job, Message, work
+from quantflow_async.database import Database
+from quantflow_async.errors import StrategyConfigError
+from quantflow_async.ingest.stats import WriterStats
+from quantflow_async.ingest.writer import TradeWriter
+
+log = logging.getLogger(__name__)
+
+DataSource = Bars | str | os.PathLike[str]
+RECEIVE_SECONDS: Final = 0.2
+"""How long the reading thread waits for a message before the loop checks on the workers."""
+STOP_SECONDS: Final = 5.0
+"""How long a terminated worker may take to exit before it is killed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SweepProgress:
+    """Where a sweep is: backtests finished (completed or failed) of `total`, fills stored."""
+
+    total: int
+    done: int
+    failed: int
+    fills_stored: int
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What a finished sweep did.
+
+    `backtest_ids` in job order (data set by data set, configs in grid order).
+    `blocked_share` is the share of the wall time the workers spent waiting for room in the
+    queue to the writer, averaged over the workers: how much the writer held them back.
+    """
+
+    backtest_ids: tuple[int, ...]
+    completed: int
+    failed: int
+    fills_stored: int
+    seconds: float
+    workers: int
+    blocked_share: float
+    writer: WriterStats
+
+
+ProgressCallback = Callable[[SweepProgress], None]
+
+
+def expand_grid(
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """The configs of a grid: every combination of a mapping of lists (in key order), or a
+    list of configs as given."""
+    if isinstance(grid, Mapping):
+        keys = list(grid)
+        return [
+            dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())
+        ]
+    return [dict(config) for config in grid]
+
+
+async def run_sweep(
+    db: Database,
+    strategy: str | type[Strategy],
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    data: DataSource | Mapping[str, DataSource],
+    *,
+    strategy_id: int,
+    workers: int = 2,
+    cash: float = 10_000.0,
+    commission: float = 0.0,
+    slippage: float = 0.0,
+    exclusive_orders: bool = True,
+    symbol: str = "ASSET",
+    periods_per_year: float | None = None,
+    name: str | None = None,
+    progress: ProgressCallback | None = None,
+    writer: TradeWriter | None = None,
+    chunk_size: int = FILL_CHUNK,
+    start_method: str = "spawn",
+) -> SweepResult:
+    """Run every config of `grid` over every data set in `workers` processes; store it all.
+
+    `data` is bars or a file (`symbol` names it), or a mapping of symbol to bars or file.
+    Files are read here, first, so a bad file or a bad config (StrategyConfigError for any
+    combination of the grid) raises before anything is stored. `name` prefixes each
+    backtest's name. `progress` is called on the event loop after each chunk of fills and
+    each finished backtest; an exception from it stops the sweep as a cancellation would.
+    Fills go through `writer` if given (left open), else a writer of its own. `start_method`
+    is "spawn" or "forkserver": workers never rely on fork.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise StrategyConfigError("workers", f"must be an int >= 1, got {workers!r}")
+    datasets = _datasets(data, symbol)
+    settings = {
+        "cash": cash,
+        "commission": commission,
+        "slippage": slippage,
+        "exclusive_orders": exclusive_orders,
+        "periods_per_year": periods_per_year,
+    }
+    configs = expand_grid(grid)
+    if not configs:
+        raise StrategyConfigError("grid", "no config to run")
+    specs = [
+        (key, RunSpec.of(strategy, config, symbol=key, **settings))
+        for key in datasets
+        for config in configs
+    ]
+    jobs: list[Job] = []
+    for key, spec in specs:
+        label = spec.default_name() if name is None else f"{name} {spec.default_name()}"
+        backtest = await create_backtest(
+            db, spec, datasets[key], strategy_id=strategy_id, name=label[:200]
+        )
+        jobs.append(Job(backtest.id, strategy_id, spec, key))
+    sweep = _Sweep(db, jobs, progress)
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
+            datasets_file = Path(folder) / "datasets.pickle"
+            await anyio.to_thread.run_sync(_dump, datasets, datasets_file)
+            context = multiprocessing.get_context(start_method)
+            pool = _Workers(context, min(workers, len(jobs)), datasets_file, chunk_size)
+            if writer is None:
+                async with db.writer() as own_writer:
+                    await _run_pool(sweep, pool, own_writer)
+                    stats = own_writer.stats()
+            else:
+                await _run_pool(sweep, pool, writer)
+                stats = writer.stats()
+    except anyio.get_cancelled_exc_class():
+        await mark_cancelled(db, sweep.unfinished())
+        raise
+    except BaseException as exc:
+        # KeyboardInterrupt outside asyncio.run's handling, a storage failure, a bug
+        log.error("sweep stopped: %r; marking its unfinished backtests cancelled", exc)
+        await mark_cancelled(db, sweep.unfinished())
+        raise
+    seconds = time.perf_counter() - started
+    return SweepResult(
+        backtest_ids=tuple(job.backtest_id for job in jobs),
+        completed=sweep.completed,
+        failed=sweep.failed,
+        fills_stored=stats.written,
+        seconds=seconds,
+        workers=pool.count,
+        blocked_share=pool.blocked / (pool.count * seconds) if seconds > 0 else 0.0,
+        writer=stats,
+    )
+
+
+async def _run_pool(sweep: _Sweep, pool: _Workers, writer: TradeWriter) -> None:
+    try:
+        await anyio.to_thread.run_sync(pool.start, sweep.jobs)
+        await sweep.run(pool, writer)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(pool.stop)
+
+
+def _dump(datasets: Mapping[str, Bars], path: Path) -> None:
+    with path.open("wb") as file:
+        pickle.dump(dict(datasets), file, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> dict[str, Bars]:
+    sources: Mapping[str, DataSource] = data if isinstance(data, Mapping) else {symbol: data}
+    if not sources:
+        raise StrategyConfigError("data", "no data set given")
+    return {
+        key: source if isinstance(source, Bars) else read_bars(Path(source))
+        for key, source in sources.items()
+    }
+
+
+class _Workers:
+    """The worker processes, their job queue and the one bounded queue of their messages."""
+
+    def __init__(
+        self, context: BaseContext, count: int, datasets_file: Path, chunk_size: int
+    ) -> None:
+        self.count = count
+        self.jobs: Any = context.Queue()
+        # Two chunks per worker in flight: enough to keep the writer busy, little memory.
+        self.messages: Any = context.Queue(maxsize=2 * count)
+        self.processes: list[BaseProcess] = [
+            context.Process(  # type: ignore[attr-defined]
+                target=work,
+                args=(index, self.jobs, self.messages, str(datasets_file), chunk_size, os.getpid()),
+                name=f"quantflow-sweep-worker-{index}",
+                daemon=True,
+            )
+            for index in range(count)
+        ]
+        self.blocked = 0.0
+        self.busy = 0.0
+        self._stopped = False
+
+    def start(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self.jobs.put(job)
+        for _ in self.processes:
+            self.jobs.put(None)
+        for process in self.processes:
+            process.start()
+        log.info("sweep: %d jobs, %d worker processes", len(jobs), self.count)
+
+    def receive(self) -> Message | None:
+        """The next message, or None after RECEIVE_SECONDS without one (runs in a thread)."""
+        try:
+            message: Message = self.messages.get(timeout=RECEIVE_SECONDS)
+        except queue.Empty:
+            return None
+        return message
+
+    def dead(self) -> list[tuple[int, int | None]]:
+        """(index, exit code) of every worker process that has ended."""
+        return [(i, p.exitcode) for i, p in enumerate(self.processes) if not p.is_alive()]
+
+    def stop(self) -> None:
+        """Terminate the workers still running and wait for every one (blocking)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            if process.pid is None:
+                continue
+            process.join(STOP_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        # Jobs never taken stay in the queue's buffer: do not wait to flush them at exit.
+        self.jobs.cancel_join_thread()
+        self.jobs.close()
+        self.messages.close()
+        log.info("sweep: worker processes stopped")
+
+
+class _Sweep:
+    """The event loop's side: fills to the writer, outcomes to the store, in order."""
+
+    def __init__(self, db: Database, jobs: list[Job], progress: ProgressCallback | None) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.progress = progress
+        self.completed = 0
+        self.failed = 0
+        self._finished: set[int] = set()
+        self._in_flight: dict[int, int] = {}  # worker index -> backtest id
+        self._exited: set[int] = set()
+        self._writer: TradeWriter | None = None
+
+    def unfinished(self) -> list[int]:
+        return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
+
+    async def run(self, pool: _Workers, writer: TradeWriter) -> None:
+        self._writer = writer
+        send, receive = anyio.create_memory_object_stream[Message](max_buffer_size=math.inf)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._record_outcomes, receive)
+                async with send:
+                    await self._pump(pool, writer, send)
+        except BaseExceptionGroup as group:
+            # One of the two tasks failed (the store, the progress callback): raise its error
+            # as itself, as a caller of one coroutine expects.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group
+            raise
+
+    async def _pump(
+        self, pool: _Workers, writer: TradeWriter, outcomes: MemoryObjectSendStream[Message]
+    ) -> None:
+        """Read the workers' messages until every worker has exited."""
+        while len(self._exited) < pool.count:
+            message = await anyio.to_thread.run_sync(pool.receive)
+            if message is None:
+                await self._bury(pool, outcomes)
+                continue
+            kind, worker = message[0], message[1]
+            if kind == "fills":
+                await writer.submit_many(message[3])
+                self._report()
+            elif kind == "started":
+                self._in_flight[worker] = message[2]
+                await outcomes.send(message)
+            elif kind in ("completed", "failed"):
+                self._in_flight.pop(worker, None)
+                await outcomes.send(message)
+            elif kind == "exit":
+                self._exited.add(worker)
+                pool.blocked += message[2]
+                pool.busy += message[3]
+
+    async def _bury(self, pool: _Workers, outcomes: MemoryObjectSendStream[Message]) -> None:
+        """A worker that died (killed, out of memory) fails the backtest it was running."""
+        for index, code in pool.dead():
+            if index in self._exited:
+                continue
+            self._exited.add(index)
+            log.error("sweep: worker %d exited with code %s", index, code)
+            backtest_id = self._in_flight.pop(index, None)
+            if backtest_id is not None:
+                error = ChildProcessError(f"the worker process exited with code {code}")
+                await outcomes.send(("failed", index, backtest_id, error_document(error)))
+        if len(self._exited) == pool.count and len(self._finished) < len(self.jobs):
+            # No worker left to take the jobs still queued: they cannot run.
+            error = ChildProcessError("every worker process exited before this backtest ran")
+            for job in self.jobs:
+                if job.backtest_id not in self._finished and job.backtest_id not in (
+                    self._in_flight.values()
+                ):
+                    await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
+
+    async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
+        async with outcomes:
+            async for first in outcomes:
+                batch = [first]
+                while True:  # take what else is waiting, so one flush covers it all
+                    try:
+                        batch.append(outcomes.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                    except anyio.EndOfStream:
+                        break
+                if any(message[0] == "completed" for message in batch) and self._writer:
+                    await self._writer.flush()  # a backtest is completed once its fills are in
+                for message in batch:
+                    await self._record(message)
+
+    async def _record(self, message: Message) -> None:
+        kind, _, backtest_id = message[:3]
+        if kind == "started":
+            await self.db.backtests.set_status(backtest_id, "running")
+            return
+        if backtest_id in self._finished:
+            return
+        if kind == "completed":
+            await mark_completed(self.db, backtest_id, message[3], message[4])
+            self.completed += 1
+        else:
+            backtest = await self.db.backtests.get(backtest_id)
+            if backtest.status == "pending":  # died before it could say it started
+                await self.db.backtests.set_status(backtest_id, "running")
+            await mark_failed(self.db, backtest_id, message[3])
+            self.failed += 1
+        self._finished.add(backtest_id)
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is None or self._writer is None:
+            return
+        self.progress(
+            SweepProgress(
+                total=len(self.jobs),
+                done=self.completed + self.failed,
+                failed=self.failed,
+                fills_stored=self._writer.stats().written,
+            )
+        )
