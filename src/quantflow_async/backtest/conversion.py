@@ -174,9 +174,10 @@ class RunSpec:
 def results_document(result: BacktestResult, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
     """`backtests.results`: the equity curve, the per-symbol breakdown, what was left open.
 
-    The curve is `{"time": [epoch seconds], "equity": [...]}` at close of bar, downsampled
-    keeping every drawdown's peak and trough, to at most `max_points` points and fewer if
-    that is what fits the store's limit on a JSON document (64 KiB: about 2,500 points).
+    The curve is `{"time": [epoch seconds], "equity": [rounded to 0.01]}` at close of bar,
+    downsampled keeping every drawdown's peak and trough, to at most `max_points` points
+    and fewer if that is what fits the store's limit on a JSON document (64 KiB: about
+    2,500 to 3,000 points).
     """
     curve = _fitted_curve(result, max_points)
     return {
@@ -207,7 +208,7 @@ def _fitted_curve(result: BacktestResult, max_points: int) -> dict[str, list[Any
         kept = downsample(result.equity, points)
         curve = {
             "time": [_seconds(int(t)) for t in result.times[kept]],
-            "equity": [float(v) + 0.0 for v in result.equity[kept]],
+            "equity": [round(float(v), 2) + 0.0 for v in result.equity[kept]],
         }
         size = len(json.dumps(curve, separators=(",", ":")))
         if size <= _CURVE_BYTES or points <= 4:

@@ -1,0 +1,81 @@
+"""A program the backtest tests run as a child process, to stop it with real signals.
+
+    python -m tests.sweep_child sweep URL WORKERS   a sweep of 12 long backtests (2 data sets)
+    python -m tests.sweep_child run URL             one long backtest, SIGKILLed by itself
+                                                    once some of its fills are committed
+
+A sweep prints one line per progress report ("progress DONE FILLS"), flushed, so the test
+can wait for the moment it wants.
+Also holds `Exploding`, a strategy the sweep's worker processes import by reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from quantflow_async import Database
+from quantflow_async.backtest import (
+    SweepProgress,
+    run_stored_backtest,
+    run_sweep,
+    synthetic_bars,
+)
+from quantflow_async.backtest.strategies import SmaCross
+
+GRID = {"fast": [2, 3, 4], "slow": [5, 8]}
+BARS = 100_000
+
+
+class Exploding(SmaCross):
+    """SmaCross that raises on bar `explode_at` (0: never)."""
+
+    explode_at: int = 0
+
+    def next(self) -> None:
+        if self.explode_at and self.bar_index == self.explode_at:
+            raise RuntimeError(f"exploded on bar {self.bar_index}")
+        super().next()
+
+
+def report(progress: SweepProgress) -> None:
+    print(f"progress {progress.done} {progress.fills_stored}", flush=True)
+
+
+async def sweep(url: str, workers: int) -> None:
+    async with Database(url) as db:
+        strategy = await db.strategies.create(name="child sweep")
+        data = {f"S{i}": synthetic_bars(BARS, seed=i, drift=0.0) for i in range(2)}
+        await run_sweep(
+            db, "sma_cross", GRID, data, strategy_id=strategy.id, workers=workers, progress=report
+        )
+        print("finished", flush=True)
+
+
+async def run(url: str) -> None:
+    async with Database(url) as db:
+        strategy = await db.strategies.create(name="child run")
+        bars = synthetic_bars(BARS, seed=7, drift=0.0)
+        async with db.writer(batch_size=500, max_queue=1000) as writer:
+            task = asyncio.ensure_future(
+                run_stored_backtest(
+                    db, "sma_cross", bars, {"fast": 2, "slow": 5}, strategy_id=strategy.id,
+                    writer=writer,
+                )
+            )  # fmt: skip
+            while not task.done():
+                if writer.stats().written:
+                    os.kill(os.getpid(), signal.SIGKILL)  # mid-run, some fills committed
+                await asyncio.sleep(0.001)
+            await task
+        sys.exit(3)  # finished before any fill was committed: not the case under test
+
+
+if __name__ == "__main__":
+    command, url = sys.argv[1], sys.argv[2]
+    if command == "sweep":
+        asyncio.run(sweep(url, int(sys.argv[3])))
+    else:
+        asyncio.run(run(url))
