@@ -34,8 +34,8 @@ FORMATS: Final[tuple[ExportFormat, ...]] = ("csv", "parquet")
 Progress = Callable[[int], None]
 """Called with the number of trades written so far, after each chunk."""
 
-CSV_CHUNK: Final = 5000
-PARQUET_ROW_GROUP: Final = 50_000
+CHUNK: Final = 5000
+PARQUET_ROW_GROUP: Final = 100_000  # a multiple of CHUNK
 
 
 def format_of(path: Path) -> ExportFormat | None:
@@ -70,17 +70,40 @@ async def export_trades(
     raise ValueError(f"format: must be one of {', '.join(FORMATS)}, got {format!r}")
 
 
-def _csv_text(name: str, value: Any) -> str:
-    if value is None:
-        return ""
-    if name in MONEY_FIELDS:
-        return decimal_text(value)
-    if name in TIME_FIELDS:
-        moment: datetime = value
-        return moment.isoformat(timespec="microseconds")
-    if name == "metadata":
-        return metadata_text(value) or ""
-    return str(value)
+def _money_texts(values: list[Any]) -> list[str]:
+    return ["" if value is None else decimal_text(value) for value in values]
+
+
+def _time_texts(values: list[Any]) -> list[str]:
+    # created_at and updated_at repeat across a writer's batch: each is formatted once.
+    texts: dict[datetime, str] = {}
+    return [
+        texts.get(moment) or texts.setdefault(moment, moment.isoformat(timespec="microseconds"))
+        for moment in values
+    ]
+
+
+def _plain_texts(values: list[Any]) -> list[str]:
+    return ["" if value is None else str(value) for value in values]
+
+
+def _metadata_texts(values: list[Any]) -> list[str]:
+    return [metadata_text(value) or "" for value in values]
+
+
+_CSV_TEXTS: Final[dict[str, Callable[[list[Any]], list[str]]]] = {
+    **dict.fromkeys(MONEY_FIELDS, _money_texts),
+    **dict.fromkeys(TIME_FIELDS, _time_texts),
+    "metadata": _metadata_texts,
+}
+
+
+def _csv_rows(trades: list[Trade]) -> Iterator[tuple[str, ...]]:
+    """The trades as CSV fields: money as plain decimal text (as stored), times ISO 8601 in
+    UTC with microseconds, metadata as JSON, a missing value as an empty field."""
+    columns = trade_columns(trades)
+    texts = [_CSV_TEXTS.get(name, _plain_texts)(columns[name]) for name in TRADE_FIELDS]
+    return zip(*texts, strict=True)
 
 
 async def _write_csv(trades: AsyncIterable[Trade], target: Path, progress: Progress | None) -> int:
@@ -88,34 +111,37 @@ async def _write_csv(trades: AsyncIterable[Trade], target: Path, progress: Progr
     with _replacing(target) as temporary, _text_file(temporary) as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(TRADE_FIELDS)
-        async for batch in chunked(trades, CSV_CHUNK):
-            writer.writerows(_csv_rows(trade_columns(batch), len(batch)))
+        async for batch in chunked(trades, CHUNK):
+            writer.writerows(_csv_rows(batch))
             written += len(batch)
             if progress is not None:
                 progress(written)
     return written
 
 
-def _csv_rows(columns: dict[str, list[Any]], count: int) -> Iterator[list[str]]:
-    texts = [[_csv_text(name, value) for value in columns[name]] for name in TRADE_FIELDS]
-    for index in range(count):
-        yield [column[index] for column in texts]
-
-
 async def _write_parquet(
     trades: AsyncIterable[Trade], target: Path, progress: Progress | None
 ) -> int:
+    pa = import_extra("pyarrow", "exporting to Parquet")
     parquet = import_extra("pyarrow.parquet", "exporting to Parquet")
     schema = arrow_schema()
     written = 0
+    # Each chunk becomes Arrow columns at once (a few dozen bytes a trade instead of a Python
+    # record), and a row group is written every PARQUET_ROW_GROUP trades.
+    pending: list[Any] = []
     with _replacing(target) as temporary:
         writer = parquet.ParquetWriter(temporary, schema)
         try:
-            async for batch in chunked(trades, PARQUET_ROW_GROUP):
-                writer.write_table(arrow_batch(trade_columns(batch), schema))
+            async for batch in chunked(trades, CHUNK):
+                pending.append(arrow_batch(trade_columns(batch), schema))
                 written += len(batch)
+                if written % PARQUET_ROW_GROUP == 0:
+                    writer.write_table(pa.concat_tables(pending))
+                    pending.clear()
                 if progress is not None:
                     progress(written)
+            if pending:
+                writer.write_table(pa.concat_tables(pending))
         finally:
             writer.close()
     return written
