@@ -29,7 +29,6 @@ __all__ = ["MAX_PAGE", "TradeFilter", "TradeRepository"]
 MAX_PAGE: Final = 100_000
 INSERT_CHUNK: Final = 10_000
 _COLUMNS: Final = ", ".join(TRADE_COLUMNS)
-_ORDER: Final = " ORDER BY executed_at, id"
 
 
 def _refused(exc: BaseException) -> InvalidValue:
