@@ -15,18 +15,30 @@ from quantflow_async.analysis.frames import (
     trades_to_arrow,
     trades_to_dataframe,
 )
+from quantflow_async.analysis.report import (
+    IMAGE_FORMATS,
+    Report,
+    draw_report,
+    load_report,
+    write_report,
+)
 
 __all__ = [
     "FORMATS",
+    "IMAGE_FORMATS",
     "INSTALL_HINT",
     "TRADE_FIELDS",
     "ExportFormat",
     "MissingExtra",
+    "Report",
     "arrow_schema",
+    "draw_report",
     "export_trades",
     "format_of",
+    "load_report",
     "stream_to_arrow",
     "stream_to_dataframe",
     "trades_to_arrow",
     "trades_to_dataframe",
+    "write_report",
 ]

@@ -6,16 +6,15 @@ failed or interrupted export leaves no file behind (and an older file of that na
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import tempfile
 from collections.abc import AsyncIterable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from quantflow_async.analysis._extras import import_extra
+from quantflow_async.analysis._files import replacing
 from quantflow_async.analysis.frames import (
     MONEY_FIELDS,
     TIME_FIELDS,
@@ -108,7 +107,7 @@ def _csv_rows(trades: list[Trade]) -> Iterator[tuple[str, ...]]:
 
 async def _write_csv(trades: AsyncIterable[Trade], target: Path, progress: Progress | None) -> int:
     written = 0
-    with _replacing(target) as temporary, _text_file(temporary) as file:
+    with replacing(target) as temporary, _text_file(temporary) as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(TRADE_FIELDS)
         async for batch in chunked(trades, CHUNK):
@@ -129,7 +128,7 @@ async def _write_parquet(
     # Each chunk becomes Arrow columns at once (a few dozen bytes a trade instead of a Python
     # record), and a row group is written every PARQUET_ROW_GROUP trades.
     pending: list[Any] = []
-    with _replacing(target) as temporary:
+    with replacing(target) as temporary:
         writer = parquet.ParquetWriter(temporary, schema)
         try:
             async for batch in chunked(trades, CHUNK):
@@ -145,30 +144,6 @@ async def _write_parquet(
         finally:
             writer.close()
     return written
-
-
-@contextlib.contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """A temporary path beside `target`, renamed to it if the block succeeds, else removed."""
-    if target.is_dir():
-        raise IsADirectoryError(f"cannot write {target}: it is a directory; name a file")
-    try:
-        handle, name = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
-        )
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise type(exc)(
-            f"cannot write {target}: {reason}; choose a folder that exists and you can write to"
-        ) from exc
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _text_file(path: Path) -> IO[str]:

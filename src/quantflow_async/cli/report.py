@@ -1,0 +1,40 @@
+"""`quantflow report BACKTEST_ID -o FILE.png`: a backtest's equity curve, drawdowns and trades."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from quantflow_async.analysis import write_report
+from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.output import reading
+from quantflow_async.config import Settings
+from quantflow_async.database import Database
+
+
+async def report(settings: Settings, args: argparse.Namespace) -> None:
+    async with Database(settings=settings) as db:
+        shown = await write_report(db, args.backtest_id, args.output)
+    marked = len(shown.buys) + len(shown.sells)
+    print(
+        f"wrote {args.output}: backtest {shown.backtest.id}, {len(shown.times):,} points of "
+        f"{shown.source}, {marked:,} trades marked, max drawdown {shown.max_drawdown_pct:.2f}%"
+    )
+
+
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    command = add_command(
+        commands,
+        "report",
+        "draw a backtest's equity curve, drawdowns shaded and trades marked (analysis extra)",
+        reading(report),
+    )
+    command.add_argument("backtest_id", type=int, metavar="BACKTEST_ID", help="the backtest")
+    command.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the picture to write: .png, .svg or .pdf (replaced if it exists)",
+    )
