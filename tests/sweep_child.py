@@ -74,6 +74,8 @@ async def run(url: str) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C's default, even when started from a shell that ignores SIGINT in background jobs
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     command, url = sys.argv[1], sys.argv[2]
     if command == "sweep":
         asyncio.run(sweep(url, int(sys.argv[3])))

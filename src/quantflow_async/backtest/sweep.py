@@ -278,7 +278,6 @@ class _Workers:
         # Jobs never taken stay in the queue's buffer: do not wait to flush them at exit.
         self.jobs.cancel_join_thread()
         self.jobs.close()
-        self.messages.close()
         log.info("sweep: worker processes stopped")
 
 
@@ -319,7 +318,10 @@ class _Sweep:
     ) -> None:
         """Read the workers' messages until every worker has exited."""
         while len(self._exited) < pool.count:
-            message = await anyio.to_thread.run_sync(pool.receive)
+            # Abandoned on cancellation (a message it then reads is dropped: the sweep is
+            # stopping): a shielded wait would swallow asyncio's own Task.cancel(), which
+            # is what Ctrl-C under asyncio.run sends.
+            message = await anyio.to_thread.run_sync(pool.receive, abandon_on_cancel=True)
             if message is None:
                 await self._bury(pool, outcomes)
                 continue

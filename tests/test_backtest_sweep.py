@@ -1,0 +1,212 @@
+"""Sweeps: a grid of backtests in worker processes, streaming fills to one writer (SQLite file).
+
+Real processes and real signals: a sweep is cancelled as a program cancels it (its task) and
+as a person does (SIGINT to the process group of a script running one).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+
+from quantflow_async import Database, Settings
+from quantflow_async.backtest import (
+    StrategyConfigError,
+    SweepProgress,
+    expand_grid,
+    run_backtest,
+    run_sweep,
+    synthetic_bars,
+)
+from tests.sweep_child import BARS, GRID, Exploding
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = {"A": synthetic_bars(3_000, seed=1), "B": synthetic_bars(3_000, seed=2)}
+
+
+@pytest.fixture
+async def sqlite_db(sqlite_url: str) -> Database:
+    async with Database(settings=Settings(database_url=sqlite_url)) as db:
+        await db.migrate()
+        yield db  # type: ignore[misc]
+
+
+async def new_strategy(db: Database) -> int:
+    return (await db.strategies.create(name="sweep")).id
+
+
+def expected_fills(strategy: object, config: dict[str, object], bars: object) -> int:
+    return len(run_backtest(strategy, bars, config).executions)  # type: ignore[arg-type]
+
+
+def sweep_processes() -> list[psutil.Process]:
+    """Worker and SQLite-writer processes under this one (not multiprocessing's tracker)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if "multiprocessing.spawn" in command or "sqlite_worker_main" in command:
+            found.append(child)
+    return found
+
+
+def test_a_grid_of_lists_is_every_combination_in_key_order() -> None:
+    assert expand_grid({"fast": [5, 10], "slow": [20, 50]}) == [
+        {"fast": 5, "slow": 20},
+        {"fast": 5, "slow": 50},
+        {"fast": 10, "slow": 20},
+        {"fast": 10, "slow": 50},
+    ]
+
+
+async def test_every_config_on_every_data_set_is_a_completed_backtest_with_all_its_fills(
+    sqlite_db: Database,
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    reports: list[SweepProgress] = []
+    grid = {"fast": [3, 5], "slow": [10, 20]}
+    result = await run_sweep(
+        sqlite_db, "sma_cross", grid, SMALL, strategy_id=strategy_id, workers=2,
+        progress=reports.append,
+    )  # fmt: skip
+    assert (result.completed, result.failed, len(result.backtest_ids)) == (8, 0, 8)
+    total = 0
+    for backtest_id in result.backtest_ids:
+        backtest = await sqlite_db.backtests.get(backtest_id)
+        config = dict(backtest.config["parameters"])
+        bars = SMALL[backtest.config["symbol"]]
+        count = await sqlite_db.trades.count(backtest_id=backtest_id)
+        assert backtest.status == "completed"
+        assert count == expected_fills("sma_cross", config, bars) > 0
+        assert backtest.metrics == run_backtest("sma_cross", bars, config).metrics
+        total += count
+    assert result.fills_stored == total
+    assert reports[-1] == SweepProgress(total=8, done=8, failed=0, fills_stored=total)
+    assert 0 <= result.blocked_share < 1
+
+
+async def test_a_failing_backtest_is_marked_failed_and_the_others_complete(
+    sqlite_db: Database,
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    grid = [{"explode_at": 0}, {"explode_at": 500}, {"explode_at": 0, "fast": 3}]
+    result = await run_sweep(
+        sqlite_db, Exploding, grid, SMALL["A"], strategy_id=strategy_id, workers=2
+    )
+    assert (result.completed, result.failed) == (2, 1)
+    backtests = [await sqlite_db.backtests.get(i) for i in result.backtest_ids]
+    assert [b.status for b in backtests] == ["completed", "failed", "completed"]
+    assert backtests[1].results is not None
+    assert backtests[1].results["error"]["message"] == "exploded on bar 500"
+    assert await sqlite_db.trades.count(backtest_id=backtests[1].id) == 0
+    for backtest, config in ((backtests[0], grid[0]), (backtests[2], grid[2])):
+        count = await sqlite_db.trades.count(backtest_id=backtest.id)
+        assert count == expected_fills(Exploding, config, SMALL["A"])
+
+
+async def test_a_bad_config_anywhere_in_the_grid_stores_nothing(sqlite_db: Database) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    with pytest.raises(StrategyConfigError, match="slow: must be > fast"):
+        await run_sweep(
+            sqlite_db, "sma_cross", {"fast": [5, 30], "slow": [20]}, SMALL, strategy_id=strategy_id
+        )
+    assert await sqlite_db.backtests.list() == []
+
+
+async def test_cancelling_the_sweep_task_stops_the_workers_and_marks_the_rest_cancelled(
+    sqlite_db: Database,
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    data = {f"S{i}": synthetic_bars(BARS, seed=i, drift=0.0) for i in range(2)}
+    seen: set[int] = set()
+    stored_before_cancel = 0
+
+    async with anyio.create_task_group() as tasks:
+
+        def progress(report: SweepProgress) -> None:
+            nonlocal stored_before_cancel
+            seen.update(p.pid for p in sweep_processes())
+            if report.done >= 1 and report.fills_stored:
+                stored_before_cancel = report.fills_stored
+                tasks.cancel_scope.cancel()
+
+        async def sweep() -> None:
+            await run_sweep(
+                sqlite_db, "sma_cross", GRID, data, strategy_id=strategy_id, workers=2,
+                progress=progress,
+            )  # fmt: skip
+
+        tasks.start_soon(sweep)
+
+    statuses = Counter(b.status for b in await sqlite_db.backtests.list())
+    assert set(statuses) == {"completed", "cancelled"}, statuses
+    assert statuses["completed"] >= 1
+    assert await sqlite_db.trades.count() >= stored_before_cancel > 0
+    assert len(seen) >= 3  # two workers and the writer's SQLite process were seen
+    assert not [pid for pid in seen if psutil.pid_exists(pid)]
+
+
+def test_sigint_to_a_script_mid_sweep_keeps_committed_fills_and_leaves_no_process(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sweep.sqlite3'}"
+
+    async def migrate() -> None:
+        async with Database(url) as db:
+            await db.migrate()
+
+    anyio.run(migrate)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.sweep_child", "sweep", url, "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a script
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        reported = 0
+        for line in child.stdout:  # the child's timeout (pytest's) bounds this loop
+            _, done, fills = line.split()
+            if int(done) >= 2 and int(fills) > 0:
+                reported = int(fills)
+                break
+        descendants = psutil.Process(child.pid).children(recursive=True)
+        assert len(descendants) >= 3  # two workers, the SQLite writer process, the tracker
+        os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode in (-signal.SIGINT, 130, 1), stderr
+    assert "KeyboardInterrupt" in stderr
+    gone, alive = psutil.wait_procs(descendants, timeout=10)
+    assert alive == []
+
+    async def check() -> None:
+        async with Database(url) as db:
+            backtests = await db.backtests.list()
+            statuses = Counter(b.status for b in backtests)
+            assert set(statuses) == {"completed", "cancelled"}, statuses
+            assert statuses["completed"] >= 2
+            assert await db.trades.count() >= reported
+            bars = {f"S{i}": synthetic_bars(BARS, seed=i, drift=0.0) for i in range(2)}
+            for backtest in backtests:
+                config = dict(backtest.config["parameters"])
+                full = expected_fills("sma_cross", config, bars[backtest.config["symbol"]])
+                count = await db.trades.count(backtest_id=backtest.id)
+                if backtest.status == "completed":
+                    assert count == full
+                else:
+                    assert count <= full
+
+    anyio.run(check)
