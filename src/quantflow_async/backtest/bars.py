@@ -19,7 +19,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from quantflow_async.errors import BarsError
+from quantflow_async.errors import BarsError as BarsError  # still importable from here
 
 TIME_COLUMNS: Final = ("date", "datetime", "timestamp", "time")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")

@@ -17,7 +17,7 @@ import numpy as np
 
 from quantflow_async.backtest.bars import Bars, FloatArray
 from quantflow_async.backtest.broker import FULL_EQUITY, Broker
-from quantflow_async.errors import StrategyConfigError
+from quantflow_async.errors import StrategyConfigError as StrategyConfigError  # and from here
 
 PARAMETER_TYPES: Final = (int, float, bool, str)
 
