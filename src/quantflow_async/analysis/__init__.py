@@ -19,6 +19,7 @@ from quantflow_async.analysis.report import (
     IMAGE_FORMATS,
     Report,
     draw_report,
+    image_format,
     load_report,
     write_report,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "draw_report",
     "export_trades",
     "format_of",
+    "image_format",
     "load_report",
     "stream_to_arrow",
     "stream_to_dataframe",

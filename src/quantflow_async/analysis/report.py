@@ -102,15 +102,21 @@ def _curve_of_trades(
     return times, float(backtest.initial_capital) + np.cumsum(changes)
 
 
+def image_format(path: Path) -> str:
+    """The picture format a file name asks for, or InvalidValue."""
+    chosen = path.suffix.lower().lstrip(".")
+    if chosen not in IMAGE_FORMATS:
+        raise InvalidValue(
+            "output", f"{path.name!r} is not a .png, .svg or .pdf file; name one that is"
+        )
+    return chosen
+
+
 def draw_report(report: Report, path: str | Path, *, format: str | None = None) -> None:
     """Draw `report` into `path` (PNG, SVG or PDF, from `format` or the file's suffix); the
     file is written whole or not at all."""
     target = Path(path)
-    chosen = format or target.suffix.lower().lstrip(".")
-    if chosen not in IMAGE_FORMATS:
-        raise InvalidValue(
-            "output", f"{target.name!r} is not a .png, .svg or .pdf file; name one that is"
-        )
+    chosen = format or image_format(target)
     figure_module = import_extra("matplotlib.figure", "drawing a report")
     agg = import_extra("matplotlib.backends.backend_agg", "drawing a report")
     figure = figure_module.Figure(figsize=(12, 7), dpi=100, layout="constrained")
@@ -134,10 +140,11 @@ def _draw_curve(axes: Any, report: Report) -> None:
     peak = np.maximum.accumulate(report.equity)
     axes.plot(when, report.equity, color=_EQUITY, linewidth=1.3, label="equity")
     axes.plot(when, peak, color=_PEAK, linewidth=0.8, linestyle="--", label="running peak")
-    axes.fill_between(
-        when, report.equity, peak, where=report.equity < peak, color=_DRAWDOWN, alpha=0.25,
-        linewidth=0, label=f"drawdown (max {report.max_drawdown_pct:.1f}%)",
-    )  # fmt: skip
+    if report.max_drawdown_pct < 0:
+        axes.fill_between(
+            when, report.equity, peak, where=report.equity < peak, color=_DRAWDOWN, alpha=0.25,
+            linewidth=0, label=f"drawdown (max {report.max_drawdown_pct:.1f}%)",
+        )  # fmt: skip
     size = 36 if len(report.buys) + len(report.sells) <= 300 else 10
     for moments, marker, color, name in (
         (report.buys, "^", _BUY, "buys"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from quantflow_async.analysis import write_report
+from quantflow_async.analysis import image_format, write_report
 from quantflow_async.cli.app import Parser, add_command
 from quantflow_async.cli.output import reading
 from quantflow_async.config import Settings
@@ -13,6 +13,7 @@ from quantflow_async.database import Database
 
 
 async def report(settings: Settings, args: argparse.Namespace) -> None:
+    image_format(args.output)  # a wrong file name is said before the database is read
     async with Database(settings=settings) as db:
         shown = await write_report(db, args.backtest_id, args.output)
     marked = len(shown.buys) + len(shown.sells)
