@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -268,3 +270,29 @@ async def test_parquet_without_pyarrow_names_the_extra_to_install(
 def test_export_help_names_both_formats(tmp_path: Path) -> None:
     shown = quantflow("help", "trades", "export", cwd=tmp_path, env=clean_env()).stdout
     assert "{csv,parquet}" in shown and "--output" in shown
+
+
+@sqlite_only
+async def test_ctrl_c_during_an_export_leaves_no_file(
+    folder: Path, db: Database, strategy_id: int
+) -> None:
+    await db.trades.insert_many([make_fill(strategy_id, n) for n in range(30_000)])
+    assert interrupted_export(db.settings.database_url, folder) == 130
+    assert leftovers(folder) == []
+
+
+def interrupted_export(url: str, folder: Path) -> int:
+    """Press Ctrl-C once the export's temporary file exists; its exit status."""
+    export = subprocess.Popen(
+        [sys.executable, "-m", "quantflow_async.cli", "trades", "export", "-o", "t.csv"],
+        cwd=folder, env=clean_env(QUANTFLOW_DATABASE_URL=url),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell's background job ignores SIGINT, and a child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    while not leftovers(folder) and export.poll() is None:
+        time.sleep(0.002)
+    export.send_signal(signal.SIGINT)
+    _, errors = export.communicate(timeout=60)
+    assert errors.strip() == "quantflow: error: interrupted", errors
+    return export.returncode
