@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def main() -> None:
         rows,
     )
     write_json("export", {"fills": args.fills, "small": args.small, "results": results})
+    shutil.rmtree(folder)
 
 
 if __name__ == "__main__":
