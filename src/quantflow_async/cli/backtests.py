@@ -14,6 +14,7 @@ from quantflow_async.records import BACKTEST_STATUSES, Backtest
 
 # The metrics the runner stores that a listing shows; `show` prints every one.
 LISTED_METRICS = ("return_pct", "max_drawdown_pct", "sharpe", "trades")
+LISTED_HEADERS = ("return %", "max drawdown %", "Sharpe", "trades")
 
 
 async def list_backtests(settings: Settings, args: argparse.Namespace) -> None:
@@ -26,7 +27,7 @@ async def list_backtests(settings: Settings, args: argparse.Namespace) -> None:
         print_json([{**_fields(b), "metrics": b.metrics} for b in found])
         return
     print_table(
-        ["id", "strategy", "name", "status", "start", "end", "capital", *LISTED_METRICS],
+        ["id", "strategy", "name", "status", "start", "end", "capital", *LISTED_HEADERS],
         [(*_summary(b), *_metrics(b)) for b in found],
         title="backtests",
         empty="no backtests yet; `quantflow backtest run` makes one",

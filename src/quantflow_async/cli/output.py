@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -117,7 +117,9 @@ def text(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        moment = value.astimezone(UTC)
+        midnight = moment.time() == time(0)
+        return moment.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, Mapping | list):
@@ -144,11 +146,18 @@ def print_table(
     from rich.table import Table
 
     table = Table(title=title or None, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        numbers = rows and all(_is_number(row[index]) for row in rows)
+        table.add_column(column, overflow="fold", justify="right" if numbers else "left")
     for row in cells:
         table.add_row(*row)
     Console(file=sys.stdout).print(table)
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    )
 
 
 def print_fields(pairs: Sequence[tuple[str, Any]], *, title: str = "") -> None:
