@@ -126,3 +126,13 @@ def test_importing_the_package_and_the_command_imports_no_analysis_package() -> 
                             timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_analysis_names_are_sorted_and_every_function_and_class_is_documented() -> None:
+    import quantflow_async.analysis as analysis
+
+    assert analysis.__all__ == sorted(analysis.__all__)
+    for name in analysis.__all__:
+        value = getattr(analysis, name)
+        if isinstance(value, type) or callable(value) and hasattr(value, "__code__"):
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"

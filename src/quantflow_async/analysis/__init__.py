@@ -25,13 +25,13 @@ from quantflow_async.analysis.report import (
 )
 
 __all__ = [
+    "ExportFormat",
     "FORMATS",
     "IMAGE_FORMATS",
     "INSTALL_HINT",
-    "TRADE_FIELDS",
-    "ExportFormat",
     "MissingExtra",
     "Report",
+    "TRADE_FIELDS",
     "arrow_schema",
     "draw_report",
     "export_trades",
