@@ -6,9 +6,19 @@ async with Database() as db:
         await writer.submit(fill)
 """
 
+from quantflow_async.backtest import (
+    SweepProgress,
+    SweepResult,
+    resume_backtest,
+    run_stored_backtest,
+    run_sweep,
+)
 from quantflow_async.config import Settings, WriterDefaults
 from quantflow_async.database import Database
 from quantflow_async.errors import (
+    BacktestError,
+    BacktestFailed,
+    BarsError,
     Conflict,
     DatabaseNotOpen,
     FillRejected,
@@ -20,6 +30,7 @@ from quantflow_async.errors import (
     QueueFull,
     StorageError,
     StorageUnavailable,
+    StrategyConfigError,
     WriterClosed,
     WriterError,
     WriterFailed,
@@ -31,6 +42,9 @@ from quantflow_async.records import Backtest, Fill, Strategy, SymbolSummary, Tra
 
 __all__ = [
     "Backtest",
+    "BacktestError",
+    "BacktestFailed",
+    "BarsError",
     "Conflict",
     "Database",
     "DatabaseNotOpen",
@@ -46,6 +60,9 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "Strategy",
+    "StrategyConfigError",
+    "SweepProgress",
+    "SweepResult",
     "SymbolSummary",
     "Trade",
     "TradeWriter",
@@ -55,6 +72,9 @@ __all__ = [
     "WriterFailed",
     "WriterNotRunning",
     "WriterStats",
+    "resume_backtest",
+    "run_stored_backtest",
+    "run_sweep",
 ]
 
 __version__ = "0.1.0"
