@@ -5,8 +5,9 @@
 On one PostgreSQL database (made if missing; its tables are dropped and migrated again):
   1. raw asyncpg `copy_records_to_table` of the same rows into trades, batches of 5,000, one
      transaction each (the limit to measure against);
-  2. the TradeWriter, submit() to committed, batches of 5,000 (COPY into a temporary table,
-     INSERT ... SELECT ... ON CONFLICT DO NOTHING, the batch token);
+  2. the TradeWriter, submit() to committed, batches of 5,000 (COPY straight into trades in a
+     savepoint, the batch token; a temporary table and ON CONFLICT only for a batch that holds
+     a duplicate);
   3. the single-statement path (`INSERT ... SELECT FROM unnest(...)`) the writer used before;
   4. --processes processes at once, each ingesting --per-process fills through a writer of its
      own into the same database, a tenth of each one's fills re-delivered by another.
@@ -165,7 +166,7 @@ async def main(args: argparse.Namespace) -> None:
         [
             ("raw asyncpg copy_records_to_table, ready records", f"{raw:,.0f}", "1.00", ""),
             (
-                "TradeWriter (COPY, temporary table, token)",
+                "TradeWriter (COPY in a savepoint, the batch token)",
                 f"{rates['writer']:,.0f}",
                 f"{rates['writer'] / raw:.2f}",
                 "target >= 0.80",
