@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
@@ -19,7 +19,7 @@ from quantflow_async.backtest.engine import BacktestResult, run_backtest
 from quantflow_async.backtest.metrics import MAX_CURVE_POINTS, downsample
 from quantflow_async.backtest.strategies import STRATEGIES, strategy_class
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.errors import StrategyConfigError
+from quantflow_async.errors import InvalidValue, StrategyConfigError
 from quantflow_async.records import Fill
 from quantflow_async.validation import MAX_FRACTION_DIGITS, MAX_JSON_BYTES
 
@@ -49,6 +49,18 @@ def money(value: float) -> Decimal:
 def execution_fill(execution: Execution, *, strategy_id: int, backtest_id: int) -> Fill:
     """The Fill of one execution: fee = its commission, pnl = its realized FIFO pnl before
     commissions (None for an execution that only opened), a deterministic external_id."""
+    try:  # Fill takes a float by its shortest repr; only float noise needs `money` first
+        return _fill(execution, strategy_id, backtest_id, float)
+    except InvalidValue:
+        return _fill(execution, strategy_id, backtest_id, money)
+
+
+def _fill(
+    execution: Execution,
+    strategy_id: int,
+    backtest_id: int,
+    amount: Callable[[float], float | Decimal],
+) -> Fill:
     pnl = execution.pnl
     return Fill(
         strategy_id=strategy_id,
@@ -56,10 +68,10 @@ def execution_fill(execution: Execution, *, strategy_id: int, backtest_id: int) 
         symbol=execution.symbol,
         side=execution.side,
         quantity=execution.quantity,
-        price=money(execution.price),
+        price=amount(execution.price),
         executed_at=execution.time,
-        fee=money(execution.commission),
-        pnl=None if pnl is None else money(pnl),
+        fee=amount(execution.commission),
+        pnl=None if pnl is None else amount(pnl),
         external_id=execution.external_id(backtest_id),
     )
 
