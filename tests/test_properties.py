@@ -7,6 +7,7 @@ field or argument), a stored row that reads back different, a dead writer, or a 
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import io
 from collections.abc import Iterator
@@ -222,7 +223,8 @@ def test_strategies_store_exactly_or_refuse_clearly(
         assert "already exists" in str(exc)
         return
     assert runner.run(db.strategies.get(created.id)) == created
-    assert created.config == (config or {})
+    # As JSON keeps it: a tuple comes back a list (documented).
+    assert created.config == json.loads(json.dumps(config or {}))
     assert created.description == description
 
 
