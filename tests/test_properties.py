@@ -7,9 +7,9 @@ field or argument), a stored row that reads back different, a dead writer, or a 
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
