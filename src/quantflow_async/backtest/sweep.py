@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 DataSource = Bars | str | os.PathLike[str]
 RECEIVE_SECONDS: Final = 0.2
 """How long the reading thread waits for a message before the loop checks on the workers."""
+RECORD_EVERY_SECONDS: Final = 0.25
+"""Outcomes are recorded in batches at most this often; each batch waits for one flush."""
 STOP_SECONDS: Final = 5.0
 """How long a terminated worker may take to exit before it is killed."""
 
@@ -294,6 +296,11 @@ class _Sweep:
         self._in_flight: dict[int, int] = {}  # worker index -> backtest id
         self._exited: set[int] = set()
         self._writer: TradeWriter | None = None
+        # Held while fills are submitted, and while outcomes are recorded after a flush: on
+        # SQLite a writer that always has a batch to commit holds the write lock almost all
+        # the time, and the status updates would wait on it in SQLite's busy handler, which
+        # polls with growing sleeps. Recorded with the writer idle, they take a millisecond.
+        self._store_turn = anyio.Lock()
 
     def unfinished(self) -> list[int]:
         return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
@@ -327,7 +334,8 @@ class _Sweep:
                 continue
             kind, worker = message[0], message[1]
             if kind == "fills":
-                await writer.submit_many(message[3])
+                async with self._store_turn:
+                    await writer.submit_many(message[3])
                 self._report()
             elif kind == "started":
                 self._in_flight[worker] = message[2]
@@ -363,6 +371,7 @@ class _Sweep:
     async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
         async with outcomes:
             async for first in outcomes:
+                await anyio.sleep(RECORD_EVERY_SECONDS)  # let outcomes gather: fewer flushes
                 batch = [first]
                 while True:  # take what else is waiting, so one flush covers it all
                     try:
@@ -371,10 +380,13 @@ class _Sweep:
                         break
                     except anyio.EndOfStream:
                         break
-                if any(message[0] == "completed" for message in batch) and self._writer:
-                    await self._writer.flush()  # a backtest is completed once its fills are in
-                for message in batch:
-                    await self._record(message)
+                async with self._store_turn:
+                    if self._writer is not None:
+                        # a backtest is completed once its fills are in, and the writer is
+                        # idle while the statuses are written
+                        await self._writer.flush()
+                    for message in batch:
+                        await self._record(message)
 
     async def _record(self, message: Message) -> None:
         kind, _, backtest_id = message[:3]
