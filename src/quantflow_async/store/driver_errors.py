@@ -135,10 +135,6 @@ def translated_errors(
             raise
         if row_error is not None and classify(exc) is Fault.ROW:
             raise row_error(exc) from exc
-        if _is_unreachable(exc):
-            raise StorageUnavailable(
-                f"{action} failed: the database server cannot be reached: {describe(exc)}"
-            ) from exc
         storage_error(exc, action)
 
 
@@ -157,6 +153,10 @@ def is_driver_error(exc: BaseException) -> bool:
 
 def _storage_error(exc: BaseException, action: str) -> StorageError:
     message = f"{action} failed: {describe(exc)}"
+    if _is_unreachable(exc):
+        return StorageUnavailable(
+            f"{action} failed: the database server cannot be reached: {describe(exc)}"
+        )
     if _is_missing_table(exc):
         return StorageError(
             f"{message}; the schema is missing: run `quantflow migrate` or `await db.migrate()`"
