@@ -1,6 +1,7 @@
-"""Benchmark: the backtest engine against backtesting.py, same strategy, same bars, one run.
+"""Benchmark: the backtest engine against backtesting.py, and sweeps stored through the writer.
 
-    python benchmarks/backtest.py [--repeats 7] [--long-bars 200000] [--quick]
+    python benchmarks/backtest.py [--part engine|sweep|all] [--repeats 7] [--long-bars 200000]
+                                  [--sweep-bars 30000] [--sweep-rounds 2] [--quick]
 
 Measures single-process bars/s of SmaCross(10, 20) with cash 10,000, commission 0.002 and
 exclusive orders, in both engines, runs interleaved so that both see the same machine state:
@@ -9,12 +10,24 @@ exclusive orders, in both engines, runs interleaved so that both see the same ma
 Each run is a whole backtest from bars already in memory to statistics (our `run_backtest`;
 the peer's `Backtest(...).run()`); reading the CSV is timed apart. Both engines' closed trades
 and final equity are checked to agree before any figure is printed. Throughputs are medians
-of --repeats. Prints a table and writes benchmarks/results/backtest.json.
+of --repeats.
+
+The sweep part runs `run_sweep` of SmaCross over a grid of 25 configs on 2 synthetic data
+sets (50 backtests, about 280,000 fills with --sweep-bars 30000) into a fresh SQLite file
+with the default settings (WAL, synchronous=NORMAL), with 1 and then 2 worker processes,
+alternating, --sweep-rounds times each: end-to-end fills/s (from the call to its return,
+worker start-up and every status change included), the speed-up of 2 workers over 1, and
+the share of the wall time the workers waited on a full queue to the writer.
+
+Prints tables and writes benchmarks/results/backtest.json (each part updates its own key).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import tempfile
 import time
 import warnings
@@ -26,15 +39,17 @@ from typing import Any
 import backtesting
 import backtesting.test
 import pandas as pd
-from _common import median, print_table, write_json
+from _common import RESULTS, median, print_table, write_json
 from backtesting.lib import crossover
 
+from quantflow_async import Database
 from quantflow_async.backtest import (
     Bars,
     SmaCross,
     Strategy,
     read_bars,
     run_backtest,
+    run_sweep,
     synthetic_bars,
 )
 from quantflow_async.backtest import crossover as our_crossover
@@ -148,7 +163,7 @@ def reading(name: str, path: Path, repeats: int) -> dict[str, Any]:
     }
 
 
-def main(args: argparse.Namespace) -> None:
+def engine(args: argparse.Namespace) -> dict[str, Any]:
     goog = read_bars(GOOG_CSV)
     # driftless and calm, so the price stays in range; over 200,000 bars the commissions
     # of ~10,000 crossings wear the account down until most orders cannot be paid for
@@ -194,32 +209,123 @@ def main(args: argparse.Namespace) -> None:
         ["file", "bars", "bars/s"],
         [(load["file"], f"{load['bars']:,}", f"{load['bars_per_second']:,.0f}") for load in loads],
     )
-    write_json(
-        "backtest" if not args.quick else "backtest-quick",
-        {
-            "engine": {
-                "strategy": "sma_cross",
-                "config": {"fast": 10, "slow": 20},
-                "cash": CASH,
-                "commission": COMMISSION,
-                "versions": {
-                    "backtesting": version("backtesting"),
-                    "numpy": version("numpy"),
-                    "pandas": version("pandas"),
-                },
-                "cases": cases,
-                "read_csv": loads,
-            }
+    return {
+        "strategy": "sma_cross",
+        "config": {"fast": 10, "slow": 20},
+        "cash": CASH,
+        "commission": COMMISSION,
+        "versions": {
+            "backtesting": version("backtesting"),
+            "numpy": version("numpy"),
+            "pandas": version("pandas"),
         },
+        "cases": cases,
+        "read_csv": loads,
+    }
+
+
+SWEEP_GRID = {"fast": [2, 3, 4, 5, 6], "slow": [8, 10, 12, 15, 20]}
+SWEEP_COMMISSION = 0.0005
+
+
+async def one_sweep(folder: Path, data: dict[str, Bars], workers: int) -> dict[str, Any]:
+    """One sweep into a fresh SQLite file; the clock runs from the call to its return."""
+    url = f"sqlite+aiosqlite:///{folder / f'sweep-{workers}-{time.monotonic_ns()}.sqlite3'}"
+    async with Database(url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="bench sweep")
+        started = time.perf_counter()
+        result = await run_sweep(
+            db, "sma_cross", SWEEP_GRID, data, strategy_id=strategy.id, workers=workers,
+            commission=SWEEP_COMMISSION,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        stored = await db.trades.count()
+    if result.failed or stored != result.fills_stored:
+        raise SystemExit(f"sweep with {workers} workers: {result}")
+    return {
+        "workers": workers,
+        "backtests": len(result.backtest_ids),
+        "fills": stored,
+        "seconds": seconds,
+        "fills_per_second": stored / seconds,
+        "blocked_share": result.blocked_share,
+        "writer_batches": result.writer.batches,
+        "commit_p50_ms": (result.writer.commit_p50 or 0) * 1000,
+    }
+
+
+def sweeps(args: argparse.Namespace) -> dict[str, Any]:
+    data = {
+        f"S{i}": synthetic_bars(args.sweep_bars, seed=i, drift=0.0, volatility=0.005)
+        for i in range(2)
+    }
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(args.sweep_rounds):
+            for workers in (1, 2):
+                runs[workers].append(asyncio.run(one_sweep(Path(folder), data, workers)))
+    medians = {
+        workers: {
+            key: median([run[key] for run in found]) if key != "workers" else workers
+            for key in found[0]
+        }
+        for workers, found in runs.items()
+    }
+    rows = [
+        (
+            workers,
+            f"{m['backtests']:.0f}",
+            f"{m['fills']:,.0f}",
+            f"{m['seconds']:.2f} s",
+            f"{m['fills_per_second']:,.0f}",
+            f"{m['blocked_share'] * 100:.1f}%",
+        )
+        for workers, m in medians.items()
+    ]
+    speedup = medians[1]["seconds"] / medians[2]["seconds"]
+    print_table(
+        f"Sweep into SQLite (WAL, synchronous=NORMAL), SmaCross over {len(data)} data sets of "
+        f"{args.sweep_bars:,} bars, medians of {args.sweep_rounds}; 2 workers over 1: "
+        f"{speedup:.2f}x",
+        ["workers", "backtests", "fills", "wall", "fills/s end to end", "workers held back"],
+        rows,
     )
+    return {
+        "grid": SWEEP_GRID,
+        "data_sets": len(data),
+        "bars_per_data_set": args.sweep_bars,
+        "commission": SWEEP_COMMISSION,
+        "rounds": args.sweep_rounds,
+        "cores": os.cpu_count(),
+        "runs": {str(workers): found for workers, found in runs.items()},
+        "medians": {str(workers): m for workers, m in medians.items()},
+        "speedup_2_over_1": speedup,
+    }
+
+
+def main(args: argparse.Namespace) -> None:
+    name = "backtest" if not args.quick else "backtest-quick"
+    path = RESULTS / f"{name}.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    payload = {key: value for key, value in previous.items() if key in ("engine", "sweep")}
+    if args.part in ("engine", "all"):
+        payload["engine"] = engine(args)
+    if args.part in ("sweep", "all"):
+        payload["sweep"] = sweeps(args)
+    write_json(name, payload)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--long-bars", type=int, default=200_000)
+    parser.add_argument("--part", choices=("engine", "sweep", "all"), default="all")
+    parser.add_argument("--sweep-bars", type=int, default=30_000)
+    parser.add_argument("--sweep-rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.repeats, arguments.long_bars = 2, 20_000
+        arguments.sweep_bars, arguments.sweep_rounds = 3_000, 1
     main(arguments)
