@@ -88,7 +88,7 @@ async def test_closing_leaves_no_thread_and_no_worker_process(sqlite_url: str) -
     # aiosqlite's connection threads end just after their close returns: each must end.
     for thread in set(threading.enumerate()) - threads_before:
         thread.join(timeout=10)
-        assert not thread.isalive(), f"{thread.name} outlived the database"
+        assert not thread.is_alive(), f"{thread.name} outlived the database"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
