@@ -79,7 +79,15 @@ def on_database(command: DatabaseCommand, *, creates_database: bool) -> Handler:
 
 
 def build_parser() -> Parser:
-    from quantflow_async.cli import backtest, backtests, report, store_commands, strategies, trades
+    from quantflow_async.cli import (
+        backtest,
+        backtests,
+        report,
+        store_commands,
+        strategies,
+        sweep,
+        trades,
+    )
 
     parser = Parser(
         prog="quantflow",
@@ -94,7 +102,7 @@ def build_parser() -> Parser:
     helper.add_argument("topic", nargs="*", metavar="COMMAND", help="e.g. migrate")
     helper.set_defaults(handler=lambda args: _show_help(parser, args.topic))
     store_commands.register(commands)
-    for group in (strategies, backtests, backtest, trades, report):
+    for group in (strategies, backtests, backtest, sweep, trades, report):
         group.register(commands)
     return parser
 

@@ -1,0 +1,284 @@
+"""`quantflow sweep`: a grid of backtests in worker processes, then a table of the best configs.
+
+Every input mistake (strategy, grid, data files, report name) is found before the database is
+opened; the sweep itself is `run_sweep`, whose Ctrl-C keeps committed fills and marks the
+rest cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from quantflow_async.analysis import INSTALL_HINT, image_format, write_report
+from quantflow_async.backtest import (
+    STRATEGIES,
+    Bars,
+    RunSpec,
+    SweepProgress,
+    SweepResult,
+    expand_grid,
+    read_bars,
+    run_sweep,
+)
+from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.backtest import _strategy_id
+from quantflow_async.cli.output import (
+    CommandError,
+    is_terminal,
+    json_object,
+    plain,
+    print_table,
+    reading,
+)
+from quantflow_async.config import Settings
+from quantflow_async.database import Database
+from quantflow_async.records import Backtest
+
+RANKINGS: Final = {"return": "return_pct", "sharpe": "sharpe"}
+"""`--by` and the metric it ranks by, highest first."""
+SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
+"""The metrics of each row of the table and of `best` in the JSON."""
+
+
+async def sweep(settings: Settings, args: argparse.Namespace) -> None:
+    # Every mistake in the input is found before the database is opened.
+    grid = _grid(args.grid)
+    configs = expand_grid(grid)
+    if not configs:
+        raise CommandError("--grid has no config to run: give every key at least one value")
+    for config in configs:
+        RunSpec.of(args.strategy, config)
+    if args.report is not None:
+        _check_report(args.report)
+    datasets = _datasets(args.data)
+    metric = RANKINGS[args.by]
+    async with Database(settings=settings) as db:
+        strategy_id = await _strategy_id(db, args.strategy)
+        with _progress_bar() as show:
+            result = await run_sweep(
+                db,
+                args.strategy,
+                grid,
+                datasets,
+                strategy_id=strategy_id,
+                workers=args.workers,
+                cash=args.cash,
+                commission=args.commission,
+                progress=show,
+            )
+        backtests = [await db.backtests.get(i) for i in result.backtest_ids]
+        best = ranked(backtests, metric)[: args.top]
+        if args.report is not None and best:
+            await write_report(db, best[0].id, args.report)
+    if args.json:
+        document = _document(args, strategy_id, result, metric, best)
+        print(json.dumps(plain(document), separators=(",", ":")))
+        return
+    _print_best(best, metric, len(backtests))
+    _say(_summary(args.strategy, result))
+    if args.report is not None and best:
+        _say(f"wrote {args.report}: the report of backtest {best[0].id}, the best by {metric}")
+
+
+def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:
+    """The completed backtests, best `metric` first; a backtest without a value for it last."""
+
+    def key(backtest: Backtest) -> float:
+        value = (backtest.metrics or {}).get(metric)
+        return -float(value) if isinstance(value, int | float) else math.inf
+
+    return sorted((b for b in backtests if b.status == "completed"), key=key)
+
+
+def _grid(document: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Each parameter's values: a list as given, a single value as a list of one."""
+    return {key: value if isinstance(value, list) else [value] for key, value in document.items()}
+
+
+def _check_report(path: Path) -> None:
+    image_format(path)
+    if not path.parent.is_dir():
+        raise CommandError(f"cannot write {path}: the folder {path.parent} does not exist")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CommandError(f"--report needs matplotlib, which is not installed: {INSTALL_HINT}")
+
+
+def _datasets(files: Sequence[str]) -> dict[str, Bars]:
+    """Each file's bars under its symbol: the file's name, upper case (goog.csv is GOOG)."""
+    datasets: dict[str, Bars] = {}
+    for file in files:
+        symbol = Path(file).stem.upper()
+        if symbol in datasets:
+            raise CommandError(
+                f"two --data files are named {symbol}; the file name is the symbol, "
+                "so give each data set a name of its own"
+            )
+        datasets[symbol] = read_bars(file)
+    return datasets
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[SweepProgress], None] | None]:
+    """A bar of backtests done with the fills stored so far, on stderr when it is a terminal."""
+    if not is_terminal(sys.stderr):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("backtests"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fills]:>11,} fills stored"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(file=sys.stderr)) as bar:
+        task = bar.add_task("sweep", total=None, fills=0)
+
+        def show(progress: SweepProgress) -> None:
+            bar.update(
+                task, total=progress.total, completed=progress.done, fills=progress.fills_stored
+            )
+
+        yield show
+
+
+def _row(rank: int, backtest: Backtest) -> list[Any]:
+    config = backtest.config or {}
+    metrics = backtest.metrics or {}
+    parameters = " ".join(f"{k}={v}" for k, v in dict(config.get("parameters", {})).items())
+    return [rank, backtest.id, config.get("symbol"), parameters] + [metrics.get(k) for k in SHOWN]
+
+
+def _print_best(best: Sequence[Backtest], metric: str, total: int) -> None:
+    print_table(
+        ["rank", "backtest", "data", "parameters", *SHOWN],
+        [_row(rank, backtest) for rank, backtest in enumerate(best, start=1)],
+        title=f"the best {len(best)} of {total} backtests by {metric}",
+        empty="no backtest completed",
+    )
+
+
+def _summary(strategy: str, result: SweepResult) -> str:
+    rate = result.fills_stored / result.seconds if result.seconds > 0 else 0.0
+    failed = f", {result.failed} failed" if result.failed else ""
+    return (
+        f"{strategy}: {result.completed} backtests completed{failed}, "
+        f"{result.fills_stored:,} fills stored in {result.seconds:.1f} s "
+        f"({rate:,.0f} fills/s, {result.workers} worker processes)"
+    )
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _document(
+    args: argparse.Namespace,
+    strategy_id: int,
+    result: SweepResult,
+    metric: str,
+    best: Sequence[Backtest],
+) -> dict[str, Any]:
+    return {
+        "strategy": args.strategy,
+        "strategy_id": strategy_id,
+        "backtest_ids": list(result.backtest_ids),
+        "completed": result.completed,
+        "failed": result.failed,
+        "fills_stored": result.fills_stored,
+        "seconds": round(result.seconds, 3),
+        "workers": result.workers,
+        "ranked_by": metric,
+        "best": [
+            {
+                "backtest_id": backtest.id,
+                "data": (backtest.config or {}).get("symbol"),
+                "parameters": (backtest.config or {}).get("parameters"),
+                **{key: (backtest.metrics or {}).get(key) for key in SHOWN},
+            }
+            for backtest in best
+        ],
+        "report": None if args.report is None or not best else str(args.report),
+    }
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    command = add_command(
+        commands,
+        "sweep",
+        "run a strategy over a grid of parameters and one or more bars files in worker "
+        "processes, store every backtest, and show the best configs "
+        "(on a database `quantflow migrate` made)",
+        reading(sweep),
+    )
+    command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGIES)}")
+    command.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="OHLCV bars, CSV or Parquet; repeat for more data sets (the file name is the symbol)",
+    )
+    command.add_argument(
+        "--grid",
+        type=json_object,
+        required=True,
+        metavar="JSON",
+        help="""each parameter's values, e.g. '{"fast": [5, 10], "slow": [20, 50]}' or """
+        "@grid.json; every combination runs on every data set",
+    )
+    command.add_argument("--cash", type=float, default=10_000.0, help="starting cash (10000)")
+    command.add_argument(
+        "--commission", type=float, default=0.0, metavar="RATE", help="fraction of notional (0)"
+    )
+    command.add_argument(
+        "--workers", type=_positive, default=2, metavar="N", help="worker processes (2)"
+    )
+    command.add_argument(
+        "--top", type=_positive, default=10, metavar="K", help="how many configs to show (10)"
+    )
+    command.add_argument(
+        "--by",
+        choices=sorted(RANKINGS),
+        default="return",
+        help="rank by total return (return_pct, the default) or by Sharpe ratio",
+    )
+    command.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="also draw the best backtest's report, as `quantflow report` does (.png, .svg, .pdf)",
+    )
+    command.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: the backtest ids, counts, and the best configs",
+    )
