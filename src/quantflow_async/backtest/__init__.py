@@ -5,11 +5,13 @@
 
 `run_backtest` is pure and in memory. `run_stored_backtest` (and `resume_backtest`) store
 one run: the backtest, its fills through the writer, its metrics and results; `run_sweep`
-stores a grid of them, run in worker processes.
+stores a grid of them, run in worker processes; `run_sweep_on_cluster` runs one on a Dask
+cluster (the `cluster` extra), each worker storing its own fills in PostgreSQL.
 """
 
 from quantflow_async.backtest.bars import Bars, read_bars, synthetic_bars
 from quantflow_async.backtest.broker import ClosedTrade, Execution
+from quantflow_async.backtest.cluster import ClusterSweepResult, run_sweep_on_cluster
 from quantflow_async.backtest.conversion import RunSpec
 from quantflow_async.backtest.engine import BacktestResult, run_backtest
 from quantflow_async.backtest.runner import resume_backtest, run_stored_backtest
@@ -32,6 +34,7 @@ __all__ = [
     "BarsError",
     "Bollinger",
     "ClosedTrade",
+    "ClusterSweepResult",
     "Execution",
     "RunSpec",
     "STRATEGIES",
@@ -48,6 +51,7 @@ __all__ = [
     "run_backtest",
     "run_stored_backtest",
     "run_sweep",
+    "run_sweep_on_cluster",
     "sma",
     "strategy_class",
     "synthetic_bars",

@@ -135,29 +135,12 @@ async def run_sweep(
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise StrategyConfigError("workers", f"must be an int >= 1, got {workers!r}")
-    datasets = _datasets(data, symbol)
-    settings = {
-        "cash": cash,
-        "commission": commission,
-        "slippage": slippage,
-        "exclusive_orders": exclusive_orders,
-        "periods_per_year": periods_per_year,
-    }
-    configs = expand_grid(grid)
-    if not configs:
-        raise StrategyConfigError("grid", "no config to run")
-    specs = [
-        (key, RunSpec.of(strategy, config, symbol=key, **settings))
-        for key in datasets
-        for config in configs
-    ]
-    jobs: list[Job] = []
-    for key, spec in specs:
-        label = spec.default_name() if name is None else f"{name} {spec.default_name()}"
-        backtest = await create_backtest(
-            db, spec, datasets[key], strategy_id=strategy_id, name=label[:200]
-        )
-        jobs.append(Job(backtest.id, strategy_id, spec, key))
+    datasets = load_datasets(data, symbol)
+    jobs = await create_sweep_backtests(
+        db, strategy, grid, datasets, strategy_id=strategy_id, name=name, cash=cash,
+        commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
+        periods_per_year=periods_per_year,
+    )  # fmt: skip
     sweep = _Sweep(db, jobs, progress)
     started = time.perf_counter()
     try:
@@ -208,7 +191,39 @@ def _dump(datasets: Mapping[str, Bars], path: Path) -> None:
         pickle.dump(dict(datasets), file, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> dict[str, Bars]:
+async def create_sweep_backtests(
+    db: Database,
+    strategy: str | type[Strategy],
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    datasets: Mapping[str, Bars],
+    *,
+    strategy_id: int,
+    name: str | None,
+    **settings: Any,
+) -> list[Job]:
+    """One pending backtest per data set and config, in job order (data set by data set,
+    configs in grid order). Every config is checked first (StrategyConfigError), so a bad
+    one stores nothing. `settings` are RunSpec's: cash, commission, slippage and so on."""
+    configs = expand_grid(grid)
+    if not configs:
+        raise StrategyConfigError("grid", "no config to run")
+    specs = [
+        (key, RunSpec.of(strategy, config, symbol=key, **settings))
+        for key in datasets
+        for config in configs
+    ]
+    jobs: list[Job] = []
+    for key, spec in specs:
+        label = spec.default_name() if name is None else f"{name} {spec.default_name()}"
+        backtest = await create_backtest(
+            db, spec, datasets[key], strategy_id=strategy_id, name=label[:200]
+        )
+        jobs.append(Job(backtest.id, strategy_id, spec, key))
+    return jobs
+
+
+def load_datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> dict[str, Bars]:
+    """The sweep's data sets by symbol: bars as given, files read now (BarsError on a bad one)."""
     sources: Mapping[str, DataSource] = data if isinstance(data, Mapping) else {symbol: data}
     if not sources:
         raise StrategyConfigError("data", "no data set given")

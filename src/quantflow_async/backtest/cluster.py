@@ -1,0 +1,372 @@
+"""A sweep on a Dask distributed cluster: each backtest is one Dask task that stores its own fills.
+
+    async with Database("postgresql+asyncpg://quant@db.internal/quantflow") as db:
+        result = await run_sweep_on_cluster(db, "sma_cross", {"fast": [5, 10], "slow": [20, 50]},
+                                            {"GOOG": "goog.csv"}, strategy_id=strategy.id,
+                                            cluster="tcp://scheduler.internal:8786")
+
+This process, the coordinator, stores every backtest as pending, sends the data sets to the
+cluster once and submits one task per backtest. A task opens the database on its worker,
+marks its backtest running, runs it, writes its fills through a writer of its own, closes
+it all and returns the metrics and results, which the coordinator records. Needs the
+`cluster` extra, PostgreSQL, and this package installed on every worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import queue
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.conversion import (
+    FILL_CHUNK,
+    error_document,
+    fill_chunks,
+    results_document,
+)
+from quantflow_async.backtest.engine import BacktestResult
+from quantflow_async.backtest.runner import mark_cancelled, mark_completed, mark_failed
+from quantflow_async.backtest.strategy import Strategy
+from quantflow_async.backtest.sweep import (
+    DataSource,
+    ProgressCallback,
+    SweepProgress,
+    create_sweep_backtests,
+    load_datasets,
+)
+from quantflow_async.backtest.worker import Job
+from quantflow_async.config import Settings
+from quantflow_async.database import Database
+from quantflow_async.errors import InvalidTransition, InvalidValue
+
+if TYPE_CHECKING:
+    # distributed leaves Client.scatter and Future's add_done_callback and release
+    # unannotated: their calls carry `type: ignore[no-untyped-call]`, nothing else.
+    from distributed import Client, Future
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT: Final = "pip install 'quantflow-async[cluster]'"
+TASK_RETRIES: Final = 2
+"""How many times Dask runs a task again after it raised (the store failed under it). A task
+run again stores only the fills that are missing: their external ids are deterministic."""
+WAIT_SECONDS: Final = 0.2
+"""How long a thread waits for a task to finish before the event loop looks again."""
+STOP_SECONDS: Final = 30.0
+"""How long cancelling the tasks, or closing a client of our own, may take once stopping."""
+KEY_PREFIX: Final = "quantflow-backtest"
+"""Task keys are "quantflow-backtest-{backtest id}-{sweep}", as the dashboard shows them."""
+
+# What a task returns, kind first:
+#   ("completed", metrics, results)
+#   ("failed", error document)     the strategy raised
+#   ("stopped",)                   the backtest was finished elsewhere (cancelled) first
+Outcome = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSweepResult:
+    """What a finished sweep on a cluster did.
+
+    `backtest_ids` in job order (data set by data set, configs in grid order);
+    `fills_stored` counted in the store, backtest by backtest, as each one finished;
+    `workers` is the number of Dask workers when the tasks were submitted.
+    """
+
+    backtest_ids: tuple[int, ...]
+    completed: int
+    failed: int
+    fills_stored: int
+    seconds: float
+    workers: int
+
+
+async def run_sweep_on_cluster(
+    db: Database,
+    strategy: str | type[Strategy],
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    data: DataSource | Mapping[str, DataSource],
+    *,
+    cluster: Client | str,
+    strategy_id: int,
+    cash: float = 10_000.0,
+    commission: float = 0.0,
+    slippage: float = 0.0,
+    exclusive_orders: bool = True,
+    symbol: str = "ASSET",
+    periods_per_year: float | None = None,
+    name: str | None = None,
+    progress: ProgressCallback | None = None,
+    chunk_size: int = FILL_CHUNK,
+) -> ClusterSweepResult:
+    """`run_sweep` on a Dask cluster: every config of `grid` over every data set, one task each.
+
+    `cluster` is a `distributed.Client` (left open) or a scheduler's address such as
+    "tcp://10.0.0.5:8786" (a client of its own, closed when done). `db` must be PostgreSQL,
+    which every worker reaches by the same URL: a SQLite database is refused (InvalidValue)
+    before anything is stored, since a file is not shared between machines. The other
+    arguments are `run_sweep`'s. `progress` is called on the event loop after each finished
+    backtest; an exception from it stops the sweep as a cancellation would. Cancellation (a
+    cancelled task, Ctrl-C under `asyncio.run`) cancels the sweep's Dask tasks, keeps every
+    committed fill and marks what had not finished cancelled; a task already running stops
+    writing at its next chunk of fills.
+    """
+    if db.settings.is_sqlite:
+        raise InvalidValue(
+            "database_url",
+            "a sweep on a cluster needs PostgreSQL: its tasks run on other machines, and a "
+            "SQLite file is not shared between machines",
+        )
+    distributed = _import_distributed()
+    _check_cluster(cluster, distributed)
+    datasets = load_datasets(data, symbol)
+    async with _connected(cluster, distributed) as client:
+        jobs = await create_sweep_backtests(
+            db, strategy, grid, datasets, strategy_id=strategy_id, name=name, cash=cash,
+            commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
+            periods_per_year=periods_per_year,
+        )  # fmt: skip
+        sweep = _ClusterSweep(db, client, jobs, progress)
+        started = time.perf_counter()
+        try:
+            await anyio.to_thread.run_sync(sweep.submit, datasets, db.settings, chunk_size)
+            await sweep.collect()
+        except BaseException as exc:
+            log.info("cluster sweep stopped: %r; cancelling its tasks", exc)
+            await sweep.stop()
+            raise
+        finally:
+            sweep.release()
+    return ClusterSweepResult(
+        backtest_ids=tuple(job.backtest_id for job in jobs),
+        completed=sweep.completed,
+        failed=sweep.failed,
+        fills_stored=sweep.fills_stored,
+        seconds=time.perf_counter() - started,
+        workers=sweep.workers,
+    )
+
+
+def _import_distributed() -> ModuleType:
+    try:
+        return importlib.import_module("distributed")
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            f"a sweep on a cluster needs distributed, which is not installed: {INSTALL_HINT}",
+            name="distributed",
+        ) from exc
+
+
+def _check_cluster(cluster: object, distributed: ModuleType) -> None:
+    if isinstance(cluster, str):
+        return
+    if not isinstance(cluster, distributed.Client):
+        raise InvalidValue(
+            "cluster",
+            "expected a distributed.Client or a scheduler address such as "
+            f"'tcp://10.0.0.5:8786', got {type(cluster).__name__}",
+        )
+    if cluster.asynchronous:
+        raise InvalidValue(
+            "cluster", "an asynchronous Client is not supported; pass one made by Client(...)"
+        )
+
+
+@contextlib.asynccontextmanager
+async def _connected(cluster: Client | str, distributed: ModuleType) -> AsyncIterator[Client]:
+    """The caller's client as it is, or a client of our own to the address, closed after."""
+    if not isinstance(cluster, str):
+        yield cluster
+        return
+    connect = functools.partial(distributed.Client, cluster, set_as_default=False)
+    client: Client = await anyio.to_thread.run_sync(connect)
+    try:
+        yield client
+    finally:
+        with anyio.move_on_after(STOP_SECONDS, shield=True):
+            await anyio.to_thread.run_sync(client.close)
+
+
+class _ClusterSweep:
+    """The coordinator's side: submits the tasks, records each outcome as it arrives."""
+
+    def __init__(
+        self, db: Database, client: Client, jobs: list[Job], progress: ProgressCallback | None
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.jobs = jobs
+        self.progress = progress
+        self.completed = 0
+        self.failed = 0
+        self.fills_stored = 0
+        self.workers = 0
+        self._tasks: dict[Future[Outcome], Job] = {}
+        self._data: list[Future[Bars]] = []
+        # Dask calls a future's done-callbacks on a thread of its own; they put it here.
+        self._done: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+        self._finished: set[int] = set()
+
+    def submit(self, datasets: Mapping[str, Bars], settings: Settings, chunk_size: int) -> None:
+        """Send each data set to the cluster once, then one task per job (blocking)."""
+        # On every worker: scattered data cannot be computed again, so a copy held by one
+        # worker only would be lost with it, and every backtest of that data set with it.
+        # Keys are made from the bars' contents, never their symbols: two sweeps sharing a
+        # cluster must not take each other's data.
+        values = list(datasets.values())
+        self._data = list(self.client.scatter(values, broadcast=True, hash=True))  # type: ignore[no-untyped-call]
+        scattered = dict(zip(datasets, self._data, strict=True))
+        sweep = uuid.uuid4().hex[:12]
+        for job in self.jobs:
+            future = self.client.submit(
+                _run_task,
+                settings,
+                job,
+                scattered[job.data],
+                chunk_size,
+                key=f"{KEY_PREFIX}-{job.backtest_id}-{sweep}",
+                retries=TASK_RETRIES,
+                pure=False,
+            )
+            self._tasks[future] = job
+            future.add_done_callback(self._done.put)  # type: ignore[no-untyped-call]
+        self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
+        log.info("cluster sweep %s: %d tasks, %d workers", sweep, len(self.jobs), self.workers)
+
+    async def collect(self) -> None:
+        """Record every task's outcome as it finishes, until none is left."""
+        waiting = len(self._tasks)
+        while waiting:
+            # Abandoned on cancellation (it returns within WAIT_SECONDS anyway): a shielded
+            # wait would swallow asyncio's own Task.cancel(), which is what Ctrl-C sends.
+            done = await anyio.to_thread.run_sync(self._take_done, abandon_on_cancel=True)
+            if not done:
+                continue
+            waiting -= len(done)
+            outcomes = await anyio.to_thread.run_sync(_outcomes, done, abandon_on_cancel=True)
+            for future, outcome in outcomes:
+                await self._record(self._tasks[future], outcome)
+
+    async def _record(self, job: Job, outcome: Outcome) -> None:
+        backtest_id = job.backtest_id
+        kind = outcome[0]
+        if kind == "completed":
+            await mark_completed(self.db, backtest_id, outcome[1], outcome[2])
+            self.completed += 1
+        elif kind == "failed":
+            backtest = await self.db.backtests.get(backtest_id)
+            if backtest.status == "pending":  # its task never started (its workers died)
+                await self.db.backtests.set_status(backtest_id, "running")
+            await mark_failed(self.db, backtest_id, outcome[1])
+            self.failed += 1
+        else:
+            await mark_cancelled(self.db, [backtest_id])
+        self._finished.add(backtest_id)
+        self.fills_stored += await self.db.trades.count(backtest_id=backtest_id)
+        if self.progress is not None:
+            self.progress(
+                SweepProgress(
+                    total=len(self.jobs),
+                    done=self.completed + self.failed,
+                    failed=self.failed,
+                    fills_stored=self.fills_stored,
+                )
+            )
+
+    async def stop(self) -> None:
+        """Cancel every task, then mark what had not finished cancelled; shielded."""
+        with anyio.move_on_after(STOP_SECONDS, shield=True):
+            await anyio.to_thread.run_sync(self.client.cancel, list(self._tasks))
+        unfinished = [j.backtest_id for j in self.jobs if j.backtest_id not in self._finished]
+        await mark_cancelled(self.db, unfinished)
+
+    def _take_done(self) -> list[Future[Outcome]]:
+        """The tasks that finished, waiting up to WAIT_SECONDS for one (runs in a thread)."""
+        try:
+            done = [self._done.get(timeout=WAIT_SECONDS)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self._done.get_nowait())
+            except queue.Empty:
+                return done
+
+    def release(self) -> None:
+        """Let the cluster forget our tasks' results and data sets (the client stays open)."""
+        futures: list[Future[Any]] = [*self._tasks, *self._data]
+        for future in futures:
+            future.release()  # type: ignore[no-untyped-call]
+
+
+def _outcomes(futures: list[Future[Outcome]]) -> list[tuple[Future[Outcome], Outcome]]:
+    """Each finished task's outcome (runs in a thread). A task that raised past its retries,
+    whose workers kept dying, or that the cluster cancelled (its data set was lost, another
+    client cancelled it) is a failed backtest with that error."""
+    found: list[tuple[Future[Outcome], Outcome]] = []
+    for future in futures:
+        try:
+            found.append((future, future.result()))
+        except Exception as exc:
+            found.append((future, ("failed", error_document(exc))))
+    return found
+
+
+def _run_task(settings: Settings, job: Job, bars: Bars, chunk_size: int) -> Outcome:
+    """A Dask task: one backtest run and stored from a worker's thread, with an event loop,
+    a Database and a writer of its own, all closed before it returns."""
+    return anyio.run(_run_and_store, settings, job, bars, chunk_size)
+
+
+async def _run_and_store(settings: Settings, job: Job, bars: Bars, chunk_size: int) -> Outcome:
+    # A Database per task rather than one kept per worker: nothing is left open on a worker
+    # between tasks, and a task Dask runs again (its worker was lost) starts from nothing.
+    # Opening one costs a few milliseconds beside a backtest's run.
+    async with Database(settings=settings) as db:
+        if not await _start(db, job.backtest_id):
+            return ("stopped",)
+        try:
+            result = await anyio.to_thread.run_sync(job.spec.run, bars)
+        except Exception as exc:  # the strategy's error becomes the failed backtest's results
+            return ("failed", error_document(exc))
+        if not await _store_fills(db, job, result, chunk_size):
+            return ("stopped",)
+        return ("completed", result.metrics, results_document(result))
+
+
+async def _start(db: Database, backtest_id: int) -> bool:
+    """Mark the backtest running; False if it was finished (cancelled) before it could start."""
+    backtest = await db.backtests.get(backtest_id)
+    if backtest.status == "running":  # run again by Dask: carry on where it left off
+        return True
+    try:
+        await db.backtests.set_status(backtest_id, "running")
+    except InvalidTransition:
+        return False
+    return True
+
+
+async def _store_fills(db: Database, job: Job, result: BacktestResult, chunk_size: int) -> bool:
+    """Write the run's fills chunk by chunk; False once the backtest was cancelled (the fills
+    submitted until then are committed as the writer closes)."""
+    chunks = fill_chunks(
+        result, strategy_id=job.strategy_id, backtest_id=job.backtest_id, size=chunk_size
+    )
+    async with db.writer() as writer:
+        while chunk := await anyio.to_thread.run_sync(next, chunks, None):  # Fills made off-loop
+            # Dask cannot stop a task that is running: the task looks for itself.
+            if (await db.backtests.get(job.backtest_id)).status == "cancelled":
+                return False
+            await writer.submit_many(chunk)
+    return True
