@@ -74,18 +74,18 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
                 commission=args.commission,
                 progress=show,
             )
+        talk = _say if not args.json else _quiet
+        talk(_summary(args.strategy, result))
         backtests = [await db.backtests.get(i) for i in result.backtest_ids]
         best = ranked(backtests, metric)[: args.top]
         if args.report is not None and best:
+            talk(f"drawing backtest {best[0].id}, the best by {metric}, into {args.report}")
             await write_report(db, best[0].id, args.report)
     if args.json:
         document = _document(args, strategy_id, result, metric, best)
         print(json.dumps(plain(document), separators=(",", ":")))
         return
     _print_best(best, metric, len(backtests))
-    _say(_summary(args.strategy, result))
-    if args.report is not None and best:
-        _say(f"wrote {args.report}: the report of backtest {best[0].id}, the best by {metric}")
 
 
 def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:
@@ -187,7 +187,11 @@ def _summary(strategy: str, result: SweepResult) -> str:
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr)
+    print(line, file=sys.stderr, flush=True)
+
+
+def _quiet(line: str) -> None:
+    """--json: stdout is the object, stderr stays quiet (but for the bar on a terminal)."""
 
 
 def _document(
