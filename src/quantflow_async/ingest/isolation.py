@@ -64,9 +64,6 @@ async def _settle(
     else:
         committed(indexes, inserted)
         return
-    if len(indexes) == 1:
-        refused(indexes[0], reason)
-        return
     if bulk:
         named = await store.find_refused(part)
         if named:
@@ -75,6 +72,9 @@ async def _settle(
             rest = [index for position, index in enumerate(indexes) if position not in named]
             await _settle(store, fills, rest, committed, refused, bulk=False)
             return
+    if len(indexes) == 1:
+        refused(indexes[0], reason)
+        return
     middle = len(indexes) // 2
     await _settle(store, fills, indexes[:middle], committed, refused, bulk=False)
     await _settle(store, fills, indexes[middle:], committed, refused, bulk=False)
