@@ -51,8 +51,8 @@ from quantflow_async.database import Database
 from quantflow_async.errors import InvalidTransition, InvalidValue
 
 if TYPE_CHECKING:
-    # distributed leaves Client.scatter and Future's add_done_callback and release
-    # unannotated: their calls carry `type: ignore[no-untyped-call]`, nothing else.
+    # distributed leaves Client.scatter, Client.nthreads and Future's add_done_callback and
+    # release unannotated: their calls carry `type: ignore[no-untyped-call]`, nothing else.
     from distributed import Client, Future
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,7 @@ class _ClusterSweep:
         self.fills_stored = 0
         self.workers = 0
         self._tasks: dict[Future[Outcome], Job] = {}
+        self._waiting: set[Future[Outcome]] = set()
         self._data: list[Future[Bars]] = []
         # Dask calls a future's done-callbacks on a thread of its own; they put it here.
         self._done: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
@@ -240,23 +241,25 @@ class _ClusterSweep:
                 pure=False,
             )
             self._tasks[future] = job
+            self._waiting.add(future)
             future.add_done_callback(self._done.put)  # type: ignore[no-untyped-call]
-        self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
+        self.workers = len(self.client.nthreads())  # type: ignore[no-untyped-call]
         log.info("cluster sweep %s: %d tasks, %d workers", sweep, len(self.jobs), self.workers)
 
     async def collect(self) -> None:
         """Record every task's outcome as it finishes, until none is left."""
-        waiting = len(self._tasks)
-        while waiting:
+        while self._waiting:
             # Abandoned on cancellation (it returns within WAIT_SECONDS anyway): a shielded
             # wait would swallow asyncio's own Task.cancel(), which is what Ctrl-C sends.
             done = await anyio.to_thread.run_sync(self._take_done, abandon_on_cancel=True)
             if not done:
                 continue
-            waiting -= len(done)
             outcomes = await anyio.to_thread.run_sync(_outcomes, done, abandon_on_cancel=True)
             for future, outcome in outcomes:
                 await self._record(self._tasks[future], outcome)
+                self._waiting.discard(future)
+                # recorded: the cluster need not keep its result any longer
+                future.release()  # type: ignore[no-untyped-call]
 
     async def _record(self, job: Job, outcome: Outcome) -> None:
         backtest_id = job.backtest_id
@@ -287,7 +290,7 @@ class _ClusterSweep:
     async def stop(self) -> None:
         """Cancel every task, then mark what had not finished cancelled; shielded."""
         with anyio.move_on_after(STOP_SECONDS, shield=True):
-            await anyio.to_thread.run_sync(self.client.cancel, list(self._tasks))
+            await anyio.to_thread.run_sync(self.client.cancel, list(self._waiting))
         unfinished = [j.backtest_id for j in self.jobs if j.backtest_id not in self._finished]
         await mark_cancelled(self.db, unfinished)
 
@@ -304,7 +307,8 @@ class _ClusterSweep:
                 return done
 
     def release(self) -> None:
-        """Let the cluster forget our tasks' results and data sets (the client stays open)."""
+        """Let the cluster forget our tasks and data sets (the client stays open); a future
+        released already is left as it is."""
         futures: list[Future[Any]] = [*self._tasks, *self._data]
         for future in futures:
             future.release()  # type: ignore[no-untyped-call]
