@@ -62,7 +62,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     metric = RANKINGS[args.by]
     async with Database(settings=settings) as db:
         strategy_id = await _strategy_id(db, args.strategy)
-        with _progress_bar() as show:
+        with _progress_bar(len(configs) * len(datasets)) as show:
             result = await run_sweep(
                 db,
                 args.strategy,
@@ -126,7 +126,7 @@ def _datasets(files: Sequence[str]) -> dict[str, Bars]:
 
 
 @contextlib.contextmanager
-def _progress_bar() -> Iterator[Callable[[SweepProgress], None] | None]:
+def _progress_bar(total: int) -> Iterator[Callable[[SweepProgress], None] | None]:
     """A bar of backtests done with the fills stored so far, on stderr when it is a terminal."""
     if not is_terminal(sys.stderr):
         yield None
@@ -150,12 +150,10 @@ def _progress_bar() -> Iterator[Callable[[SweepProgress], None] | None]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(file=sys.stderr)) as bar:
-        task = bar.add_task("sweep", total=None, fills=0)
+        task = bar.add_task("sweep", total=total, fills=0)
 
         def show(progress: SweepProgress) -> None:
-            bar.update(
-                task, total=progress.total, completed=progress.done, fills=progress.fills_stored
-            )
+            bar.update(task, completed=progress.done, fills=progress.fills_stored)
 
         yield show
 
