@@ -34,7 +34,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     symbol = args.symbol or Path(args.data).stem.upper()
     RunSpec.of(args.strategy, args.config)
     async with Database(settings=settings) as db:
-        strategy_id = await _strategy_id(db, args.strategy)
+        strategy_id = await stored_strategy_id(db, args.strategy)
         backtest = await run_stored_backtest(
             db,
             args.strategy,
@@ -60,7 +60,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
-async def _strategy_id(db: Database, name: str) -> int:
+async def stored_strategy_id(db: Database, name: str) -> int:
     """The stored strategy named as the engine's strategy, created on first use."""
     try:
         return (await db.strategies.get_by_name(name)).id

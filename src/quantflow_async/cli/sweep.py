@@ -29,7 +29,7 @@ from quantflow_async.backtest import (
     run_sweep,
 )
 from quantflow_async.cli.app import Parser, add_command
-from quantflow_async.cli.backtest import _strategy_id
+from quantflow_async.cli.backtest import stored_strategy_id
 from quantflow_async.cli.output import (
     CommandError,
     is_terminal,
@@ -61,7 +61,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     datasets = _datasets(args.data)
     metric = RANKINGS[args.by]
     async with Database(settings=settings) as db:
-        strategy_id = await _strategy_id(db, args.strategy)
+        strategy_id = await stored_strategy_id(db, args.strategy)
         with _progress_bar(len(configs) * len(datasets)) as show:
             result = await run_sweep(
                 db,
