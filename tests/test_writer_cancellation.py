@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -28,9 +29,9 @@ COUNT_CTRL_C = 5_000
 async def _queue_then_block(db: Database, strategy_id: int, queued: list[object]) -> None:
     """Queue QUEUED fills that no batch is due for yet, then wait to be cancelled."""
     async with db.writer(batch_size=QUEUED * 2, max_latency=600, max_queue=QUEUED) as writer:
-        queued.append(writer)
         for n in range(QUEUED):
             writer.submit_nowait(make_fill(strategy_id, n))
+        queued.append(writer)
         await anyio.sleep(600)
 
 
@@ -39,13 +40,26 @@ def _writer_of(queued: list[object]) -> object:
     return queued[0]
 
 
+async def _once_queued(queued: list[object], expire: Callable[[], None]) -> None:
+    """Let the deadline pass only once every fill is queued, however slowly the writer opens."""
+    with anyio.fail_after(60):
+        while not queued:
+            await anyio.sleep(0.01)
+    expire()
+
+
 async def test_asyncio_timeout_around_the_block_drains_first(
     db: Database, strategy_id: int
 ) -> None:
     queued: list[object] = []
+    loop = asyncio.get_running_loop()
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.2):
+        async with asyncio.timeout(600) as timeout:
+            expiry = asyncio.ensure_future(
+                _once_queued(queued, lambda: timeout.reschedule(loop.time()))
+            )
             await _queue_then_block(db, strategy_id, queued)
+    await expiry
     assert await db.trades.count() == QUEUED
     assert _writer_of(queued).unwritten == ()  # type: ignore[attr-defined]
 
@@ -54,8 +68,10 @@ async def test_anyio_move_on_after_around_the_block_drains_first(
     db: Database, strategy_id: int
 ) -> None:
     queued: list[object] = []
-    with anyio.move_on_after(0.2) as scope:
-        await _queue_then_block(db, strategy_id, queued)
+    with anyio.move_on_after(600) as scope:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_once_queued, queued, scope.cancel)
+            await _queue_then_block(db, strategy_id, queued)
     assert scope.cancelled_caught
     assert await db.trades.count() == QUEUED
     writer = _writer_of(queued)
@@ -67,9 +83,15 @@ async def test_anyio_fail_after_around_the_block_drains_then_raises(
     db: Database, strategy_id: int
 ) -> None:
     queued: list[object] = []
+
+    def expire(scope: anyio.CancelScope) -> None:
+        scope.deadline = anyio.current_time()
+
     with pytest.raises(TimeoutError):
-        with anyio.fail_after(0.2):
-            await _queue_then_block(db, strategy_id, queued)
+        with anyio.fail_after(600) as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_once_queued, queued, lambda: expire(scope))
+                await _queue_then_block(db, strategy_id, queued)
     assert await db.trades.count() == QUEUED
 
 
