@@ -8,6 +8,7 @@ process SIGKILLed mid-backtest, every connection to the database terminated by t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -35,8 +36,8 @@ from tests.sweep_child import Exploding
 
 SMALL = {"A": synthetic_bars(3_000, seed=1), "B": synthetic_bars(3_000, seed=2)}
 GRID = {"fast": [3, 5], "slow": [10, 20]}
-# Backtests of 30,000 to 45,000 fills each: long enough to be caught in the middle.
-LONG = {f"S{i}": synthetic_bars(100_000, seed=i, drift=0.0) for i in range(2)}
+# Backtests of 10,000 to 22,000 fills each: long enough to be caught in the middle.
+LONG = {f"S{i}": synthetic_bars(50_000, seed=i, drift=0.0) for i in range(2)}
 LONG_GRID = {"fast": [2, 3], "slow": [5, 8]}
 KEY_PREFIX = "quantflow-backtest-"
 
@@ -97,6 +98,16 @@ async def stored_by_config(db: Database, backtest_ids: tuple[int, ...]) -> dict[
     return found
 
 
+async def a_backtest_half_written(db: Database, strategy_id: int) -> tuple[Backtest, int]:
+    """The first running backtest seen with some, but under half, of its fills committed."""
+    while True:
+        for backtest in await db.backtests.list(strategy_id=strategy_id, status="running"):
+            committed = await db.trades.count(backtest_id=backtest.id)
+            if 0 < committed < full_count(backtest) / 2:
+                return backtest, committed
+        await anyio.sleep(0.01)
+
+
 async def worker_pids(client: Client) -> dict[str, int]:
     """Worker address -> the pid of its process."""
     pids: dict[str, int] = await anyio.to_thread.run_sync(client.run, os.getpid)
@@ -117,6 +128,27 @@ async def tasks_executing(client: Client) -> int:
 
     counts: dict[str, int] = await anyio.to_thread.run_sync(client.run, executing)
     return sum(counts.values())
+
+
+class TradesLock:
+    """`LOCK TABLE trades IN EXCLUSIVE MODE` on a connection of its own: readers go on,
+    writers wait until it is released."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    async def acquire(self) -> None:
+        await self.connection.execute("BEGIN; LOCK TABLE trades IN EXCLUSIVE MODE")
+
+
+@contextlib.asynccontextmanager
+async def trades_locked(url: str) -> AsyncIterator[TradesLock]:
+    """A TradesLock to acquire when wanted; released (rolled back) on leaving."""
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        yield TradesLock(connection)
+    finally:
+        await connection.close()  # ends the transaction, and the lock with it
 
 
 def terminate_other_connections(url: str) -> int:
@@ -256,16 +288,41 @@ async def test_cancelling_the_sweep_cancels_its_dask_tasks_and_marks_the_rest_ca
     statuses = Counter(b.status for b in backtests)
     assert set(statuses) == {"completed", "cancelled"}, statuses
     assert statuses["completed"] >= 1
-    stored = full = 0
     for backtest in backtests:
         count = await pg.trades.count(backtest_id=backtest.id)
-        expected = full_count(backtest)
         if backtest.status == "completed":
-            assert count == expected
+            assert count == full_count(backtest)
         else:
-            assert count <= expected
-            stored, full = stored + count, full + expected
-    assert stored < full  # cancelled backtests stopped short: their tasks stopped writing
+            assert count <= full_count(backtest)
+
+
+@pytest.mark.postgres
+async def test_a_task_writing_when_the_sweep_is_cancelled_stops_after_the_chunks_it_queued(
+    pg: Database, client: Client, postgres_database_url: str
+) -> None:
+    strategy_id = await new_strategy(pg)
+    sweep = functools.partial(
+        run_sweep_on_cluster, pg, "sma_cross", {"fast": [2], "slow": [5]}, LONG,
+        strategy_id=strategy_id, cluster=client,
+    )  # fmt: skip
+    async with trades_locked(postgres_database_url) as lock:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(sweep)
+            backtest, _ = await a_backtest_half_written(pg, strategy_id)
+            # Writers wait on the lock from here: the count stays put while the sweep stops.
+            await lock.acquire()
+            committed = await pg.trades.count(backtest_id=backtest.id)
+            tasks.cancel_scope.cancel()
+        assert (await pg.backtests.get(backtest.id)).status == "cancelled"
+
+    with anyio.fail_after(30):
+        while await tasks_executing(client):
+            await anyio.sleep(0.05)
+    # the batch waiting on the lock, the two chunks its writer's queue holds, and the one
+    # waiting for room there (chunks and batches are 2,000 fills)
+    most = committed + 2_000 + 3 * 2_000
+    assert committed <= await pg.trades.count(backtest_id=backtest.id) <= most
+    assert most < full_count(backtest)
 
 
 @pytest.mark.postgres
@@ -274,21 +331,15 @@ async def test_a_worker_killed_mid_backtest_is_run_again_and_no_fill_is_stored_t
 ) -> None:
     strategy_id = await new_strategy(pg)
     pids = await worker_pids(client)
-    killed: dict[int, int] = {}  # backtest id -> its fills committed when its worker died
+    killed: list[int] = []  # the backtest whose worker was killed
 
     async def kill_a_worker_mid_backtest() -> None:
-        while True:
-            for backtest in await pg.backtests.list(strategy_id=strategy_id, status="running"):
-                committed = await pg.trades.count(backtest_id=backtest.id)
-                if not committed:
-                    continue
-                processing = await anyio.to_thread.run_sync(client.processing)
-                for address, keys in processing.items():
-                    if any(str(k).startswith(f"{KEY_PREFIX}{backtest.id}-") for k in keys):
-                        os.kill(pids[address], signal.SIGKILL)
-                        killed[backtest.id] = committed
-                        return
-            await anyio.sleep(0.01)
+        backtest, _ = await a_backtest_half_written(pg, strategy_id)
+        processing = await anyio.to_thread.run_sync(client.processing)
+        for address, keys in processing.items():
+            if any(str(key).startswith(f"{KEY_PREFIX}{backtest.id}-") for key in keys):
+                os.kill(pids[address], signal.SIGKILL)
+                killed.append(backtest.id)
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(kill_a_worker_mid_backtest)
@@ -297,7 +348,7 @@ async def test_a_worker_killed_mid_backtest_is_run_again_and_no_fill_is_stored_t
         )
         tasks.cancel_scope.cancel()
 
-    assert len(killed) == 1
+    assert len(killed) == 1  # while its backtest had some, not half, of its fills committed
     assert (result.completed, result.failed) == (8, 0)
     total = 0
     for backtest_id in result.backtest_ids:
@@ -306,7 +357,6 @@ async def test_a_worker_killed_mid_backtest_is_run_again_and_no_fill_is_stored_t
         assert backtest.status == "completed"
         assert count == full_count(backtest)
         total += count
-    assert 0 < next(iter(killed.values())) < await pg.trades.count(backtest_id=next(iter(killed)))
     assert result.fills_stored == total
 
 

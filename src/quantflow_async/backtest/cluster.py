@@ -119,8 +119,8 @@ async def run_sweep_on_cluster(
     arguments are `run_sweep`'s. `progress` is called on the event loop after each finished
     backtest; an exception from it stops the sweep as a cancellation would. Cancellation (a
     cancelled task, Ctrl-C under `asyncio.run`) cancels the sweep's Dask tasks, keeps every
-    committed fill and marks what had not finished cancelled; a task already running stops
-    writing at its next chunk of fills.
+    committed fill and marks what had not finished cancelled; a task already running sees
+    it before its next chunk of fills and stops once what its writer holds is committed.
     """
     if db.settings.is_sqlite:
         raise InvalidValue(
@@ -367,7 +367,10 @@ async def _store_fills(db: Database, job: Job, result: BacktestResult, chunk_siz
     chunks = fill_chunks(
         result, strategy_id=job.strategy_id, backtest_id=job.backtest_id, size=chunk_size
     )
-    async with db.writer() as writer:
+    # Room for two chunks: the writer commits one while the next is made, and a backtest
+    # cancelled meanwhile stores a few more chunks at most, not the rest of its run.
+    max_queue = min(db.settings.writer.max_queue, 2 * chunk_size)
+    async with db.writer(max_queue=max_queue) as writer:
         while chunk := await anyio.to_thread.run_sync(next, chunks, None):  # Fills made off-loop
             # Dask cannot stop a task that is running: the task looks for itself.
             if (await db.backtests.get(job.backtest_id)).status == "cancelled":
