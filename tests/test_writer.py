@@ -7,6 +7,7 @@ import asyncio
 import anyio
 import anyio.lowlevel
 import pytest
+from sqlalchemy import text
 
 from quantflow_async import (
     Database,
@@ -17,6 +18,7 @@ from quantflow_async import (
     WriterDefaults,
     WriterNotRunning,
 )
+from quantflow_async.store.engine import write_transaction
 
 from .conftest import make_fill
 
@@ -228,18 +230,26 @@ async def test_submit_many_queues_in_order(db: Database, strategy_id: int) -> No
 async def test_a_cancelled_submit_waiting_for_space_queues_nothing(
     db: Database, strategy_id: int
 ) -> None:
-    async with db.writer(max_queue=2, batch_size=1000, max_latency=60) as writer:
-        writer.submit_nowait(make_fill(strategy_id, 0))
-        writer.submit_nowait(make_fill(strategy_id, 1))
-        blocked = asyncio.ensure_future(writer.submit(make_fill(strategy_id, 2)))
-        await asyncio.sleep(0.05)
-        assert not blocked.done()
-        blocked.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await blocked
-        assert writer.stats().submitted == 2
+    async with write_transaction(db.engine) as blocker:  # the writer's first batch waits
+        if db.engine.dialect.name == "postgresql":
+            await blocker.execute(text("LOCK TABLE trades IN ACCESS EXCLUSIVE MODE"))
+        async with db.writer(max_queue=2, batch_size=2, max_latency=0) as writer:
+            writer.submit_nowait(make_fill(strategy_id, 0))
+            writer.submit_nowait(make_fill(strategy_id, 1))
+            while writer.stats().queue_depth:  # taken as the batch now held up by the lock
+                await anyio.lowlevel.checkpoint()
+            writer.submit_nowait(make_fill(strategy_id, 2))
+            writer.submit_nowait(make_fill(strategy_id, 3))
+            blocked = asyncio.ensure_future(writer.submit(make_fill(strategy_id, 4)))
+            await asyncio.sleep(0.05)
+            assert not blocked.done()
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+            assert writer.stats().submitted == 4
+            await blocker.rollback()
     stored = {t.external_id for t in await db.trades.list()}
-    assert stored == {"fill-0", "fill-1"}
+    assert stored == {"fill-0", "fill-1", "fill-2", "fill-3"}
 
 
 async def test_a_cancelled_wait_for_commit_still_commits_the_queued_fill(

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import Settings
+from quantflow_async.config import Settings, WriterDefaults
 from quantflow_async.ingest.postgres_store import PostgresStore
 from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
 from quantflow_async.records import Fill
@@ -44,15 +44,21 @@ class BatchStore(Protocol):
         ...
 
 
-def batch_store_for(engine: AsyncEngine, settings: Settings) -> BatchStore:
+STOP_GRACE_SECONDS = 10.0
+"""How long a SQLite worker asked to stop may take before it is killed (at most the writer's
+commit_timeout)."""
+
+
+def batch_store_for(engine: AsyncEngine, settings: Settings, options: WriterDefaults) -> BatchStore:
     if engine.dialect.name != "sqlite":
         return PostgresStore(engine)
     # The file name exactly as the engine's own connections open it (URI options included).
-    (database,), options = engine.dialect.create_connect_args(engine.url)
+    (database,), connect_options = engine.dialect.create_connect_args(engine.url)
     return SqliteWorkerStore(
         database,
-        bool(options.get("uri")),
+        bool(connect_options.get("uri")),
         pinned_file(engine),
         sqlite_pragmas(settings),
         WAL_LIMIT_BYTES,
+        min(STOP_GRACE_SECONDS, options.commit_timeout),
     )

@@ -28,15 +28,18 @@ class PostgresStore:
         self._sink = PostgresFillSink()
         self._connection: AsyncConnection | None = None
         self._driver: Any = None
+        self._server_pid: int | None = None
+        self._abandoned_pid: int | None = None
 
     @property
     def pid(self) -> int | None:
         """The server process serving the connection (what `pg_terminate_backend` takes)."""
-        return None if self._driver is None else int(self._driver.get_server_pid())
+        return None if self._driver is None else self._server_pid
 
     async def open(self) -> None:
         self._connection = await self._engine.connect()
         self._driver = await driver_connection(self._connection)
+        self._server_pid = int(self._driver.get_server_pid())
 
     async def store(self, fills: Sequence[Fill], token: str, previous: str | None) -> int:
         driver = self._driver
@@ -49,13 +52,29 @@ class PostgresStore:
         return inserted
 
     async def lookup(self, token: str) -> int | None:
+        if self._abandoned_pid is not None:
+            await self._outlive(self._abandoned_pid)
+            self._abandoned_pid = None
         found = await self._driver.fetchval(PG_FIND_BATCH, token)
         return None if found is None else int(found)
+
+    async def _outlive(self, pid: int) -> None:
+        """Wait until the server process of an abandoned connection is gone: until then its
+        transaction may still commit (a slow COMMIT goes on without its client), and the
+        token would be asked too early."""
+        driver = self._driver
+        await driver.execute("SELECT pg_terminate_backend($1)", pid)
+        # The server offers no event for a process's end: ask until it is gone.
+        while await driver.fetchval(  # noqa: ASYNC110
+            "SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid
+        ):
+            await anyio.sleep(0.01)
 
     async def abandon(self) -> None:
         """Drop the connection at once, without a goodbye to a server that may not answer."""
         driver = self._driver
         if driver is not None:
+            self._abandoned_pid = self._server_pid
             driver.terminate()
         await self.aclose()
 

@@ -47,7 +47,6 @@ _LOST = (
     anyio.ClosedResourceError,
     OSError,
 )
-_EXIT_GRACE_SECONDS = 10
 
 
 class SqliteWorkerStore:
@@ -60,6 +59,7 @@ class SqliteWorkerStore:
         pinned: PinnedFile,
         pragmas: tuple[str, ...],
         wal_limit_bytes: int,
+        stop_grace: float,
     ) -> None:
         device, inode = pinned.identity or ("", "")
         self._arguments = [
@@ -72,6 +72,7 @@ class SqliteWorkerStore:
             *pragmas,
         ]
         self._pinned = pinned
+        self._stop_grace = stop_grace
         self._process: Process | None = None
         self._replies: BufferedByteReceiveStream | None = None
 
@@ -80,17 +81,21 @@ class SqliteWorkerStore:
         return None if self._process is None else self._process.pid
 
     async def open(self) -> None:
-        # -I: the worker needs the standard library only, and none of the caller's paths.
-        self._process = await anyio.open_process(
-            [sys.executable, "-I", str(MAIN), *self._arguments],
-            stdin=PIPE,
-            stdout=PIPE,
-            stderr=None,
-        )
-        if self._process.stdout is None:  # pragma: no cover - PIPE always gives a stream
-            raise ConnectionLost("the SQLite worker has no stdout")
-        self._replies = BufferedByteReceiveStream(self._process.stdout)
-        await self._receive()  # the worker says it is ready, or why it is not
+        try:
+            # -I: the worker needs the standard library only, and none of the caller's paths.
+            self._process = await anyio.open_process(
+                [sys.executable, "-I", str(MAIN), *self._arguments],
+                stdin=PIPE,
+                stdout=PIPE,
+                stderr=None,
+            )
+            if self._process.stdout is None:  # pragma: no cover - PIPE always gives a stream
+                raise ConnectionLost("the SQLite worker has no stdout")
+            self._replies = BufferedByteReceiveStream(self._process.stdout)
+            await self._receive()  # the worker says it is ready, or why it is not
+        except _LOST as exc:  # killed or unable to start: a passing fault, like a lost reply
+            await self.abandon()
+            raise ConnectionLost(f"the SQLite worker did not start: {exc!r}") from exc
         log.debug("sqlite worker %d started", self._process.pid)
 
     async def store(self, fills: Sequence[Fill], token: str, previous: str | None) -> int:
@@ -163,7 +168,7 @@ class SqliteWorkerStore:
                     await process.stdin.aclose()
             except _LOST:
                 pass
-            with anyio.move_on_after(_EXIT_GRACE_SECONDS):
+            with anyio.move_on_after(self._stop_grace):
                 await process.wait()
             if process.returncode is None:
                 log.warning("sqlite worker %d did not stop; killing it", process.pid)

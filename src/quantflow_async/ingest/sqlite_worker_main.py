@@ -28,9 +28,12 @@ import signal
 import sqlite3
 import struct
 import sys
+import time
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
+RESTART_WAIT_MS = 250
+RESTART_EVERY_SECONDS = 1.0
 PAUSE_AFTER_COMMIT_ENV = "QUANTFLOW_TEST_WORKER_PAUSE_AFTER_COMMIT"
 """Test hook: names a file; the worker that removes it after a COMMIT stops itself (SIGSTOP)
 before its reply, so a test can kill it exactly between the two. Once per file."""
@@ -49,6 +52,7 @@ class Worker:
         self.opened = opened
         self.wal_limit = wal_limit
         self.pause_marker = os.environ.get(PAUSE_AFTER_COMMIT_ENV, "")
+        self.next_restart = 0.0
 
     def store(
         self,
@@ -108,8 +112,17 @@ class Worker:
             size = os.stat(self.path + "-wal").st_size
         except OSError:
             return
-        if size > self.wal_limit:
+        if size <= self.wal_limit or time.monotonic() < self.next_restart:
+            return
+        # Wait a moment for readers, not the whole busy timeout: a reader that holds an old
+        # snapshot for long must not hold up every commit. Try again a second later.
+        self.next_restart = time.monotonic() + RESTART_EVERY_SECONDS
+        (busy_timeout,) = self.connection.execute("PRAGMA busy_timeout").fetchone()
+        self.connection.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+        try:
             self.connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            self.connection.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
 
 
 def identity(path: str) -> tuple[int, int] | None:

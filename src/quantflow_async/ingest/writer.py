@@ -28,7 +28,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import Settings, WriterDefaults
@@ -91,7 +91,7 @@ class TradeWriter:
                 "wait on it; hand the rejection to a queue or task of your own from there",
             )
         self._engine = engine
-        self._backend: BatchStore = batch_store_for(engine, settings)
+        self._backend: BatchStore = batch_store_for(engine, settings, options)
         self.options = options
         self._on_reject = on_reject
         self._ledger = Ledger(options.max_rejected)
@@ -133,9 +133,11 @@ class TradeWriter:
             if isinstance(exc, Exception):
                 storage_error(exc, "opening the writer's connection")
             raise
+        # No await between here and `return`: once the connection is open, the writer owns a
+        # task and is closed through __aexit__, whatever cancellation is pending.
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
-        await task_group.start(self._run)
+        task_group.start_soon(self._run)
         self._task_group = task_group
         self._accepting = True
         self._last_yield = anyio.current_time()
@@ -323,11 +325,10 @@ class TradeWriter:
 
     # -- the writer task ------------------------------------------------------------------
 
-    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _run(self) -> None:
         # Shielded: the writer's own task ends when the queue is drained, never because the
         # scope that opened the writer was cancelled.
         with anyio.CancelScope(shield=True):
-            task_status.started()
             try:
                 while batch := await self._next_batch_or_close():
                     await self._write(batch)
@@ -336,8 +337,10 @@ class TradeWriter:
                 if not isinstance(exc, Exception):
                     raise
             finally:
-                await self._disconnect()
-                self._finished.set()
+                try:
+                    await self._disconnect()
+                finally:
+                    self._finished.set()
 
     async def _next_batch_or_close(self) -> list[Fill]:
         try:
@@ -352,13 +355,14 @@ class TradeWriter:
         options = self.options
         while not self._closing:
             queued = len(self._pending)
-            if queued >= options.batch_size:
+            if queued >= min(options.batch_size, options.max_queue):
                 break
             if queued and self._first_arrival is not None:
                 remaining = self._first_arrival + options.max_latency - anyio.current_time()
                 if remaining <= 0 or self._flush_target > self._settled:
                     break
-                self._wake_at = options.batch_size
+                # A queue smaller than a batch is full before the batch is: go then.
+                self._wake_at = min(options.batch_size, options.max_queue)
                 with anyio.move_on_after(remaining):
                     await self._sleep()
                 continue
@@ -418,8 +422,11 @@ class TradeWriter:
             try:
                 inserted = await self._attempt(fills, token, ask_first=outcome_unknown)
             except anyio.get_cancelled_exc_class():
+                # The attempt was cut short anywhere, its transaction perhaps still open:
+                # drop the connection, and ask the token on a new one.
                 self._absorb_cancellation()
                 outcome_unknown = True
+                await self._disconnect(abandon=True)
                 continue
             except StorageError:
                 raise
@@ -429,6 +436,7 @@ class TradeWriter:
                     raise RowsRefused(describe(exc)) from exc
                 if fault is Fault.FATAL or backoff.exhausted:
                     raise
+                outcome_unknown = True
                 delay = backoff.next_delay()
                 log.warning(
                     "writer: %s; retrying in %.2fs (attempt %d of %d)",
@@ -437,13 +445,18 @@ class TradeWriter:
                     backoff.attempts,
                     self.options.retry_attempts,
                 )
-                outcome_unknown = True
-                await self._disconnect()
-                with anyio.CancelScope(shield=True):
-                    await anyio.sleep(delay)
-                continue
-            self._last_token = token
-            return inserted
+            else:
+                self._last_token = token
+                return inserted
+            await self._disconnect(abandon=True)
+            await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            self._absorb_cancellation()  # the pause is over; the retry goes on
 
     def _absorb_cancellation(self) -> None:
         """asyncio's own Task.cancel() (a second Ctrl-C, the event loop shutting down) passes
@@ -493,14 +506,17 @@ class TradeWriter:
     async def _disconnect(self, *, abandon: bool = False) -> None:
         # Always ask the backend to let go: an open() that failed half-way may hold a connection.
         self._connected = False
-        with anyio.CancelScope(shield=True):
-            try:
+        try:
+            with anyio.CancelScope(shield=True):
                 if abandon:
                     await self._backend.abandon()
                 else:
                     await self._backend.aclose()
-            except Exception as exc:  # the connection is already broken; nothing to save
-                log.debug("writer: closing a broken connection: %s", describe(exc))
+        except anyio.get_cancelled_exc_class():
+            self._absorb_cancellation()
+            await self._backend.abandon()  # cut short: let go at once
+        except Exception as exc:  # the connection is already broken; nothing to save
+            log.debug("writer: closing a broken connection: %s", describe(exc))
 
     def _report(self, rejection: FillRejected) -> None:
         self._ledger.refused(rejection)
