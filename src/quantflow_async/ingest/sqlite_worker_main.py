@@ -37,6 +37,9 @@ RESTART_EVERY_SECONDS = 1.0
 PAUSE_AFTER_COMMIT_ENV = "QUANTFLOW_TEST_WORKER_PAUSE_AFTER_COMMIT"
 """Test hook: names a file; the worker that removes it after a COMMIT stops itself (SIGSTOP)
 before its reply, so a test can kill it exactly between the two. Once per file."""
+PAUSE_AT_START_ENV = "QUANTFLOW_TEST_WORKER_PAUSE_AT_START"
+"""Test hook: names a file; the worker that removes it when it starts stops itself before it
+says it is ready, so a test can kill a worker while it starts. Once per file."""
 
 
 class Worker:
@@ -80,16 +83,9 @@ class Worker:
                 connection.execute("ROLLBACK")
             raise
         if self.pause_marker:
-            self.pause_if_marked()
+            pause_if_marked(self.pause_marker)
         self.bound_the_wal()
         return ("ok", inserted)
-
-    def pause_if_marked(self) -> None:
-        try:
-            os.remove(self.pause_marker)
-        except OSError:
-            return
-        os.kill(os.getpid(), signal.SIGSTOP)
 
     def lookup(self, statements: tuple[str, str, str, str], token: str) -> tuple[Any, ...]:
         if self.replaced():
@@ -123,6 +119,16 @@ class Worker:
             self.connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         finally:
             self.connection.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+
+
+def pause_if_marked(marker: str) -> None:
+    if not marker:
+        return
+    try:
+        os.remove(marker)
+    except OSError:
+        return
+    os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def identity(path: str) -> tuple[int, int] | None:
@@ -167,6 +173,7 @@ def main(arguments: list[str]) -> int:
     # asks us to stop), so an interrupt must not abort a batch here half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     database, uri, path, device, inode, wal_limit, *pragmas = arguments
+    pause_if_marked(os.environ.get(PAUSE_AT_START_ENV, ""))
     opened = (int(device), int(inode)) if device else None
     if path and identity(path) != opened:
         # The file the Database opened is gone or replaced: never create or use another one.
