@@ -195,6 +195,36 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+async def watch_the_wal(folder: Path, seconds: float) -> dict[str, float]:
+    """The WAL's size, sampled 4 times a second, while the writer ingests and 8 readers page:
+    bounded if the second half of the run peaks no higher than the first."""
+    print(f"soak set-up for {seconds:.0f} s, watching the WAL ...", flush=True)
+    sizes: list[int] = []
+    await soak_set_up(url_for(folder / "wal.sqlite3"), seconds, 8, cli=False, wal_sizes=sizes)
+    half = len(sizes) // 2
+    return {
+        "seconds": seconds,
+        "max_bytes": max(sizes, default=0),
+        "first_half_max_bytes": max(sizes[:half], default=0),
+        "second_half_max_bytes": max(sizes[half:], default=0),
+        "last_bytes": sizes[-1] if sizes else 0,
+    }
+
+
+async def wal_only(args: argparse.Namespace) -> None:
+    wal = await watch_the_wal(Path(tempfile.mkdtemp(prefix="quantflow-bench-")), args.wal_seconds)
+    print_table(
+        f"WAL size, writer + 8 readers for {args.wal_seconds:.0f} s",
+        ["measure", "MB"],
+        [
+            ("largest, first half of the run", f"{wal['first_half_max_bytes'] / 1e6:.0f}"),
+            ("largest, second half of the run", f"{wal['second_half_max_bytes'] / 1e6:.0f}"),
+            ("at the end", f"{wal['last_bytes'] / 1e6:.0f}"),
+        ],
+    )
+    write_json("ingest-wal", {"wal": wal})
+
+
 async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="quantflow-bench-"))
     count = args.fills
@@ -242,12 +272,7 @@ async def main(args: argparse.Namespace) -> None:
     del fills
     gc.collect()
 
-    print(f"soak set-up for {args.wal_seconds:.0f} s, watching the WAL ...", flush=True)
-    wal_sizes: list[int] = []
-    await soak_set_up(
-        url_for(folder / "wal.sqlite3"), args.wal_seconds, 8, cli=False, wal_sizes=wal_sizes
-    )
-    wal_max_mb = max(wal_sizes, default=0) / 1e6
+    wal = await watch_the_wal(folder, args.wal_seconds)
 
     live = await live_bot(folder / "live.sqlite3", args.live_seconds, 1000)
 
@@ -324,8 +349,9 @@ async def main(args: argparse.Namespace) -> None:
             ("loop lag, naive producer: p99", f"{naive_p99:.2f} ms", "<= 5 ms"),
             ("loop lag, naive producer: max", f"{naive_max:.2f} ms", "<= 20 ms"),
             (
-                f"largest WAL, writer + 8 readers for {args.wal_seconds:.0f} s",
-                f"{wal_max_mb:.0f} MB",
+                f"largest WAL, writer + 8 readers, {args.wal_seconds:.0f} s: first / second half",
+                f"{wal['first_half_max_bytes'] / 1e6:.0f} / "
+                f"{wal['second_half_max_bytes'] / 1e6:.0f} MB",
                 "bounded",
             ),
             ("peak RSS, 100,000 fills", f"{rss_small:.0f} MB", ""),
@@ -360,8 +386,7 @@ async def main(args: argparse.Namespace) -> None:
             "loop_lag_ms": {"p99": lag_p99, "max": lag_max, "samples": len(lag)},
             "naive_loop_lag_ms": {"p99": naive_p99, "max": naive_max, "samples": len(naive_lag)},
             "token_cost": 1 - token_rate / raw_rate,
-            "wal_max_bytes": max(wal_sizes, default=0),
-            "wal_seconds": args.wal_seconds,
+            "wal": wal,
             "peak_rss_mb": {"100000": rss_small, str(args.rss_fills): rss_large},
         },
     )
@@ -376,6 +401,7 @@ if __name__ == "__main__":
     parser.add_argument("--live-seconds", type=float, default=10.0)
     parser.add_argument("--rss-fills", type=int, default=2_000_000)
     parser.add_argument("--wal-seconds", type=float, default=90.0)
+    parser.add_argument("--wal-only", action="store_true", help="only the WAL measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -387,4 +413,4 @@ if __name__ == "__main__":
         arguments.fills, arguments.repeats, arguments.orm_fills = 50_000, 1, 10_000
         arguments.orm_single_fills, arguments.live_seconds, arguments.rss_fills = 500, 2.0, 200_000
         arguments.wal_seconds = 5.0
-    asyncio.run(main(arguments))
+    asyncio.run(wal_only(arguments) if arguments.wal_only else main(arguments))

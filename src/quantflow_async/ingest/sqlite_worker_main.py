@@ -183,6 +183,8 @@ def main(arguments: list[str]) -> int:
     worker = Worker(connection, path, opened, int(wal_limit))
     for pragma in pragmas:
         connection.execute(pragma)
+    if worker.wal_limit > 0:  # after a restart, the file itself shrinks back to the limit
+        connection.execute(f"PRAGMA journal_size_limit={worker.wal_limit}")
     write_message(sys.stdout.buffer, ("ok", os.getpid()))
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     try:
