@@ -32,8 +32,8 @@ import time
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
-RESTART_WAIT_MS = 250
-RESTART_EVERY_SECONDS = 1.0
+RESTART_WAIT_MS = 100
+RESTART_EVERY_SECONDS = 0.25
 PAUSE_AFTER_COMMIT_ENV = "QUANTFLOW_TEST_WORKER_PAUSE_AFTER_COMMIT"
 """Test hook: names a file; the worker that removes it after a COMMIT stops itself (SIGSTOP)
 before its reply, so a test can kill it exactly between the two. Once per file."""
@@ -111,7 +111,7 @@ class Worker:
         if size <= self.wal_limit or time.monotonic() < self.next_restart:
             return
         # Wait a moment for readers, not the whole busy timeout: a reader that holds an old
-        # snapshot for long must not hold up every commit. Try again a second later.
+        # snapshot for long must not hold up every commit. Try again a moment later.
         self.next_restart = time.monotonic() + RESTART_EVERY_SECONDS
         (busy_timeout,) = self.connection.execute("PRAGMA busy_timeout").fetchone()
         self.connection.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
