@@ -18,30 +18,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final, Protocol, TypeVar
 
-from quantflow_async.records import SymbolSummary, Trade
+from quantflow_async.records import TRADE_INSERT_COLUMNS, SymbolSummary, Trade
 from quantflow_async.store.schema import trades
 from quantflow_async.validation import epoch_micros, to_id, to_label, to_utc
 
 R = TypeVar("R")
 
-TRADE_COLUMNS: Final = (
-    "id",
-    "strategy_id",
-    "backtest_id",
-    "symbol",
-    "side",
-    "type",
-    "quantity",
-    "price",
-    "fee",
-    "executed_at",
-    "status",
-    "metadata",
-    "pnl",
-    "external_id",
-    "created_at",
-    "updated_at",
-)
+TRADE_COLUMNS: Final = ("id", *TRADE_INSERT_COLUMNS, "created_at", "updated_at")
 """The columns a trade read selects, in the order the row converters below unpack them."""
 
 _EXECUTED_AT: Final = TRADE_COLUMNS.index("executed_at")
