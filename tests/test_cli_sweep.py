@@ -229,7 +229,9 @@ def test_ctrl_c_mid_sweep_keeps_committed_fills_marks_the_rest_cancelled_and_lea
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
     child = subprocess.Popen(
         [sys.executable, "-m", "quantflow_async.cli", "sweep", "sma_cross", *files,
-         "--grid", '{"fast": [2, 3, 4], "slow": [5, 6, 7]}', "--database-url", migrated],
+         # 72 backtests: far longer than the wait for the first fill, even on a loaded machine
+         "--grid", '{"fast": [2, 3, 4, 5, 6, 7], "slow": [8, 9, 10, 11, 12, 13]}',
+         "--database-url", migrated],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, as a terminal gives a command
     )  # fmt: skip
@@ -251,5 +253,5 @@ def test_ctrl_c_mid_sweep_keeps_committed_fills_marks_the_rest_cancelled_and_lea
     assert alive == []
     statuses, trades = stored(migrated)
     assert set(statuses) <= {"completed", "cancelled"} and statuses["cancelled"] >= 1, statuses
-    assert sum(statuses.values()) == 18
+    assert sum(statuses.values()) == 72
     assert trades > 0

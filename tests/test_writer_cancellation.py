@@ -185,9 +185,12 @@ def test_ctrl_c_twice_under_asyncio_run_still_drains_every_fill(sqlite_url: str)
     The worker is stopped while the keys are pressed, so both land while a batch is in flight."""
     strategy_id = asyncio.run(_migrated_with_a_strategy(sqlite_url))
     script = Path(__file__).with_name("ctrl_c_child.py")
-    command = [sys.executable, str(script), sqlite_url, str(strategy_id), str(COUNT_CTRL_C)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    # -X faulthandler: if the program ever hangs, SIGABRT makes it print every thread's stack.
+    command = [sys.executable, "-X", "faulthandler", str(script), sqlite_url, str(strategy_id)]
+    command.append(str(COUNT_CTRL_C))
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout is not None
         worker = int(child.stdout.readline().split()[1])
         os.kill(worker, signal.SIGSTOP)
@@ -196,11 +199,12 @@ def test_ctrl_c_twice_under_asyncio_run_still_drains_every_fill(sqlite_url: str)
             time.sleep(0.3)
         with contextlib.suppress(ProcessLookupError):  # the writer may have replaced it
             os.kill(worker, signal.SIGCONT)
-        _, stderr = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        try:
+            _, stderr = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            _, stderr = child.communicate(timeout=30)
+            pytest.fail(f"the program did not end after Ctrl-C twice:\n{stderr[-8000:]}")
     assert "KeyboardInterrupt" in stderr
     # Each fill once: none has an external_id, so a batch stored twice would show.
     assert asyncio.run(_count(sqlite_url)) == COUNT_CTRL_C
