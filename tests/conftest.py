@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from quantflow_async import Database, Fill, Settings
+
+# A run started in the background of a non-interactive shell (a CI script, `cmd &`) inherits
+# SIGINT ignored, and every program the tests start would too: the tests that press Ctrl-C
+# need it delivered. A handled signal goes back to its default in a program we exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 POSTGRES_URL_ENV = "QUANTFLOW_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "QUANTFLOW_REQUIRE_POSTGRES"
