@@ -20,7 +20,9 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -179,7 +181,8 @@ async def run_sweep(
 
 async def _run_pool(sweep: _Sweep, pool: _Workers, writer: TradeWriter) -> None:
     try:
-        await anyio.to_thread.run_sync(pool.start, sweep.jobs)
+        await anyio.to_thread.run_sync(pool.queue_jobs, sweep.jobs)
+        pool.start()
         await sweep.run(pool, writer)
     finally:
         with anyio.CancelScope(shield=True):
@@ -256,14 +259,32 @@ class _Workers:
         self.busy = 0.0
         self._stopped = False
 
-    def start(self, jobs: Sequence[Job]) -> None:
+    def queue_jobs(self, jobs: Sequence[Job]) -> None:
+        """Put every job, then one None per worker (blocking: runs in a thread)."""
         for job in jobs:
             self.jobs.put(job)
         for _ in self.processes:
             self.jobs.put(None)
-        for process in self.processes:
-            process.start()
-        log.info("sweep: %d jobs, %d worker processes", len(jobs), self.count)
+
+    def start(self) -> None:
+        """Start the worker processes with SIGINT ignored from their first instruction.
+
+        Ctrl-C reaches the whole process group; a worker still importing when it arrives
+        would print a KeyboardInterrupt traceback before it could ignore the signal itself.
+        An ignored signal stays ignored across exec, so it is ignored here, on the main
+        thread, for the moment the processes take to start (a Ctrl-C in that moment is lost).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            for process in self.processes:
+                process.start()
+            return
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for process in self.processes:
+                process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        log.info("sweep: %d worker processes", self.count)
 
     def receive(self) -> Message | None:
         """The next message, or None after RECEIVE_SECONDS without one (runs in a thread)."""
