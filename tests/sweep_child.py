@@ -6,7 +6,8 @@
 
 A sweep prints one line per progress report ("progress DONE FILLS"), flushed, so the test
 can wait for the moment it wants.
-Also holds `Exploding`, a strategy the sweep's worker processes import by reference.
+Also holds what the sweep's worker processes import by reference: `Exploding`, a strategy,
+and `dies_mid_message`, a worker that dies halfway through its first message.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import struct
 import sys
+from multiprocessing.connection import Connection
 
 from quantflow_async import Database
 from quantflow_async.backtest import (
@@ -38,6 +41,16 @@ class Exploding(SmaCross):
         if self.explode_at and self.bar_index == self.explode_at:
             raise RuntimeError(f"exploded on bar {self.bar_index}")
         super().next()
+
+
+def dies_mid_message(
+    index: int, connection: Connection, datasets_file: str, chunk_size: int, parent: int
+) -> None:
+    """A sweep worker that takes its first job, writes the first bytes of a 1 MiB message
+    (its length and a few bytes of it) and dies, as a worker killed mid-send does."""
+    connection.recv()
+    os.write(connection.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes")
+    os._exit(9)
 
 
 def report(progress: SweepProgress) -> None:

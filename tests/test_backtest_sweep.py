@@ -6,6 +6,7 @@ as a person does (SIGINT to the process group of a script running one).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -26,7 +27,10 @@ from quantflow_async.backtest import (
     run_sweep,
     synthetic_bars,
 )
-from tests.sweep_child import BARS, GRID, Exploding
+from quantflow_async.backtest.conversion import RunSpec
+from quantflow_async.backtest.sweep import _Workers
+from quantflow_async.backtest.worker import Job
+from tests.sweep_child import BARS, GRID, Exploding, dies_mid_message
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"A": synthetic_bars(3_000, seed=1), "B": synthetic_bars(3_000, seed=2)}
@@ -156,6 +160,99 @@ async def test_cancelling_the_sweep_task_stops_the_workers_and_marks_the_rest_ca
     assert not [pid for pid in seen if psutil.pid_exists(pid)]
 
 
+def worker_processes() -> list[psutil.Process]:
+    found = []
+    for process in sweep_processes():
+        try:
+            if "multiprocessing.spawn" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_the_rest(
+    sqlite_db: Database,
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    data = {f"S{i}": synthetic_bars(BARS // 2, seed=i, drift=0.0) for i in range(2)}
+    killed: list[int] = []
+
+    def progress(report: SweepProgress) -> None:
+        if not killed and report.fills_stored:
+            victim = worker_processes()[0]
+            victim.kill()  # SIGKILL: what the kernel's out-of-memory killer sends
+            killed.append(victim.pid)
+
+    result = await run_sweep(
+        sqlite_db, "sma_cross", GRID, data, strategy_id=strategy_id, workers=2, progress=progress
+    )
+    assert killed
+    backtests = await sqlite_db.backtests.list()
+    failed = [b for b in backtests if b.status == "failed"]
+    # The killed worker was running a backtest, unless it died in the instant between taking
+    # a job and saying it started it: then that job went to the other worker too.
+    assert len(failed) <= 1
+    for backtest in failed:
+        assert backtest.results is not None
+        assert backtest.results["error"]["message"] == "the worker process exited with code -9"
+    assert (
+        result.completed == len(backtests) - len(failed) == len(GRID["fast"]) * 2 * 2 - len(failed)
+    )
+    for backtest in backtests:
+        if backtest.status == "completed":
+            config = dict(backtest.config["parameters"])
+            full = expected_fills("sma_cross", config, data[backtest.config["symbol"]])
+            assert await sqlite_db.trades.count(backtest_id=backtest.id) == full
+    assert worker_processes() == []
+
+
+def test_a_worker_dead_halfway_through_a_message_is_seen_gone_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    job = Job(1, 1, RunSpec.of("sma_cross", {}), "A")
+    context = multiprocessing.get_context("spawn")
+    pool = _Workers(context, 1, tmp_path / "unused", 2000, [job], target=dies_mid_message)
+    try:
+        pool.start()
+        received: list[tuple[object, ...]] = []
+        while ("gone", 0) not in received:  # the test's timeout bounds this loop
+            received += pool.receive()
+        assert received == [("gone", 0)]
+        assert pool.exit_code(0) == 9
+    finally:
+        pool.stop()
+    assert not pool.processes[0].is_alive()
+
+
+async def test_cancelling_a_sweep_whose_worker_is_stopped_kills_it_and_returns(
+    sqlite_db: Database,
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    data = {f"S{i}": synthetic_bars(BARS // 2, seed=i, drift=0.0) for i in range(2)}
+    stopped: list[psutil.Process] = []
+
+    with anyio.CancelScope() as scope:
+
+        def progress(report: SweepProgress) -> None:
+            if not stopped and report.fills_stored:
+                victim = worker_processes()[0]
+                victim.suspend()  # SIGSTOP: a stalled worker, maybe in the middle of a message
+                stopped.append(victim)
+                scope.cancel()
+
+        await run_sweep(
+            sqlite_db, "sma_cross", GRID, data, strategy_id=strategy_id, workers=2,
+            progress=progress,
+        )  # fmt: skip
+    assert stopped
+    assert not stopped[0].is_running()
+    assert worker_processes() == []
+    statuses = Counter(b.status for b in await sqlite_db.backtests.list())
+    assert set(statuses) <= {"completed", "cancelled"}, statuses
+    assert statuses["cancelled"] >= 1
+
+
 def test_sigint_to_a_script_mid_sweep_keeps_committed_fills_and_leaves_no_process(
     tmp_path: Path,
 ) -> None:
@@ -187,6 +284,9 @@ def test_sigint_to_a_script_mid_sweep_keeps_committed_fills_and_leaves_no_proces
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
     assert child.returncode in (-signal.SIGINT, 130, 1), stderr
     assert "KeyboardInterrupt" in stderr
     gone, alive = psutil.wait_procs(descendants, timeout=10)

@@ -246,6 +246,9 @@ def test_ctrl_c_mid_sweep_keeps_committed_fills_marks_the_rest_cancelled_and_lea
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
     assert child.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.splitlines()[-1] == "quantflow: error: interrupted"

@@ -4,7 +4,7 @@
                              {"GOOG": "goog.csv"}, strategy_id=strategy.id, workers=2)
 
 Every backtest is stored as pending first. Worker processes (worker.py) run them and send
-their fills in chunks through one bounded queue; a thread of this process reads it, and the
+their fills in chunks, each on a pipe of its own; a thread of this process reads them, and the
 event loop hands the fills to the one TradeWriter and records each outcome once its fills
 are committed. A failing backtest is marked failed and the others go on; cancellation (a
 cancelled task, or Ctrl-C under `asyncio.run`) stops the workers, keeps every committed
@@ -19,13 +19,14 @@ import math
 import multiprocessing
 import os
 import pickle
-import queue
 import signal
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -150,7 +151,7 @@ async def run_sweep(
             datasets_file = Path(folder) / "datasets.pickle"
             await anyio.to_thread.run_sync(_dump, datasets, datasets_file)
             context = multiprocessing.get_context(start_method)
-            pool = _Workers(context, min(workers, len(jobs)), datasets_file, chunk_size)
+            pool = _Workers(context, min(workers, len(jobs)), datasets_file, chunk_size, jobs)
             if writer is None:
                 async with db.writer() as own_writer:
                     await _run_pool(sweep, pool, own_writer)
@@ -181,7 +182,6 @@ async def run_sweep(
 
 async def _run_pool(sweep: _Sweep, pool: _Workers, writer: TradeWriter) -> None:
     try:
-        await anyio.to_thread.run_sync(pool.queue_jobs, sweep.jobs)
         pool.start()
         await sweep.run(pool, writer)
     finally:
@@ -237,72 +237,141 @@ def load_datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> d
 
 
 class _Workers:
-    """The worker processes, their job queue and the one bounded queue of their messages."""
+    """The worker processes and a pipe to each: jobs out, messages in.
+
+    Jobs are handed out one ahead: a worker gets its first job at the start, its next one
+    when it says it started a job, and None (stop) when it finishes with nothing left to
+    give. A worker that dies gives back the jobs it had not started.
+    """
 
     def __init__(
-        self, context: BaseContext, count: int, datasets_file: Path, chunk_size: int
+        self,
+        context: BaseContext,
+        count: int,
+        datasets_file: Path,
+        chunk_size: int,
+        jobs: Sequence[Job],
+        target: Callable[..., None] = work,
     ) -> None:
         self.count = count
-        self.jobs: Any = context.Queue()
-        # Two chunks per worker in flight: enough to keep the writer busy, little memory.
-        self.messages: Any = context.Queue(maxsize=2 * count)
-        self.processes: list[BaseProcess] = [
-            context.Process(  # type: ignore[attr-defined]
-                target=work,
-                args=(index, self.jobs, self.messages, str(datasets_file), chunk_size, os.getpid()),
-                name=f"quantflow-sweep-worker-{index}",
-                daemon=True,
+        self.pending: deque[Job] = deque(jobs)
+        self.processes: list[BaseProcess] = []
+        self._connections: list[Connection] = []
+        self._their_ends: list[Connection] = []
+        for index in range(count):
+            ours, theirs = context.Pipe(duplex=True)
+            self._connections.append(ours)
+            self._their_ends.append(theirs)
+            self.processes.append(
+                context.Process(  # type: ignore[attr-defined]
+                    target=target,
+                    args=(index, theirs, str(datasets_file), chunk_size, os.getpid()),
+                    name=f"quantflow-sweep-worker-{index}",
+                    daemon=True,
+                )
             )
-            for index in range(count)
-        ]
+        self._sent: list[deque[Job]] = [deque() for _ in range(count)]  # given, not started
+        self._told_to_stop = [False] * count
+        self._open = {connection: index for index, connection in enumerate(self._connections)}
+        self._receiving = threading.Lock()
         self.blocked = 0.0
         self.busy = 0.0
         self._stopped = False
 
-    def queue_jobs(self, jobs: Sequence[Job]) -> None:
-        """Put every job, then one None per worker (blocking: runs in a thread)."""
-        for job in jobs:
-            self.jobs.put(job)
-        for _ in self.processes:
-            self.jobs.put(None)
-
     def start(self) -> None:
-        """Start the worker processes with SIGINT ignored from their first instruction.
+        """Start the worker processes, SIGINT ignored from their first instruction, and
+        give each its first job.
 
         Ctrl-C reaches the whole process group; a worker still importing when it arrives
         would print a KeyboardInterrupt traceback before it could ignore the signal itself.
         An ignored signal stays ignored across exec, so it is ignored here, on the main
         thread, for the moment the processes take to start (a Ctrl-C in that moment is lost).
         """
-        if threading.current_thread() is not threading.main_thread():
-            for process in self.processes:
-                process.start()
-            return
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            for process in self.processes:
-                process.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self._start_processes()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        else:
+            self._start_processes()
         log.info("sweep: %d worker processes", self.count)
+        for index in range(self.count):
+            self.give(index)
 
-    def receive(self) -> Message | None:
-        """The next message, or None after RECEIVE_SECONDS without one (runs in a thread)."""
+    def _start_processes(self) -> None:
+        for process, theirs in zip(self.processes, self._their_ends, strict=True):
+            process.start()
+            # Only the worker may hold its end: when it dies, this process reads the end of
+            # the pipe instead of waiting for the rest of a message that will never come.
+            theirs.close()
+
+    def started(self, index: int, backtest_id: int) -> None:
+        """Worker `index` started a backtest: give it the next job, if there is one."""
+        sent = self._sent[index]
+        if sent and sent[0].backtest_id == backtest_id:
+            sent.popleft()
+        if self.pending:
+            self.give(index)
+
+    def finished(self, index: int) -> None:
+        """Worker `index` finished a backtest: make sure it has a job or its stop."""
+        if not self._sent[index]:
+            self.give(index)
+
+    def give(self, index: int) -> None:
+        """Send worker `index` the next pending job, or None once there is none left."""
+        if self._told_to_stop[index]:
+            return
+        job = self.pending.popleft() if self.pending else None
         try:
-            message: Message = self.messages.get(timeout=RECEIVE_SECONDS)
-        except queue.Empty:
-            return None
-        return message
+            self._connections[index].send(job)
+        except OSError:  # the worker is gone: its end will be read, and it is buried
+            if job is not None:
+                self.pending.appendleft(job)
+            return
+        if job is None:
+            self._told_to_stop[index] = True
+        else:
+            self._sent[index].append(job)
 
-    def dead(self) -> list[tuple[int, int | None]]:
-        """(index, exit code) of every worker process that has ended."""
-        return [(i, p.exitcode) for i, p in enumerate(self.processes) if not p.is_alive()]
+    def give_back(self, index: int) -> list[Job]:
+        """The jobs worker `index` (dead) had been given and never started, back to pending."""
+        returned = list(self._sent[index])
+        self._sent[index].clear()
+        self._told_to_stop[index] = True
+        self.pending.extendleft(reversed(returned))
+        return returned
+
+    def receive(self) -> list[Message]:
+        """One message from each worker that has one, waiting RECEIVE_SECONDS at most (runs
+        in a thread). A worker's pipe at its end gives ("gone", index): it exited or died."""
+        with self._receiving:
+            if self._stopped:
+                return []
+            ready = set(wait(list(self._open), RECEIVE_SECONDS))
+            messages: list[Message] = []
+            for connection, index in list(self._open.items()):
+                if connection not in ready:
+                    continue
+                try:
+                    messages.append(connection.recv())
+                except (EOFError, OSError):
+                    del self._open[connection]
+                    messages.append(("gone", index))
+            return messages
+
+    def exit_code(self, index: int) -> int | None:
+        """Worker `index`'s exit code, once its pipe has ended (blocking: runs in a thread)."""
+        process = self.processes[index]
+        process.join(STOP_SECONDS)
+        return process.exitcode
 
     def stop(self) -> None:
-        """Terminate the workers still running and wait for every one (blocking)."""
+        """Terminate the workers still running, wait for every one, close the pipes
+        (blocking)."""
         if self._stopped:
             return
-        self._stopped = True
         for process in self.processes:
             if process.is_alive():
                 process.terminate()
@@ -313,9 +382,12 @@ class _Workers:
             if process.is_alive():
                 process.kill()
                 process.join()
-        # Jobs never taken stay in the queue's buffer: do not wait to flush them at exit.
-        self.jobs.cancel_join_thread()
-        self.jobs.close()
+        # Every worker is gone, so a receive abandoned in a thread sees each pipe's end and
+        # returns, even from the middle of a message: then the pipes can be closed.
+        with self._receiving:
+            self._stopped = True
+            for connection in (*self._connections, *self._their_ends):
+                connection.close()
         log.info("sweep: worker processes stopped")
 
 
@@ -361,48 +433,64 @@ class _Sweep:
     ) -> None:
         """Read the workers' messages until every worker has exited."""
         while len(self._exited) < pool.count:
-            # Abandoned on cancellation (a message it then reads is dropped: the sweep is
+            # Abandoned on cancellation (messages it then reads are dropped: the sweep is
             # stopping): a shielded wait would swallow asyncio's own Task.cancel(), which
             # is what Ctrl-C under asyncio.run sends.
-            message = await anyio.to_thread.run_sync(pool.receive, abandon_on_cancel=True)
-            if message is None:
-                await self._bury(pool, outcomes)
-                continue
-            kind, worker = message[0], message[1]
-            if kind == "fills":
-                async with self._store_turn:
-                    await writer.submit_many(message[3])
-                self._report()
-            elif kind == "started":
-                self._in_flight[worker] = message[2]
-                await outcomes.send(message)
-            elif kind in ("completed", "failed"):
-                self._in_flight.pop(worker, None)
-                await outcomes.send(message)
-            elif kind == "exit":
-                self._exited.add(worker)
-                pool.blocked += message[2]
-                pool.busy += message[3]
+            messages = await anyio.to_thread.run_sync(pool.receive, abandon_on_cancel=True)
+            for message in messages:
+                await self._take(message, pool, writer, outcomes)
+        # Jobs a dead worker gave back after every other worker had been told to stop.
+        error = ChildProcessError("every worker process exited before this backtest ran")
+        while pool.pending:
+            job = pool.pending.popleft()
+            await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
 
-    async def _bury(self, pool: _Workers, outcomes: MemoryObjectSendStream[Message]) -> None:
-        """A worker that died (killed, out of memory) fails the backtest it was running."""
-        for index, code in pool.dead():
-            if index in self._exited:
-                continue
-            self._exited.add(index)
-            log.error("sweep: worker %d exited with code %s", index, code)
-            backtest_id = self._in_flight.pop(index, None)
-            if backtest_id is not None:
-                error = ChildProcessError(f"the worker process exited with code {code}")
-                await outcomes.send(("failed", index, backtest_id, error_document(error)))
-        if len(self._exited) == pool.count and len(self._finished) < len(self.jobs):
-            # No worker left to take the jobs still queued: they cannot run.
-            error = ChildProcessError("every worker process exited before this backtest ran")
-            for job in self.jobs:
-                if job.backtest_id not in self._finished and job.backtest_id not in (
-                    self._in_flight.values()
-                ):
-                    await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
+    async def _take(
+        self,
+        message: Message,
+        pool: _Workers,
+        writer: TradeWriter,
+        outcomes: MemoryObjectSendStream[Message],
+    ) -> None:
+        kind, worker = message[0], message[1]
+        if kind == "fills":
+            async with self._store_turn:
+                await writer.submit_many(message[3])
+            self._report()
+        elif kind == "started":
+            self._in_flight[worker] = message[2]
+            pool.started(worker, message[2])
+            await outcomes.send(message)
+        elif kind in ("completed", "failed"):
+            self._in_flight.pop(worker, None)
+            pool.finished(worker)
+            await outcomes.send(message)
+        elif kind == "exit":
+            self._exited.add(worker)
+            pool.blocked += message[2]
+            pool.busy += message[3]
+        elif kind == "gone" and worker not in self._exited:
+            code = await anyio.to_thread.run_sync(pool.exit_code, worker)
+            await self._bury(pool, worker, code, outcomes)
+
+    async def _bury(
+        self,
+        pool: _Workers,
+        worker: int,
+        code: int | None,
+        outcomes: MemoryObjectSendStream[Message],
+    ) -> None:
+        """A worker that died (killed, out of memory) fails the backtest it was running and
+        gives back the ones it had not started, for the other workers."""
+        self._exited.add(worker)
+        log.error("sweep: worker %d exited with code %s", worker, code)
+        returned = pool.give_back(worker)
+        backtest_id = self._in_flight.pop(worker, None)
+        if backtest_id is not None:
+            error = ChildProcessError(f"the worker process exited with code {code}")
+            await outcomes.send(("failed", worker, backtest_id, error_document(error)))
+        if returned:
+            log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
 
     async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
         async with outcomes:

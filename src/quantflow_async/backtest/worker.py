@@ -1,10 +1,17 @@
-"""What runs in a sweep's worker process: backtests in, fills and outcomes out, by two queues.
+"""What runs in a sweep's worker process: jobs in and fills and outcomes out, on one pipe.
 
-A worker takes jobs from the task queue until it finds None, runs each in the engine, makes
-the fills itself (their driver rows are built here, on this core, not in the writer's
-process) and sends them in chunks, then the metrics and results. The outbox is bounded: a
-full one blocks the worker, which is the sweep's back-pressure, and the time spent blocked
-is measured. SIGINT is ignored: the main process owns the shutdown and terminates workers.
+Each worker has a pipe of its own to the main process, never a queue shared with the other
+workers: a worker killed in the middle of a message (out of memory, SIGKILL) then cuts only
+its own pipe, which the main process sees end, instead of leaving a half-written message and
+a lock held in a queue every other worker writes to.
+
+A worker takes a job from its pipe, runs it in the engine, makes the fills itself (their
+driver rows are built here, on this core, not in the writer's process) and sends them in
+chunks, then the metrics and results; then it takes the next job, until it is sent None. A
+thread of the worker does the sending, so the backtest goes on while a chunk is written; it
+takes at most `OUTBOX_CHUNKS` messages ahead, and a full outbox blocks the worker, which is
+the sweep's back-pressure: the time spent blocked is measured. SIGINT is ignored: the main
+process owns the shutdown and terminates workers.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ import os
 import pickle
 import queue
 import signal
+import threading
 import time
 from collections.abc import Mapping
-from multiprocessing.queues import Queue
+from multiprocessing.connection import Connection
 from typing import Any, Final, NamedTuple
 
 from quantflow_async.backtest.bars import Bars
@@ -27,7 +35,9 @@ from quantflow_async.backtest.conversion import (
 )
 
 POLL_SECONDS: Final = 0.5
-"""How often a blocked worker checks that the main process is still alive."""
+"""How often a waiting worker checks that the main process is still alive."""
+OUTBOX_CHUNKS: Final = 2
+"""Messages a worker may have waiting to be sent before it blocks."""
 
 
 class Job(NamedTuple):
@@ -45,20 +55,25 @@ class Job(NamedTuple):
 #   ("completed", worker, backtest_id, metrics, results)
 #   ("failed", worker, backtest_id, error document)
 #   ("exit", worker, seconds blocked on a full outbox, seconds busy running jobs)
+# The main process sends a worker Job objects, then None.
 Message = tuple[Any, ...]
 
 
 class _Outbox:
-    """The bounded queue to the main process, timing every wait for space."""
+    """Messages to the main process, sent by a thread; `put` blocks while it is full."""
 
-    def __init__(self, messages: Queue[Message], parent: int) -> None:
-        self._messages = messages
+    def __init__(self, connection: Connection, parent: int) -> None:
+        self._connection = connection
         self._parent = parent
+        self._waiting: queue.Queue[Message | None] = queue.Queue(maxsize=OUTBOX_CHUNKS)
+        self._sender = threading.Thread(target=self._send, name="quantflow-sweep-outbox")
+        self._sender.daemon = True
+        self._sender.start()
         self.blocked = 0.0
 
-    def put(self, message: Message) -> None:
+    def put(self, message: Message | None) -> None:
         try:
-            self._messages.put_nowait(message)
+            self._waiting.put_nowait(message)
             return
         except queue.Full:
             pass
@@ -66,18 +81,33 @@ class _Outbox:
         try:
             while True:
                 try:
-                    self._messages.put(message, timeout=POLL_SECONDS)
+                    self._waiting.put(message, timeout=POLL_SECONDS)
                     return
                 except queue.Full:
                     _exit_if_orphaned(self._parent)
         finally:
             self.blocked += time.perf_counter() - started
 
+    def close(self) -> None:
+        """Send what is waiting, then stop the thread."""
+        self.put(None)
+        while self._sender.is_alive():
+            self._sender.join(POLL_SECONDS)
+            _exit_if_orphaned(self._parent)
+
+    def _send(self) -> None:
+        while (message := self._waiting.get()) is not None:
+            try:
+                self._connection.send(message)
+            except OSError:
+                # The main process closed its end: it is stopping the sweep, and nobody
+                # reads what this worker would still say.
+                os._exit(1)
+
 
 def work(
     index: int,
-    jobs: Queue[Job | None],
-    messages: Queue[Message],
+    connection: Connection,
     datasets_file: str,
     chunk_size: int,
     parent: int,
@@ -91,17 +121,16 @@ def work(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with open(datasets_file, "rb") as file:
         datasets: Mapping[str, Bars] = pickle.load(file)  # noqa: S301 - our own file
-    outbox = _Outbox(messages, parent)
+    outbox = _Outbox(connection, parent)
     busy = 0.0
-    while (job := _next_job(jobs, parent)) is not None:
+    while (job := _next_job(connection, parent)) is not None:
         started = time.perf_counter()
         outbox.put(("started", index, job.backtest_id))
         _run(index, job, datasets[job.data], chunk_size, outbox)
         busy += time.perf_counter() - started
     outbox.put(("exit", index, outbox.blocked, busy))
-    # The queue's feeder thread must hand every message to the pipe before the process ends.
-    messages.close()
-    messages.join_thread()
+    outbox.close()
+    connection.close()
 
 
 def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> None:
@@ -117,12 +146,14 @@ def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> 
     outbox.put(("completed", index, job.backtest_id, result.metrics, results_document(result)))
 
 
-def _next_job(jobs: Queue[Job | None], parent: int) -> Job | None:
-    while True:
-        try:
-            return jobs.get(timeout=POLL_SECONDS)
-        except queue.Empty:
-            _exit_if_orphaned(parent)
+def _next_job(connection: Connection, parent: int) -> Job | None:
+    while not connection.poll(POLL_SECONDS):
+        _exit_if_orphaned(parent)
+    try:
+        job: Job | None = connection.recv()
+    except (EOFError, OSError):  # the main process closed its end: the sweep is over
+        os._exit(1)
+    return job
 
 
 def _exit_if_orphaned(parent: int) -> None:
