@@ -10,7 +10,12 @@ from decimal import Decimal
 import pytest
 
 from quantflow_async import Fill
-from quantflow_async.records import TRADE_INSERT_COLUMNS, postgres_columns, sqlite_rows
+from quantflow_async.records import (
+    TRADE_INSERT_COLUMNS,
+    fills_from_rows,
+    postgres_columns,
+    sqlite_rows,
+)
 
 
 def _odd_fill() -> Fill:
@@ -41,6 +46,22 @@ def test_a_pickled_fill_comes_back_equal_with_exact_values() -> None:
     assert back.executed_at == fill.executed_at and back.executed_at.tzinfo is UTC
     assert back.metadata == fill.metadata
     assert back.external_id is None
+
+
+def test_fills_sent_as_their_rows_come_back_equal_with_exact_values() -> None:
+    other = Fill(
+        strategy_id=1,
+        symbol="B",
+        side="buy",
+        quantity=1,
+        price="2.5",
+        executed_at=datetime.now(UTC),
+    )
+    fills = [_odd_fill(), other]
+    back = fills_from_rows(pickle.loads(pickle.dumps(sqlite_rows(fills))))
+    assert back == fills
+    assert [f.price for f in back] == [Decimal("1E-18"), Decimal("2.5")]
+    assert back[0].metadata == {"k": [1, 2.5, None], "s": "ü"}
 
 
 def test_a_pickled_fill_is_as_immutable_as_the_original() -> None:

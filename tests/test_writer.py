@@ -227,6 +227,18 @@ async def test_submit_many_queues_in_order(db: Database, strategy_id: int) -> No
     assert await db.trades.count() == 500
 
 
+async def test_submit_many_queues_the_fills_before_a_bad_one_then_names_it(
+    db: Database, strategy_id: int
+) -> None:
+    fills: list[object] = [make_fill(strategy_id, n) for n in range(700)]
+    fills.insert(600, {"symbol": "BTC"})
+    async with db.writer(max_queue=10_000) as writer:
+        with pytest.raises(InvalidValue, match="expected Fill, got dict"):
+            await writer.submit_many(fills)  # type: ignore[arg-type]
+        assert writer.stats().submitted == 600
+    assert await db.trades.count() == 600
+
+
 async def test_a_cancelled_submit_waiting_for_space_queues_nothing(
     db: Database, strategy_id: int
 ) -> None:

@@ -49,6 +49,7 @@ from quantflow_async.database import Database
 from quantflow_async.errors import StrategyConfigError
 from quantflow_async.ingest.stats import WriterStats
 from quantflow_async.ingest.writer import TradeWriter
+from quantflow_async.records import fills_from_rows
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +456,7 @@ class _Sweep:
         kind, worker = message[0], message[1]
         if kind == "fills":
             async with self._store_turn:
-                await writer.submit_many(message[3])
+                await writer.submit_many(fills_from_rows(message[3]))
             self._report()
         elif kind == "started":
             self._in_flight[worker] = message[2]

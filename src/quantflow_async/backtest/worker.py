@@ -33,6 +33,7 @@ from quantflow_async.backtest.conversion import (
     fill_chunks,
     results_document,
 )
+from quantflow_async.records import sqlite_rows
 
 POLL_SECONDS: Final = 0.5
 """How often a waiting worker checks that the main process is still alive."""
@@ -51,7 +52,7 @@ class Job(NamedTuple):
 
 # Messages a worker sends, as plain tuples (kind first):
 #   ("started", worker, backtest_id)
-#   ("fills", worker, backtest_id, [Fill, ...])
+#   ("fills", worker, backtest_id, [the driver row of a Fill, ...])
 #   ("completed", worker, backtest_id, metrics, results)
 #   ("failed", worker, backtest_id, error document)
 #   ("exit", worker, seconds blocked on a full outbox, seconds busy running jobs)
@@ -142,7 +143,7 @@ def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> 
     for chunk in fill_chunks(
         result, strategy_id=job.strategy_id, backtest_id=job.backtest_id, size=chunk_size
     ):
-        outbox.put(("fills", index, job.backtest_id, chunk))
+        outbox.put(("fills", index, job.backtest_id, sqlite_rows(chunk)))
     outbox.put(("completed", index, job.backtest_id, result.metrics, results_document(result)))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 import math
 import uuid
@@ -57,6 +58,7 @@ RejectHandler = Callable[[FillRejected], None]
 YIELD_EVERY_SECONDS = 0.001
 """A producer that never finds the queue full yields to the event loop this often."""
 _YIELD_CHECK_EVERY = 32  # submits between two looks at the clock
+_SUBMIT_MANY_SLICE = 512  # fills submit_many queues between two looks at the clock
 _NEVER = math.inf
 
 
@@ -256,9 +258,18 @@ class TradeWriter:
         If cancelled part-way, the fills queued before the cancellation stay queued.
         """
         queued = 0
-        for fill in fills:
-            await self.submit(fill)
+        remaining = iter(fills)
+        for fill in remaining:
+            await self.submit(fill)  # waits for space, if the queue is full
             queued += 1
+            # Then as many as there is room for at once, a slice at a time, so the loop still
+            # gets a turn about once a millisecond.
+            while (room := self.options.max_queue - len(self._pending)) > 0:
+                some = list(itertools.islice(remaining, min(room, _SUBMIT_MANY_SLICE)))
+                queued += self._enqueue_many(some)
+                if len(some) < min(room, _SUBMIT_MANY_SLICE):
+                    return queued
+                await self._yield_if_due()
         return queued
 
     async def flush(self) -> None:
@@ -307,6 +318,24 @@ class TradeWriter:
             raise self._failure
         if not self._started:
             raise WriterNotRunning("the writer is not started; use `async with db.writer() as w:`")
+
+    def _enqueue_many(self, fills: list[Fill]) -> int:
+        """Queue `fills` (room is known); a bad one raises after the ones before it are queued."""
+        self._check_accepting()
+        for position, fill in enumerate(fills):
+            if type(fill) is not Fill:
+                self._enqueue_many(fills[:position])
+                self._check_fill(fill)
+        if not fills:
+            return 0
+        pending = self._pending
+        if not pending:
+            self._first_arrival = anyio.current_time()
+        pending.extend(fills)
+        self._ledger.submitted += len(fills)
+        if len(pending) >= self._wake_at:
+            self._wakeup.set()
+        return len(fills)
 
     def _enqueue(self, fill: Fill) -> None:
         pending = self._pending
