@@ -1,7 +1,8 @@
 """Benchmark: the backtest engine against backtesting.py, and sweeps stored through the writer.
 
     python benchmarks/backtest.py [--part engine|sweep|all] [--repeats 7] [--long-bars 200000]
-                                  [--sweep-bars 30000] [--sweep-rounds 2] [--quick]
+                                  [--workload all] [--sweep-scale 1.0] [--sweep-rounds 2]
+                                  [--quick]
 
 Measures single-process bars/s of SmaCross(10, 20) with cash 10,000, commission 0.002 and
 exclusive orders, in both engines, runs interleaved so that both see the same machine state:
@@ -12,12 +13,15 @@ the peer's `Backtest(...).run()`); reading the CSV is timed apart. Both engines'
 and final equity are checked to agree before any figure is printed. Throughputs are medians
 of --repeats.
 
-The sweep part runs `run_sweep` of SmaCross over a grid of 25 configs on 2 synthetic data
-sets (50 backtests, about 280,000 fills with --sweep-bars 30000) into a fresh SQLite file
-with the default settings (WAL, synchronous=NORMAL), with 1 and then 2 worker processes,
-alternating, --sweep-rounds times each: end-to-end fills/s (from the call to its return,
-worker start-up and every status change included), the speed-up of 2 workers over 1, and
-the share of the wall time the workers waited on a full queue to the writer.
+The sweep part runs `run_sweep` of SmaCross into a fresh SQLite file with the default
+settings (WAL, synchronous=NORMAL) for three workloads of at least 50 backtests and 200,000
+fills each, from a fill every 5 bars ("dense": 25 configs on 2 data sets of 30,000 bars) to
+one every 150 or so ("sparse"), with 1 and then 2 worker processes, alternating,
+--sweep-rounds times each. For each: end-to-end fills/s (from the call to its return, worker
+start-up and every status change included), the speed-up of 2 workers over 1, the share of
+the wall time the workers waited for the writer, and the cores kept busy (CPU seconds of
+this process and of its children, workers and SQLite writer, over the wall time), which
+shows where the machine's two cores went. --sweep-scale scales every workload's bars.
 
 Prints tables and writes benchmarks/results/backtest.json (each part updates its own key).
 """
@@ -28,10 +32,12 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -224,25 +230,57 @@ def engine(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-SWEEP_GRID = {"fast": [2, 3, 4, 5, 6], "slow": [8, 10, 12, 15, 20]}
+@dataclass(frozen=True)
+class SweepWorkload:
+    """A sweep of SmaCross over `grid` on `data_sets` synthetic series of `bars` bars."""
+
+    name: str
+    grid: dict[str, list[int]]
+    data_sets: int
+    bars: int
+
+
+# From a fill every few bars to one every couple of hundred: the share of a sweep's CPU that
+# goes to storing fills, rather than to the strategies, decides what a second worker gains.
+SWEEP_WORKLOADS = (
+    SweepWorkload("dense", {"fast": [2, 3, 4, 5, 6], "slow": [8, 10, 12, 15, 20]}, 2, 30_000),
+    SweepWorkload(
+        "medium", {"fast": [10, 15, 20, 25, 30], "slow": [100, 150, 200, 250, 300]}, 2, 400_000
+    ),
+    SweepWorkload(
+        "sparse", {"fast": [20, 30, 40, 50, 60], "slow": [400, 600, 800, 1000, 1200]}, 3, 600_000
+    ),
+)
 SWEEP_COMMISSION = 0.0005
 
 
-async def one_sweep(folder: Path, data: dict[str, Bars], workers: int) -> dict[str, Any]:
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process, and of its ended and waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+async def one_sweep(
+    folder: Path, workload: SweepWorkload, data: dict[str, Bars], workers: int
+) -> dict[str, Any]:
     """One sweep into a fresh SQLite file; the clock runs from the call to its return."""
     url = f"sqlite+aiosqlite:///{folder / f'sweep-{workers}-{time.monotonic_ns()}.sqlite3'}"
     async with Database(url) as db:
         await db.migrate()
         strategy = await db.strategies.create(name="bench sweep")
+        own_before, children_before = cpu_seconds()
         started = time.perf_counter()
         result = await run_sweep(
-            db, "sma_cross", SWEEP_GRID, data, strategy_id=strategy.id, workers=workers,
+            db, "sma_cross", workload.grid, data, strategy_id=strategy.id, workers=workers,
             commission=SWEEP_COMMISSION,
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        own_after, children_after = cpu_seconds()  # the workers and the SQLite worker ended
         stored = await db.trades.count()
     if result.failed or stored != result.fills_stored:
         raise SystemExit(f"sweep with {workers} workers: {result}")
+    cpu_main, cpu_children = own_after - own_before, children_after - children_before
     return {
         "workers": workers,
         "backtests": len(result.backtest_ids),
@@ -252,19 +290,24 @@ async def one_sweep(folder: Path, data: dict[str, Bars], workers: int) -> dict[s
         "blocked_share": result.blocked_share,
         "writer_batches": result.writer.batches,
         "commit_p50_ms": (result.writer.commit_p50 or 0) * 1000,
+        "cpu_main_seconds": cpu_main,
+        "cpu_children_seconds": cpu_children,
+        "cores_busy": (cpu_main + cpu_children) / seconds,
     }
 
 
-def sweeps(args: argparse.Namespace) -> dict[str, Any]:
+def sweep_workload(
+    workload: SweepWorkload, rounds: int, scale: float, folder: Path
+) -> dict[str, Any]:
+    bars = max(1_000, int(workload.bars * scale))
     data = {
-        f"S{i}": synthetic_bars(args.sweep_bars, seed=i, drift=0.0, volatility=0.005)
-        for i in range(2)
+        f"S{i}": synthetic_bars(bars, seed=i, drift=0.0, volatility=0.005)
+        for i in range(workload.data_sets)
     }
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.sweep_rounds):
-            for workers in (1, 2):
-                runs[workers].append(asyncio.run(one_sweep(Path(folder), data, workers)))
+    for _ in range(rounds):
+        for workers in (1, 2):  # alternating, so both see the same machine state
+            runs[workers].append(asyncio.run(one_sweep(folder, workload, data, workers)))
     medians = {
         workers: {
             key: median([run[key] for run in found]) if key != "workers" else workers
@@ -272,35 +315,56 @@ def sweeps(args: argparse.Namespace) -> dict[str, Any]:
         }
         for workers, found in runs.items()
     }
-    rows = [
-        (
-            workers,
-            f"{m['backtests']:.0f}",
-            f"{m['fills']:,.0f}",
-            f"{m['seconds']:.2f} s",
-            f"{m['fills_per_second']:,.0f}",
-            f"{m['blocked_share'] * 100:.1f}%",
-        )
-        for workers, m in medians.items()
-    ]
-    speedup = medians[1]["seconds"] / medians[2]["seconds"]
-    print_table(
-        f"Sweep into SQLite (WAL, synchronous=NORMAL), SmaCross over {len(data)} data sets of "
-        f"{args.sweep_bars:,} bars, medians of {args.sweep_rounds}; 2 workers over 1: "
-        f"{speedup:.2f}x",
-        ["workers", "backtests", "fills", "wall", "fills/s end to end", "workers held back"],
-        rows,
-    )
+    fills = medians[1]["fills"]
     return {
-        "grid": SWEEP_GRID,
-        "data_sets": len(data),
-        "bars_per_data_set": args.sweep_bars,
+        "workload": workload.name,
+        "grid": workload.grid,
+        "data_sets": workload.data_sets,
+        "bars_per_data_set": bars,
+        "bars_per_fill": bars * medians[1]["backtests"] / fills,  # bars run per fill made
+        "runs": {str(workers): found for workers, found in runs.items()},
+        "medians": {str(workers): m for workers, m in medians.items()},
+        "speedup_2_over_1": medians[1]["seconds"] / medians[2]["seconds"],
+    }
+
+
+def sweeps(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        measured = [
+            sweep_workload(workload, args.sweep_rounds, args.sweep_scale, Path(folder))
+            for workload in SWEEP_WORKLOADS
+            if args.workload in ("all", workload.name)
+        ]
+    rows = []
+    for found in measured:
+        for workers in ("1", "2"):
+            m = found["medians"][workers]
+            rows.append(
+                (
+                    found["workload"],
+                    f"{found['bars_per_fill']:.0f}",
+                    workers,
+                    f"{m['backtests']:.0f}",
+                    f"{m['fills']:,.0f}",
+                    f"{m['seconds']:.2f} s",
+                    f"{m['fills_per_second']:,.0f}",
+                    f"{m['blocked_share'] * 100:.1f}%",
+                    f"{m['cores_busy']:.2f}",
+                    f"{found['speedup_2_over_1']:.2f}x" if workers == "2" else "",
+                )
+            )
+    print_table(
+        f"Sweeps of SmaCross into SQLite (WAL, synchronous=NORMAL), {os.cpu_count()} cores, "
+        f"medians of {args.sweep_rounds}",
+        ["workload", "bars/fill", "workers", "backtests", "fills", "wall", "fills/s",
+         "workers held back", "cores busy", "2 over 1"],
+        rows,
+    )  # fmt: skip
+    return {
         "commission": SWEEP_COMMISSION,
         "rounds": args.sweep_rounds,
         "cores": os.cpu_count(),
-        "runs": {str(workers): found for workers, found in runs.items()},
-        "medians": {str(workers): m for workers, m in medians.items()},
-        "speedup_2_over_1": speedup,
+        "workloads": measured,
     }
 
 
@@ -321,11 +385,16 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--long-bars", type=int, default=200_000)
     parser.add_argument("--part", choices=("engine", "sweep", "all"), default="all")
-    parser.add_argument("--sweep-bars", type=int, default=30_000)
+    parser.add_argument(
+        "--workload", choices=("all", *(w.name for w in SWEEP_WORKLOADS)), default="all"
+    )
+    parser.add_argument(
+        "--sweep-scale", type=float, default=1.0, help="bars of each sweep workload, scaled"
+    )
     parser.add_argument("--sweep-rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.repeats, arguments.long_bars = 2, 20_000
-        arguments.sweep_bars, arguments.sweep_rounds = 3_000, 1
+        arguments.sweep_scale, arguments.sweep_rounds = 0.1, 1
     main(arguments)

@@ -405,10 +405,10 @@ class _Sweep:
         self._in_flight: dict[int, int] = {}  # worker index -> backtest id
         self._exited: set[int] = set()
         self._writer: TradeWriter | None = None
-        # Held while fills are submitted, and while outcomes are recorded after a flush: on
-        # SQLite a writer that always has a batch to commit holds the write lock almost all
-        # the time, and the status updates would wait on it in SQLite's busy handler, which
-        # polls with growing sleeps. Recorded with the writer idle, they take a millisecond.
+        # Held while fills are submitted, and while outcomes are recorded: on SQLite a writer
+        # that always has a batch to commit holds the write lock almost all the time, and
+        # the status updates, polling for it in SQLite's busy handler with growing sleeps,
+        # could wait for many batches. With no new fills, they wait for one at most.
         self._store_turn = anyio.Lock()
 
     def unfinished(self) -> list[int]:
@@ -505,11 +505,11 @@ class _Sweep:
                         break
                     except anyio.EndOfStream:
                         break
+                if self._writer is not None and any(m[0] == "completed" for m in batch):
+                    # A backtest is completed once its fills are in: every one of them was
+                    # submitted before its outcome was read. Fills go on flowing meanwhile.
+                    await self._writer.flush()
                 async with self._store_turn:
-                    if self._writer is not None:
-                        # a backtest is completed once its fills are in, and the writer is
-                        # idle while the statuses are written
-                        await self._writer.flush()
                     for message in batch:
                         await self._record(message)
 
