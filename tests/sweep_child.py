@@ -7,7 +7,8 @@
 A sweep prints one line per progress report ("progress DONE FILLS"), flushed, so the test
 can wait for the moment it wants.
 Also holds what the sweep's worker processes import by reference: `Exploding`, a strategy,
-and `dies_mid_message`, a worker that dies halfway through its first message.
+`dies_mid_message`, a worker that dies halfway through its first message, and
+`sends_what_does_not_pickle`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from quantflow_async.backtest import (
     synthetic_bars,
 )
 from quantflow_async.backtest.strategies import SmaCross
+from quantflow_async.backtest.worker import _Outbox
 
 GRID = {"fast": [2, 3, 4], "slow": [5, 8]}
 BARS = 100_000
@@ -51,6 +53,17 @@ def dies_mid_message(
     connection.recv()
     os.write(connection.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes")
     os._exit(9)
+
+
+def sends_what_does_not_pickle(
+    index: int, connection: Connection, datasets_file: str, chunk_size: int, parent: int
+) -> None:
+    """A sweep worker whose first message holds a function, which cannot be pickled."""
+    connection.recv()
+    outbox = _Outbox(connection, parent)
+    outbox.put(("started", index, lambda: None))
+    outbox.close()  # its thread ends the process first
+    sys.exit(0)
 
 
 def report(progress: SweepProgress) -> None:

@@ -30,7 +30,13 @@ from quantflow_async.backtest import (
 from quantflow_async.backtest.conversion import RunSpec
 from quantflow_async.backtest.sweep import _Workers
 from quantflow_async.backtest.worker import Job
-from tests.sweep_child import BARS, GRID, Exploding, dies_mid_message
+from tests.sweep_child import (
+    BARS,
+    GRID,
+    Exploding,
+    dies_mid_message,
+    sends_what_does_not_pickle,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"A": synthetic_bars(3_000, seed=1), "B": synthetic_bars(3_000, seed=2)}
@@ -207,19 +213,24 @@ async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_t
     assert worker_processes() == []
 
 
-def test_a_worker_dead_halfway_through_a_message_is_seen_gone_not_waited_for(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("worker", "exit_code"),
+    [(dies_mid_message, 9), (sends_what_does_not_pickle, 1)],
+    ids=["dead halfway through a message", "a message that does not pickle"],
+)
+def test_a_worker_that_cannot_finish_a_message_is_seen_gone_not_waited_for(
+    tmp_path: Path, worker: object, exit_code: int
 ) -> None:
     job = Job(1, 1, RunSpec.of("sma_cross", {}), "A")
     context = multiprocessing.get_context("spawn")
-    pool = _Workers(context, 1, tmp_path / "unused", 2000, [job], target=dies_mid_message)
+    pool = _Workers(context, 1, tmp_path / "unused", 2000, [job], target=worker)  # type: ignore[arg-type]
     try:
         pool.start()
         received: list[tuple[object, ...]] = []
         while ("gone", 0) not in received:  # the test's timeout bounds this loop
             received += pool.receive()
         assert received == [("gone", 0)]
-        assert pool.exit_code(0) == 9
+        assert pool.exit_code(0) == exit_code
     finally:
         pool.stop()
     assert not pool.processes[0].is_alive()

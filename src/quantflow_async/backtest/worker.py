@@ -22,6 +22,7 @@ import queue
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any, Final, NamedTuple
@@ -103,6 +104,11 @@ class _Outbox:
             except OSError:
                 # The main process closed its end: it is stopping the sweep, and nobody
                 # reads what this worker would still say.
+                os._exit(1)
+            except Exception:
+                # A message that cannot be sent (it does not pickle): the worker ends, so the
+                # main process fails the backtest, rather than blocking on a full outbox.
+                traceback.print_exc()
                 os._exit(1)
 
 
