@@ -133,6 +133,26 @@ async def test_a_bad_config_anywhere_in_the_grid_stores_nothing(sqlite_db: Datab
     assert await sqlite_db.backtests.list() == []
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("workers", 0, "workers: must be an int >= 1, got 0"),
+        ("workers", True, "workers: must be an int >= 1, got True"),
+        ("chunk_size", 0, "chunk_size: must be an int >= 1, got 0"),
+        ("start_method", "fork", "start_method: must be one of spawn, forkserver, got 'fork'"),
+    ],
+)
+async def test_a_bad_sweep_option_is_named_and_stores_nothing(
+    sqlite_db: Database, option: str, value: object, message: str
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    with pytest.raises(StrategyConfigError, match=f"^{message}$"):
+        await run_sweep(
+            sqlite_db, "sma_cross", GRID, SMALL, strategy_id=strategy_id, **{option: value}
+        )
+    assert await sqlite_db.backtests.list() == []
+
+
 async def test_cancelling_the_sweep_task_stops_the_workers_and_marks_the_rest_cancelled(
     sqlite_db: Database,
 ) -> None:

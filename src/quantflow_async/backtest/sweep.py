@@ -58,6 +58,8 @@ RECEIVE_SECONDS: Final = 0.2
 """How long the reading thread waits for a message before the loop checks on the workers."""
 RECORD_EVERY_SECONDS: Final = 0.25
 """Outcomes are recorded in batches at most this often; each batch waits for one flush."""
+START_METHODS: Final = ("spawn", "forkserver")
+"""How worker processes may start: never by fork, which copies the caller's threads' locks."""
 STOP_SECONDS: Final = 5.0
 """How long a terminated worker may take to exit before it is killed."""
 
@@ -137,8 +139,13 @@ async def run_sweep(
     Fills go through `writer` if given (left open), else a writer of its own. `start_method`
     is "spawn" or "forkserver": workers never rely on fork.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise StrategyConfigError("workers", f"must be an int >= 1, got {workers!r}")
+    for option, value in (("workers", workers), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StrategyConfigError(option, f"must be an int >= 1, got {value!r}")
+    if start_method not in START_METHODS:
+        raise StrategyConfigError(
+            "start_method", f"must be one of {', '.join(START_METHODS)}, got {start_method!r}"
+        )
     datasets = load_datasets(data, symbol)
     jobs = await create_sweep_backtests(
         db, strategy, grid, datasets, strategy_id=strategy_id, name=name, cash=cash,
