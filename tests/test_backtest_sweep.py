@@ -187,18 +187,23 @@ async def test_cancelling_the_sweep_task_stops_the_workers_and_marks_the_rest_ca
 
 
 def worker_processes() -> list[psutil.Process]:
+    """The sweep's workers: spawned by this process, or forked by multiprocessing's
+    forkserver (which stays, as multiprocessing keeps it for the next sweep)."""
     found = []
-    for process in sweep_processes():
+    for process in psutil.Process().children(recursive=True):
         try:
-            if "multiprocessing.spawn" in " ".join(process.cmdline()):
+            command = " ".join(process.cmdline())
+            forked = "multiprocessing.forkserver" in command and process.ppid() != os.getpid()
+            if "multiprocessing.spawn" in command or forked:
                 found.append(process)
         except psutil.NoSuchProcess:
             continue
     return found
 
 
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
 async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_the_rest(
-    sqlite_db: Database,
+    sqlite_db: Database, start_method: str
 ) -> None:
     strategy_id = await new_strategy(sqlite_db)
     data = {f"S{i}": synthetic_bars(BARS // 2, seed=i, drift=0.0) for i in range(2)}
@@ -211,8 +216,9 @@ async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_t
             killed.append(victim.pid)
 
     result = await run_sweep(
-        sqlite_db, "sma_cross", GRID, data, strategy_id=strategy_id, workers=2, progress=progress
-    )
+        sqlite_db, "sma_cross", GRID, data, strategy_id=strategy_id, workers=2,
+        progress=progress, start_method=start_method,
+    )  # fmt: skip
     assert killed
     backtests = await sqlite_db.backtests.list()
     failed = [b for b in backtests if b.status == "failed"]
