@@ -6,9 +6,9 @@
 
 A sweep prints one line per progress report ("progress DONE FILLS"), flushed, so the test
 can wait for the moment it wants.
-Also holds what the sweep's worker processes import by reference: `Exploding`, a strategy,
-`dies_mid_message`, a worker that dies halfway through its first message, and
-`sends_what_does_not_pickle`.
+Also holds what the sweep's worker processes import by reference: `Exploding` and
+`Sleepy`, strategies, `dies_mid_message`, a worker that dies halfway through its first message,
+`forks_then_dies_mid_message` and `sends_what_does_not_pickle`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import signal
 import struct
 import sys
+import time
 from multiprocessing.connection import Connection
 
 from quantflow_async import Database
@@ -45,9 +46,22 @@ class Exploding(SmaCross):
         super().next()
 
 
-def dies_mid_message(
-    index: int, connection: Connection, datasets_file: str, chunk_size: int, parent: int
-) -> None:
+class Sleepy(SmaCross):
+    """SmaCross that first writes its process id to `pid_file` (if given) and sleeps
+    `sleep` seconds."""
+
+    sleep: float = 0.0
+    pid_file: str = ""
+
+    def init(self) -> None:
+        if self.pid_file:
+            with open(self.pid_file, "w") as file:
+                file.write(str(os.getpid()))
+        time.sleep(self.sleep)
+        super().init()
+
+
+def dies_mid_message(index: int, connection: Connection, sweep_file: str, chunk_size: int) -> None:
     """A sweep worker that takes its first job, writes the first bytes of a 1 MiB message
     (its length and a few bytes of it) and dies, as a worker killed mid-send does."""
     connection.recv()
@@ -55,12 +69,28 @@ def dies_mid_message(
     os._exit(9)
 
 
+def forks_then_dies_mid_message(
+    index: int, connection: Connection, sweep_file: str, chunk_size: int
+) -> None:
+    """`dies_mid_message`, after forking a process that keeps a copy of the pipe's end (its
+    id written to `sweep_file` + ".fork"), so the main process never sees the pipe end."""
+    connection.recv()
+    fork = os.fork()
+    if fork == 0:
+        time.sleep(60)
+        os._exit(0)
+    with open(sweep_file + ".fork", "w") as file:
+        file.write(str(fork))
+    os.write(connection.fileno(), struct.pack("!i", 1 << 20) + b"the first bytes")
+    os._exit(9)
+
+
 def sends_what_does_not_pickle(
-    index: int, connection: Connection, datasets_file: str, chunk_size: int, parent: int
+    index: int, connection: Connection, sweep_file: str, chunk_size: int
 ) -> None:
     """A sweep worker whose first message holds a function, which cannot be pickled."""
     connection.recv()
-    outbox = _Outbox(connection, parent)
+    outbox = _Outbox(connection, os.getppid())
     outbox.put(("started", index, lambda: None))
     outbox.close()  # its thread ends the process first
     sys.exit(0)

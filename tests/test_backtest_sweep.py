@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from tests.sweep_child import (
     BARS,
     GRID,
     Exploding,
+    Sleepy,
     dies_mid_message,
+    forks_then_dies_mid_message,
     sends_what_does_not_pickle,
 )
 
@@ -239,10 +242,63 @@ async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_t
     assert worker_processes() == []
 
 
+async def test_a_dead_workers_unstarted_job_is_run_by_the_worker_left(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    pid_file = tmp_path / "first.pid"
+    # Worker 0 takes the first job, which sleeps, and one more ahead of time; worker 1 runs
+    # the two others and then waits: worker 0 might die and give its job back.
+    grid = [{"sleep": 60.0, "pid_file": str(pid_file)}, {}, {}, {"fast": 3}]
+    killed: list[int] = []
+
+    def progress(report: SweepProgress) -> None:
+        if not killed and report.done >= 2:
+            killed.append(int(pid_file.read_text()))
+            os.kill(killed[0], signal.SIGKILL)
+
+    result = await run_sweep(
+        sqlite_db, Sleepy, grid, SMALL["A"], strategy_id=strategy_id, workers=2,
+        progress=progress,
+    )  # fmt: skip
+    assert killed
+    backtests = [await sqlite_db.backtests.get(i) for i in result.backtest_ids]
+    assert [b.status for b in backtests] == ["failed", "completed", "completed", "completed"]
+    assert backtests[0].results is not None
+    assert backtests[0].results["error"]["message"] == "the worker process exited with code -9"
+    for backtest, config in zip(backtests[1:], grid[1:], strict=True):
+        count = await sqlite_db.trades.count(backtest_id=backtest.id)
+        assert count == expected_fills(Sleepy, config, SMALL["A"])
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+async def test_a_main_process_busy_for_seconds_keeps_every_worker(
+    sqlite_db: Database, start_method: str
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    calls = 0
+
+    def progress(report: SweepProgress) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            time.sleep(2)  # the loop stalls: outboxes fill, workers wait for their next job
+
+    result = await run_sweep(
+        sqlite_db, "sma_cross", GRID, SMALL, strategy_id=strategy_id, workers=2,
+        progress=progress, start_method=start_method, chunk_size=50,
+    )  # fmt: skip
+    assert (result.completed, result.failed) == (len(result.backtest_ids), 0)
+
+
 @pytest.mark.parametrize(
     ("worker", "exit_code"),
-    [(dies_mid_message, 9), (sends_what_does_not_pickle, 1)],
-    ids=["dead halfway through a message", "a message that does not pickle"],
+    [(dies_mid_message, 9), (forks_then_dies_mid_message, 9), (sends_what_does_not_pickle, 1)],
+    ids=[
+        "dead halfway through a message",
+        "dead halfway through a message, a fork of it holding the pipe",
+        "a message that does not pickle",
+    ],
 )
 def test_a_worker_that_cannot_finish_a_message_is_seen_gone_not_waited_for(
     tmp_path: Path, worker: object, exit_code: int
@@ -259,6 +315,9 @@ def test_a_worker_that_cannot_finish_a_message_is_seen_gone_not_waited_for(
         assert pool.exit_code(0) == exit_code
     finally:
         pool.stop()
+        fork = tmp_path / "unused.fork"
+        if fork.exists():
+            os.kill(int(fork.read_text()), signal.SIGKILL)
     assert not pool.processes[0].is_alive()
 
 

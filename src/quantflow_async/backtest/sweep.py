@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import struct
 import tempfile
 import threading
 import time
@@ -44,7 +45,7 @@ from quantflow_async.backtest.runner import (
     mark_failed,
 )
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.backtest.worker import Job, Message, work
+from quantflow_async.backtest.worker import Job, Message, SweepFile, work
 from quantflow_async.database import Database
 from quantflow_async.errors import StrategyConfigError
 from quantflow_async.ingest.stats import WriterStats
@@ -60,6 +61,8 @@ RECORD_EVERY_SECONDS: Final = 0.25
 """Outcomes are recorded in batches at most this often; each batch waits for one flush."""
 START_METHODS: Final = ("spawn", "forkserver")
 """How worker processes may start: never by fork, which copies the caller's threads' locks."""
+READ_BYTES: Final = 1 << 20
+"""The most the reading thread takes from one pipe at a time."""
 STOP_SECONDS: Final = 5.0
 """How long a terminated worker may take to exit before it is killed."""
 
@@ -156,10 +159,10 @@ async def run_sweep(
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
-            datasets_file = Path(folder) / "datasets.pickle"
-            await anyio.to_thread.run_sync(_dump, datasets, datasets_file)
+            sweep_file = Path(folder) / "sweep.pickle"
+            await anyio.to_thread.run_sync(_dump, datasets, jobs, sweep_file)
             context = multiprocessing.get_context(start_method)
-            pool = _Workers(context, min(workers, len(jobs)), datasets_file, chunk_size, jobs)
+            pool = _Workers(context, min(workers, len(jobs)), sweep_file, chunk_size, jobs)
             if writer is None:
                 async with db.writer() as own_writer:
                     await _run_pool(sweep, pool, own_writer)
@@ -197,9 +200,9 @@ async def _run_pool(sweep: _Sweep, pool: _Workers, writer: TradeWriter) -> None:
             await anyio.to_thread.run_sync(pool.stop)
 
 
-def _dump(datasets: Mapping[str, Bars], path: Path) -> None:
+def _dump(datasets: Mapping[str, Bars], jobs: list[Job], path: Path) -> None:
     with path.open("wb") as file:
-        pickle.dump(dict(datasets), file, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(SweepFile(dict(datasets), jobs), file, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 async def create_sweep_backtests(
@@ -247,22 +250,24 @@ def load_datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> d
 class _Workers:
     """The worker processes and a pipe to each: jobs out, messages in.
 
-    Jobs are handed out one ahead: a worker gets its first job at the start, its next one
-    when it says it started a job, and None (stop) when it finishes with nothing left to
-    give. A worker that dies gives back the jobs it had not started.
+    Jobs are handed out one ahead: a worker gets its first job at the start and its next one
+    when it says it started a job. A worker that finishes with nothing to do waits while
+    another worker still holds a job it has not started (that worker may die and give it
+    back), and is told to stop (None) once no job is left anywhere.
     """
 
     def __init__(
         self,
         context: BaseContext,
         count: int,
-        datasets_file: Path,
+        sweep_file: Path,
         chunk_size: int,
         jobs: Sequence[Job],
         target: Callable[..., None] = work,
     ) -> None:
         self.count = count
-        self.pending: deque[Job] = deque(jobs)
+        self.jobs = list(jobs)
+        self.pending: deque[int] = deque(range(len(jobs)))  # positions in `jobs`
         self.processes: list[BaseProcess] = []
         self._connections: list[Connection] = []
         self._their_ends: list[Connection] = []
@@ -273,14 +278,17 @@ class _Workers:
             self.processes.append(
                 context.Process(  # type: ignore[attr-defined]
                     target=target,
-                    args=(index, theirs, str(datasets_file), chunk_size, os.getpid()),
+                    args=(index, theirs, str(sweep_file), chunk_size),
                     name=f"quantflow-sweep-worker-{index}",
                     daemon=True,
                 )
             )
-        self._sent: list[deque[Job]] = [deque() for _ in range(count)]  # given, not started
+        self._sent: list[deque[int]] = [deque() for _ in range(count)]  # given, not started
+        self._idle: set[int] = set()  # finished, nothing given, not told to stop
+        self._gone: set[int] = set()
         self._told_to_stop = [False] * count
         self._open = {connection: index for index, connection in enumerate(self._connections)}
+        self._frames = [_Frames() for _ in range(count)]
         self._receiving = threading.Lock()
         self.blocked = 0.0
         self.busy = 0.0
@@ -305,7 +313,7 @@ class _Workers:
             self._start_processes()
         log.info("sweep: %d worker processes", self.count)
         for index in range(self.count):
-            self.give(index)
+            self._give(index)
 
     def _start_processes(self) -> None:
         for process, theirs in zip(self.processes, self._their_ends, strict=True):
@@ -317,63 +325,92 @@ class _Workers:
     def started(self, index: int, backtest_id: int) -> None:
         """Worker `index` started a backtest: give it the next job, if there is one."""
         sent = self._sent[index]
-        if sent and sent[0].backtest_id == backtest_id:
+        if sent and self.jobs[sent[0]].backtest_id == backtest_id:
             sent.popleft()
+        self._settle()
         if self.pending:
-            self.give(index)
+            self._give(index)
 
     def finished(self, index: int) -> None:
-        """Worker `index` finished a backtest: make sure it has a job or its stop."""
-        if not self._sent[index]:
-            self.give(index)
-
-    def give(self, index: int) -> None:
-        """Send worker `index` the next pending job, or None once there is none left."""
-        if self._told_to_stop[index]:
-            return
-        job = self.pending.popleft() if self.pending else None
-        try:
-            self._connections[index].send(job)
-        except OSError:  # the worker is gone: its end will be read, and it is buried
-            if job is not None:
-                self.pending.appendleft(job)
-            return
-        if job is None:
-            self._told_to_stop[index] = True
-        else:
-            self._sent[index].append(job)
+        """Worker `index` finished a backtest: it has its next job, or it waits for one."""
+        if not self._sent[index] and not self._told_to_stop[index]:
+            self._idle.add(index)
+        self._settle()
 
     def give_back(self, index: int) -> list[Job]:
-        """The jobs worker `index` (dead) had been given and never started, back to pending."""
+        """Worker `index` is gone: the jobs it was given and never started go to the others."""
+        self._gone.add(index)
+        self._idle.discard(index)
         returned = list(self._sent[index])
         self._sent[index].clear()
-        self._told_to_stop[index] = True
         self.pending.extendleft(reversed(returned))
-        return returned
+        self._settle()
+        return [self.jobs[position] for position in returned]
+
+    def _settle(self) -> None:
+        """Give pending jobs to idle workers; stop the idle ones once no job is left."""
+        while self.pending and self._idle:
+            self._give(self._idle.pop())
+        unstarted = any(self._sent[i] for i in range(self.count) if i not in self._gone)
+        if not self.pending and not unstarted:
+            while self._idle:
+                self._give(self._idle.pop())
+
+    def _give(self, index: int) -> None:
+        """Send worker `index` the next pending job, or None once there is none left."""
+        position = self.pending.popleft() if self.pending else None
+        try:
+            self._connections[index].send(position)  # a small int: never waits
+        except OSError:  # the worker is gone: its end will be read, and it is buried
+            if position is not None:
+                self.pending.appendleft(position)
+            return
+        if position is None:
+            self._told_to_stop[index] = True
+        else:
+            self._sent[index].append(position)
 
     def receive(self) -> list[Message]:
-        """One message from each worker that has one, waiting RECEIVE_SECONDS at most (runs
-        in a thread). A worker's pipe at its end gives ("gone", index): it exited or died."""
+        """The messages the workers have sent, waiting up to RECEIVE_SECONDS for one (runs in
+        a thread). A worker whose pipe has ended gives ("gone", index).
+
+        It never waits for the rest of a message: it reads what has arrived, so a worker that
+        dies in the middle of one, or stops there, cannot hold it up. A worker that ended
+        before the wait and whose pipe has no end even so (a process the strategy forked
+        holds a copy of its end) is gone too.
+        """
         with self._receiving:
-            if self._stopped:
-                return []
-            ready = set(wait(list(self._open), RECEIVE_SECONDS))
+            deadline = time.monotonic() + RECEIVE_SECONDS
             messages: list[Message] = []
-            for connection, index in list(self._open.items()):
-                if connection not in ready:
-                    continue
-                try:
-                    messages.append(connection.recv())
-                except (EOFError, OSError):
+            while not messages and self._open and not self._stopped:
+                ended = {i for i in self._open.values() if self.processes[i].exitcode is not None}
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                ready = set(wait(list(self._open), remaining))
+                for connection, index in list(self._open.items()):
+                    if connection in ready:
+                        try:
+                            data = os.read(connection.fileno(), READ_BYTES)
+                        except OSError:  # reset: the worker died with unread data of ours
+                            data = b""
+                        if data:
+                            messages += self._frames[index].feed(data)
+                            continue
+                    elif index not in ended:
+                        continue
                     del self._open[connection]
                     messages.append(("gone", index))
             return messages
 
     def exit_code(self, index: int) -> int | None:
-        """Worker `index`'s exit code, once its pipe has ended (blocking: runs in a thread)."""
-        process = self.processes[index]
-        process.join(STOP_SECONDS)
-        return process.exitcode
+        """Worker `index`'s exit code, once its pipe has ended (blocking: runs in a thread).
+
+        Asked again and again rather than joined: `join` with a time limit waits on the
+        process's sentinel, which a process the strategy forked may hold open long after the
+        worker died.
+        """
+        return _exit_code_within(self.processes[index], STOP_SECONDS)
 
     def stop(self) -> None:
         """Terminate the workers still running, wait for every one, close the pipes
@@ -386,17 +423,47 @@ class _Workers:
         for process in self.processes:
             if process.pid is None:
                 continue
-            process.join(STOP_SECONDS)
-            if process.is_alive():
+            if _exit_code_within(process, STOP_SECONDS) is None:
                 process.kill()
-                process.join()
-        # Every worker is gone, so a receive abandoned in a thread sees each pipe's end and
-        # returns, even from the middle of a message: then the pipes can be closed.
-        with self._receiving:
+                process.join()  # no time limit: waitpid, not the sentinel
+        with self._receiving:  # a receive abandoned in a thread returns within its wait
             self._stopped = True
             for connection in (*self._connections, *self._their_ends):
                 connection.close()
         log.info("sweep: worker processes stopped")
+
+
+def _exit_code_within(process: BaseProcess, seconds: float) -> int | None:
+    deadline = time.monotonic() + seconds
+    while (code := process.exitcode) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return code
+
+
+class _Frames:
+    """Whole messages out of the bytes of one pipe, as `Connection.send` frames them: a
+    4-byte big-endian length (or -1 and an 8-byte one, past 2 GiB), then the pickle."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        buffer = self._buffer
+        buffer += data
+        messages: list[Message] = []
+        while len(buffer) >= 4:
+            (size,) = struct.unpack_from("!i", buffer)
+            header = 4
+            if size == -1:
+                if len(buffer) < 12:
+                    break
+                (size,) = struct.unpack_from("!Q", buffer, 4)
+                header = 12
+            if len(buffer) < header + size:
+                break
+            messages.append(pickle.loads(buffer[header : header + size]))  # noqa: S301 - our workers'
+            del buffer[: header + size]
+        return messages
 
 
 class _Sweep:
@@ -450,7 +517,7 @@ class _Sweep:
         # Jobs a dead worker gave back after every other worker had been told to stop.
         error = ChildProcessError("every worker process exited before this backtest ran")
         while pool.pending:
-            job = pool.pending.popleft()
+            job = pool.jobs[pool.pending.popleft()]
             await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
 
     async def _take(

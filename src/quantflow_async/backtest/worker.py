@@ -51,13 +51,20 @@ class Job(NamedTuple):
     data: str
 
 
+class SweepFile(NamedTuple):
+    """What every worker reads once, from a file: the data sets by key and the jobs."""
+
+    datasets: Mapping[str, Bars]
+    jobs: list[Job]
+
+
 # Messages a worker sends, as plain tuples (kind first):
 #   ("started", worker, backtest_id)
 #   ("fills", worker, backtest_id, [the driver row of a Fill, ...])
 #   ("completed", worker, backtest_id, metrics, results)
 #   ("failed", worker, backtest_id, error document)
 #   ("exit", worker, seconds blocked on a full outbox, seconds busy running jobs)
-# The main process sends a worker Job objects, then None.
+# The main process sends a worker positions of jobs in the sweep file, then None.
 Message = tuple[Any, ...]
 
 
@@ -112,28 +119,26 @@ class _Outbox:
                 os._exit(1)
 
 
-def work(
-    index: int,
-    connection: Connection,
-    datasets_file: str,
-    chunk_size: int,
-    parent: int,
-) -> None:
+def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -> None:
     """A worker process's main function: run jobs until None, then report and return.
 
-    The data sets come in a pickle file the main process wrote: not as arguments of the
-    process, which spawn writes down a pipe that would block the main process for good if
-    this process died before reading it all.
+    The data sets and the jobs come in a pickle file the main process wrote (`SweepFile`),
+    and the pipe carries only a job's position in it: nothing large is written down a pipe
+    by the main process, so it never waits on a worker that is busy or dead.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with open(datasets_file, "rb") as file:
-        datasets: Mapping[str, Bars] = pickle.load(file)  # noqa: S301 - our own file
+    # The process that started this one: the main process, or multiprocessing's fork server,
+    # which ends with the main process. Either way, a new parent means nobody reads us.
+    parent = os.getppid()
+    with open(sweep_file, "rb") as file:
+        sweep: SweepFile = pickle.load(file)  # noqa: S301 - our own file
     outbox = _Outbox(connection, parent)
     busy = 0.0
-    while (job := _next_job(connection, parent)) is not None:
+    while (position := _next_job(connection, parent)) is not None:
+        job = sweep.jobs[position]
         started = time.perf_counter()
         outbox.put(("started", index, job.backtest_id))
-        _run(index, job, datasets[job.data], chunk_size, outbox)
+        _run(index, job, sweep.datasets[job.data], chunk_size, outbox)
         busy += time.perf_counter() - started
     outbox.put(("exit", index, outbox.blocked, busy))
     outbox.close()
@@ -153,14 +158,14 @@ def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> 
     outbox.put(("completed", index, job.backtest_id, result.metrics, results_document(result)))
 
 
-def _next_job(connection: Connection, parent: int) -> Job | None:
+def _next_job(connection: Connection, parent: int) -> int | None:
     while not connection.poll(POLL_SECONDS):
         _exit_if_orphaned(parent)
     try:
-        job: Job | None = connection.recv()
+        position: int | None = connection.recv()
     except (EOFError, OSError):  # the main process closed its end: the sweep is over
         os._exit(1)
-    return job
+    return position
 
 
 def _exit_if_orphaned(parent: int) -> None:
