@@ -89,6 +89,30 @@ async def test_task_cancel_of_the_writers_own_task_loses_and_doubles_nothing(
             assert stats.submitted == stats.written + stats.duplicates + stats.unwritten
 
 
+@pytest.mark.parametrize("then", ["submit until full", "flush", "close"])
+async def test_a_writer_task_cancelled_before_its_first_step_still_drains(
+    database_url: str, then: str
+) -> None:
+    async with Database(settings=Settings(database_url=database_url, writer=FAST)) as db:
+        await db.migrate()
+        strategy_id = (await db.strategies.create(name="s")).id
+        fills = _fills(strategy_id, 300)
+        writer = db.writer(batch_size=50, max_latency=0, max_queue=20)
+        with anyio.fail_after(60):
+            async with writer:
+                writer.submit_nowait(fills[0])
+                (task,) = _writer_tasks()  # made, but it has not run a step yet
+                task.cancel()  # it never will: its coroutine is closed before it starts
+                if then == "submit until full":
+                    with pytest.raises(WriterClosed):  # taken as a request to close
+                        await writer.submit_many(fills[1:])
+                elif then == "flush":
+                    await writer.flush()
+        stats = writer.stats()
+        stored = await db.trades.count(strategy_id=strategy_id)
+        assert stored == stats.written == stats.submitted >= 1, stats
+
+
 async def test_a_cancellation_while_the_writer_opens_never_strands_it(database_url: str) -> None:
     async with Database(database_url) as db:
         await db.migrate()

@@ -29,7 +29,6 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import Settings, WriterDefaults
@@ -58,6 +57,7 @@ RejectHandler = Callable[[FillRejected], None]
 YIELD_EVERY_SECONDS = 0.001
 """A producer that never finds the queue full yields to the event loop this often."""
 _YIELD_CHECK_EVERY = 32  # submits between two looks at the clock
+_TASK_NAME = "quantflow_async.ingest.writer.TradeWriter._run"
 _SUBMIT_MANY_SLICE = 512  # fills submit_many queues between two looks at the clock
 _NEVER = math.inf
 
@@ -112,13 +112,14 @@ class TradeWriter:
         self._started = False
         self._closing = False
         self._failure: WriterFailed | None = None
-        self._task_group: TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._writer_id = uuid.uuid4().hex
         self._batch_number = 0
         self._last_token: str | None = None
         self._since_yield_check = 0
         self._last_yield = 0.0
+        self._run_began = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -136,11 +137,9 @@ class TradeWriter:
                 storage_error(exc, "opening the writer's connection")
             raise
         # No await between here and `return`: once the connection is open, the writer owns a
-        # task and is closed through __aexit__, whatever cancellation is pending.
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        task_group.start_soon(self._run)
-        self._task_group = task_group
+        # task and is closed through __aexit__, whatever cancellation is pending. A task of
+        # its own, in no task group: its end, however it comes, cancels nothing of the owner's.
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=_TASK_NAME)
         self._accepting = True
         self._last_yield = anyio.current_time()
         log.info(
@@ -168,10 +167,7 @@ class TradeWriter:
                 len(self.unwritten),
             )
         finally:
-            task_group, self._task_group = self._task_group, None
-            if task_group is not None:
-                # The task has finished (aclose waited for it); this only collects it.
-                await task_group.__aexit__(None, None, None)
+            self._task = None  # it has finished: aclose waited for it
 
     async def aclose(self) -> None:
         """Stop accepting, commit everything accepted, stop the task. Idempotent; any task
@@ -195,6 +191,12 @@ class TradeWriter:
 
     async def _wait_until_finished(self) -> None:
         cancelled: BaseException | None = None
+        while True:
+            try:
+                await self._ensure_running()
+                break
+            except anyio.get_cancelled_exc_class() as exc:
+                cancelled = exc
         while not self._finished.is_set():
             try:
                 with anyio.CancelScope(shield=True):
@@ -206,8 +208,30 @@ class TradeWriter:
         if cancelled is not None:
             raise cancelled
 
+    async def _ensure_running(self) -> None:
+        """Make sure the writer's task body runs before waiting on it.
+
+        asyncio's Task.cancel() that reaches the writer's task before its first step closes
+        its coroutine unrun: nothing would ever take a batch or end the writer. Then the body
+        runs in a new task and, as for a cancellation that reaches a running writer, the
+        writer closes after draining.
+        """
+        while not (self._run_began or self._finished.is_set()):
+            task = self._task
+            if task is not None and not task.done():
+                await anyio.lowlevel.cancel_shielded_checkpoint()  # its first step is ahead
+                continue
+            log.warning(
+                "writer: its task was cancelled before it ran; draining %d fills in a new one",
+                len(self._pending),
+            )
+            self._closing = True
+            self._accepting = False
+            self._space.set()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=_TASK_NAME)
+
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if getattr(self, "_task_group", None) is not None:
+        if getattr(self, "_task", None) is not None:
             _warn(
                 "TradeWriter was never closed; use `async with db.writer() as writer:`",
                 ResourceWarning,
@@ -226,6 +250,10 @@ class TradeWriter:
         """
         self._check_fill(fill)
         while len(self._pending) >= self.options.max_queue:
+            if not self._run_began:
+                await self._ensure_running()  # it yields: look at the queue again after it
+                self._check_accepting()
+                continue
             if self._space.is_set():
                 self._space = anyio.Event()
             await self._space.wait()
@@ -348,6 +376,7 @@ class TradeWriter:
 
     async def _wait_for(self, waiter: _Waiter) -> None:
         self._waiters.append(waiter)
+        await self._ensure_running()
         await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
@@ -357,6 +386,7 @@ class TradeWriter:
     async def _run(self) -> None:
         # Shielded: the writer's own task ends when the queue is drained, never because the
         # scope that opened the writer was cancelled.
+        self._run_began = True
         with anyio.CancelScope(shield=True):
             try:
                 while batch := await self._next_batch_or_close():
