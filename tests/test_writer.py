@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import anyio
 import anyio.lowlevel
@@ -11,6 +12,7 @@ from sqlalchemy import text
 
 from quantflow_async import (
     Database,
+    Fill,
     FillRejected,
     InvalidValue,
     QueueFull,
@@ -237,6 +239,23 @@ async def test_submit_many_queues_the_fills_before_a_bad_one_then_names_it(
             await writer.submit_many(fills)  # type: ignore[arg-type]
         assert writer.stats().submitted == 600
     assert await db.trades.count() == 600
+
+
+async def test_submit_many_queues_what_an_input_gave_before_it_raised(
+    db: Database, strategy_id: int
+) -> None:
+    def fills_then_an_error() -> Iterator[Fill]:
+        for n in range(300):
+            yield make_fill(strategy_id, n)
+        raise RuntimeError("the input broke")
+
+    async with db.writer(max_queue=10_000) as writer:
+        with pytest.raises(RuntimeError, match="the input broke"):
+            await writer.submit_many(fills_then_an_error())
+        assert writer.stats().submitted == 300
+        # one fill, then exactly one slice: the input ends on a slice's boundary
+        assert await writer.submit_many(make_fill(strategy_id, n) for n in range(300, 813)) == 513
+    assert await db.trades.count() == 813
 
 
 async def test_a_cancelled_submit_waiting_for_space_queues_nothing(

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from quantflow_async import (
     Database,
     Fill,
+    QueueFull,
     Settings,
     TradeWriter,
     WriterClosed,
@@ -89,7 +90,7 @@ async def test_task_cancel_of_the_writers_own_task_loses_and_doubles_nothing(
             assert stats.submitted == stats.written + stats.duplicates + stats.unwritten
 
 
-@pytest.mark.parametrize("then", ["submit until full", "flush", "close"])
+@pytest.mark.parametrize("then", ["submit until full", "submit_nowait", "flush", "close"])
 async def test_a_writer_task_cancelled_before_its_first_step_still_drains(
     database_url: str, then: str
 ) -> None:
@@ -106,11 +107,53 @@ async def test_a_writer_task_cancelled_before_its_first_step_still_drains(
                 if then == "submit until full":
                     with pytest.raises(WriterClosed):  # taken as a request to close
                         await writer.submit_many(fills[1:])
+                elif then == "submit_nowait":
+                    with pytest.raises(WriterClosed):
+                        for fill in fills[1:]:  # a producer that never waits on the writer
+                            while True:
+                                try:
+                                    writer.submit_nowait(fill)
+                                    break
+                                except QueueFull:
+                                    await anyio.sleep(0.01)
                 elif then == "flush":
                     await writer.flush()
         stats = writer.stats()
         stored = await db.trades.count(strategy_id=strategy_id)
         assert stored == stats.written == stats.submitted >= 1, stats
+
+
+async def test_aclose_from_another_task_while_the_writer_opens_leaves_it_closed(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "pause-at-start"
+    marker.touch()  # the writer's worker stops as it starts: the writer is still opening
+    monkeypatch.setenv(PAUSE_AT_START_ENV, str(marker))
+    async with Database(settings=Settings(database_url=sqlite_url, writer=FAST)) as db:
+        await db.migrate()
+        strategy_id = (await db.strategies.create(name="s")).id
+        writer = db.writer(max_latency=0)
+
+        async def open_then_submit() -> None:
+            async with writer:
+                with pytest.raises(WriterClosed):
+                    await writer.submit_many(_fills(strategy_id, 10))
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(open_then_submit)
+                starting = None
+                while starting is None:
+                    starting = next(
+                        (c for c in psutil.Process().children() if c.status() == "stopped"), None
+                    )
+                    await anyio.sleep(0.01)
+                tasks.start_soon(writer.aclose)
+                await anyio.sleep(0.1)  # aclose is waiting for the writer
+                starting.resume()  # the worker starts and the writer finishes opening
+        stats = writer.stats()
+        assert stats.submitted == stats.written == 0, stats
+        assert await db.trades.count() == 0
 
 
 async def test_a_cancellation_while_the_writer_opens_never_strands_it(database_url: str) -> None:

@@ -139,8 +139,8 @@ class TradeWriter:
         # No await between here and `return`: once the connection is open, the writer owns a
         # task and is closed through __aexit__, whatever cancellation is pending. A task of
         # its own, in no task group: its end, however it comes, cancels nothing of the owner's.
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=_TASK_NAME)
-        self._accepting = True
+        self._start_task()
+        self._accepting = not self._closing  # aclose() from another task while this opened
         self._last_yield = anyio.current_time()
         log.info(
             "writer started (batch_size=%d, max_latency=%.3fs, max_queue=%d)",
@@ -167,7 +167,7 @@ class TradeWriter:
                 len(self.unwritten),
             )
         finally:
-            self._task = None  # it has finished: aclose waited for it
+            self._task = None  # finished: aclose waited for it
 
     async def aclose(self) -> None:
         """Stop accepting, commit everything accepted, stop the task. Idempotent; any task
@@ -186,17 +186,12 @@ class TradeWriter:
             log.info("writer stopped: %s", self.stats())
         elif self._started:
             await self._wait_until_finished()
+        self._task = None  # finished: nothing left to warn about when the writer is collected
         if self._failure is not None:
             raise self._failure
 
     async def _wait_until_finished(self) -> None:
         cancelled: BaseException | None = None
-        while True:
-            try:
-                await self._ensure_running()
-                break
-            except anyio.get_cancelled_exc_class() as exc:
-                cancelled = exc
         while not self._finished.is_set():
             try:
                 with anyio.CancelScope(shield=True):
@@ -205,30 +200,31 @@ class TradeWriter:
                 # asyncio's own Task.cancel() passes through shields; the drain goes on, and
                 # the cancellation is raised once it is done.
                 cancelled = exc
+        task = self._task
+        if task is not None and task.done() and not task.cancelled():
+            task.exception()  # kept in self._failure already: retrieved, not logged as lost
         if cancelled is not None:
             raise cancelled
 
-    async def _ensure_running(self) -> None:
-        """Make sure the writer's task body runs before waiting on it.
+    def _start_task(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=_TASK_NAME)
+        self._task.add_done_callback(self._restart_if_never_ran)
 
-        asyncio's Task.cancel() that reaches the writer's task before its first step closes
-        its coroutine unrun: nothing would ever take a batch or end the writer. Then the body
-        runs in a new task and, as for a cancellation that reaches a running writer, the
-        writer closes after draining.
-        """
-        while not (self._run_began or self._finished.is_set()):
-            task = self._task
-            if task is not None and not task.done():
-                await anyio.lowlevel.cancel_shielded_checkpoint()  # its first step is ahead
-                continue
-            log.warning(
-                "writer: its task was cancelled before it ran; draining %d fills in a new one",
-                len(self._pending),
-            )
-            self._closing = True
-            self._accepting = False
-            self._space.set()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=_TASK_NAME)
+    def _restart_if_never_ran(self, task: asyncio.Task[None]) -> None:
+        """asyncio's Task.cancel() that reaches the writer's task before its first step
+        closes its coroutine unrun: nothing would ever take a batch or end the writer. Its
+        body runs in a new task then and, as when such a cancellation reaches the writer
+        running, the writer closes after draining."""
+        if not task.cancelled() or self._run_began or self._finished.is_set():
+            return
+        log.warning(
+            "writer: its task was cancelled before it ran; draining %d fills in a new one",
+            len(self._pending),
+        )
+        self._closing = True
+        self._accepting = False
+        self._space.set()
+        self._start_task()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if getattr(self, "_task", None) is not None:
@@ -250,10 +246,6 @@ class TradeWriter:
         """
         self._check_fill(fill)
         while len(self._pending) >= self.options.max_queue:
-            if not self._run_began:
-                await self._ensure_running()  # it yields: look at the queue again after it
-                self._check_accepting()
-                continue
             if self._space.is_set():
                 self._space = anyio.Event()
             await self._space.wait()
@@ -293,9 +285,18 @@ class TradeWriter:
             # Then as many as there is room for at once, a slice at a time, so the loop still
             # gets a turn about once a millisecond.
             while (room := self.options.max_queue - len(self._pending)) > 0:
-                some = list(itertools.islice(remaining, min(room, _SUBMIT_MANY_SLICE)))
+                self._check_accepting()
+                wanted = min(room, _SUBMIT_MANY_SLICE)
+                some: list[Fill] = []
+                try:
+                    some.extend(itertools.islice(remaining, wanted))
+                except BaseException:
+                    self._enqueue_many(some)  # what the input gave before it raised
+                    raise
+                if not some:
+                    return queued
                 queued += self._enqueue_many(some)
-                if len(some) < min(room, _SUBMIT_MANY_SLICE):
+                if len(some) < wanted:
                     return queued
                 await self._yield_if_due()
         return queued
@@ -376,7 +377,6 @@ class TradeWriter:
 
     async def _wait_for(self, waiter: _Waiter) -> None:
         self._waiters.append(waiter)
-        await self._ensure_running()
         await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error
