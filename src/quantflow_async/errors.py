@@ -17,13 +17,20 @@
     │   ├── StrategyConfigError (a ValueError) an unknown strategy, parameter or setting; `.key`
     │   └── BacktestFailed                    the strategy raised; the backtest is stored as
     │                                         failed (`.backtest_id`, the error as `__cause__`)
-    └── WriterError                           raised by TradeWriter
-        ├── QueueFull                         submit_nowait() on a full queue
-        ├── WriterNotRunning                  used before `async with`, or started twice
-        ├── WriterClosed                      submit() after the writer was closed
-        ├── FillRejected                      a fill the database refused (constraint, foreign key)
-        └── WriterFailed                      the writer stopped; `.unwritten` holds every fill
-                                              accepted but not committed, handed back
+    ├── WriterError                           raised by TradeWriter
+    │   ├── QueueFull                         submit_nowait() on a full queue
+    │   ├── WriterNotRunning                  used before `async with`, or started twice
+    │   ├── WriterClosed                      submit() after the writer was closed
+    │   ├── FillRejected                      a fill the database refused (constraint, foreign key)
+    │   └── WriterFailed                      the writer stopped; `.unwritten` holds every fill
+    │                                         accepted but not committed, handed back
+    └── LiveError                             raised by the order journal, venues and live runner
+        ├── OrderEventRefused                 an order event the state machine forbids; kept in
+        │                                     the journal as refused; `.client_order_id`
+        └── VenueError                        a venue call that could not be settled; `.venue`
+            ├── VenueUnavailable              connection faults past the retry budget
+            ├── VenueRejected                 the venue refused the request; `.code`
+            └── MalformedVenueAnswer          an answer that cannot be read; `.field`
 
 Driver exceptions (sqlite3, asyncpg, SQLAlchemy) are translated at the repository and
 writer boundary with the original chained as `__cause__`.
@@ -173,3 +180,49 @@ class WriterFailed(WriterError):
     def __init__(self, message: str, unwritten: Sequence[Fill]) -> None:
         super().__init__(f"{message} ({len(unwritten)} accepted fills were not committed)")
         self.unwritten: tuple[Fill, ...] = tuple(unwritten)
+
+
+class LiveError(QuantFlowError):
+    """Base class of the errors raised by the order journal, the venues and the live runner."""
+
+
+class OrderEventRefused(LiveError):
+    """An order event the state machine forbids: a fill on a cancelled order, more filled than
+    ordered, an event for an order the journal does not know. The event is kept in the journal
+    as refused; nothing accepted before it changes."""
+
+    def __init__(self, client_order_id: str | None, event: str, reason: str) -> None:
+        order = f"order {client_order_id!r}" if client_order_id else "an unknown order"
+        super().__init__(f"{event} refused for {order}: {reason}")
+        self.client_order_id = client_order_id
+        self.event = event
+        self.reason = reason
+
+
+class VenueError(LiveError):
+    """A venue call that could not be settled; `venue` names the venue."""
+
+    def __init__(self, venue: str, message: str) -> None:
+        super().__init__(f"{venue}: {message}")
+        self.venue = venue
+
+
+class VenueUnavailable(VenueError):
+    """The venue could not be reached or kept failing past the retry budget."""
+
+
+class VenueRejected(VenueError):
+    """The venue refused the request (bad order, insufficient funds, bad signature); `code` is
+    the venue's own error code where it gave one."""
+
+    def __init__(self, venue: str, message: str, code: int | str | None = None) -> None:
+        super().__init__(venue, message)
+        self.code = code
+
+
+class MalformedVenueAnswer(VenueError):
+    """An answer the venue gave that cannot be read; `field` names what was wrong."""
+
+    def __init__(self, venue: str, field: str, message: str) -> None:
+        super().__init__(venue, f"malformed answer, {field}: {message}")
+        self.field = field
