@@ -131,6 +131,20 @@ class Broker:
         """Cash plus the open lots marked at `price` (their entry commission already paid)."""
         return self.cash + (price * self.position_size - self.cost)
 
+    def restore(self, *, cash: float, size: int, entry_price: float, bar: int) -> None:
+        """Start from an account that already holds `size` units entered at `entry_price`.
+
+        `cash` is the account's cash as this broker counts it: starting cash moved only by
+        commissions and realized pnl (a spot account's quote balance plus `size * entry_price`).
+        Pending orders are dropped. The live runner uses this to mirror a venue's account.
+        """
+        self.cash = float(cash)
+        self._orders.clear()
+        self._close_requested = False
+        self.pending = False
+        self._lots = [_Lot(size, entry_price, bar, self.bars.time_at(bar))] if size else []
+        self._update_position()
+
     # -- what the engine drives ---------------------------------------------------------------
 
     def execute(self, bar: int) -> None:
