@@ -1,0 +1,100 @@
+"""How long a venue call keeps trying through connection faults: `RetryPolicy` and its budget.
+
+Exponential backoff with jitter, a longer wait after a rate limit (or the venue's own
+Retry-After), and one overall deadline per call. Which exceptions are faults is the adapter's
+business; this module only counts and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from dataclasses import dataclass
+
+from quantflow_async.errors import InvalidValue
+
+
+class Fault(enum.Enum):
+    """A passing fault worth another try, as named in logs and errors."""
+
+    CONNECTION = "connection failed or dropped"
+    SERVER = "server error (5xx)"
+    TIMEOUT = "timed out"
+    RATE_LIMITED = "rate limited (429/418)"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How one venue call retries: up to `attempts` retries after the first try, waiting
+    `first_delay` seconds, doubling up to `max_delay` (each wait jittered down by up to half),
+    and giving up once `deadline` seconds have passed since the call began. After a rate limit
+    the wait is at least `rate_limit_delay`, or the venue's Retry-After when it sent one.
+
+    A request already sent when the deadline passes finishes under the client's own timeout.
+    """
+
+    attempts: int = 6
+    first_delay: float = 0.25
+    max_delay: float = 5.0
+    deadline: float = 30.0
+    rate_limit_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise InvalidValue("attempts", f"expected an int, got {type(self.attempts).__name__}")
+        if self.attempts < 0:
+            raise InvalidValue("attempts", f"must be >= 0, got {self.attempts}")
+        for name in ("first_delay", "max_delay", "deadline", "rate_limit_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidValue(name, f"expected seconds, got {type(value).__name__}")
+            if not 0 <= value < float("inf"):
+                raise InvalidValue(name, f"must be >= 0 seconds and finite, got {value}")
+        if self.max_delay < self.first_delay:
+            raise InvalidValue(
+                "max_delay", f"must be >= first_delay ({self.first_delay}), got {self.max_delay}"
+            )
+
+
+class RetryBudget:
+    """One call's share of a policy: the retries it has had and the moment it must stop.
+
+    `child()` is a budget for a call made to settle this one (asking the venue whether an
+    order arrived): retries of its own, the same deadline.
+    """
+
+    def __init__(self, policy: RetryPolicy, *, deadline: float | None = None) -> None:
+        self.policy = policy
+        self.started = time.monotonic()
+        self.deadline = self.started + policy.deadline if deadline is None else deadline
+        self.retries = 0
+        self._delay = policy.first_delay
+
+    def child(self) -> RetryBudget:
+        return RetryBudget(self.policy, deadline=self.deadline)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def next_delay(self, fault: Fault, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before the next try, or None when the budget does not allow one."""
+        if self.retries >= self.policy.attempts:
+            return None
+        delay = self._delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+        if fault is Fault.RATE_LIMITED:
+            delay = max(delay, self.policy.rate_limit_delay if retry_after is None else retry_after)
+        if time.monotonic() + delay >= self.deadline:
+            return None
+        self._delay = min(self._delay * 2, self.policy.max_delay)
+        self.retries += 1
+        return delay
+
+    async def wait(self, fault: Fault, retry_after: float | None = None) -> float | None:
+        """Sleep before the next try and return how long; None (at once) when spent."""
+        delay = self.next_delay(fault, retry_after)
+        if delay is not None:
+            await asyncio.sleep(delay)
+        return delay
