@@ -8,7 +8,9 @@ under a `RetryPolicy`, and an order is re-sent only after asking the venue for i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import json
 import logging
 import re
 import warnings
@@ -169,6 +171,8 @@ class CcxtVenue:
                 raw = await self._send_order(order)
             except ccxt_async.BaseError as exc:
                 error: ccxt_async.BaseError = exc
+            except _PARSE_ERRORS as exc:
+                raise self._unreadable("create_order", exc) from None
             else:
                 return self._read.order(raw)
             if _is_duplicate(error):
@@ -192,6 +196,8 @@ class CcxtVenue:
                 raw = await self._exchange.cancel_order(venue_order_id or "", symbol, params)
             except ccxt_async.BaseError as exc:
                 error: ccxt_async.BaseError = exc
+            except _PARSE_ERRORS as exc:
+                raise self._unreadable("cancel_order", exc) from None
             else:
                 return self._read.order(raw)
             if isinstance(error, ccxt_async.OrderNotFound):
@@ -367,6 +373,8 @@ class CcxtVenue:
                 return await request()
             except ccxt_async.BaseError as exc:
                 error: ccxt_async.BaseError = exc
+            except _PARSE_ERRORS as exc:
+                raise self._unreadable(op, exc) from None
             await self._wait_or_raise(op, error, budget)
 
     async def _wait_or_raise(
@@ -401,6 +409,14 @@ class CcxtVenue:
             text,
         )
         await asyncio.sleep(delay)
+
+    def _unreadable(self, op: str, error: Exception) -> MalformedVenueAnswer:
+        """ccxt failed to read the venue's answer: name the raw field that is wrong if we can."""
+        answer: object = None
+        with contextlib.suppress(TypeError, ValueError):
+            answer = json.loads(getattr(self._exchange, "last_http_response", None) or "")
+        field, reason = _bad_raw_field(answer) or (op, f"{type(error).__name__}: {error}")
+        return MalformedVenueAnswer(self.name, field, self._scrub(reason))
 
     def _retry_after(self) -> float | None:
         """The Retry-After seconds of the last answer, when ccxt kept its headers."""
@@ -448,6 +464,38 @@ def _fault_of(error: BaseException) -> Fault | None:
         error.__cause__, aiohttp.ClientError
     ):
         return Fault.CONNECTION  # a reply cut short mid-body
+    return None
+
+
+_PARSE_ERRORS: Final = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
+# Binance's numeric fields, by the name our records give them.
+_RAW_NUMBERS: Final = {
+    "origQty": "quantity",
+    "executedQty": "filled",
+    "price": "price",
+    "stopPrice": "stop_price",
+    "cummulativeQuoteQty": "cummulativeQuoteQty",
+    "qty": "quantity",
+    "commission": "fee",
+    "free": "free",
+    "locked": "locked",
+}
+
+
+def _bad_raw_field(answer: object) -> tuple[str, str] | None:
+    """The first raw numeric field of a Binance answer that is not a number, if any."""
+    items = answer if isinstance(answer, list) else [answer]
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        for key, field in _RAW_NUMBERS.items():
+            value = item.get(key)
+            if value is None:
+                continue
+            try:
+                Decimal(str(value))
+            except InvalidOperation:
+                return field, f"{key} is not a number: {str(value)[:40]!r}"
     return None
 
 
