@@ -92,8 +92,8 @@ def reset_postgres(url: str) -> None:
     """Drop the library's tables so each test starts from an empty, unmigrated database."""
     _on_server(
         url,
-        "DROP TABLE IF EXISTS trades, backtests, strategies, writer_batches, alembic_version "
-        "CASCADE",
+        "DROP TABLE IF EXISTS trades, order_events, positions, balance_snapshots, "
+        "journal_cursors, orders, backtests, strategies, writer_batches, alembic_version CASCADE",
     )
 
 

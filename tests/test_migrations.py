@@ -22,7 +22,9 @@ from quantflow_async.store.schema import metadata
 from .conftest import T0, make_fill
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"strategies", "backtests", "trades", "writer_batches"}
+SEED_TABLES = {"strategies", "backtests", "trades", "writer_batches"}
+JOURNAL_TABLES = {"orders", "order_events", "positions", "balance_snapshots", "journal_cursors"}
+TABLES = SEED_TABLES | JOURNAL_TABLES
 
 
 async def _tables(db: Database) -> set[str]:
@@ -63,10 +65,12 @@ async def test_migrations_run_one_table_at_a_time(database_url: str) -> None:
         await _run(db, "upgrade", "003")
         assert await _tables(db) == {"strategies", "backtests", "trades"}
         await _run(db, "upgrade", "004")
-        assert await _tables(db) == TABLES
+        assert await _tables(db) == SEED_TABLES
         await _run(db, "upgrade", "005")
+        assert await _tables(db) == SEED_TABLES
+        await _run(db, "upgrade", "006")
         assert await _tables(db) == TABLES
-        assert head_revision() == "005"
+        assert head_revision() == "006"
 
 
 def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
@@ -82,7 +86,7 @@ def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
     result = subprocess.run(
         [*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
-    assert "005 (head)" in result.stdout
+    assert "006 (head)" in result.stdout
 
 
 async def test_migrate_twice_is_harmless(database_url: str) -> None:
@@ -97,7 +101,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "900"
-down_revision = "005"
+down_revision = "006"
 branch_labels = None
 depends_on = None
 
@@ -144,17 +148,19 @@ async def test_rebuilding_a_parent_table_keeps_every_child_row(
         await _run(db, "upgrade", "900", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         assert await db.trades.summary() == before
-        await _run(db, "downgrade", "005", config)
+        await _run(db, "downgrade", "006", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         # The foreign keys are enforced again afterwards.
         with pytest.raises(NotFound):
             await db.trades.insert_many([make_fill(strategy.id, 9999, backtest_id=backtest.id + 1)])
 
 
-def _constraint_and_index_names(connection: Connection) -> dict[str, set[str]]:
+def _constraint_and_index_names(
+    connection: Connection, tables: set[str] = TABLES
+) -> dict[str, set[str]]:
     inspector = inspect(connection)
     found: dict[str, set[str]] = {}
-    for table in TABLES:
+    for table in tables:
         names = {inspector.get_pk_constraint(table)["name"]}
         names |= {c["name"] for c in inspector.get_check_constraints(table)}
         names |= {c["name"] for c in inspector.get_unique_constraints(table)}
@@ -164,9 +170,9 @@ def _constraint_and_index_names(connection: Connection) -> dict[str, set[str]]:
     return found
 
 
-async def _names_in_database(db: Database) -> dict[str, set[str]]:
+async def _names_in_database(db: Database, tables: set[str] = TABLES) -> dict[str, set[str]]:
     async with db.engine.connect() as connection:
-        return await connection.run_sync(_constraint_and_index_names)
+        return await connection.run_sync(_constraint_and_index_names, tables)
 
 
 def _names_declared() -> dict[str, set[str]]:
@@ -195,7 +201,7 @@ async def test_downgrade_to_004_brings_back_the_old_names_and_keeps_every_row(
         await db.trades.insert_many([make_fill(strategy.id, n) for n in range(50)])
 
         await _run(db, "downgrade", "004")
-        old = await _names_in_database(db)
+        old = await _names_in_database(db, SEED_TABLES)
         assert "ck_trades_ck_trades_side_known" in old["trades"]
         assert await db.trades.count() == 50
 
@@ -269,3 +275,33 @@ async def test_alembic_command_waits_for_the_write_lock_while_a_writer_ingests(
             stop.set()
             batches = await writer
         assert await db.trades.count() == batches * 50
+
+
+async def _trade_columns(db: Database) -> set[str]:
+    def read(connection: Connection) -> set[str]:
+        return {column["name"] for column in inspect(connection).get_columns("trades")}
+
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def test_downgrade_from_006_drops_the_journal_and_keeps_every_other_row(
+    database_url: str,
+) -> None:
+    async with Database(database_url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        await db.trades.insert_many([make_fill(strategy.id, n) for n in range(200)])
+        before = await db.trades.summary()
+
+        await _run(db, "downgrade", "005")
+        assert await _tables(db) == SEED_TABLES
+        assert "order_id" not in await _trade_columns(db)
+        assert await db.trades.summary() == before
+        assert (await db.strategies.get(strategy.id)).name == "s"
+
+        await _run(db, "upgrade", "head")
+        assert await _tables(db) == TABLES
+        assert "order_id" in await _trade_columns(db)
+        assert await db.trades.summary() == before
+        assert await _names_in_database(db) == _names_declared()

@@ -1,9 +1,12 @@
-"""The three tables of the QuantFlow database, as SQLAlchemy Core tables.
+"""The tables of the QuantFlow database, as SQLAlchemy Core tables.
 
 Delete rules, chosen on purpose:
-- a strategy that still has backtests or trades cannot be deleted (RESTRICT);
-- deleting a backtest deletes its trades (CASCADE): a backtest's fills belong to it.
+- a strategy that still has backtests, trades or orders cannot be deleted (RESTRICT);
+- deleting a backtest deletes its trades (CASCADE): a backtest's fills belong to it;
+- an order that has trades or events cannot be deleted (RESTRICT): the journal is append-only.
 A trade's backtest must belong to the trade's strategy (composite foreign key).
+The order journal's tables (orders, order_events, positions, balance_snapshots,
+journal_cursors) are written by `OrderJournal` only; see live/orders.py for their meaning.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from quantflow_async.order_records import EVENT_KINDS, ORDER_STATUSES, ORDER_TYPES
 from quantflow_async.store.column_types import ExactDecimal, UTCDateTime, utc_now
 
 # Constraints are named from their short names by this convention: name="side_known" on
@@ -123,6 +127,8 @@ trades = Table(
     Column("pnl", ExactDecimal(), nullable=True),
     Column("external_id", String(128), nullable=True),
     *_timestamps(),
+    # The order a live fill executed (null for backtest fills); added by revision 006.
+    Column("order_id", Id, ForeignKey("orders.id", ondelete="RESTRICT"), nullable=True),
     ForeignKeyConstraint(
         ["backtest_id", "strategy_id"],
         ["backtests.id", "backtests.strategy_id"],
@@ -139,6 +145,7 @@ trades = Table(
     Index(None, "strategy_id", "executed_at"),
     Index(None, "symbol", "executed_at"),
     Index(None, "executed_at"),
+    Index(None, "order_id"),
 )
 
 # One row per batch a TradeWriter committed, written in the batch's own transaction: after a
@@ -151,4 +158,123 @@ writer_batches = Table(
     Column("token", String(64), primary_key=True),
     Column("inserted", Integer, nullable=False),
     Column("committed_at", UTCDateTime(), nullable=False),
+)
+
+
+# -- the order journal ------------------------------------------------------------------------
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+def _strategy_id() -> Column[object]:
+    return Column(
+        "strategy_id", Id, ForeignKey("strategies.id", ondelete="RESTRICT"), nullable=False
+    )
+
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _strategy_id(),
+    Column("backtest_id", Id, ForeignKey("backtests.id", ondelete="RESTRICT"), nullable=True),
+    Column("venue", String(64), nullable=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("venue_order_id", String(128), nullable=True),
+    Column("symbol", String(64), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("limit_price", ExactDecimal(), nullable=True),
+    Column("stop_price", ExactDecimal(), nullable=True),
+    Column("time_in_force", String(8), nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("filled_quantity", ExactDecimal(), nullable=False),
+    Column("average_price", ExactDecimal(), nullable=True),
+    Column("metadata", Json, nullable=True),
+    *_timestamps(),
+    UniqueConstraint("client_order_id"),
+    # NULLs are distinct: an order the venue has not acknowledged yet has no id there.
+    UniqueConstraint("venue", "venue_order_id"),
+    CheckConstraint("side IN ('buy', 'sell')", name="side_known"),
+    CheckConstraint(_one_of("type", ORDER_TYPES), name="type_known"),
+    CheckConstraint(_one_of("status", ORDER_STATUSES), name="status_known"),
+    CheckConstraint("CAST(quantity AS NUMERIC) > 0", name="quantity_positive"),
+    CheckConstraint("CAST(filled_quantity AS NUMERIC) >= 0", name="filled_not_negative"),
+    CheckConstraint(
+        "CAST(filled_quantity AS NUMERIC) <= CAST(quantity AS NUMERIC)",
+        name="filled_within_quantity",
+    ),
+    Index(None, "strategy_id", "venue", "status"),
+    Index(None, "symbol", "status"),
+)
+
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Null for a refused event about an order the journal does not know.
+    Column("order_id", Id, ForeignKey("orders.id", ondelete="RESTRICT"), nullable=True),
+    _strategy_id(),
+    Column("venue", String(64), nullable=False),
+    # "{venue}:{venue_event_id}" for a venue's fact (a re-delivery conflicts and is skipped),
+    # "{venue}:local:{uuid hex}" for one of ours.
+    Column("event_key", String(160), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("venue_event_id", String(128), nullable=True),
+    Column("status_after", String(20), nullable=True),
+    Column("quantity", ExactDecimal(), nullable=True),
+    Column("price", ExactDecimal(), nullable=True),
+    Column("fee", ExactDecimal(), nullable=True),
+    Column("fee_asset", String(32), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("details", Json, nullable=True),
+    Column("occurred_at", UTCDateTime(), nullable=True),
+    Column("recorded_at", UTCDateTime(), nullable=False, server_default=utc_now()),
+    UniqueConstraint("event_key"),
+    CheckConstraint(_one_of("kind", EVENT_KINDS), name="kind_known"),
+    Index(None, "order_id", "id"),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _strategy_id(),
+    Column("venue", String(64), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    # Signed: negative is short.
+    Column("quantity", ExactDecimal(), nullable=False),
+    Column("average_price", ExactDecimal(), nullable=True),
+    Column("realized_pnl", ExactDecimal(), nullable=False),
+    Column("fees", ExactDecimal(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False, server_default=utc_now()),
+    UniqueConstraint("strategy_id", "venue", "symbol"),
+)
+
+# Unique rather than only indexed, so that a batch retried after an unknown outcome does not
+# store the same snapshot twice.
+balance_snapshots = Table(
+    "balance_snapshots",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("venue", String(64), nullable=False),
+    Column("asset", String(32), nullable=False),
+    Column("free", ExactDecimal(), nullable=False),
+    Column("locked", ExactDecimal(), nullable=False),
+    Column("taken_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("venue", "asset", "taken_at"),
+)
+
+journal_cursors = Table(
+    "journal_cursors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _strategy_id(),
+    Column("venue", String(64), nullable=False),
+    Column("stream", String(128), nullable=False),
+    Column("last_id", String(128), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False, server_default=utc_now()),
+    UniqueConstraint("strategy_id", "venue", "stream"),
 )
