@@ -87,6 +87,7 @@ def build_parser() -> Parser:
         strategies,
         sweep,
         trades,
+        venue,
     )
 
     parser = Parser(
@@ -102,7 +103,7 @@ def build_parser() -> Parser:
     helper.add_argument("topic", nargs="*", metavar="COMMAND", help="e.g. migrate")
     helper.set_defaults(handler=lambda args: _show_help(parser, args.topic))
     store_commands.register(commands)
-    for group in (strategies, backtests, backtest, sweep, trades, report):
+    for group in (strategies, backtests, backtest, sweep, trades, report, venue):
         group.register(commands)
     return parser
 

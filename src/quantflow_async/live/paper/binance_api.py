@@ -1,0 +1,606 @@
+"""Binance spot's REST API over a `PaperExchange`: aiohttp handlers, parameters, signatures,
+and Binance's error shape `{"code": ..., "msg": ...}` for every refusal.
+
+A request is parsed and, with keys configured, authenticated completely before the exchange
+is touched, so a malformed, oversized or badly signed request never changes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from quantflow_async.live.paper import rejections
+from quantflow_async.live.paper.exchange import KlineRow, OrderRequest, PaperExchange
+from quantflow_async.live.paper.matching import LIMIT_TYPES, ORDER_TYPES, TRIGGERED_TYPES, Side
+from quantflow_async.live.paper.rejections import Rejected
+from quantflow_async.live.paper.state import OrderRow, TradeRow
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 64 * 1024
+MAX_QUERY_CHARS: Final = 4096  # below aiohttp's own 8190-byte request line limit
+DEFAULT_RECV_WINDOW: Final = 5000
+MAX_RECV_WINDOW: Final = 60_000
+DEFAULT_LIMIT: Final = 500
+MAX_LIMIT: Final = 1000
+EIGHT_PLACES: Final = Decimal("0.00000001")
+
+DECIMAL_RANGE: Final = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
+INTEGER_RANGE: Final = r"^[0-9]{1,20}$"
+CLIENT_ID_RANGE: Final = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
+_DECIMAL = re.compile(DECIMAL_RANGE)
+_INTEGER = re.compile(INTEGER_RANGE)
+_CLIENT_ID = re.compile(CLIENT_ID_RANGE)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# -- parameters -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """A request's parameters (query and form body together), each read with Binance's rules."""
+
+    values: Mapping[str, str]
+
+    def text(self, name: str) -> str | None:
+        value = self.values.get(name)
+        return value if value else None
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise rejections.missing(name)
+        return value
+
+    def decimal(self, name: str) -> Decimal | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not _DECIMAL.match(value):
+            raise rejections.illegal(name, DECIMAL_RANGE)
+        return Decimal(value)
+
+    def integer(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not _INTEGER.match(value):
+            raise rejections.illegal(name, INTEGER_RANGE)
+        return int(value)
+
+    def client_id(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is not None and not _CLIENT_ID.match(value):
+            raise rejections.illegal(name, CLIENT_ID_RANGE)
+        return value
+
+    def limit(self) -> int:
+        value = self.integer("limit")
+        if value is None:
+            return DEFAULT_LIMIT
+        if not 1 <= value <= MAX_LIMIT:
+            raise Rejected(
+                -1100,
+                f"Illegal characters found in parameter 'limit'; legal range is '1..{MAX_LIMIT}'.",
+            )
+        return value
+
+
+def _pairs(raw: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(raw, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Rejected(-1100, "Illegal characters found in a parameter.") from exc
+
+
+def _without_signature(raw: str) -> str:
+    """The signed text: the parameters as sent, minus the signature itself."""
+    return "&".join(part for part in raw.split("&") if not part.startswith("signature="))
+
+
+# -- JSON shapes ------------------------------------------------------------------------------
+
+
+def _amount(value: Decimal) -> str:
+    """A quantity or balance as Binance writes it: at least eight decimals."""
+    if value == value.quantize(EIGHT_PLACES):
+        return format(value.quantize(EIGHT_PLACES), "f")
+    return format(value, "f")
+
+
+def _price(value: Decimal | None) -> str:
+    """A price exactly as the replayed data has it (Decimal(repr(float)))."""
+    return "0.00000000" if value is None else format(value, "f")
+
+
+def _order_fields(order: OrderRow, symbol: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "symbol": symbol,
+        "orderId": order.id,
+        "orderListId": -1,
+        "clientOrderId": order.client_order_id,
+        "price": _price(order.price),
+        "origQty": _amount(order.quantity),
+        "executedQty": _amount(order.executed_qty),
+        "cummulativeQuoteQty": _amount(order.cum_quote),
+        "status": order.status,
+        "timeInForce": order.time_in_force or "GTC",
+        "type": order.type,
+        "side": order.side,
+    }
+    if order.stop_price is not None:
+        fields["stopPrice"] = _price(order.stop_price)
+    return fields
+
+
+def order_json(order: OrderRow, symbol: str) -> dict[str, Any]:
+    """GET /api/v3/order's shape."""
+    return {
+        **_order_fields(order, symbol),
+        "stopPrice": _price(order.stop_price),
+        "icebergQty": "0.00000000",
+        "time": order.time_ms,
+        "updateTime": order.update_ms,
+        "isWorking": order.type not in TRIGGERED_TYPES or order.triggered,
+        "workingTime": order.time_ms,
+        "origQuoteOrderQty": "0.00000000",
+        "selfTradePreventionMode": "NONE",
+    }
+
+
+def trade_json(trade: TradeRow, symbol: str, quote: str) -> dict[str, Any]:
+    """GET /api/v3/myTrades's shape."""
+    return {
+        "symbol": symbol,
+        "id": trade.id,
+        "orderId": trade.order_id,
+        "orderListId": -1,
+        "price": _price(trade.price),
+        "qty": _amount(trade.qty),
+        "quoteQty": _amount(trade.quote_qty),
+        "commission": _amount(trade.commission),
+        "commissionAsset": quote,
+        "time": trade.time_ms,
+        "isBuyer": trade.side == "BUY",
+        "isMaker": trade.is_maker,
+        "isBestMatch": True,
+    }
+
+
+def _kline_json(row: KlineRow) -> list[Any]:
+    bar = row.bar
+    quote_volume = bar.volume * bar.close
+    return [
+        bar.time_ms,
+        _price(bar.open),
+        _price(bar.high),
+        _price(bar.low),
+        _price(bar.close),
+        _amount(bar.volume),
+        row.close_time_ms,
+        _amount(quote_volume),
+        0,
+        "0.00000000",
+        "0.00000000",
+        "0",
+    ]
+
+
+# -- the application --------------------------------------------------------------------------
+
+
+class BinanceApi:
+    """The routes of one paper exchange; `application()` is what the server runs."""
+
+    def __init__(self, exchange: PaperExchange) -> None:
+        self.exchange = exchange
+        self.config = exchange.config
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._errors])
+        public = {
+            "/api/v3/ping": self.ping,
+            "/api/v3/time": self.server_time,
+            "/api/v3/exchangeInfo": self.exchange_info,
+            "/api/v3/klines": self.klines,
+        }
+        for path, handler in public.items():
+            app.router.add_get(path, self._public(handler))
+        signed: list[tuple[str, str, Callable[[Params], Any]]] = [
+            ("POST", "/api/v3/order", self.new_order),
+            ("GET", "/api/v3/order", self.query_order),
+            ("DELETE", "/api/v3/order", self.cancel_order),
+            ("GET", "/api/v3/openOrders", self.open_orders),
+            ("DELETE", "/api/v3/openOrders", self.cancel_open_orders),
+            ("GET", "/api/v3/allOrders", self.all_orders),
+            ("GET", "/api/v3/myTrades", self.my_trades),
+            ("GET", "/api/v3/account", self.account),
+        ]
+        for method, path, action in signed:
+            app.router.add_route(method, path, self._signed(action))
+        return app
+
+    # -- request handling -------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Rejected as exc:
+            return _error(exc.code, exc.msg, exc.status)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(-1101, f"Request body is larger than {MAX_BODY_BYTES} bytes.", 400)
+        except web.HTTPNotFound:
+            return _error(-1000, f"Unknown path {request.path}.", 404)
+        except web.HTTPMethodNotAllowed:
+            return _error(-1000, f"Method {request.method} is not allowed on {request.path}.", 405)
+        except web.HTTPException:
+            raise
+        except Exception:
+            logger.exception("paper exchange: %s %s failed", request.method, request.path)
+            return _error(-1000, "An unknown error occurred while processing the request.", 500)
+
+    async def _params(self, request: web.Request) -> tuple[Params, str]:
+        """The parameters, and the text a signature covers (query then body, as Binance)."""
+        query = request.raw_path.partition("?")[2]
+        if len(query) > MAX_QUERY_CHARS:
+            raise Rejected(-1101, f"Query string is longer than {MAX_QUERY_CHARS} characters.")
+        body = ""
+        if request.can_read_body:
+            raw = await request.read()
+            try:
+                body = raw.decode("ascii")
+            except UnicodeDecodeError as exc:
+                raise Rejected(-1100, "Illegal characters found in the request body.") from exc
+        values: dict[str, str] = {}
+        for name, value in _pairs(query) + _pairs(body):
+            if name in values:
+                raise Rejected(-1101, f"Duplicate values for parameter '{name}'.")
+            values[name] = value
+        signed_text = _without_signature(query) + _without_signature(body)
+        return Params(values), signed_text
+
+    def _public(self, action: Callable[[Params], Any]) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            params, _ = await self._params(request)
+            self.exchange.catch_up()
+            return web.json_response(action(params))
+
+        return handle
+
+    def _signed(self, action: Callable[[Params], Any]) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            params, signed_text = await self._params(request)
+            self._authenticate(request, params, signed_text)
+            self.exchange.catch_up()
+            return web.json_response(action(params))
+
+        return handle
+
+    def _authenticate(self, request: web.Request, params: Params, signed_text: str) -> None:
+        """Binance's checks: the key, the timestamp within recvWindow, the HMAC signature."""
+        api_key, secret = self.config.api_key, self.config.api_secret
+        if api_key is None or secret is None:
+            return
+        key = request.headers.get("X-MBX-APIKEY")
+        if not key:
+            raise Rejected(-2014, "API-key format invalid.", 401)
+        if not hmac.compare_digest(key.encode(), api_key.encode()):
+            raise Rejected(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        timestamp = params.integer("timestamp")
+        if timestamp is None:
+            raise rejections.missing("timestamp")
+        window = params.integer("recvWindow")
+        window = DEFAULT_RECV_WINDOW if window is None else window
+        if window > MAX_RECV_WINDOW:
+            raise Rejected(-1131, f"recvWindow must be less than {MAX_RECV_WINDOW}.")
+        now = time.time_ns() // 1_000_000
+        if timestamp >= now + 1000:
+            raise Rejected(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if now - timestamp > window:
+            raise Rejected(-1021, "Timestamp for this request is outside of the recvWindow.")
+        signature = params.required("signature")
+        expected = hmac.new(secret.encode(), signed_text.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature.lower().encode(), expected.encode()):
+            raise Rejected(-1022, "Signature for this request is not valid.")
+
+    def _symbol(self, params: Params, *, required: bool = True) -> None:
+        symbol = params.required("symbol") if required else params.text("symbol")
+        if symbol is not None and symbol != self.config.symbol:
+            raise Rejected(-1121, "Invalid symbol.")
+
+    # -- public endpoints -------------------------------------------------------------------
+
+    def ping(self, params: Params) -> dict[str, Any]:
+        return {}
+
+    def server_time(self, params: Params) -> dict[str, Any]:
+        return {"serverTime": time.time_ns() // 1_000_000}
+
+    def exchange_info(self, params: Params) -> dict[str, Any]:
+        self._symbol(params, required=False)
+        symbols = params.text("symbols")
+        if symbols is not None and f'"{self.config.symbol}"' not in symbols:
+            raise Rejected(-1121, "Invalid symbol.")
+        config, market = self.config, self.exchange.market
+        tick = format(market.tick_size, "f")
+        step = format(config.step_size, "f")
+        return {
+            "timezone": "UTC",
+            "serverTime": time.time_ns() // 1_000_000,
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "symbols": [
+                {
+                    "symbol": config.symbol,
+                    # BREAK once the data is over: no bar forms, no order is accepted
+                    "status": "BREAK" if self.exchange.is_closed else "TRADING",
+                    "baseAsset": config.base,
+                    "baseAssetPrecision": 8,
+                    "quoteAsset": config.quote,
+                    "quotePrecision": 8,
+                    "quoteAssetPrecision": 8,
+                    "baseCommissionPrecision": 8,
+                    "quoteCommissionPrecision": 8,
+                    "orderTypes": list(ORDER_TYPES),
+                    "icebergAllowed": False,
+                    "ocoAllowed": False,
+                    "otoAllowed": False,
+                    "quoteOrderQtyMarketAllowed": True,
+                    "allowTrailingStop": False,
+                    "cancelReplaceAllowed": False,
+                    "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False,
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": tick,
+                            "maxPrice": "1000000000",
+                            "tickSize": tick,
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "minQty": step,
+                            "maxQty": "9000000000",
+                            "stepSize": step,
+                        },
+                        {
+                            "filterType": "NOTIONAL",
+                            "minNotional": "0.00000001",
+                            "applyMinToMarket": True,
+                            "maxNotional": "9000000000000000000",
+                            "applyMaxToMarket": False,
+                            "avgPriceMins": 0,
+                        },
+                    ],
+                    "permissions": [],
+                    "permissionSets": [["SPOT"]],
+                    "defaultSelfTradePreventionMode": "NONE",
+                    "allowedSelfTradePreventionModes": ["NONE"],
+                }
+            ],
+        }
+
+    def klines(self, params: Params) -> list[list[Any]]:
+        self._symbol(params)
+        params.required("interval")  # any interval: the data's own spacing is what comes back
+        rows = self.exchange.klines(
+            start_ms=params.integer("startTime"),
+            end_ms=params.integer("endTime"),
+            limit=params.limit(),
+        )
+        return [_kline_json(row) for row in rows]
+
+    # -- signed endpoints -------------------------------------------------------------------
+
+    def new_order(self, params: Params) -> dict[str, Any]:
+        self._symbol(params)
+        side = params.required("side")
+        if side not in ("BUY", "SELL"):
+            raise Rejected(-1117, "Invalid side.")
+        order_type = params.required("type")
+        if order_type not in ORDER_TYPES:
+            raise Rejected(-1116, "Invalid orderType.")
+        response_type = params.text("newOrderRespType") or "FULL"
+        if response_type not in ("ACK", "RESULT", "FULL"):
+            raise Rejected(
+                -1100,
+                "Illegal characters found in parameter 'newOrderRespType'; "
+                "legal range is 'ACK, RESULT, FULL'.",
+            )
+        request = self._order_request(params, _side(side), order_type)
+        order, trades = self.exchange.place(request)
+        symbol, quote = self.config.symbol, self.config.quote
+        answer: dict[str, Any] = {
+            "symbol": symbol,
+            "orderId": order.id,
+            "orderListId": -1,
+            "clientOrderId": order.client_order_id,
+            "transactTime": order.time_ms,
+        }
+        if response_type == "ACK":
+            return answer
+        answer.update(_order_fields(order, symbol))
+        answer.update(
+            {
+                "origQuoteOrderQty": "0.00000000",
+                "workingTime": order.time_ms,
+                "selfTradePreventionMode": "NONE",
+            }
+        )
+        if response_type == "FULL":
+            answer["fills"] = [
+                {
+                    "price": _price(trade.price),
+                    "qty": _amount(trade.qty),
+                    "commission": _amount(trade.commission),
+                    "commissionAsset": quote,
+                    "tradeId": trade.id,
+                }
+                for trade in trades
+            ]
+        return answer
+
+    def _order_request(self, params: Params, side: Side, order_type: str) -> OrderRequest:
+        """The order's fields, with Binance's mandatory parameters per type checked."""
+        time_in_force = params.text("timeInForce")
+        if time_in_force is not None and time_in_force not in ("GTC", "IOC", "FOK"):
+            raise Rejected(-1115, "Invalid timeInForce.")
+        quantity = params.decimal("quantity")
+        quote_quantity = params.decimal("quoteOrderQty")
+        price = params.decimal("price")
+        stop_price = params.decimal("stopPrice")
+        if order_type in LIMIT_TYPES and price is None:
+            raise rejections.missing("price")
+        if order_type in TRIGGERED_TYPES and stop_price is None:
+            raise rejections.missing("stopPrice")
+        if (
+            order_type in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+            and time_in_force is None
+        ):
+            raise rejections.missing("timeInForce")
+        if quantity is None and not (order_type == "MARKET" and quote_quantity is not None):
+            raise rejections.missing("quantity")
+        return OrderRequest(
+            client_order_id=params.client_id("newClientOrderId"),
+            side=side,
+            type=order_type,
+            time_in_force=time_in_force if order_type in LIMIT_TYPES else None,
+            quantity=quantity,
+            quote_quantity=quote_quantity,
+            price=price if order_type in LIMIT_TYPES else None,
+            stop_price=stop_price if order_type in TRIGGERED_TYPES else None,
+        )
+
+    def _order_key(self, params: Params) -> tuple[int | None, str | None]:
+        order_id = params.integer("orderId")
+        client_id = params.client_id("origClientOrderId")
+        if order_id is None and client_id is None:
+            raise Rejected(
+                -1102,
+                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+            )
+        return order_id, client_id
+
+    def query_order(self, params: Params) -> dict[str, Any]:
+        self._symbol(params)
+        order_id, client_id = self._order_key(params)
+        return order_json(
+            self.exchange.order(order_id=order_id, client_order_id=client_id), self.config.symbol
+        )
+
+    def cancel_order(self, params: Params) -> dict[str, Any]:
+        self._symbol(params)
+        order_id, client_id = self._order_key(params)
+        cancel_id = params.client_id("newClientOrderId")
+        order = self.exchange.cancel(order_id=order_id, client_order_id=client_id)
+        return self._cancelled(order, cancel_id)
+
+    def _cancelled(self, order: OrderRow, cancel_id: str | None) -> dict[str, Any]:
+        # Binance's cancel answer: clientOrderId is the cancel's own id, the order's is
+        # origClientOrderId
+        return {
+            **_order_fields(order, self.config.symbol),
+            "origClientOrderId": order.client_order_id,
+            "clientOrderId": cancel_id or f"cancel-{order.id}",
+            "transactTime": order.update_ms,
+            "selfTradePreventionMode": "NONE",
+        }
+
+    def cancel_open_orders(self, params: Params) -> list[dict[str, Any]]:
+        self._symbol(params)
+        open_orders = self.exchange.state.open_orders()
+        if not open_orders:
+            raise rejections.unknown_order(cancelling=True)
+        return [
+            self._cancelled(self.exchange.cancel(order_id=order.id, client_order_id=None), None)
+            for order in open_orders
+        ]
+
+    def open_orders(self, params: Params) -> list[dict[str, Any]]:
+        self._symbol(params, required=False)
+        return [
+            order_json(order, self.config.symbol) for order in self.exchange.state.open_orders()
+        ]
+
+    def all_orders(self, params: Params) -> list[dict[str, Any]]:
+        self._symbol(params)
+        from_id = params.integer("orderId")
+        start = params.integer("startTime")
+        orders = self.exchange.state.orders(
+            from_id=from_id,
+            start_ms=start,
+            end_ms=params.integer("endTime"),
+            limit=params.limit(),
+            latest=from_id is None and start is None,
+        )
+        return [order_json(order, self.config.symbol) for order in orders]
+
+    def my_trades(self, params: Params) -> list[dict[str, Any]]:
+        self._symbol(params)
+        from_id = params.integer("fromId")
+        start = params.integer("startTime")
+        trades = self.exchange.state.trades(
+            order_id=params.integer("orderId"),
+            from_id=from_id,
+            start_ms=start,
+            end_ms=params.integer("endTime"),
+            limit=params.limit(),
+            latest=from_id is None and start is None,
+        )
+        return [trade_json(trade, self.config.symbol, self.config.quote) for trade in trades]
+
+    def account(self, params: Params) -> dict[str, Any]:
+        rate = _amount(self.config.commission)
+        bips = int(self.config.commission * 10_000)
+        balances = self.exchange.state.balances()
+        return {
+            "makerCommission": bips,
+            "takerCommission": bips,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {
+                "maker": rate,
+                "taker": rate,
+                "buyer": "0.00000000",
+                "seller": "0.00000000",
+            },
+            "canTrade": True,
+            "canWithdraw": False,
+            "canDeposit": False,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": self.exchange.data_time_ms(),
+            "accountType": "SPOT",
+            # a negative base balance is a short as the backtest models it; spot cannot be short
+            "balances": [
+                {"asset": asset, "free": _amount(amount), "locked": "0.00000000"}
+                for asset, amount in balances.items()
+            ],
+            "permissions": ["SPOT"],
+            "uid": 1,
+        }
+
+
+def _side(text: str) -> Side:
+    return "BUY" if text == "BUY" else "SELL"
+
+
+def _error(code: int, msg: str, status: int) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=status)
