@@ -63,6 +63,7 @@ class FaultProxy:
         max_connections: int = 32,
         lifetime: float = 100.0,
         rewrite: Rewrite | None = None,
+        retry_after: tuple[str, ...] = ("0", "0", "0", "1"),
     ) -> None:
         self.upstream_port = upstream_port
         self.rates = dict(rates or {})
@@ -72,6 +73,8 @@ class FaultProxy:
         self.lifetime = lifetime
         self.rewrite = rewrite
         self.injected: Counter[Fault] = Counter()
+        self.forwarded: list[tuple[str, bytes]] = []  # (request line, body) that reached upstream
+        self.retry_after = retry_after
         self.enabled = True
         self._random = random.Random(seed)
         self._slots = asyncio.Semaphore(max_connections)
@@ -132,7 +135,7 @@ class FaultProxy:
         return Fault.PASS
 
     def _retry_after(self) -> str:
-        return self._random.choice(("0", "0", "0", "1"))
+        return self._random.choice(self.retry_after)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -167,6 +170,7 @@ class FaultProxy:
             writer.write(self._canned(fault))
             await writer.drain()
             return
+        self.forwarded.append((head.split(b"\r\n", 1)[0].decode("latin-1"), body))
         reply = await self._forward(_with_connection_close(head) + body)
         if fault is Fault.DROP_AFTER:
             return
