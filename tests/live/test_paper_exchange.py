@@ -7,6 +7,7 @@ tests run on the wall clock with short bars.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import signal
@@ -402,7 +403,6 @@ async def test_unknown_symbol_and_unknown_path(client: Client) -> None:
 
 
 def test_kill_9_and_restart_keeps_orders_trades_balances_and_the_replay(tmp_path: Path) -> None:
-    import asyncio
 
     data = write_bars(tmp_path / "bars.csv", BARS * 20)
     state = tmp_path / "state.sqlite"
@@ -456,3 +456,21 @@ def test_a_bad_bars_file_is_one_line_and_nothing_listens(tmp_path: Path) -> None
     )
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "not a number" in result.stderr
+
+
+async def test_resting_orders_fill_as_bars_close_without_any_request(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = write_bars(tmp_path / "bars.csv", BARS)
+    state = tmp_path / "state.sqlite"
+    async with paper_exchange(tmp_path, data, state=state, bar_seconds=0.05) as server:
+        async with aiohttp.ClientSession() as session:
+            client = Client(session, server.url, ManualClock(1.0), server)
+            await client.order(**limit("BUY", "1", "99", "waits"))
+        await asyncio.sleep(0.5)  # bar 2 (low 98.5) closes meanwhile; nobody asks
+        db = sqlite3.connect(state)
+        try:
+            (status,) = db.execute("SELECT status FROM orders").fetchone()
+        finally:
+            db.close()
+    assert status == "FILLED"

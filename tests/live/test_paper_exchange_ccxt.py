@@ -144,3 +144,20 @@ async def test_fetch_orders_lists_every_order_oldest_first(venue: Venue) -> None
     )
     orders = await venue.client.fetch_orders(SYMBOL)
     assert [o["id"] for o in orders] == [first["id"], second["id"]]
+
+
+async def test_ccxt_signatures_pass_the_exchanges_checks_and_a_wrong_secret_fails(
+    tmp_path: Path,
+) -> None:
+    data = write_bars(tmp_path / "bars.csv", BARS)
+    keys = {"api_key": "k-1", "api_secret": "s-1"}
+    async with paper_exchange(tmp_path, data, bar_seconds=60.0, **keys) as server:
+        async with ccxt_binance(server.url, api_key="k-1", secret="s-1") as client:
+            order = await client.create_order(
+                SYMBOL, "market", "buy", 1, params={"clientOrderId": "signed"}
+            )  # a POST: the signature covers the form body
+            assert order["status"] == "closed"
+            assert (await client.fetch_order(order["id"], SYMBOL))["clientOrderId"] == "signed"
+        async with ccxt_binance(server.url, api_key="k-1", secret="wrong") as client:
+            with pytest.raises(ccxt.AuthenticationError):
+                await client.fetch_balance()

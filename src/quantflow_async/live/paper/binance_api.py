@@ -3,6 +3,13 @@ and Binance's error shape `{"code": ..., "msg": ...}` for every refusal.
 
 A request is parsed and, with keys configured, authenticated completely before the exchange
 is touched, so a malformed, oversized or badly signed request never changes anything.
+
+Where it differs from Binance, on purpose: klines accept any interval and always give the
+data's own bars; orders fill whole (never PARTIALLY_FILLED); nothing is `locked` for open
+orders (each fill re-checks the broker's funds rule and an order it cannot pay for then
+EXPIRES); the base balance may go negative, a short as the backtest models it, which a real
+spot account cannot hold; unknown parameters are ignored; without keys configured any key
+and signature pass.
 """
 
 from __future__ import annotations
