@@ -6,7 +6,7 @@ import logging
 import warnings
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +20,10 @@ from quantflow_async.store.repositories import (
     StrategyRepository,
     TradeRepository,
 )
+from quantflow_async.store.repositories.orders import OrderRepository
+
+if TYPE_CHECKING:
+    from quantflow_async.live.journal import OrderJournal
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class Database:
         self._strategies: StrategyRepository | None = None
         self._backtests: BacktestRepository | None = None
         self._trades: TradeRepository | None = None
+        self._orders: OrderRepository | None = None
 
     async def open(self) -> Database:
         if self._engine is not None:
@@ -53,6 +58,7 @@ class Database:
         self._strategies = StrategyRepository(engine)
         self._backtests = BacktestRepository(engine)
         self._trades = TradeRepository(engine)
+        self._orders = OrderRepository(engine)
         return self
 
     async def aclose(self) -> None:
@@ -105,6 +111,11 @@ class Database:
     def trades(self) -> TradeRepository:
         return self._opened(self._trades)
 
+    @property
+    def orders(self) -> OrderRepository:
+        """The order journal's orders, events, positions and balances (reads)."""
+        return self._opened(self._orders)
+
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`)."""
         await upgrade_to_head(self.engine)
@@ -133,3 +144,26 @@ class Database:
             **{name: value for name, value in given.items() if value is not None},
         )
         return TradeWriter(self.engine, self.settings, options, on_reject=on_reject)
+
+    def journal(
+        self,
+        *,
+        strategy_id: int,
+        venue: str,
+        batch_size: int | None = None,
+        max_latency: float | None = None,
+    ) -> OrderJournal:
+        """The order journal of a strategy on a venue: `async with db.journal(...) as j:`.
+
+        Events are committed in batches of up to `batch_size` (default 1000) at the latest
+        `max_latency` seconds (default 0.02) after they were recorded; retries, queue size and
+        commit timeout come from `settings.writer`.
+        """
+        from quantflow_async.live.journal import OrderJournal
+
+        options = replace(
+            self.settings.writer,
+            batch_size=1000 if batch_size is None else batch_size,
+            max_latency=0.02 if max_latency is None else max_latency,
+        )
+        return OrderJournal(self.engine, strategy_id=strategy_id, venue=venue, options=options)

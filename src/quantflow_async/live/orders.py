@@ -46,7 +46,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Final, TypeAlias
 
 from quantflow_async.errors import InvalidValue, OrderEventRefused
-from quantflow_async.live.venue import OrderSide
+from quantflow_async.live.venue import OrderSide, TimeInForce
 from quantflow_async.order_records import (
     EVENT_KINDS,
     FINAL_STATUSES,
@@ -120,7 +120,7 @@ class OrderRequest:
     type: OrderType = "market"
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
-    time_in_force: str | None = None
+    time_in_force: TimeInForce | None = None
     metadata: Mapping[str, Any] | None = None
     client_order_id: str | None = None
 

@@ -1,0 +1,265 @@
+"""JournalWriter: the order journal's bounded queue and the one task that commits it in batches.
+
+Each batch (up to `batch_size` entries, at the latest `max_latency` seconds after the first
+arrived) is one transaction of idempotent statements (store/order_journal.py), so a batch
+whose outcome is unknown is run again as is. Passing faults are retried with Backoff; any
+other fault stops the writer, and every waiting caller, later put or flush gets its error.
+The task belongs to the writer: cancelling the scope that opened it drains the queue first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import warnings
+from collections import deque
+from typing import Any
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from quantflow_async.config import WriterDefaults
+from quantflow_async.errors import StorageError, StorageUnavailable
+from quantflow_async.ingest.retry import Backoff
+from quantflow_async.store.driver_errors import Fault, classify, describe
+from quantflow_async.store.engine import write_transaction
+from quantflow_async.store.order_journal import JournalEntry, JournalRows, JournalStatements
+
+log = logging.getLogger(__name__)
+
+
+class WriterState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"
+    """No more entries are taken; the queue is being drained."""
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class Ticket:
+    """The fate of one queued entry: `await ticket.wait()` returns once it is committed."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+    async def wait(self) -> None:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class JournalWriter:
+    """One bounded queue of journal entries and the task that commits them."""
+
+    def __init__(self, engine: AsyncEngine, options: WriterDefaults) -> None:
+        self._engine = engine
+        self._options = options
+        self._statements = JournalStatements(engine.dialect.name)
+        self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
+        self._first_arrival: float | None = None
+        self._wakeup = anyio.Event()
+        self._space = anyio.Event()
+        self._finished = anyio.Event()
+        self._flush_wanted = False
+        self._in_flight: list[tuple[JournalEntry, Ticket]] = []
+        self._last: Ticket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failure: StorageError | None = None
+        self.state = WriterState.NEW
+        self.events_written = 0
+        self.batches = 0
+
+    def start(self) -> None:
+        if self.state is not WriterState.NEW:
+            raise RuntimeError(f"a JournalWriter starts once; this one is {self.state.value}")
+        self.state = WriterState.RUNNING
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="JournalWriter")
+
+    # -- producers ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise the writer's failure, or StorageError once it takes no more entries."""
+        if self._failure is not None:
+            raise self._failure
+        if self.state is not WriterState.RUNNING:
+            raise StorageError(
+                f"the order journal is {self.state.value}; it records no more events"
+            )
+
+    async def room(self) -> None:
+        """Wait while the queue is full; then `put` can go without waiting."""
+        while len(self._queue) >= self._options.max_queue:
+            self.check()
+            if self._space.is_set():
+                self._space = anyio.Event()
+            await self._space.wait()
+        self.check()
+
+    def put(self, entry: JournalEntry) -> Ticket:
+        """Queue `entry` now (after `room()`), in the order of the calls."""
+        self.check()
+        ticket = Ticket()
+        if not self._queue:
+            self._first_arrival = anyio.current_time()
+        self._queue.append((entry, ticket))
+        self._last = ticket
+        if len(self._queue) >= self._options.batch_size:
+            self._wakeup.set()
+        elif len(self._queue) == 1:
+            self._wakeup.set()  # the task sets its deadline from the first arrival
+        return ticket
+
+    async def flush(self) -> None:
+        """Return once every entry queued before this call is committed."""
+        last = self._last
+        if last is None or last.done.is_set():
+            if self._failure is not None:
+                raise self._failure
+            return
+        self._flush_wanted = True
+        self._wakeup.set()
+        await last.wait()
+
+    async def aclose(self) -> None:
+        """Take no more entries, commit what is queued, end the task. Idempotent.
+
+        Not cancellable: a cancellation that arrives meanwhile is raised once the queue is
+        drained. Raises the writer's failure if it could not commit.
+        """
+        if self.state is WriterState.RUNNING:
+            self.state = WriterState.CLOSING
+            self._wakeup.set()
+        if self._task is not None:
+            await self._wait_until_finished()
+            self._task = None
+        if self.state is WriterState.NEW:
+            self.state = WriterState.CLOSED
+        if self._failure is not None:
+            raise self._failure
+
+    async def _wait_until_finished(self) -> None:
+        cancelled: BaseException | None = None
+        while not self._finished.is_set():
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._finished.wait()
+            except anyio.get_cancelled_exc_class() as exc:
+                cancelled = exc  # asyncio's own Task.cancel() passes through shields
+        if cancelled is not None:
+            raise cancelled
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_task", None) is not None:
+            _warn("JournalWriter was never closed", ResourceWarning, source=self, stacklevel=2)
+
+    # -- the task -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                while batch := await self._next_batch():
+                    await self._commit(batch)
+                self.state = WriterState.CLOSED
+            except BaseException as exc:
+                self._fail(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            finally:
+                self._finished.set()
+
+    async def _next_batch(self) -> list[tuple[JournalEntry, Ticket]]:
+        """Sleep until a batch is full or due, a flush is asked for, or the writer closes."""
+        while self.state is WriterState.RUNNING:
+            queued = len(self._queue)
+            if queued >= self._options.batch_size or (queued and self._flush_wanted):
+                break
+            try:
+                if queued and self._first_arrival is not None:
+                    due = self._first_arrival + self._options.max_latency - anyio.current_time()
+                    if due <= 0:
+                        break
+                    with anyio.move_on_after(due):
+                        await self._wakeup.wait()
+                else:
+                    await self._wakeup.wait()
+            except anyio.get_cancelled_exc_class():
+                self._absorb_cancellation()
+            self._wakeup = anyio.Event()
+        size = min(len(self._queue), self._options.batch_size)
+        batch = [self._queue.popleft() for _ in range(size)]
+        self._first_arrival = anyio.current_time() if self._queue else None
+        self._flush_wanted = self._flush_wanted and bool(self._queue)
+        self._space.set()
+        return batch
+
+    async def _commit(self, batch: list[tuple[JournalEntry, Ticket]]) -> None:
+        self._in_flight = batch
+        rows = JournalRows()
+        for entry, _ in batch:
+            entry.add_to(rows)
+        backoff = Backoff(self._options)
+        while True:
+            try:
+                await self._attempt(rows)
+                break
+            except anyio.get_cancelled_exc_class():
+                self._absorb_cancellation()  # the batch is run again: every statement is idempotent
+                continue
+            except Exception as exc:
+                if classify(exc) is not Fault.TRANSIENT or backoff.exhausted:
+                    raise
+                delay = backoff.next_delay()
+                log.warning("journal: %s; retrying the batch in %.2fs", describe(exc), delay)
+            await self._pause(delay)
+        self._in_flight = []
+        self.batches += 1
+        self.events_written += len(rows.events)
+        for _, ticket in batch:
+            ticket.done.set()
+
+    async def _attempt(self, rows: JournalRows) -> None:
+        with anyio.fail_after(self._options.commit_timeout):
+            async with write_transaction(self._engine) as conn:
+                await self._statements.write(conn, rows)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            self._absorb_cancellation()
+
+    def _absorb_cancellation(self) -> None:
+        """asyncio's own Task.cancel() reaches the task through its shield (the loop shutting
+        down): take it as a request to close, drain, then end."""
+        log.warning(
+            "journal: cancelled from outside; committing %d entries first", len(self._queue)
+        )
+        if self.state is WriterState.RUNNING:
+            self.state = WriterState.CLOSING
+        with contextlib.suppress(RuntimeError):
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+
+    def _fail(self, exc: BaseException) -> None:
+        kind = StorageUnavailable if classify(exc) is Fault.FATAL else StorageError
+        failure = kind(
+            f"the order journal stopped: a batch could not be committed: {describe(exc)}; "
+            "what the journal accepted since its last commit is not stored; open a new journal "
+            "and restore()"
+        )
+        failure.__cause__ = exc
+        self._failure = failure
+        self.state = WriterState.FAILED
+        log.error("%s", failure)
+        for _, ticket in [*self._in_flight, *self._queue]:
+            ticket.error = failure
+            ticket.done.set()
+        self._queue.clear()
+        self._space.set()

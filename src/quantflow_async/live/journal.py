@@ -1,0 +1,520 @@
+"""OrderJournal: what a live bot records about its orders, and what it finds after a restart.
+
+`async with db.journal(strategy_id=s, venue="paper") as journal:`. An intent is committed in
+its own transaction before `intend` returns; every later event is checked at once against the
+journal's memory of the order (live/orders.py), then committed in a batch with the order's new
+row, its trade and position (ingest/journal_writer.py). A refused event raises
+OrderEventRefused and is stored as refused; nothing accepted changes. The journal is the only
+writer for its (strategy, venue).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, NoReturn
+
+import anyio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from quantflow_async.config import WriterDefaults
+from quantflow_async.errors import InvalidValue, NotFound, OrderEventRefused, StorageError
+from quantflow_async.ingest.journal_writer import JournalWriter, Ticket
+from quantflow_async.live.journal_entries import EventRows
+from quantflow_async.live.orders import (
+    OPEN_STATUSES,
+    WIDE,
+    Change,
+    JournalStats,
+    Order,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    Position,
+    Restored,
+    check_client_order_id,
+    is_duplicate,
+    next_state,
+)
+from quantflow_async.live.positions import apply_fill, flat
+from quantflow_async.live.venue import AssetBalance, VenueTrade
+from quantflow_async.store.driver_errors import translated_errors
+from quantflow_async.store.engine import read_transaction
+from quantflow_async.store.order_journal import (
+    JournalEntry,
+    OrderMemory,
+    insert_intended,
+    load_journal,
+    load_order,
+    order_change,
+)
+from quantflow_async.store.schema import strategies
+from quantflow_async.validation import to_decimal, to_id, to_label, to_utc
+
+log = logging.getLogger(__name__)
+
+
+class JournalState(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class _Tracked:
+    order: Order
+    state: OrderState
+
+
+def _tracked(memory: OrderMemory) -> _Tracked:
+    order = memory.order
+    notional = Decimal(0)
+    for quantity, price in memory.fills:
+        notional = WIDE.add(notional, WIDE.multiply(quantity, price))
+    state = OrderState(
+        order.client_order_id,
+        order.status,
+        order.quantity,
+        order.filled_quantity,
+        notional,
+        order.venue_order_id,
+        memory.seen,
+    )
+    return _Tracked(order, state)
+
+
+class OrderJournal:
+    """The order journal of one strategy on one venue. Make one with `Database.journal()`."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, strategy_id: int, venue: str, options: WriterDefaults
+    ) -> None:
+        self.strategy_id = to_id(strategy_id, "strategy_id")
+        self.venue = to_label(venue, "venue", 64)
+        self._engine = engine
+        self._writer = JournalWriter(engine, options)
+        self._rows = EventRows(self.strategy_id, self.venue)
+        self._orders: dict[str, _Tracked] = {}
+        self._by_venue_id: dict[str, str] = {}
+        self._positions: dict[str, Position] = {}
+        self._cursors: dict[str, str] = {}
+        self._loading = anyio.Lock()
+        self._intents = 0
+        self._duplicates = 0
+        self._refused = 0
+        self.state = JournalState.NEW
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> OrderJournal:
+        if self.state is not JournalState.NEW:
+            raise StorageError("an OrderJournal opens once; make a new one")
+        with translated_errors(f"opening the journal of strategy {self.strategy_id}"):
+            async with read_transaction(self._engine) as conn:
+                found = await conn.scalar(
+                    select(strategies.c.id).where(strategies.c.id == self.strategy_id)
+                )
+        if found is None:
+            raise NotFound("strategy", self.strategy_id)
+        stored = await load_journal(self._engine, self.strategy_id, self.venue, with_orders=False)
+        self._positions = {position.symbol: position for position in stored.positions}
+        self._cursors = dict(stored.cursors)
+        self._writer.start()
+        self.state = JournalState.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self.aclose()
+        except StorageError:
+            if exc is None:
+                raise
+            log.error("the journal failed while its block raised %r", exc)
+
+    async def aclose(self) -> None:
+        """Commit every accepted event, then stop. Idempotent; drains even when cancelled."""
+        self.state = JournalState.CLOSED
+        await self._writer.aclose()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "state", None) is JournalState.OPEN:
+            _warn(
+                "OrderJournal was never closed; use `async with db.journal(...) as journal:`",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+
+    @property
+    def client_id_prefix(self) -> str:
+        """How the client order ids the journal makes begin: ours among a venue's orders."""
+        return f"qf{self.strategy_id}x"
+
+    def stats(self) -> JournalStats:
+        written = self._intents + self._writer.events_written
+        return JournalStats(written, self._duplicates, self._refused)
+
+    async def flush(self) -> None:
+        """Return once every event recorded before this call is committed."""
+        await self._writer.flush()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def order(self, client_order_id: str) -> Order | None:
+        """The order as the journal knows it now (every non-final order after restore(), and
+        every order touched this session), or None; no database read."""
+        tracked = self._orders.get(client_order_id)
+        return None if tracked is None else tracked.order
+
+    async def restore(self) -> Restored:
+        """What the venue may hold for this strategy, from the database: open and in-doubt
+        orders, positions by symbol, cursors by stream. Events recorded before are committed
+        first."""
+        self._check_open()
+        await self.flush()
+        stored = await load_journal(self._engine, self.strategy_id, self.venue, with_orders=True)
+        found = [_tracked(memory) for memory in stored.orders]
+        for tracked in found:
+            self._remember(tracked)
+        self._positions = {position.symbol: position for position in stored.positions}
+        self._cursors = dict(stored.cursors)
+        return Restored(
+            open_orders=tuple(t.order for t in found if t.order.status in OPEN_STATUSES),
+            in_doubt=tuple(t.order for t in found if t.order.status == "intended"),
+            positions=dict(self._positions),
+            cursors=dict(self._cursors),
+        )
+
+    # -- recording -------------------------------------------------------------------------
+
+    async def intend(self, request: OrderRequest) -> Order:
+        """Record an order before it is sent: committed when this returns."""
+        self._check_open()
+        if not isinstance(request, OrderRequest):
+            raise InvalidValue("request", f"expected OrderRequest, got {type(request).__name__}")
+        cid = request.client_order_id or f"{self.client_id_prefix}{uuid.uuid4().hex}"[:36]
+        now = datetime.now(UTC)
+        values = self._rows.new_order(request, cid, now)
+        taken = OrderEventRefused(cid, "intent", f"client_order_id {cid!r} is already used")
+        if cid in self._orders:
+            await self._store_refusal(None, Change("intent"), taken)
+        event = self._rows.event(
+            "intent", None, now, status_after="intended", quantity=request.quantity,
+            price=request.limit_price,
+        )  # fmt: skip
+        try:
+            order_id = await insert_intended(
+                self._engine, values, event, row_error=lambda exc: taken
+            )
+        except OrderEventRefused:
+            await self._store_refusal(None, Change("intent"), taken)
+        self._intents += 1
+        order = Order(id=order_id, **values)
+        self._remember(_Tracked(order, OrderState(cid, "intended", order.quantity)))
+        return order
+
+    async def submitted(self, client_order_id: str, *, wait: bool = False) -> None:
+        await self._record(client_order_id, Change("submitted"), wait=wait)
+
+    async def acknowledged(
+        self,
+        client_order_id: str,
+        venue_order_id: str,
+        *,
+        occurred_at: datetime | None = None,
+        wait: bool = False,
+    ) -> None:
+        venue_order_id = to_label(venue_order_id, "venue_order_id")
+        change = Change("acknowledged", venue_order_id=venue_order_id)
+        await self._record(client_order_id, change, wait=wait, occurred_at=occurred_at)
+
+    async def cancel_requested(self, client_order_id: str, *, wait: bool = False) -> None:
+        await self._record(client_order_id, Change("cancel_requested"), wait=wait)
+
+    async def cancelled(
+        self,
+        client_order_id: str,
+        *,
+        reason: str | None = None,
+        venue_event_id: str | None = None,
+        wait: bool = False,
+    ) -> None:
+        change = Change("cancelled", venue_event_id=venue_event_id)
+        await self._record(client_order_id, change, wait=wait, reason=reason)
+
+    async def rejected(self, client_order_id: str, *, reason: str, wait: bool = False) -> None:
+        await self._record(client_order_id, Change("rejected"), wait=wait, reason=reason)
+
+    async def expired(
+        self, client_order_id: str, *, reason: str | None = None, wait: bool = False
+    ) -> None:
+        await self._record(client_order_id, Change("expired"), wait=wait, reason=reason)
+
+    async def mark_unknown(self, client_order_id: str, *, reason: str, wait: bool = False) -> None:
+        change = Change("status", status="unknown")
+        await self._record(client_order_id, change, wait=wait, reason=reason)
+
+    async def set_status(
+        self,
+        client_order_id: str,
+        status: OrderStatus,
+        *,
+        reason: str,
+        venue_order_id: str | None = None,
+        wait: bool = False,
+    ) -> None:
+        """Bring the order to the status the venue reports (reconciliation)."""
+        change = Change("status", status=status, venue_order_id=venue_order_id)
+        await self._record(client_order_id, change, wait=wait, reason=reason)
+
+    async def filled(
+        self,
+        trade: VenueTrade,
+        *,
+        client_order_id: str | None = None,
+        reason: str | None = None,
+        wait: bool = False,
+    ) -> bool:
+        """Record one execution: the order's fill, its trade and the position move, in one
+        transaction. False when the trade id was already journaled (a counted duplicate)."""
+        self._check_open()
+        trade = _checked_trade(trade)
+        change = Change(
+            "fill",
+            quantity=trade.quantity,
+            price=trade.price,
+            venue_order_id=trade.venue_order_id,
+            venue_event_id=trade.trade_id,
+        )
+        if client_order_id is None:
+            client_order_id = await self._cid_of(trade.venue_order_id, change)
+        tracked = await self._find(client_order_id, change)
+        await self._writer.room()
+        # From here to the put, nothing awaits: the order's memory and the queue move together.
+        if is_duplicate(tracked.state, change):
+            self._duplicates += 1
+            return False
+        order = tracked.order
+        if (trade.symbol, trade.side) != (order.symbol, order.side):
+            self._refuse(
+                tracked, change,
+                f"the trade is a {trade.side} of {trade.symbol}, the order a {order.side} of "
+                f"{order.symbol}",
+            )  # fmt: skip
+        self._check_venue_order_id(tracked, change)
+        state = self._next(tracked, change)
+        now = datetime.now(UTC)
+        held = self._positions.get(order.symbol) or flat(
+            self.strategy_id, self.venue, order.symbol, now
+        )
+        position, realized = apply_fill(
+            held, side=order.side, quantity=trade.quantity, price=trade.price, fee=trade.fee,
+            at=now,
+        )  # fmt: skip
+        self._positions[order.symbol] = position
+        moved = self._move(tracked, state, now)
+        event = self._rows.event(
+            "fill", order.id, now, venue_event_id=trade.trade_id, status_after=state.status,
+            quantity=trade.quantity, price=trade.price, fee=trade.fee,
+            fee_asset=trade.fee_asset, reason=reason, occurred_at=trade.executed_at,
+        )  # fmt: skip
+        entry = JournalEntry(
+            event=event,
+            order=order_change(moved),
+            trade=self._rows.trade(moved, trade, realized, state.status),
+            position=self._rows.position(position),
+        )
+        await self._settle(self._writer.put(entry), wait)
+        return True
+
+    async def advance_cursor(self, stream: str, last_id: str, *, wait: bool = False) -> None:
+        """Remember the last venue event seen on `stream` (e.g. "trades:BTCUSDT")."""
+        self._check_open()
+        stream = to_label(stream, "stream")
+        last_id = to_label(last_id, "last_id")
+        await self._writer.room()
+        self._cursors[stream] = last_id
+        row = self._rows.cursor(stream, last_id, datetime.now(UTC))
+        await self._settle(self._writer.put(JournalEntry(cursor=row)), wait)
+
+    async def record_balances(
+        self,
+        balances: Mapping[str, AssetBalance],
+        *,
+        taken_at: datetime | None = None,
+        wait: bool = False,
+    ) -> None:
+        """Store a snapshot of the venue's balances, by asset."""
+        self._check_open()
+        at = datetime.now(UTC) if taken_at is None else to_utc(taken_at, "taken_at")
+        for asset, balance in balances.items():
+            to_label(asset, "asset", 32)
+            to_decimal(balance.free, f"balances[{asset!r}].free")
+            to_decimal(balance.locked, f"balances[{asset!r}].locked")
+        await self._writer.room()
+        entry = JournalEntry(balances=self._rows.balances(balances, at))
+        await self._settle(self._writer.put(entry), wait)
+
+    # -- the machinery ---------------------------------------------------------------------
+
+    async def _record(
+        self,
+        client_order_id: str,
+        change: Change,
+        *,
+        wait: bool,
+        reason: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        self._check_open()
+        if occurred_at is not None:
+            occurred_at = to_utc(occurred_at, "occurred_at")
+        tracked = await self._find(client_order_id, change)
+        await self._writer.room()
+        # From here to the put, nothing awaits: the order's memory and the queue move together.
+        if is_duplicate(tracked.state, change):
+            self._duplicates += 1
+            return
+        self._check_venue_order_id(tracked, change)
+        state = self._next(tracked, change)
+        now = datetime.now(UTC)
+        moved = self._move(tracked, state, now)
+        event = self._rows.event(
+            change.kind, moved.id, now, venue_event_id=change.venue_event_id,
+            status_after=state.status, reason=reason, occurred_at=occurred_at,
+            details=None if change.status is None else {"status": change.status},
+        )  # fmt: skip
+        entry = JournalEntry(event=event, order=order_change(moved))
+        await self._settle(self._writer.put(entry), wait)
+
+    def _check_venue_order_id(self, tracked: _Tracked, change: Change) -> None:
+        owner = self._by_venue_id.get(change.venue_order_id or "")
+        if owner not in (None, tracked.order.client_order_id):
+            self._refuse(
+                tracked, change, f"venue_order_id {change.venue_order_id!r} is {owner!r}'s"
+            )
+
+    def _next(self, tracked: _Tracked, change: Change) -> OrderState:
+        try:
+            return next_state(tracked.state, change)
+        except OrderEventRefused as refused:
+            self._put_refusal(tracked.order, change, refused)
+            raise
+
+    def _refuse(self, tracked: _Tracked, change: Change, reason: str) -> None:
+        refused = OrderEventRefused(tracked.order.client_order_id, change.kind, reason)
+        self._put_refusal(tracked.order, change, refused)
+        raise refused
+
+    def _put_refusal(self, order: Order | None, change: Change, refused: OrderEventRefused) -> None:
+        self._refused += 1
+        log.warning("journal: %s", refused)
+        row = self._rows.refused(order, change, refused.reason, datetime.now(UTC))
+        if order is None:
+            row["details"]["client_order_id"] = refused.client_order_id
+        self._writer.put(JournalEntry(event=row))
+
+    async def _store_refusal(
+        self, order: Order | None, change: Change, refused: OrderEventRefused
+    ) -> NoReturn:
+        await self._writer.room()
+        self._put_refusal(order, change, refused)
+        raise refused
+
+    def _move(self, tracked: _Tracked, state: OrderState, now: datetime) -> Order:
+        moved = replace(
+            tracked.order,
+            status=state.status,
+            filled_quantity=state.filled_quantity,
+            average_price=state.average_price,
+            venue_order_id=state.venue_order_id,
+            updated_at=now,
+        )
+        tracked.order, tracked.state = moved, state
+        if moved.venue_order_id is not None:
+            self._by_venue_id[moved.venue_order_id] = moved.client_order_id
+        return moved
+
+    async def _settle(self, ticket: Ticket, wait: bool) -> None:
+        if wait:
+            await ticket.wait()
+
+    async def _find(self, client_order_id: str, change: Change) -> _Tracked:
+        """The order from memory, else from the database; unknown orders are refused."""
+        client_order_id = check_client_order_id(client_order_id)
+        tracked = self._orders.get(client_order_id)
+        if tracked is not None:
+            return tracked
+        async with self._loading:
+            tracked = self._orders.get(client_order_id)
+            if tracked is None:
+                memory = await load_order(self._engine, client_order_id=client_order_id)
+                if memory is not None and self._owns(memory.order):
+                    tracked = self._remember(_tracked(memory))
+        if tracked is not None:
+            return tracked
+        refused = OrderEventRefused(
+            client_order_id, change.kind,
+            f"no order with this client_order_id for strategy {self.strategy_id} on {self.venue!r}",
+        )  # fmt: skip
+        await self._store_refusal(None, change, refused)
+
+    async def _cid_of(self, venue_order_id: str, change: Change) -> str:
+        cid = self._by_venue_id.get(venue_order_id)
+        if cid is not None:
+            return cid
+        memory = await load_order(self._engine, venue_order_id=(self.venue, venue_order_id))
+        if memory is not None and self._owns(memory.order):
+            async with self._loading:
+                tracked = self._orders.get(memory.order.client_order_id) or self._remember(
+                    _tracked(memory)
+                )
+            return tracked.order.client_order_id
+        refused = OrderEventRefused(
+            None, change.kind, f"no order with venue_order_id {venue_order_id!r} on {self.venue!r}"
+        )
+        await self._store_refusal(None, change, refused)
+
+    def _owns(self, order: Order) -> bool:
+        return order.strategy_id == self.strategy_id and order.venue == self.venue
+
+    def _remember(self, tracked: _Tracked) -> _Tracked:
+        order = tracked.order
+        self._orders[order.client_order_id] = tracked
+        if order.venue_order_id is not None:
+            self._by_venue_id[order.venue_order_id] = order.client_order_id
+        return tracked
+
+    def _check_open(self) -> None:
+        if self.state is not JournalState.OPEN:
+            raise StorageError(
+                f"the journal is {self.state.value}; use `async with db.journal(...) as journal:`"
+            )
+        self._writer.check()
+
+
+def _checked_trade(trade: object) -> VenueTrade:
+    if not isinstance(trade, VenueTrade):
+        raise InvalidValue("trade", f"expected VenueTrade, got {type(trade).__name__}")
+    return replace(
+        trade,
+        trade_id=to_label(trade.trade_id, "trade.trade_id"),
+        venue_order_id=to_label(trade.venue_order_id, "trade.venue_order_id"),
+        quantity=to_decimal(trade.quantity, "trade.quantity"),
+        price=to_decimal(trade.price, "trade.price"),
+        fee=to_decimal(trade.fee, "trade.fee"),
+        executed_at=to_utc(trade.executed_at, "trade.executed_at"),
+    )
