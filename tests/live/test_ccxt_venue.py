@@ -259,7 +259,7 @@ async def test_a_wrong_secret_is_refused_without_showing_it(
 async def test_retries_are_logged_without_secrets(
     paper: PaperExchangeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="quantflow_async.live.ccxt_venue")
+    caplog.set_level(logging.WARNING, logger="quantflow_async.live.ccxt_calls")
     async with FaultProxy(paper.port, seed=1, rates={Fault.HTTP_503: 0.5}) as proxy:
         async with CcxtVenue.connect(
             proxy.url, VenueCredentials(KEY, SECRET), policy=FAST

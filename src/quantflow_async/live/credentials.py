@@ -1,16 +1,18 @@
 """A venue's API key and secret: loaded from arguments, the environment or a file, never shown.
 
 `scrub()` is the one place a text (an exception message, a log line) loses every secret it
-may carry: the secret, the API key and any request `signature=` before it leaves the adapter.
+may carry: the secret, the API key and any request `signature=` before it leaves the adapter;
+`ScrubbingFilter` applies it to a logger's records.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -35,6 +37,20 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if encoded != secret:
             text = text.replace(encoded, MASK)
     return _SIGNATURE.sub(rf"\g<1>{MASK}", text)
+
+
+class ScrubbingFilter(logging.Filter):
+    """Rewrites a logger's records without `secrets`: ccxt's own debug lines carry URLs,
+    signatures and the API key header."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage(), self._secrets)
+        record.args = ()
+        return True
 
 
 @dataclass(frozen=True, slots=True, repr=False)
