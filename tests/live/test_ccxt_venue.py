@@ -22,8 +22,8 @@ from quantflow_async.live.paper.config import PaperExchangeConfig
 from quantflow_async.live.paper.server import PaperExchangeServer
 from quantflow_async.live.venue import NewOrder
 from quantflow_async.live.venue_retry import RetryPolicy
-from tests.live.test_venue_faults import SYMBOL, write_bars
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.venues import SYMBOL, rising_bars
 
 KEY = "kEy0123456789abcdefKEYTAIL"
 SECRET = "sEcReT0123456789abcdefghijklmnop"
@@ -173,7 +173,7 @@ async def test_proxy_sanity(stub: tuple[str, dict[str, Any]]) -> None:
 @pytest.fixture
 async def paper(tmp_path: Path) -> AsyncIterator[PaperExchangeServer]:
     config = PaperExchangeConfig.of(
-        data=write_bars(tmp_path / "bars.csv"),
+        data=rising_bars(tmp_path / "bars.csv"),
         symbol="BTCUSDT",
         state=tmp_path / "paper.sqlite3",
         bar_seconds=30.0,

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import pytest
 
@@ -23,9 +20,8 @@ from quantflow_async.live.paper.server import PaperExchangeServer
 from quantflow_async.live.venue import NewOrder, VenueOrder
 from quantflow_async.live.venue_retry import RetryPolicy
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.venues import SYMBOL, orders_on_exchange, rising_bars, sent_to_exchange
 
-SYMBOL = "BTC/USDT"
-T0 = datetime(2001, 1, 1, tzinfo=UTC)
 RATES = {
     Fault.DROP_BEFORE: 0.06,
     Fault.DROP_AFTER: 0.06,
@@ -44,21 +40,10 @@ WORKERS = 8
 ROUNDS = 8
 
 
-def write_bars(path: Path, count: int = 400) -> Path:
-    rows = ["date,open,high,low,close,volume"]
-    price = Decimal("100.00")
-    for day in range(count):
-        date = T0 + timedelta(days=day)
-        rows.append(f"{date.date()},{price},{price + 2},{price - 2},{price + 1},1000")
-        price += Decimal("0.25")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
 @pytest.fixture
 async def paper(tmp_path: Path) -> AsyncIterator[PaperExchangeServer]:
     config = PaperExchangeConfig.of(
-        data=write_bars(tmp_path / "bars.csv"),
+        data=rising_bars(tmp_path / "bars.csv"),
         symbol="BTCUSDT",
         state=tmp_path / "paper.sqlite3",
         bar_seconds=30.0,
@@ -70,23 +55,6 @@ async def paper(tmp_path: Path) -> AsyncIterator[PaperExchangeServer]:
         yield server
     finally:
         await server.aclose()
-
-
-def orders_on_exchange(state: Path) -> Counter[str]:
-    """Client order ids as the paper exchange's own state file holds them."""
-    with sqlite3.connect(state) as db:
-        rows = db.execute("SELECT client_order_id FROM orders").fetchall()
-    db.close()
-    return Counter(row[0] for row in rows)
-
-
-def sent_to_exchange(proxy: FaultProxy) -> Counter[str]:
-    """How many order requests for each client id reached the exchange."""
-    sent: Counter[str] = Counter()
-    for request_line, body in proxy.forwarded:
-        if request_line.startswith("POST /api/v3/order"):
-            sent.update(parse_qs(body.decode())["newClientOrderId"])
-    return sent
 
 
 async def test_faults_end_in_an_answer_or_unavailable_and_no_order_is_doubled(
