@@ -43,6 +43,7 @@ class MemoryVenue:
         self._orders: dict[str, VenueOrder] = {}  # by venue order id, in placing order
         self._trades: list[VenueTrade] = []
         self._clock = T0
+        self._faults: dict[str, tuple[int, Exception]] = {}
 
     # The Venue protocol.
 
@@ -83,14 +84,17 @@ class MemoryVenue:
     async def fetch_order(
         self, symbol: str, *, venue_order_id: str | None = None, client_order_id: str | None = None
     ) -> VenueOrder | None:
+        self._maybe_fail("fetch_order")
         return self._find(symbol, venue_order_id, client_order_id)
 
     async def fetch_open_orders(self, symbol: str) -> Sequence[VenueOrder]:
+        self._maybe_fail("fetch_open_orders")
         return [o for o in self._orders.values() if o.symbol == symbol and o.status not in _FINAL]
 
     async def fetch_my_trades(
         self, symbol: str, *, since: datetime | None = None, after_trade_id: str | None = None
     ) -> Sequence[VenueTrade]:
+        self._maybe_fail("fetch_my_trades")
         after = int(after_trade_id) if after_trade_id is not None else 0
         return [
             t
@@ -101,6 +105,7 @@ class MemoryVenue:
         ]
 
     async def fetch_balance(self) -> Mapping[str, AssetBalance]:
+        self._maybe_fail("fetch_balance")
         return {
             asset: AssetBalance(asset=asset, free=free, locked=Decimal(0))
             for asset, free in sorted(self._free.items())
@@ -169,6 +174,10 @@ class MemoryVenue:
         """Drop an order as if the venue had purged it (its trades stay)."""
         del self._orders[venue_order_id]
 
+    def fail(self, method: str, error: Exception, *, after: int = 0) -> None:
+        """Let `after` calls of `method` through, then fail the next one with `error`, once."""
+        self._faults[method] = (after, error)
+
     def order_by_client_id(self, client_order_id: str) -> VenueOrder:
         order = self._by_client_id(client_order_id)
         if order is None:
@@ -187,6 +196,16 @@ class MemoryVenue:
         return self._free.get(asset, Decimal(0))
 
     # Inside the exchange.
+
+    def _maybe_fail(self, method: str) -> None:
+        if method not in self._faults:
+            return
+        after, error = self._faults[method]
+        if after:
+            self._faults[method] = (after - 1, error)
+            return
+        del self._faults[method]
+        raise error
 
     def _tick(self) -> datetime:
         self._clock += timedelta(seconds=1)
