@@ -10,16 +10,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from quantflow_async import Database
 from quantflow_async.errors import VenueUnavailable
+from quantflow_async.live.ccxt_venue import CcxtVenue
+from quantflow_async.live.credentials import VenueCredentials
 from quantflow_async.live.journal import OrderJournal
 from quantflow_async.live.orders import Order, OrderRequest
 from quantflow_async.live.reconcile import ReconcileReport, reconcile, trades_stream
 from quantflow_async.live.venue import NewOrder, OrderSide
 from tests.support.memory_venue import MemoryVenue
+from tests.support.paper import ManualClock, paper_exchange, write_bars
 
 START = {"BTC": Decimal(10), "ETH": Decimal(100), "USDT": Decimal(1_000_000)}
 
@@ -377,3 +381,93 @@ async def test_an_unknown_order_the_venue_reports_again_takes_its_status(
     assert report.status_changes == ()  # the fill itself moved it out of unknown
     assert report.missing_at_venue == ()
     await assert_level(db, strategy_id, venue)
+
+
+PAPER_BARS = [
+    (100.0, 101.5, 99.25, 101.0),
+    (101.0, 102.0, 100.5, 101.75),
+    (101.75, 103.0, 98.5, 99.0),  # dips to 98.5: a buy limit at 99 fills at this bar's close
+    (99.0, 106.0, 99.0, 105.5),
+]
+
+
+async def test_a_bot_that_crashed_before_recording_answers_is_reconciled_with_the_paper_exchange(
+    db: Database, strategy_id: int, tmp_path: Path
+) -> None:
+    symbol = "BTC/USDT"
+    clock = ManualClock(bar_seconds=1.0)
+    data = write_bars(tmp_path / "bars.csv", PAPER_BARS)
+    async with (
+        paper_exchange(tmp_path, data, clock=clock, commission="0.001") as server,
+        CcxtVenue.connect(server.url, VenueCredentials.placeholder(), name="paper") as venue,
+    ):
+        clock.to_bar(1)
+        async with db.journal(strategy_id=strategy_id, venue="paper") as journal:
+            sent = []
+            for side, type_, quantity, price in (
+                ("buy", "market", "2", None),  # fills at once, at bar 1's open
+                ("buy", "limit", "1", "99"),  # rests until bar 2 trades through it
+                ("sell", "limit", "1", "110"),  # cancelled at the exchange while the bot is down
+            ):
+                order = await journal.intend(
+                    OrderRequest(
+                        symbol=symbol,
+                        side=side,  # type: ignore[arg-type]
+                        type=type_,  # type: ignore[arg-type]
+                        quantity=Decimal(quantity),
+                        limit_price=None if price is None else Decimal(price),
+                    )
+                )
+                await journal.submitted(order.client_order_id)
+                await venue.create_order(
+                    NewOrder(
+                        client_order_id=order.client_order_id,
+                        symbol=symbol,
+                        side=order.side,
+                        type=order.type,
+                        quantity=order.quantity,
+                        limit_price=order.limit_price,
+                    )
+                )
+                sent.append(order.client_order_id)
+            never_sent = await journal.intend(
+                OrderRequest(symbol=symbol, side="buy", quantity=Decimal(1))
+            )
+            # The crash: no answer, acknowledgement or fill of the exchange is ever recorded.
+        await venue.cancel_order(symbol, client_order_id=sent[2])
+        clock.to_bar(3)
+
+        async with db.journal(strategy_id=strategy_id, venue="paper") as journal:
+            await journal.restore()
+            report = await reconcile(journal, venue)
+        async with db.journal(strategy_id=strategy_id, venue="paper") as journal:
+            await journal.restore()
+            again = await reconcile(journal, venue)
+
+        assert set(report.acknowledged) == set(sent)
+        assert report.never_sent == (never_sent.client_order_id,)
+        assert report.status_changes == ((sent[2], "open", "cancelled"),)
+        assert len(report.fills_recorded) == 2
+        assert not again.changed and again.duplicate_fills == ()
+        for cid in sent:
+            at_exchange = await venue.fetch_order(symbol, client_order_id=cid)
+            journaled = await db.orders.get_by_client_order_id(cid)
+            assert at_exchange is not None
+            assert (journaled.venue_order_id, journaled.status, journaled.filled_quantity) == (
+                at_exchange.venue_order_id,
+                at_exchange.status,
+                at_exchange.filled_quantity,
+            )
+        assert await venue.fetch_order(symbol, client_order_id=never_sent.client_order_id) is None
+        trades = await venue.fetch_my_trades(symbol)
+        [position] = await db.orders.positions(strategy_id=strategy_id)
+        assert position.quantity == sum(t.quantity for t in trades) == Decimal(3)
+        assert position.fees == sum(t.fee for t in trades)
+        balances = await venue.fetch_balance()
+        stored = {b.asset: b.total for b in await db.orders.balances(venue="paper")}
+        assert stored == {asset: b.total for asset, b in balances.items()}
+        assert stored["BTC"] == position.quantity
+        async with db.journal(strategy_id=strategy_id, venue="paper") as journal:
+            restored = await journal.restore()
+        assert restored.open_orders == restored.in_doubt == ()
+        assert restored.cursors[trades_stream(symbol)] == trades[-1].trade_id

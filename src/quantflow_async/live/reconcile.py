@@ -75,7 +75,7 @@ class ReconcileReport:
             f"(duplicates {len(self.duplicate_fills)}), status changes {len(self.status_changes)}"
         ]
         lines += [f"  {cid}: {before} -> {after}" for cid, before, after in self.status_changes]
-        lines += [f"  {cid}: intended -> rejected (never sent)" for cid in self.never_sent]
+        lines += [f"  {cid}: rejected, never sent" for cid in self.never_sent]
         lines += [f"missing at the venue, now unknown: {cid}" for cid in self.missing_at_venue]
         lines += [f"refused by the journal: {reason}" for reason in self.refused]
         lines += [f"ours but never journaled: {_order_line(o)}" for o in self.stray_orders]
