@@ -260,6 +260,25 @@ async def test_an_order_the_venue_forgot_is_unknown_reported_and_kept(
     assert [o.client_order_id for o in restored.open_orders] == [order.client_order_id]
 
 
+async def test_an_order_filled_then_forgotten_by_the_venue_is_filled_not_unknown(
+    db: Database, strategy_id: int, venue: MemoryVenue
+) -> None:
+    async with journal_of(db, strategy_id, venue) as journal:
+        order = await placed(journal, venue)
+    venue_id = venue.order_by_client_id(order.client_order_id).venue_order_id
+    trade = venue.fill(venue_id)
+    venue.forget(venue_id)
+
+    report = await reconciled(db, strategy_id, venue)
+
+    assert report.fills_recorded == (trade.trade_id,)
+    assert report.missing_at_venue == report.refused == ()
+    journaled = await db.orders.get_by_client_order_id(order.client_order_id)
+    assert (journaled.status, journaled.filled_quantity) == ("filled", trade.quantity)
+    [position] = await db.orders.positions(strategy_id=strategy_id)
+    assert position.quantity == venue.balance("BTC") - START["BTC"]
+
+
 async def test_foreign_orders_and_trades_are_reported_not_journaled(
     db: Database, strategy_id: int, venue: MemoryVenue
 ) -> None:
@@ -471,3 +490,24 @@ async def test_a_bot_that_crashed_before_recording_answers_is_reconciled_with_th
             restored = await journal.restore()
         assert restored.open_orders == restored.in_doubt == ()
         assert restored.cursors[trades_stream(symbol)] == trades[-1].trade_id
+
+
+async def test_a_fill_the_journal_refuses_is_reported_and_not_offered_again(
+    db: Database, strategy_id: int, venue: MemoryVenue
+) -> None:
+    async with journal_of(db, strategy_id, venue) as journal:
+        order = await placed(journal, venue)
+        await journal.cancelled(order.client_order_id, wait=True)  # the journal believed a cancel
+    trade = venue.fill(venue.order_by_client_id(order.client_order_id).venue_order_id)
+
+    report = await reconciled(db, strategy_id, venue, symbols=("BTCUSDT",))
+    again = await reconciled(db, strategy_id, venue, symbols=("BTCUSDT",))
+
+    assert report.fills_recorded == () and len(report.refused) == 1
+    assert order.client_order_id in report.refused[0]
+    assert again.refused == ()  # the cursor moved past it: one refusal kept, not one per restart
+    [refusal] = await db.orders.refused(strategy_id=strategy_id)
+    journaled = await db.orders.get_by_client_order_id(order.client_order_id)
+    assert refusal.order_id == journaled.id
+    assert (journaled.status, journaled.filled_quantity) == ("cancelled", Decimal(0))
+    assert refusal.details is not None and trade.trade_id in str(refusal.details)

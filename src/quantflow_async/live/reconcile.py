@@ -7,7 +7,7 @@ puts an event before the one it depends on; nothing the journal never intended i
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeGuard
@@ -114,11 +114,12 @@ async def reconcile(
 
     run = _Run(journal, venue)
     await run.acknowledge(ours, at_venue)
-    owners = {found.venue_order_id: cid for cid, found in at_venue.items()}
+    owners = {o.venue_order_id: cid for cid, o in ours.items() if o.venue_order_id is not None}
+    owners.update((found.venue_order_id, cid) for cid, found in at_venue.items())
     for symbol in markets:
         await run.fills(symbol, state.cursors.get(trades_stream(symbol)), owners)
     await run.settle_statuses(at_venue)
-    await run.settle_absent(ours, at_venue)
+    await run.settle_absent(cid for cid in ours if cid not in at_venue)
     for symbol in markets:
         await run.unknown_open_orders(symbol)
     balances = MappingProxyType(dict(await venue.fetch_balance()))
@@ -153,10 +154,9 @@ class _Run:
     ) -> None:
         """Step 1: the venue ids the journal never saw, so that fills find their order."""
         for cid, found in at_venue.items():
-            if ours[cid].venue_order_id is None:
-                await self.journal.acknowledged(
-                    cid, found.venue_order_id, occurred_at=found.updated_at
-                )
+            if ours[cid].venue_order_id is None and await self._accepted(
+                self.journal.acknowledged(cid, found.venue_order_id, occurred_at=found.updated_at)
+            ):
                 self.acknowledged.append(cid)
 
     async def fills(self, symbol: str, cursor: str | None, owners: dict[str, str]) -> None:
@@ -187,27 +187,24 @@ class _Run:
             order = self.journal.order(cid)
             if order is None or order.status == found.status:
                 continue
-            try:
-                await self.journal.set_status(
+            if await self._accepted(
+                self.journal.set_status(
                     cid, found.status, reason=REASON, venue_order_id=found.venue_order_id
                 )
-            except OrderEventRefused as refused:
-                self.refused.append(str(refused))
-                continue
-            self.status_changes.append((cid, order.status, found.status))
+            ):
+                self.status_changes.append((cid, order.status, found.status))
 
-    async def settle_absent(
-        self, ours: Mapping[str, Order], at_venue: Mapping[str, VenueOrder]
-    ) -> None:
+    async def settle_absent(self, absent: Iterable[str]) -> None:
         """Step 4: an order the venue never received is rejected; one it lost is unknown."""
-        for cid, order in ours.items():
-            if cid in at_venue or order.status == "unknown":
+        for cid in absent:
+            order = self.journal.order(cid)
+            # Its trades may have finished it (a venue can purge a filled order's record).
+            if order is None or order.is_final or order.status == "unknown":
                 continue
             if order.status in _NEVER_ACKNOWLEDGED and order.venue_order_id is None:
-                await self.journal.rejected(cid, reason=NEVER_SENT)
-                self.never_sent.append(cid)
-            else:
-                await self.journal.mark_unknown(cid, reason=REASON)
+                if await self._accepted(self.journal.rejected(cid, reason=NEVER_SENT)):
+                    self.never_sent.append(cid)
+            elif await self._accepted(self.journal.mark_unknown(cid, reason=REASON)):
                 self.missing.append(cid)
 
     async def unknown_open_orders(self, symbol: str) -> None:
@@ -216,6 +213,15 @@ class _Run:
             cid = order.client_order_id
             if cid is None or self.journal.order(cid) is None:
                 (self.stray_orders if self.is_ours(cid) else self.foreign_orders).append(order)
+
+    async def _accepted(self, event: Awaitable[None]) -> bool:
+        """Record `event`; a refusal is kept by the journal and reported, not raised."""
+        try:
+            await event
+        except OrderEventRefused as refused:
+            self.refused.append(str(refused))
+            return False
+        return True
 
     def is_ours(self, cid: str | None) -> TypeGuard[str]:
         return cid is not None and cid.startswith(self.journal.client_id_prefix)
