@@ -37,9 +37,10 @@ class ReconcileReport:
 
     Orders are named by client order id, fills by venue trade id. `stray_*` are venue records
     whose client id carries this journal's prefix but which the journal never recorded (an
-    intent is durable before anything is sent, so each one is worth a look); `foreign_*` are
-    someone else's. `refused` holds the journal's reason for each event it refused (kept there
-    as refused).
+    intent is durable before anything is sent, so each one is worth a look); a stray trade is
+    offered to the journal, whose refusal is its only trace there. `foreign_*` are someone
+    else's and never touch the journal. `refused` holds the journal's reason for each event it
+    refused (kept there as refused).
     """
 
     never_sent: tuple[str, ...] = ()
