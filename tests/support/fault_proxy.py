@@ -3,7 +3,8 @@
 Each client connection carries one request (every answer says `Connection: close`). For each
 request the proxy draws a fault: drop before forwarding, forward and drop the reply (the
 client cannot know whether it arrived), 5xx or 429/418 without forwarding, or forward and
-hold the reply past the client's timeout. `injected` counts what it did.
+hold the reply past the client's timeout. `injected` counts what it did; `script()` sets the
+faults of the next requests of one kind, for a test that needs one fault at one moment.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class FaultProxy:
         self.forwarded: list[tuple[str, bytes]] = []  # (request line, body) that reached upstream
         self.retry_after = retry_after
         self.enabled = True
+        self._scripted: list[tuple[str, Fault]] = []
         self._random = random.Random(seed)
         self._slots = asyncio.Semaphore(max_connections)
         self._server: asyncio.Server | None = None
@@ -124,7 +126,16 @@ class FaultProxy:
             await self._server.wait_closed()
             self._server = None
 
-    def _draw(self) -> Fault:
+    def script(self, request_start: str, *faults: Fault) -> None:
+        """Meet the next requests whose request line starts with `request_start` (e.g.
+        "POST /api/v3/order") with `faults`, one each in order, before any drawn fault."""
+        self._scripted.extend((request_start, fault) for fault in faults)
+
+    def _draw(self, request_line: str) -> Fault:
+        for k, (start, fault) in enumerate(self._scripted):
+            if request_line.startswith(start):
+                del self._scripted[k]
+                return fault
         if not self.enabled:
             return Fault.PASS
         roll = self._random.random()
@@ -162,7 +173,8 @@ class FaultProxy:
         if length > _MAX_BODY:
             return
         body = await reader.readexactly(length) if length else b""
-        fault = self._draw()
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        fault = self._draw(request_line)
         self.injected[fault] += 1
         if fault is Fault.DROP_BEFORE:
             return
@@ -170,7 +182,7 @@ class FaultProxy:
             writer.write(self._canned(fault))
             await writer.drain()
             return
-        self.forwarded.append((head.split(b"\r\n", 1)[0].decode("latin-1"), body))
+        self.forwarded.append((request_line, body))
         reply = await self._forward(_with_connection_close(head) + body)
         if fault is Fault.DROP_AFTER:
             return

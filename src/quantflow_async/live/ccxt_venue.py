@@ -10,13 +10,13 @@ from __future__ import annotations
 import enum
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import ccxt.async_support as ccxt_async
 
-from quantflow_async.errors import InvalidValue, VenueError
+from quantflow_async.errors import InvalidValue, VenueError, VenueRejected
 from quantflow_async.live.ccxt_calls import PARSE_ERRORS, CcxtCalls, is_duplicate
 from quantflow_async.live.ccxt_client import binance_client
 from quantflow_async.live.credentials import ScrubbingFilter, VenueCredentials
@@ -40,8 +40,8 @@ class CcxtVenue:
 
     Every call retries connection faults, 5xx answers, timeouts and rate limits under
     `policy`, then raises VenueUnavailable. `create_order` is re-sent only with the same
-    client order id and only after the venue said it has no such order, so it is never
-    doubled; a client id this venue already sent is looked up before it is sent again.
+    client order id and only after the venue said it has no such order; an order found under
+    that id must be the one asked for. An answer about another order is MalformedVenueAnswer.
     """
 
     def __init__(
@@ -123,7 +123,7 @@ class CcxtVenue:
         cid = order.client_order_id
         budget = RetryBudget(self.policy)
         if cid in self._sent:
-            found = await self._order_by_client_id(order.symbol, cid, budget.child())
+            found = await self._order_by_client_id(order, budget.child())
             if found is not None:
                 return found
         while True:
@@ -135,14 +135,14 @@ class CcxtVenue:
             except PARSE_ERRORS as exc:
                 raise self._calls.unreadable("create_order", exc) from None
             else:
-                return self._read.order(raw)
+                return self._read.order_about(raw, None, cid)
             if is_duplicate(error):
                 # Our own id is already there: an earlier send arrived after all.
-                found = await self._order_by_client_id(order.symbol, cid, budget.child())
+                found = await self._order_by_client_id(order, budget.child())
                 if found is not None:
                     return found
             await self._calls.wait_or_raise("create_order", error, budget, f"client id {cid!r}")
-            found = await self._order_by_client_id(order.symbol, cid, budget.child())
+            found = await self._order_by_client_id(order, budget.child())
             if found is not None:
                 return found
 
@@ -160,7 +160,7 @@ class CcxtVenue:
             except PARSE_ERRORS as exc:
                 raise self._calls.unreadable("cancel_order", exc) from None
             else:
-                return self._read.order(raw)
+                return self._read.order_about(raw, venue_order_id, client_order_id)
             if isinstance(error, ccxt_async.OrderNotFound):
                 # After a retry the first cancel may have landed; on a first try the order
                 # may be filled already: either way the order itself is the answer.
@@ -170,7 +170,7 @@ class CcxtVenue:
                     budget.child(),
                 )
                 if found is not None:
-                    return self._read.order(found)
+                    return self._read.order_about(found, venue_order_id, client_order_id)
             what = f"order {venue_order_id or client_order_id!r}"
             await self._calls.wait_or_raise("cancel_order", error, budget, what)
 
@@ -184,7 +184,7 @@ class CcxtVenue:
             lambda: self._fetch_raw_order(symbol, venue_order_id, client_order_id),
             RetryBudget(self.policy),
         )
-        return None if raw is None else self._read.order(raw)
+        return None if raw is None else self._read.order_about(raw, venue_order_id, client_order_id)
 
     async def fetch_open_orders(self, symbol: str) -> Sequence[VenueOrder]:
         self._check_open()
@@ -222,13 +222,7 @@ class CcxtVenue:
             if len(page) < _TRADES_PAGE or not fresh:
                 break
             from_id = max(_trade_number(t.trade_id) or 0 for t in page) + 1
-        chosen = [
-            t
-            for t in trades.values()
-            if (after is None or (_trade_number(t.trade_id) or 0) > after)
-            and (since is None or t.executed_at >= since)
-        ]
-        return sorted(chosen, key=lambda t: (t.executed_at, _sort_key(t.trade_id)))
+        return _chosen(trades.values(), since, after)
 
     async def fetch_balance(self) -> Mapping[str, AssetBalance]:
         self._check_open()
@@ -252,7 +246,9 @@ class CcxtVenue:
         if getattr(self._exchange, "id", None) == "binance":
             # ccxt's fetch_ohlcv hands back floats; the raw klines keep Binance's strings.
             rows = await self._calls.call(
-                "fetch_ohlcv", lambda: self._raw_klines(symbol, timeframe, since_ms, limit), budget
+                "fetch_ohlcv",
+                lambda: _raw_klines(self._exchange, symbol, timeframe, since_ms, limit),
+                budget,
             )
             now_ms = self._exchange.milliseconds()
             listing = self._read.listing(rows, "klines")
@@ -293,15 +289,26 @@ class CcxtVenue:
         except ccxt_async.OrderNotFound:
             return None
 
-    async def _order_by_client_id(
-        self, symbol: str, client_order_id: str, budget: RetryBudget
-    ) -> VenueOrder | None:
+    async def _order_by_client_id(self, order: NewOrder, budget: RetryBudget) -> VenueOrder | None:
+        """The venue's order under `order`'s client id, None if none; VenueRejected if another."""
+        cid = order.client_order_id
         raw = await self._calls.call(
-            "fetch_order",
-            lambda: self._fetch_raw_order(symbol, None, client_order_id),
+            f"create_order client id {cid!r}: fetch_order",
+            lambda: self._fetch_raw_order(order.symbol, None, cid),
             budget,
         )
-        return None if raw is None else self._read.order(raw)
+        if raw is None:
+            return None
+        found = self._read.order_about(raw, None, cid)
+        theirs = (found.symbol, found.side, found.type, found.quantity)
+        if theirs != (order.symbol, order.side, order.type, order.quantity):
+            raise VenueRejected(
+                self.name,
+                f"create_order client id {cid!r} already names another order "
+                f"({found.side} {found.quantity} {found.symbol} {found.type}, "
+                f"venue id {found.venue_order_id})",
+            )
+        return found
 
     def _trades_page(
         self, symbol: str, since_ms: int | None, from_id: int | None
@@ -311,23 +318,24 @@ class CcxtVenue:
         since = since_ms if from_id is None else None
         return lambda: self._exchange.fetch_my_trades(symbol, since, _TRADES_PAGE, params)
 
-    async def _raw_klines(
-        self, symbol: str, timeframe: str, since_ms: int | None, limit: int | None
-    ) -> Any:
-        await self._exchange.load_markets()
-        request: dict[str, Any] = {
-            "symbol": self._exchange.market(symbol)["id"],
-            "interval": timeframe,
-        }
-        if since_ms is not None:
-            request["startTime"] = since_ms
-        if limit is not None:
-            request["limit"] = limit
-        return await self._exchange.publicGetKlines(request)
-
     def _check_open(self) -> None:
         if self._state is VenueState.CLOSED:
             raise VenueError(self.name, "the venue is closed")
+
+
+async def _raw_klines(
+    exchange: Any, symbol: str, timeframe: str, since_ms: int | None, limit: int | None
+) -> Any:
+    await exchange.load_markets()
+    request: dict[str, Any] = {
+        "symbol": exchange.market(symbol)["id"],
+        "interval": timeframe,
+    }
+    if since_ms is not None:
+        request["startTime"] = since_ms
+    if limit is not None:
+        request["limit"] = limit
+    return await exchange.publicGetKlines(request)
 
 
 def _order_params(venue_order_id: str | None, client_order_id: str | None) -> dict[str, str]:
@@ -345,6 +353,19 @@ def _trade_number(trade_id: str | None) -> int | None:
         raise InvalidValue(
             "after_trade_id", f"must be a numeric trade id, got {trade_id!r}"
         ) from None
+
+
+def _chosen(
+    trades: Iterable[VenueTrade], since: datetime | None, after: int | None
+) -> list[VenueTrade]:
+    """The trades from `since` and above trade id `after`, oldest first."""
+    chosen = [
+        t
+        for t in trades
+        if (after is None or (_trade_number(t.trade_id) or 0) > after)
+        and (since is None or t.executed_at >= since)
+    ]
+    return sorted(chosen, key=lambda t: (t.executed_at, _sort_key(t.trade_id)))
 
 
 def _sort_key(trade_id: str) -> tuple[int, str]:

@@ -195,6 +195,22 @@ class AnswerReader:
             ),
         )
 
+    def order_about(
+        self, answer: object, venue_order_id: str | None, client_order_id: str | None
+    ) -> VenueOrder:
+        """`answer` read as the order asked about by these ids (None: not asked by it), or
+        MalformedVenueAnswer naming the id when it is about another order."""
+        order = self.order(answer)
+        for field, asked, answered in (
+            ("venue_order_id", venue_order_id, order.venue_order_id),
+            ("client_order_id", client_order_id, order.client_order_id),
+        ):
+            if asked is not None and answered != asked:
+                raise self.malformed(
+                    field, f"asked about {asked!r}, the answer is about {answered!r}"
+                )
+        return order
+
     def _order_type(self, raw: Mapping[str, Any], info: Mapping[str, Any]) -> OrderType:
         venue_type = info.get("type")
         if isinstance(venue_type, str) and venue_type in _BINANCE_TYPES:
