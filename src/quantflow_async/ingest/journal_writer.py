@@ -115,6 +115,13 @@ class JournalWriter:
             self._wakeup.set()  # the task sets its deadline from the first arrival
         return ticket
 
+    async def committed(self, ticket: Ticket) -> None:
+        """Return once the ticket's entry is committed, asking for its batch now."""
+        if not ticket.done.is_set():
+            self._flush_wanted = True
+            self._wakeup.set()
+        await ticket.wait()
+
     async def flush(self) -> None:
         """Return once every entry queued before this call is committed."""
         last = self._last
@@ -122,9 +129,7 @@ class JournalWriter:
             if self._failure is not None:
                 raise self._failure
             return
-        self._flush_wanted = True
-        self._wakeup.set()
-        await last.wait()
+        await self.committed(last)
 
     async def aclose(self) -> None:
         """Take no more entries, commit what is queued, end the task. Idempotent.

@@ -450,7 +450,7 @@ class OrderJournal:
 
     async def _settle(self, ticket: Ticket, wait: bool) -> None:
         if wait:
-            await ticket.wait()
+            await self._writer.committed(ticket)
 
     async def _find(self, client_order_id: str, change: Change) -> _Tracked:
         """The order from memory, else from the database; unknown orders are refused."""
