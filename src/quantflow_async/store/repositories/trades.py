@@ -19,7 +19,6 @@ from quantflow_async.store.repositories.trade_rows import (
     Select,
     TradeFilter,
     backend_for,
-    position,
 )
 from quantflow_async.store.trade_insert import driver_connection, sink_for
 from quantflow_async.validation import to_id
@@ -122,10 +121,10 @@ class TradeRepository:
             after_id = to_id(after_id, "after_id")
             query.after_trade(after_id)
         async with self._driver("listing trades") as driver:
-            rows = await self._backend.fetch(driver, query.page(limit))
-            if not rows and after_id is not None:
+            page = await self._backend.read_trades(driver, query.page(limit))
+            if not page and after_id is not None:
                 await self._require_trade(driver, after_id)
-        return self._backend.records(rows)
+        return page
 
     async def _require_trade(self, driver: Any, trade_id: int) -> None:
         query = Select(self._backend, "id")
@@ -158,12 +157,13 @@ class TradeRepository:
             if after is not None:
                 query.after_position(*after)
             async with self._driver("streaming trades") as driver:
-                rows = await self._backend.fetch(driver, query.page(chunk_size))
-            for trade in self._backend.records(rows):
+                chunk = await self._backend.read_trades(driver, query.page(chunk_size))
+            for trade in chunk:
                 yield trade
-            if len(rows) < chunk_size:
+            if len(chunk) < chunk_size:
                 return
-            after = position(rows[-1])
+            last = chunk[-1]
+            after = (self._backend.instant(last.executed_at), last.id)
 
     async def count(
         self,
