@@ -63,10 +63,8 @@ async def _drop_postgres_tables(url: str) -> None:
 
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        await connection.execute(
-            "DROP TABLE IF EXISTS trades, backtests, strategies, writer_batches, alembic_version "
-            "CASCADE"
-        )
+        # Every table of every revision, whichever revisions the database was migrated to.
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     finally:
         await connection.close()
 
