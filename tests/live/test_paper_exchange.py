@@ -8,25 +8,27 @@ tests run on the wall clock with short bars.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
-from quantflow_async.live.paper.server import PaperExchangeServer
 from tests.support.paper import (
+    KEY,
+    SECRET,
     ManualClock,
+    PaperHttp,
     bar_time_ms,
+    limit_order,
+    market_order,
     paper_exchange,
+    paper_http,
     paper_process,
     serve_command,
     write_bars,
@@ -40,93 +42,30 @@ BARS = [
     (107.0, 108.0, 104.0, 104.5),  # opens above 106: a sell limit at 106 fills at the open
     (104.5, 105.0, 103.0, 104.0),
 ]
-KEY, SECRET = "test-key", "test-secret"
-
-
-@dataclass
-class Client:
-    """Raw HTTP to the exchange, signing like ccxt when `secret` is set."""
-
-    session: aiohttp.ClientSession
-    url: str
-    clock: ManualClock
-    server: PaperExchangeServer
-    key: str = KEY
-    secret: str = SECRET
-
-    async def call(
-        self, method: str, path: str, params: dict[str, Any] | None = None, *, sign: bool = True
-    ) -> tuple[int, Any]:
-        params = dict(params or {})
-        query = urlencode(params)
-        if sign:
-            params.setdefault("timestamp", int(time.time() * 1000))
-            query = urlencode(params)
-            digest = hmac.new(self.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
-            query += f"&signature={digest}"
-        headers = {"X-MBX-APIKEY": self.key}
-        if method == "POST":
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            response = await self.session.post(self.url + path, data=query, headers=headers)
-        else:
-            target = self.url + path + (f"?{query}" if query else "")
-            response = await self.session.request(method, target, headers=headers)
-        async with response:
-            return response.status, await response.json()
-
-    async def order(self, **params: Any) -> tuple[int, Any]:
-        return await self.call("POST", "/api/v3/order", {"symbol": "BTCUSDT", **params})
-
-    async def balances(self) -> dict[str, str]:
-        _, account = await self.call("GET", "/api/v3/account")
-        return {b["asset"]: b["free"] for b in account["balances"]}
-
-    async def all_orders(self) -> list[dict[str, Any]]:
-        _, orders = await self.call("GET", "/api/v3/allOrders", {"symbol": "BTCUSDT"})
-        return list(orders)
-
-
-async def _client(tmp_path: Path, **options: Any) -> AsyncIterator[Client]:
-    clock = ManualClock(bar_seconds=1.0)
-    data = write_bars(tmp_path / "bars.csv", BARS)
-    async with paper_exchange(tmp_path, data, clock=clock, **options) as server:
-        async with aiohttp.ClientSession() as session:
-            yield Client(session, server.url, clock, server)
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async for made in _client(tmp_path, commission="0.001"):
+async def client(tmp_path: Path) -> AsyncIterator[PaperHttp]:
+    async with paper_http(tmp_path, BARS, commission="0.001") as made:
         yield made
 
 
 @pytest.fixture
-async def keyed(tmp_path: Path) -> AsyncIterator[Client]:
-    async for made in _client(tmp_path, api_key=KEY, api_secret=SECRET):
+async def keyed(tmp_path: Path) -> AsyncIterator[PaperHttp]:
+    async with paper_http(tmp_path, BARS, api_key=KEY, api_secret=SECRET) as made:
         yield made
-
-
-def market(side: str, quantity: str, client_id: str) -> dict[str, str]:
-    return {"side": side, "type": "MARKET", "quantity": quantity, "newClientOrderId": client_id}
-
-
-def limit(side: str, quantity: str, price: str, client_id: str, **extra: str) -> dict[str, str]:
-    return {
-        "side": side, "type": "LIMIT", "quantity": quantity, "price": price,
-        "timeInForce": "GTC", "newClientOrderId": client_id, **extra,
-    }  # fmt: skip
 
 
 # -- public endpoints ---------------------------------------------------------------------
 
 
-async def test_ping_and_time(client: Client) -> None:
+async def test_ping_and_time(client: PaperHttp) -> None:
     assert await client.call("GET", "/api/v3/ping", sign=False) == (200, {})
     status, answer = await client.call("GET", "/api/v3/time", sign=False)
     assert status == 200 and abs(answer["serverTime"] - time.time() * 1000) < 5000
 
 
-async def test_exchange_info_describes_one_trading_spot_symbol(client: Client) -> None:
+async def test_exchange_info_describes_one_trading_spot_symbol(client: PaperHttp) -> None:
     _, info = await client.call("GET", "/api/v3/exchangeInfo", sign=False)
     (symbol,) = info["symbols"]
     assert (symbol["symbol"], symbol["status"]) == ("BTCUSDT", "TRADING")
@@ -139,7 +78,7 @@ async def test_exchange_info_describes_one_trading_spot_symbol(client: Client) -
     assert {"LIMIT", "MARKET", "STOP_LOSS_LIMIT"} <= set(symbol["orderTypes"])
 
 
-async def test_klines_are_the_closed_bars_and_the_forming_bars_open(client: Client) -> None:
+async def test_klines_are_the_closed_bars_and_the_forming_bars_open(client: PaperHttp) -> None:
     client.clock.to_bar(2)
     status, klines = await client.call(
         "GET", "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1h"}, sign=False
@@ -151,7 +90,7 @@ async def test_klines_are_the_closed_bars_and_the_forming_bars_open(client: Clie
     assert klines[2][1:6] == ["101.75"] * 4 + ["0.00000000"]
 
 
-async def test_klines_honour_start_time_and_limit(client: Client) -> None:
+async def test_klines_honour_start_time_and_limit(client: PaperHttp) -> None:
     client.clock.to_bar(5)
     params = {"symbol": "BTCUSDT", "interval": "1m", "startTime": bar_time_ms(1), "limit": 2}
     _, klines = await client.call("GET", "/api/v3/klines", params, sign=False)
@@ -161,9 +100,9 @@ async def test_klines_honour_start_time_and_limit(client: Client) -> None:
 # -- execution rules ----------------------------------------------------------------------
 
 
-async def test_market_order_fills_at_once_at_the_forming_bars_open(client: Client) -> None:
+async def test_market_order_fills_at_once_at_the_forming_bars_open(client: PaperHttp) -> None:
     client.clock.to_bar(1)
-    status, order = await client.order(**market("BUY", "2", "m-1"), newOrderRespType="FULL")
+    status, order = await client.order(**market_order("BUY", "2", "m-1"), newOrderRespType="FULL")
     assert status == 200
     assert (order["status"], order["executedQty"], order["cummulativeQuoteQty"]) == (
         "FILLED", "2.00000000", "202.00000000",
@@ -177,9 +116,9 @@ async def test_market_order_fills_at_once_at_the_forming_bars_open(client: Clien
 
 
 async def test_buy_limit_rests_and_fills_at_the_limit_when_a_later_bar_dips_to_it(
-    client: Client,
+    client: PaperHttp,
 ) -> None:
-    _, order = await client.order(**limit("BUY", "1", "99", "l-1"))
+    _, order = await client.order(**limit_order("BUY", "1", "99", "l-1"))
     assert order["status"] == "NEW" and order["fills"] == []
     client.clock.to_bar(2)  # bars 0 and 1 never went below 99.25
     _, still = await client.call("GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": 1})
@@ -191,22 +130,24 @@ async def test_buy_limit_rests_and_fills_at_the_limit_when_a_later_bar_dips_to_i
     ]
 
 
-async def test_sell_limit_fills_at_the_open_when_a_bar_gaps_past_it(client: Client) -> None:
-    await client.order(**market("BUY", "1", "m-1"))
-    await client.order(**limit("SELL", "1", "106", "l-1"))
+async def test_sell_limit_fills_at_the_open_when_a_bar_gaps_past_it(client: PaperHttp) -> None:
+    await client.order(**market_order("BUY", "1", "m-1"))
+    await client.order(**limit_order("SELL", "1", "106", "l-1"))
     client.clock.to_bar(5)  # bar 3 reaches 106 high... at max(open 99, 106) = 106
     _, trades = await client.call("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
     assert [(t["price"], t["time"]) for t in trades][1] == ("106", bar_time_ms(3))
 
 
-async def test_limit_that_crosses_the_open_on_arrival_fills_at_the_open(client: Client) -> None:
-    _, order = await client.order(**limit("BUY", "1", "100.5", "l-1"))
+async def test_limit_that_crosses_the_open_on_arrival_fills_at_the_open(client: PaperHttp) -> None:
+    _, order = await client.order(**limit_order("BUY", "1", "100.5", "l-1"))
     assert (order["status"], order["fills"][0]["price"]) == ("FILLED", "100.0")
 
 
-async def test_stop_loss_limit_sell_triggers_when_the_low_reaches_the_stop(client: Client) -> None:
-    await client.order(**market("BUY", "1", "m-1"))
-    params = limit("SELL", "1", "97.5", "s-1", stopPrice="98", type="STOP_LOSS_LIMIT")
+async def test_stop_loss_limit_sell_triggers_when_the_low_reaches_the_stop(
+    client: PaperHttp,
+) -> None:
+    await client.order(**market_order("BUY", "1", "m-1"))
+    params = limit_order("SELL", "1", "97.5", "s-1", stopPrice="98", type="STOP_LOSS_LIMIT")
     status, order = await client.order(**params)
     assert status == 200 and order["type"] == "STOP_LOSS_LIMIT" and order["status"] == "NEW"
     client.clock.to_bar(2)
@@ -220,16 +161,16 @@ async def test_stop_loss_limit_sell_triggers_when_the_low_reaches_the_stop(clien
     )  # fmt: skip
 
 
-async def test_a_sell_without_base_opens_a_short(client: Client) -> None:
-    status, order = await client.order(**market("SELL", "1", "short"))
+async def test_a_sell_without_base_opens_a_short(client: PaperHttp) -> None:
+    status, order = await client.order(**market_order("SELL", "1", "short"))
     assert (status, order["status"]) == (200, "FILLED")
     assert (await client.balances())["BTC"] == "-1.00000000"
 
 
 async def test_an_order_the_account_cannot_pay_for_is_refused_and_changes_nothing(
-    client: Client,
+    client: PaperHttp,
 ) -> None:
-    status, answer = await client.order(**market("BUY", "99.95", "big"))  # 9995 + 9.995 fee
+    status, answer = await client.order(**market_order("BUY", "99.95", "big"))  # 9995 + 9.995 fee
     assert (status, answer) == (
         400, {"code": -2010, "msg": "Account has insufficient balance for requested action."},
     )  # fmt: skip
@@ -237,15 +178,15 @@ async def test_an_order_the_account_cannot_pay_for_is_refused_and_changes_nothin
     assert await client.balances() == {"BTC": "0.00000000", "USDT": "10000.00000000"}
 
 
-async def test_a_client_order_id_used_before_is_a_duplicate(client: Client) -> None:
-    await client.order(**limit("BUY", "1", "50", "same"))
+async def test_a_client_order_id_used_before_is_a_duplicate(client: PaperHttp) -> None:
+    await client.order(**limit_order("BUY", "1", "50", "same"))
     await client.call("DELETE", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": "same"})
-    status, answer = await client.order(**market("BUY", "1", "same"))
+    status, answer = await client.order(**market_order("BUY", "1", "same"))
     assert (status, answer) == (400, {"code": -2010, "msg": "Duplicate order sent."})
     assert len(await client.all_orders()) == 1
 
 
-async def test_unknown_orders(client: Client) -> None:
+async def test_unknown_orders(client: PaperHttp) -> None:
     query = {"symbol": "BTCUSDT", "orderId": 42}
     assert await client.call("GET", "/api/v3/order", query) == (
         400, {"code": -2013, "msg": "Order does not exist."},
@@ -255,8 +196,8 @@ async def test_unknown_orders(client: Client) -> None:
     )  # fmt: skip
 
 
-async def test_cancel_answers_with_the_orders_client_id_as_orig(client: Client) -> None:
-    await client.order(**limit("BUY", "1", "50", "keep"))
+async def test_cancel_answers_with_the_orders_client_id_as_orig(client: PaperHttp) -> None:
+    await client.order(**limit_order("BUY", "1", "50", "keep"))
     params = {"symbol": "BTCUSDT", "origClientOrderId": "keep", "newClientOrderId": "cxl"}
     status, answer = await client.call("DELETE", "/api/v3/order", params)
     assert status == 200
@@ -267,7 +208,7 @@ async def test_cancel_answers_with_the_orders_client_id_as_orig(client: Client) 
     assert open_orders == []
 
 
-async def test_account_shape(client: Client) -> None:
+async def test_account_shape(client: PaperHttp) -> None:
     _, account = await client.call("GET", "/api/v3/account")
     assert account["commissionRates"] == {
         "maker": "0.00100000", "taker": "0.00100000", "buyer": "0.00000000", "seller": "0.00000000",
@@ -276,10 +217,41 @@ async def test_account_shape(client: Client) -> None:
     assert {b["asset"] for b in account["balances"]} == {"BTC", "USDT"}
 
 
-async def test_after_the_last_bar_the_market_is_closed(client: Client) -> None:
-    await client.order(**limit("BUY", "1", "50", "rest"))
+async def account_uid(tmp_path: Path, state: Path) -> Any:
+    async with paper_http(tmp_path, BARS, state=state) as client:
+        _, account = await client.call("GET", "/api/v3/account")
+        return account["uid"]
+
+
+async def test_the_account_uid_survives_a_restart_on_the_same_state_file(tmp_path: Path) -> None:
+    uid = await account_uid(tmp_path, tmp_path / "a.sqlite")
+    assert isinstance(uid, int) and 0 < uid < 2**53  # exact in any JSON reader
+    assert await account_uid(tmp_path, tmp_path / "a.sqlite") == uid
+
+
+async def test_another_state_file_is_another_account_uid(tmp_path: Path) -> None:
+    first = await account_uid(tmp_path, tmp_path / "a.sqlite")
+    assert await account_uid(tmp_path, tmp_path / "b.sqlite") != first
+
+
+async def test_a_state_file_made_without_a_uid_gets_one_and_keeps_it(tmp_path: Path) -> None:
+    state = tmp_path / "old.sqlite"
+    await account_uid(tmp_path, state)
+    db = sqlite3.connect(state)
+    try:
+        with db:
+            db.execute("DELETE FROM meta WHERE key = 'uid'")
+    finally:
+        db.close()
+    uid = await account_uid(tmp_path, state)
+    assert isinstance(uid, int) and uid > 0
+    assert await account_uid(tmp_path, state) == uid
+
+
+async def test_after_the_last_bar_the_market_is_closed(client: PaperHttp) -> None:
+    await client.order(**limit_order("BUY", "1", "50", "rest"))
     client.clock.to_bar(len(BARS))
-    status, answer = await client.order(**market("BUY", "1", "late"))
+    status, answer = await client.order(**market_order("BUY", "1", "late"))
     assert (status, answer) == (400, {"code": -2010, "msg": "Market is closed."})
     _, info = await client.call("GET", "/api/v3/exchangeInfo", sign=False)
     assert info["symbols"][0]["status"] == "BREAK"
@@ -293,8 +265,8 @@ async def test_after_the_last_bar_the_market_is_closed(client: Client) -> None:
 # -- authentication -------------------------------------------------------------------------
 
 
-async def test_a_correctly_signed_request_is_accepted(keyed: Client) -> None:
-    status, order = await keyed.order(**market("BUY", "1", "ok"))
+async def test_a_correctly_signed_request_is_accepted(keyed: PaperHttp) -> None:
+    status, order = await keyed.order(**market_order("BUY", "1", "ok"))
     assert (status, order["status"]) == (200, "FILLED")
 
 
@@ -307,27 +279,29 @@ async def test_a_correctly_signed_request_is_accepted(keyed: Client) -> None:
     ],
 )
 async def test_badly_signed_requests_are_refused_and_change_nothing(
-    keyed: Client, change: dict[str, str], status: int, code: int
+    keyed: PaperHttp, change: dict[str, str], status: int, code: int
 ) -> None:
-    bad = Client(
+    bad = PaperHttp(
         keyed.session, keyed.url, keyed.clock, keyed.server, **{**vars_of(keyed), **change}
     )
-    got_status, answer = await bad.order(**market("BUY", "1", "bad"))
+    got_status, answer = await bad.order(**market_order("BUY", "1", "bad"))
     assert (got_status, answer["code"]) == (status, code)
     assert await keyed.all_orders() == []
 
 
-async def test_an_old_timestamp_is_refused(keyed: Client) -> None:
+async def test_an_old_timestamp_is_refused(keyed: PaperHttp) -> None:
     old = int(time.time() * 1000) - 6000
-    status, answer = await keyed.order(**market("BUY", "1", "old"), timestamp=old)
+    status, answer = await keyed.order(**market_order("BUY", "1", "old"), timestamp=old)
     assert (status, answer) == (
         400, {"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."},
     )  # fmt: skip
-    status, _ = await keyed.order(**market("BUY", "1", "old"), timestamp=old, recvWindow=10000)
+    status, _ = await keyed.order(
+        **market_order("BUY", "1", "old"), timestamp=old, recvWindow=10000
+    )
     assert status == 200
 
 
-async def test_an_unsigned_request_is_refused(keyed: Client) -> None:
+async def test_an_unsigned_request_is_refused(keyed: PaperHttp) -> None:
     status, answer = await keyed.call("GET", "/api/v3/account", {"timestamp": 1}, sign=False)
     assert status == 400 and answer["code"] in (-1021, -1102)
     status, answer = await keyed.call(
@@ -336,7 +310,7 @@ async def test_an_unsigned_request_is_refused(keyed: Client) -> None:
     assert (status, answer["code"]) == (400, -1102)
 
 
-def vars_of(client: Client) -> dict[str, str]:
+def vars_of(client: PaperHttp) -> dict[str, str]:
     return {"key": client.key, "secret": client.secret}
 
 
@@ -366,7 +340,7 @@ def vars_of(client: Client) -> dict[str, str]:
     ],
 )
 async def test_malformed_orders_get_binance_errors_and_change_nothing(
-    client: Client, params: dict[str, str], code: int
+    client: PaperHttp, params: dict[str, str], code: int
 ) -> None:
     status, answer = await client.order(**params)
     assert (status, answer["code"]) == (400, code)
@@ -374,26 +348,26 @@ async def test_malformed_orders_get_binance_errors_and_change_nothing(
     assert await client.all_orders() == []
 
 
-async def test_an_oversized_body_is_refused_and_changes_nothing(client: Client) -> None:
-    status, answer = await client.order(**market("BUY", "1", "x"), padding="p" * 70_000)
+async def test_an_oversized_body_is_refused_and_changes_nothing(client: PaperHttp) -> None:
+    status, answer = await client.order(**market_order("BUY", "1", "x"), padding="p" * 70_000)
     assert (status, answer["code"]) == (400, -1101)
     assert await client.all_orders() == []
 
 
-async def test_an_oversized_query_is_refused(client: Client) -> None:
+async def test_an_oversized_query_is_refused(client: PaperHttp) -> None:
     status, answer = await client.call("GET", "/api/v3/openOrders", {"pad": "p" * 5000})
     assert (status, answer["code"]) == (400, -1101)
 
 
-async def test_a_repeated_parameter_is_refused(client: Client) -> None:
+async def test_a_repeated_parameter_is_refused(client: PaperHttp) -> None:
     response = await client.session.get(client.url + "/api/v3/openOrders?symbol=BTCUSDT&symbol=X")
     async with response:
         assert response.status == 400
         assert (await response.json())["code"] == -1101
 
 
-async def test_unknown_symbol_and_unknown_path(client: Client) -> None:
-    status, answer = await client.order(symbol="ETHUSDT", **market("BUY", "1", "e"))
+async def test_unknown_symbol_and_unknown_path(client: PaperHttp) -> None:
+    status, answer = await client.order(symbol="ETHUSDT", **market_order("BUY", "1", "e"))
     assert (status, answer) == (400, {"code": -1121, "msg": "Invalid symbol."})
     status, _ = await client.call("GET", "/api/v3/nothing", sign=False)
     assert status == 404
@@ -411,10 +385,10 @@ def test_kill_9_and_restart_keeps_orders_trades_balances_and_the_replay(tmp_path
     async def snapshot(url: str, place: bool) -> dict[str, Any]:
         clock = ManualClock(1.0)
         async with aiohttp.ClientSession() as session:
-            client = Client(session, url, clock, None)  # type: ignore[arg-type]
+            client = PaperHttp(session, url, clock, None)  # type: ignore[arg-type]
             if place:
-                await client.order(**market("BUY", "1", "before-kill"))
-                await client.order(**limit("BUY", "1", "1", "resting"))
+                await client.order(**market_order("BUY", "1", "before-kill"))
+                await client.order(**limit_order("BUY", "1", "1", "resting"))
             _, trades = await client.call("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
             _, klines = await client.call(
                 "GET", "/api/v3/klines", {"symbol": "BTCUSDT", "interval": "1m", "limit": 1000},
@@ -459,14 +433,12 @@ def test_a_bad_bars_file_is_one_line_and_nothing_listens(tmp_path: Path) -> None
 
 
 async def test_resting_orders_fill_as_bars_close_without_any_request(tmp_path: Path) -> None:
-    import sqlite3
-
     data = write_bars(tmp_path / "bars.csv", BARS)
     state = tmp_path / "state.sqlite"
     async with paper_exchange(tmp_path, data, state=state, bar_seconds=0.05) as server:
         async with aiohttp.ClientSession() as session:
-            client = Client(session, server.url, ManualClock(1.0), server)
-            await client.order(**limit("BUY", "1", "99", "waits"))
+            client = PaperHttp(session, server.url, ManualClock(1.0), server)
+            await client.order(**limit_order("BUY", "1", "99", "waits"))
         await asyncio.sleep(0.5)  # bar 2 (low 98.5) closes meanwhile; nobody asks
         db = sqlite3.connect(state)
         try:

@@ -161,3 +161,26 @@ async def test_ccxt_signatures_pass_the_exchanges_checks_and_a_wrong_secret_fail
         async with ccxt_binance(server.url, api_key="k-1", secret="wrong") as client:
             with pytest.raises(ccxt.AuthenticationError):
                 await client.fetch_balance()
+
+
+async def test_a_partially_filled_order_reads_as_open_with_its_fills(tmp_path: Path) -> None:
+    clock = ManualClock(bar_seconds=1.0)
+    data = write_bars(tmp_path / "bars.csv", BARS, volume=4.0)  # F = 0.25: 1 per bar
+    async with paper_exchange(tmp_path, data, clock=clock, max_volume_share="0.25") as server:
+        async with ccxt_binance(server.url) as client:
+            order = await client.create_order(
+                SYMBOL, "limit", "buy", 2.5, 99.0, params={"clientOrderId": "p-1"}
+            )
+            clock.to_bar(3)  # bar 2 (low 98.5) filled 1 of 2.5
+            partial = await client.fetch_order(order["id"], SYMBOL)
+            assert (partial["status"], partial["filled"], partial["remaining"]) == (
+                "open", 1.0, 1.5,
+            )  # fmt: skip
+            assert partial["info"]["status"] == "PARTIALLY_FILLED"
+            assert [o["id"] for o in await client.fetch_open_orders(SYMBOL)] == [order["id"]]
+            cancelled = await client.cancel_order(order["id"], SYMBOL)
+            assert (cancelled["status"], cancelled["filled"]) == ("canceled", 1.0)
+            trades = await client.fetch_my_trades(SYMBOL)
+            assert [(t["order"], t["amount"], t["price"]) for t in trades] == [
+                (order["id"], 1.0, 99.0)
+            ]

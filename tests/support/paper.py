@@ -1,5 +1,6 @@
 """Starting the paper exchange in tests: in-process inside the test's event loop on a free port,
-or as a `quantflow venue serve --port 0` subprocess whose printed URL is read back.
+or as a `quantflow venue serve --port 0` subprocess whose printed URL is read back; `PaperHttp`
+speaks to it in raw signed HTTP.
 
     async with paper_exchange(tmp_path, write_bars(tmp_path / "bars.csv", BARS)) as exchange:
         async with ccxt_binance(exchange.url) as client:
@@ -11,6 +12,8 @@ or as a `quantflow venue serve --port 0` subprocess whose printed URL is read ba
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import os
 import re
 import signal
@@ -19,9 +22,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
 
 from quantflow_async.live.ccxt_client import binance_client
 from quantflow_async.live.paper.config import PaperExchangeConfig
@@ -29,6 +36,7 @@ from quantflow_async.live.paper.server import PaperExchangeServer
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 LISTENING = re.compile(r"^paper exchange (\S+) on (http://\S+) \(state (.+)\)$")
+KEY, SECRET = "test-key", "test-secret"
 
 Ohlc = tuple[float, float, float, float]
 
@@ -39,15 +47,20 @@ def write_bars(
     *,
     start: datetime = START,
     step: timedelta = timedelta(minutes=1),
-    volume: float = 10.0,
+    volume: float | Sequence[float] | None = 10.0,
 ) -> Path:
-    """A bars CSV of `rows` (open, high, low, close), `step` apart from `start`."""
+    """A bars CSV of `rows` (open, high, low, close), `step` apart from `start`; `volume` is
+    every bar's, or one per bar, or None for a file without a volume column."""
+    volumes = [volume] * len(rows) if volume is None or isinstance(volume, float | int) else volume
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["time", "open", "high", "low", "close", "volume"])
-        for k, (o, h, low, c) in enumerate(rows):
+        writer.writerow(
+            ["time", "open", "high", "low", "close", "volume"][: 5 if volume is None else 6]
+        )
+        for k, ((o, h, low, c), v) in enumerate(zip(rows, volumes, strict=True)):
+            prices = [repr(o), repr(h), repr(low), repr(c)]
             writer.writerow(
-                [(start + k * step).isoformat(), repr(o), repr(h), repr(low), repr(c), volume]
+                [(start + k * step).isoformat(), *prices, *([] if v is None else [repr(v)])]
             )
     return path
 
@@ -112,6 +125,81 @@ async def ccxt_binance(
         yield client
     finally:
         await client.close()
+
+
+@dataclass
+class PaperHttp:
+    """Raw HTTP to the exchange, signing like ccxt when `secret` is set."""
+
+    session: aiohttp.ClientSession
+    url: str
+    clock: ManualClock
+    server: PaperExchangeServer
+    key: str = KEY
+    secret: str = SECRET
+
+    async def call(
+        self, method: str, path: str, params: dict[str, Any] | None = None, *, sign: bool = True
+    ) -> tuple[int, Any]:
+        params = dict(params or {})
+        query = urlencode(params)
+        if sign:
+            params.setdefault("timestamp", int(time.time() * 1000))
+            query = urlencode(params)
+            digest = hmac.new(self.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+            query += f"&signature={digest}"
+        headers = {"X-MBX-APIKEY": self.key}
+        if method == "POST":
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            response = await self.session.post(self.url + path, data=query, headers=headers)
+        else:
+            target = self.url + path + (f"?{query}" if query else "")
+            response = await self.session.request(method, target, headers=headers)
+        async with response:
+            return response.status, await response.json()
+
+    async def order(self, **params: Any) -> tuple[int, Any]:
+        return await self.call("POST", "/api/v3/order", {"symbol": "BTCUSDT", **params})
+
+    async def balances(self) -> dict[str, str]:
+        _, account = await self.call("GET", "/api/v3/account")
+        return {b["asset"]: b["free"] for b in account["balances"]}
+
+    async def all_orders(self) -> list[dict[str, Any]]:
+        _, orders = await self.call("GET", "/api/v3/allOrders", {"symbol": "BTCUSDT"})
+        return list(orders)
+
+
+def market_order(side: str, quantity: str, client_id: str) -> dict[str, str]:
+    return {"side": side, "type": "MARKET", "quantity": quantity, "newClientOrderId": client_id}
+
+
+def limit_order(
+    side: str, quantity: str, price: str, client_id: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "side": side, "type": "LIMIT", "quantity": quantity, "price": price,
+        "timeInForce": "GTC", "newClientOrderId": client_id, **extra,
+    }  # fmt: skip
+
+
+@asynccontextmanager
+async def paper_http(
+    tmp_path: Path,
+    rows: Sequence[Ohlc],
+    *,
+    volume: float | Sequence[float] | None = 10.0,
+    clock: ManualClock | None = None,
+    **options: Any,
+) -> AsyncIterator[PaperHttp]:
+    """`paper_exchange` over `rows` on a `ManualClock` of 1 s bars (`clock`, or a new one), with
+    a `PaperHttp` to it. `options` are `PaperExchangeConfig.of`'s (state, max_volume_share, ...).
+    """
+    clock = clock or ManualClock(bar_seconds=1.0)
+    data = write_bars(tmp_path / "bars.csv", rows, volume=volume)
+    async with paper_exchange(tmp_path, data, clock=clock, **options) as server:
+        async with aiohttp.ClientSession() as session:
+            yield PaperHttp(session, server.url, clock, server)
 
 
 class PaperProcess:

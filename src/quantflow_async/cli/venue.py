@@ -34,6 +34,7 @@ def serve(args: argparse.Namespace) -> None:
         bar_seconds=args.bar_seconds,
         cash=args.cash,
         commission=args.commission,
+        max_volume_share=args.max_volume_share,
         api_key=args.api_key,
         api_secret=args.api_secret,
     )
@@ -110,6 +111,13 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     command.add_argument(
         "--commission", default="0", metavar="RATE", help="fee, a fraction of notional (0)"
+    )
+    command.add_argument(
+        "--max-volume-share",
+        default="1",
+        metavar="F",
+        help="resting limit orders fill at most F x each bar's volume at its close, over several "
+        "bars if need be (0 < F <= 1; 1: they fill whole, as in the backtest)",
     )
     command.add_argument(
         "--api-key", metavar="K", help="check requests as Binance does, with this key..."

@@ -1,15 +1,16 @@
-"""Binance spot's REST API over a `PaperExchange`: aiohttp handlers, parameters, signatures,
-and Binance's error shape `{"code": ..., "msg": ...}` for every refusal.
+"""Binance spot's REST API over a `PaperExchange`: aiohttp handlers, signatures, and Binance's
+error shape `{"code": ..., "msg": ...}` for every refusal (parameters in `binance_params`,
+JSON shapes in `binance_json`).
 
 A request is parsed and, with keys configured, authenticated completely before the exchange
 is touched, so a malformed, oversized or badly signed request never changes anything.
 
 Where it differs from Binance, on purpose: klines accept any interval and always give the
-data's own bars; orders fill whole (never PARTIALLY_FILLED); nothing is `locked` for open
-orders (each fill re-checks the broker's funds rule and an order it cannot pay for then
-EXPIRES); the base balance may go negative, a short as the backtest models it, which a real
-spot account cannot hold; unknown parameters are ignored; without keys configured any key
-and signature pass.
+data's own bars; resting orders fill whole unless --max-volume-share caps each bar's fills;
+nothing is `locked` for open orders (each fill, or each portion of one, re-checks the broker's
+funds rule and an order it cannot pay for then EXPIRES, keeping what filled); the base balance
+may go negative, a short as the backtest models it, which a real spot account cannot hold;
+unknown parameters are ignored; without keys configured any key and signature pass.
 """
 
 from __future__ import annotations
@@ -17,21 +18,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from quantflow_async.live.paper import rejections
-from quantflow_async.live.paper.exchange import KlineRow, OrderRequest, PaperExchange
+from quantflow_async.live.paper.binance_json import (
+    account_json,
+    amount_text,
+    kline_json,
+    order_fields,
+    order_json,
+    price_text,
+    symbol_json,
+    trade_json,
+)
+from quantflow_async.live.paper.binance_params import Params, pairs, without_signature
+from quantflow_async.live.paper.exchange import OrderRequest, PaperExchange
 from quantflow_async.live.paper.matching import LIMIT_TYPES, ORDER_TYPES, TRIGGERED_TYPES, Side
 from quantflow_async.live.paper.rejections import Rejected
-from quantflow_async.live.paper.state import OrderRow, TradeRow
+from quantflow_async.live.paper.rows import OrderRow
 
 logger = logging.getLogger(__name__)
 
@@ -39,174 +47,8 @@ MAX_BODY_BYTES: Final = 64 * 1024
 MAX_QUERY_CHARS: Final = 4096  # below aiohttp's own 8190-byte request line limit
 DEFAULT_RECV_WINDOW: Final = 5000
 MAX_RECV_WINDOW: Final = 60_000
-DEFAULT_LIMIT: Final = 500
-MAX_LIMIT: Final = 1000
-EIGHT_PLACES: Final = Decimal("0.00000001")
-
-DECIMAL_RANGE: Final = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
-INTEGER_RANGE: Final = r"^[0-9]{1,20}$"
-CLIENT_ID_RANGE: Final = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
-_DECIMAL = re.compile(DECIMAL_RANGE)
-_INTEGER = re.compile(INTEGER_RANGE)
-_CLIENT_ID = re.compile(CLIENT_ID_RANGE)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-# -- parameters -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Params:
-    """A request's parameters (query and form body together), each read with Binance's rules."""
-
-    values: Mapping[str, str]
-
-    def text(self, name: str) -> str | None:
-        value = self.values.get(name)
-        return value if value else None
-
-    def required(self, name: str) -> str:
-        value = self.text(name)
-        if value is None:
-            raise rejections.missing(name)
-        return value
-
-    def decimal(self, name: str) -> Decimal | None:
-        value = self.text(name)
-        if value is None:
-            return None
-        if not _DECIMAL.match(value):
-            raise rejections.illegal(name, DECIMAL_RANGE)
-        return Decimal(value)
-
-    def integer(self, name: str) -> int | None:
-        value = self.text(name)
-        if value is None:
-            return None
-        if not _INTEGER.match(value):
-            raise rejections.illegal(name, INTEGER_RANGE)
-        return int(value)
-
-    def client_id(self, name: str) -> str | None:
-        value = self.text(name)
-        if value is not None and not _CLIENT_ID.match(value):
-            raise rejections.illegal(name, CLIENT_ID_RANGE)
-        return value
-
-    def limit(self) -> int:
-        value = self.integer("limit")
-        if value is None:
-            return DEFAULT_LIMIT
-        if not 1 <= value <= MAX_LIMIT:
-            raise Rejected(
-                -1100,
-                f"Illegal characters found in parameter 'limit'; legal range is '1..{MAX_LIMIT}'.",
-            )
-        return value
-
-
-def _pairs(raw: str) -> list[tuple[str, str]]:
-    try:
-        return parse_qsl(raw, keep_blank_values=True, strict_parsing=False, errors="strict")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Rejected(-1100, "Illegal characters found in a parameter.") from exc
-
-
-def _without_signature(raw: str) -> str:
-    """The signed text: the parameters as sent, minus the signature itself."""
-    return "&".join(part for part in raw.split("&") if not part.startswith("signature="))
-
-
-# -- JSON shapes ------------------------------------------------------------------------------
-
-
-def _amount(value: Decimal) -> str:
-    """A quantity or balance as Binance writes it: at least eight decimals."""
-    if value == value.quantize(EIGHT_PLACES):
-        return format(value.quantize(EIGHT_PLACES), "f")
-    return format(value, "f")
-
-
-def _price(value: Decimal | None) -> str:
-    """A price exactly as the replayed data has it (Decimal(repr(float)))."""
-    return "0.00000000" if value is None else format(value, "f")
-
-
-def _order_fields(order: OrderRow, symbol: str) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "symbol": symbol,
-        "orderId": order.id,
-        "orderListId": -1,
-        "clientOrderId": order.client_order_id,
-        "price": _price(order.price),
-        "origQty": _amount(order.quantity),
-        "executedQty": _amount(order.executed_qty),
-        "cummulativeQuoteQty": _amount(order.cum_quote),
-        "status": order.status,
-        "timeInForce": order.time_in_force or "GTC",
-        "type": order.type,
-        "side": order.side,
-    }
-    if order.stop_price is not None:
-        fields["stopPrice"] = _price(order.stop_price)
-    return fields
-
-
-def order_json(order: OrderRow, symbol: str) -> dict[str, Any]:
-    """GET /api/v3/order's shape."""
-    return {
-        **_order_fields(order, symbol),
-        "stopPrice": _price(order.stop_price),
-        "icebergQty": "0.00000000",
-        "time": order.time_ms,
-        "updateTime": order.update_ms,
-        "isWorking": order.type not in TRIGGERED_TYPES or order.triggered,
-        "workingTime": order.time_ms,
-        "origQuoteOrderQty": "0.00000000",
-        "selfTradePreventionMode": "NONE",
-    }
-
-
-def trade_json(trade: TradeRow, symbol: str, quote: str) -> dict[str, Any]:
-    """GET /api/v3/myTrades's shape."""
-    return {
-        "symbol": symbol,
-        "id": trade.id,
-        "orderId": trade.order_id,
-        "orderListId": -1,
-        "price": _price(trade.price),
-        "qty": _amount(trade.qty),
-        "quoteQty": _amount(trade.quote_qty),
-        "commission": _amount(trade.commission),
-        "commissionAsset": quote,
-        "time": trade.time_ms,
-        "isBuyer": trade.side == "BUY",
-        "isMaker": trade.is_maker,
-        "isBestMatch": True,
-    }
-
-
-def _kline_json(row: KlineRow) -> list[Any]:
-    bar = row.bar
-    quote_volume = bar.volume * bar.close
-    return [
-        bar.time_ms,
-        _price(bar.open),
-        _price(bar.high),
-        _price(bar.low),
-        _price(bar.close),
-        _amount(bar.volume),
-        row.close_time_ms,
-        _amount(quote_volume),
-        0,
-        "0.00000000",
-        "0.00000000",
-        "0",
-    ]
-
-
-# -- the application --------------------------------------------------------------------------
 
 
 class BinanceApi:
@@ -273,11 +115,11 @@ class BinanceApi:
             except UnicodeDecodeError as exc:
                 raise Rejected(-1100, "Illegal characters found in the request body.") from exc
         values: dict[str, str] = {}
-        for name, value in _pairs(query) + _pairs(body):
+        for name, value in pairs(query) + pairs(body):
             if name in values:
                 raise Rejected(-1101, f"Duplicate values for parameter '{name}'.")
             values[name] = value
-        signed_text = _without_signature(query) + _without_signature(body)
+        signed_text = without_signature(query) + without_signature(body)
         return Params(values), signed_text
 
     def _public(self, action: Callable[[Params], Any]) -> Handler:
@@ -344,62 +186,15 @@ class BinanceApi:
         symbols = params.text("symbols")
         if symbols is not None and f'"{self.config.symbol}"' not in symbols:
             raise Rejected(-1121, "Invalid symbol.")
-        config, market = self.config, self.exchange.market
-        tick = format(market.tick_size, "f")
-        step = format(config.step_size, "f")
         return {
             "timezone": "UTC",
             "serverTime": time.time_ns() // 1_000_000,
             "rateLimits": [],
             "exchangeFilters": [],
             "symbols": [
-                {
-                    "symbol": config.symbol,
-                    # BREAK once the data is over: no bar forms, no order is accepted
-                    "status": "BREAK" if self.exchange.is_closed else "TRADING",
-                    "baseAsset": config.base,
-                    "baseAssetPrecision": 8,
-                    "quoteAsset": config.quote,
-                    "quotePrecision": 8,
-                    "quoteAssetPrecision": 8,
-                    "baseCommissionPrecision": 8,
-                    "quoteCommissionPrecision": 8,
-                    "orderTypes": list(ORDER_TYPES),
-                    "icebergAllowed": False,
-                    "ocoAllowed": False,
-                    "otoAllowed": False,
-                    "quoteOrderQtyMarketAllowed": True,
-                    "allowTrailingStop": False,
-                    "cancelReplaceAllowed": False,
-                    "isSpotTradingAllowed": True,
-                    "isMarginTradingAllowed": False,
-                    "filters": [
-                        {
-                            "filterType": "PRICE_FILTER",
-                            "minPrice": tick,
-                            "maxPrice": "1000000000",
-                            "tickSize": tick,
-                        },
-                        {
-                            "filterType": "LOT_SIZE",
-                            "minQty": step,
-                            "maxQty": "9000000000",
-                            "stepSize": step,
-                        },
-                        {
-                            "filterType": "NOTIONAL",
-                            "minNotional": "0.00000001",
-                            "applyMinToMarket": True,
-                            "maxNotional": "9000000000000000000",
-                            "applyMaxToMarket": False,
-                            "avgPriceMins": 0,
-                        },
-                    ],
-                    "permissions": [],
-                    "permissionSets": [["SPOT"]],
-                    "defaultSelfTradePreventionMode": "NONE",
-                    "allowedSelfTradePreventionModes": ["NONE"],
-                }
+                symbol_json(
+                    self.config, self.exchange.market.tick_size, trading=not self.exchange.is_closed
+                )
             ],
         }
 
@@ -411,7 +206,7 @@ class BinanceApi:
             end_ms=params.integer("endTime"),
             limit=params.limit(),
         )
-        return [_kline_json(row) for row in rows]
+        return [kline_json(row) for row in rows]
 
     # -- signed endpoints -------------------------------------------------------------------
 
@@ -442,7 +237,7 @@ class BinanceApi:
         }
         if response_type == "ACK":
             return answer
-        answer.update(_order_fields(order, symbol))
+        answer.update(order_fields(order, symbol))
         answer.update(
             {
                 "origQuoteOrderQty": "0.00000000",
@@ -453,9 +248,9 @@ class BinanceApi:
         if response_type == "FULL":
             answer["fills"] = [
                 {
-                    "price": _price(trade.price),
-                    "qty": _amount(trade.qty),
-                    "commission": _amount(trade.commission),
+                    "price": price_text(trade.price),
+                    "qty": amount_text(trade.qty),
+                    "commission": amount_text(trade.commission),
                     "commissionAsset": quote,
                     "tradeId": trade.id,
                 }
@@ -522,7 +317,7 @@ class BinanceApi:
         # Binance's cancel answer: clientOrderId is the cancel's own id, the order's is
         # origClientOrderId
         return {
-            **_order_fields(order, self.config.symbol),
+            **order_fields(order, self.config.symbol),
             "origClientOrderId": order.client_order_id,
             "clientOrderId": cancel_id or f"cancel-{order.id}",
             "transactTime": order.update_ms,
@@ -573,36 +368,12 @@ class BinanceApi:
         return [trade_json(trade, self.config.symbol, self.config.quote) for trade in trades]
 
     def account(self, params: Params) -> dict[str, Any]:
-        rate = _amount(self.config.commission)
-        bips = int(self.config.commission * 10_000)
-        balances = self.exchange.state.balances()
-        return {
-            "makerCommission": bips,
-            "takerCommission": bips,
-            "buyerCommission": 0,
-            "sellerCommission": 0,
-            "commissionRates": {
-                "maker": rate,
-                "taker": rate,
-                "buyer": "0.00000000",
-                "seller": "0.00000000",
-            },
-            "canTrade": True,
-            "canWithdraw": False,
-            "canDeposit": False,
-            "brokered": False,
-            "requireSelfTradePrevention": False,
-            "preventSor": False,
-            "updateTime": self.exchange.data_time_ms(),
-            "accountType": "SPOT",
-            # a negative base balance is a short as the backtest models it; spot cannot be short
-            "balances": [
-                {"asset": asset, "free": _amount(amount), "locked": "0.00000000"}
-                for asset, amount in balances.items()
-            ],
-            "permissions": ["SPOT"],
-            "uid": 1,
-        }
+        return account_json(
+            self.config,
+            self.exchange.state.balances(),
+            update_ms=self.exchange.data_time_ms(),
+            uid=self.exchange.state.uid,
+        )
 
 
 def _side(text: str) -> Side:

@@ -12,40 +12,23 @@ from pathlib import Path
 from typing import Final
 
 from quantflow_async.errors import InvalidValue
-
-KNOWN_QUOTES: Final = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "BTC", "ETH", "BNB")
-"""Quote assets a symbol may end with, longest first so FDUSD wins over USD."""
+from quantflow_async.live.symbols import split_symbol
 
 DEFAULT_CASH: Final = Decimal(10_000)
 DEFAULT_BAR_SECONDS: Final = 1.0
 MIN_BAR_SECONDS: Final = 0.001
 DEFAULT_STEP_SIZE: Final = Decimal("0.00000001")
-
-
-def split_symbol(symbol: str, quote: str | None = None) -> tuple[str, str]:
-    """(base, quote) of a Binance symbol such as BTCUSDT; `quote` when the suffix is unknown."""
-    if not symbol.isalnum() or not symbol.isupper():
-        raise InvalidValue("symbol", f"must be upper-case letters and digits, got {symbol!r}")
-    if quote is not None:
-        if not symbol.endswith(quote) or len(symbol) == len(quote):
-            raise InvalidValue("quote", f"symbol {symbol!r} does not end with quote {quote!r}")
-        return symbol[: -len(quote)], quote
-    for known in KNOWN_QUOTES:
-        if symbol.endswith(known) and len(symbol) > len(known):
-            return symbol[: -len(known)], known
-    raise InvalidValue(
-        "symbol",
-        f"{symbol!r} does not end with a known quote asset ({', '.join(KNOWN_QUOTES)}); "
-        "name the quote asset with --quote",
-    )
+NO_VOLUME_LIMIT: Final = Decimal(1)
 
 
 @dataclass(frozen=True, slots=True)
 class PaperExchangeConfig:
     """What one paper exchange serves: a bars file replayed as `symbol`, and its account.
 
-    `bar_seconds` of wall time per bar. `api_key` and `api_secret` together switch on
-    Binance's signature checks; without them any key and signature are accepted.
+    `bar_seconds` of wall time per bar. `max_volume_share` F < 1 lets the resting orders fill
+    at most F x a bar's volume at its close, so they fill over several bars; 1 fills them whole,
+    as the backtest's broker does. `api_key` and `api_secret` together switch on Binance's
+    signature checks; without them any key and signature are accepted.
     """
 
     data: Path
@@ -59,6 +42,7 @@ class PaperExchangeConfig:
     cash: Decimal = DEFAULT_CASH
     commission: Decimal = Decimal(0)
     step_size: Decimal = DEFAULT_STEP_SIZE
+    max_volume_share: Decimal = NO_VOLUME_LIMIT
     api_key: str | None = None
     api_secret: str | None = None
 
@@ -75,6 +59,7 @@ class PaperExchangeConfig:
         bar_seconds: float = DEFAULT_BAR_SECONDS,
         cash: Decimal | float | str = DEFAULT_CASH,
         commission: Decimal | float | str = 0,
+        max_volume_share: Decimal | float | str = NO_VOLUME_LIMIT,
         api_key: str | None = None,
         api_secret: str | None = None,
     ) -> PaperExchangeConfig:
@@ -90,6 +75,11 @@ class PaperExchangeConfig:
             raise InvalidValue("cash", f"must be >= 0, got {cash}")
         if not (0 <= rate < 1):
             raise InvalidValue("commission", f"must be a fraction in [0, 1), got {commission}")
+        share = _decimal("max_volume_share", max_volume_share)
+        if not (0 < share <= 1):
+            raise InvalidValue(
+                "max_volume_share", f"must be a fraction in (0, 1], got {max_volume_share}"
+            )
         if (api_key is None) != (api_secret is None):
             raise InvalidValue("api_key", "give both an API key and an API secret, or neither")
         if api_key is not None and not api_key:
@@ -107,9 +97,15 @@ class PaperExchangeConfig:
             bar_seconds=float(bar_seconds),
             cash=cash_value,
             commission=rate,
+            max_volume_share=share,
             api_key=api_key,
             api_secret=api_secret,
         )
+
+    @property
+    def limits_volume(self) -> bool:
+        """Whether resting orders may fill partially (F < 1)."""
+        return self.max_volume_share < NO_VOLUME_LIMIT
 
     @property
     def checks_signatures(self) -> bool:
@@ -120,7 +116,8 @@ class PaperExchangeConfig:
         return (
             f"PaperExchangeConfig(symbol={self.symbol!r}, data={str(self.data)!r}, "
             f"state={str(self.state)!r}, host={self.host!r}, port={self.port}, "
-            f"bar_seconds={self.bar_seconds}, api_secret={secret})"
+            f"bar_seconds={self.bar_seconds}, max_volume_share={self.max_volume_share}, "
+            f"api_secret={secret})"
         )
 
 

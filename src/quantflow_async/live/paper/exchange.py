@@ -21,16 +21,12 @@ from quantflow_async.live.paper.matching import (
     Side,
     fill_on_arrival,
     on_bar_close,
+    portion,
     settle,
     would_take,
 )
-from quantflow_async.live.paper.state import (
-    Execution,
-    NewOrderRow,
-    OrderRow,
-    State,
-    TradeRow,
-)
+from quantflow_async.live.paper.rows import BarChange, Execution, NewOrderRow, OrderRow, TradeRow
+from quantflow_async.live.paper.state import State
 
 MIN_NOTIONAL = Decimal("0.00000001")
 MAX_QUANTITY = Decimal("9000000000")
@@ -113,9 +109,11 @@ class PaperExchange:
             self._evaluate(self.market.bars[index])
 
     def _evaluate(self, bar: Bar) -> None:
+        """The open orders against closed `bar`, oldest first, sharing its volume budget."""
         balances = self.state.balances()
         quote, base = balances[self.config.quote], balances[self.config.base]
-        changes: dict[int, tuple[Side, bool, Execution | None, str | None]] = {}
+        budget = self._volume_budget(bar)
+        changes: list[BarChange] = []
         for order in self.state.open_orders():
             resting = Resting(
                 order.side, order.type, order.price, order.stop_price, order.triggered
@@ -123,29 +121,36 @@ class PaperExchange:
             outcome = on_bar_close(resting, bar)
             if outcome.price is None:
                 if outcome.triggered:
-                    changes[order.id] = (order.side, True, None, None)
+                    changes.append(BarChange(order.id, order.side, True))
+                continue
+            # a triggered stop-market is a market order: it fills whole, as market orders do
+            limited = budget if order.limit_priced else None
+            quantity = portion(order.remaining, limited, self.config.step_size)
+            if not quantity:
+                changes.append(BarChange(order.id, order.side, outcome.triggered))
                 continue
             paid = settle(
-                order.side,
-                order.quantity,
-                outcome.price,
-                self.config.commission,
-                quote=quote,
-                base=base,
+                order.side, quantity, outcome.price, self.config.commission, quote=quote, base=base
             )
             if paid is None:  # the broker cancels an order it cannot pay for when it comes due
-                changes[order.id] = (order.side, outcome.triggered, None, "EXPIRED")
+                changes.append(BarChange(order.id, order.side, outcome.triggered, status="EXPIRED"))
                 continue
             quote, base = paid.quote, paid.base
+            if budget is not None:
+                budget = max(Decimal(0), budget - quantity)
             # a limit that rested is a maker; a stop reached in this bar takes
             maker = order.type in LIMIT_TYPES and not outcome.triggered
-            changes[order.id] = (
-                order.side,
-                outcome.triggered,
-                Execution(outcome.price, order.quantity, paid.fee, bar.time_ms, maker, quote, base),
-                None,
+            execution = Execution(
+                outcome.price, quantity, paid.fee, bar.time_ms, maker, quote, base
             )
-        self.state.evaluate_bar(bar.index, changes)
+            changes.append(BarChange(order.id, order.side, outcome.triggered, execution))
+        self.state.evaluate_bar(bar.index, bar.time_ms, changes)
+
+    def _volume_budget(self, bar: Bar) -> Decimal | None:
+        """How much the account may trade at `bar`'s close: F x its volume, None for no limit."""
+        if not self.config.limits_volume or bar.volume is None:
+            return None
+        return self.config.max_volume_share * bar.volume
 
     # -- orders -----------------------------------------------------------------------------
 

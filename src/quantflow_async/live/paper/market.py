@@ -19,7 +19,8 @@ Clock = Callable[[], int]
 @dataclass(frozen=True, slots=True)
 class Bar:
     """Bar `index` of the file: prices as `Decimal(repr(float))`, so that a client turning them
-    back into floats gets exactly the backtest's floats. `time_ms` is the bar's open time."""
+    back into floats gets exactly the backtest's floats. `time_ms` is the bar's open time;
+    `volume` is None where the file has no volume."""
 
     index: int
     time_ms: int
@@ -27,7 +28,7 @@ class Bar:
     high: Decimal
     low: Decimal
     close: Decimal
-    volume: Decimal
+    volume: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class Market:
                     high=prices[1],
                     low=prices[2],
                     close=prices[3],
-                    volume=Decimal(repr(volume)) if volume == volume else Decimal(0),
+                    volume=Decimal(repr(volume)) if volume == volume else None,
                 )
             )
         spacing = rows[-1].time_ms - rows[-2].time_ms if len(rows) > 1 else 60_000

@@ -8,7 +8,7 @@ equity minus what is already held. Every price and quantity is an exact Decimal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Final, Literal, TypeAlias
 
 from quantflow_async.live.paper.market import Bar
@@ -91,6 +91,14 @@ def on_bar_close(order: Resting, bar: Bar) -> Outcome:
     if order.side == "BUY":
         return Outcome(min(bar.open, order.limit), False) if bar.low <= order.limit else NOTHING
     return Outcome(max(bar.open, order.limit), False) if bar.high >= order.limit else NOTHING
+
+
+def portion(remaining: Decimal, budget: Decimal | None, step: Decimal) -> Decimal:
+    """How much of an order's `remaining` quantity fills this bar: all of it without a volume
+    `budget`, else at most the budget rounded down to the lot `step` (possibly zero)."""
+    if budget is None:
+        return remaining
+    return min(remaining, (budget / step).to_integral_value(ROUND_DOWN) * step)
 
 
 def would_take(side: Side, limit: Decimal, bar: Bar) -> bool:

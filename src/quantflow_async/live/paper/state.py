@@ -6,16 +6,27 @@ sqlite3 errors are translated here into StorageError, naming the file.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
 from quantflow_async.errors import InvalidValue, StorageError
 from quantflow_async.live.paper.matching import Side
+from quantflow_async.live.paper.rows import (
+    OPEN_STATUSES,
+    BarChange,
+    Execution,
+    NewOrderRow,
+    OrderRow,
+    TradeRow,
+    optional_text,
+    order_of,
+    trade_of,
+)
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,73 +60,8 @@ CREATE TABLE IF NOT EXISTS trades (
     is_maker INTEGER NOT NULL
 );
 """
-OPEN_STATUSES: Final = ("NEW", "PARTIALLY_FILLED")
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRow:
-    """One order as stored (Binance's fields, in our names)."""
-
-    id: int
-    client_order_id: str
-    side: Side
-    type: str
-    time_in_force: str | None
-    quantity: Decimal
-    price: Decimal | None
-    stop_price: Decimal | None
-    status: str
-    executed_qty: Decimal
-    cum_quote: Decimal
-    triggered: bool
-    time_ms: int
-    update_ms: int
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
-
-
-@dataclass(frozen=True, slots=True)
-class TradeRow:
-    """One execution: `commission` is in the quote asset."""
-
-    id: int
-    order_id: int
-    side: Side
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    time_ms: int
-    is_maker: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NewOrderRow:
-    """An order about to be stored (its id is the database's)."""
-
-    client_order_id: str
-    side: Side
-    type: str
-    time_in_force: str | None
-    quantity: Decimal
-    price: Decimal | None
-    stop_price: Decimal | None
-    time_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """A fill to record: the order's new totals and the account's balances after it."""
-
-    price: Decimal
-    quantity: Decimal
-    fee: Decimal
-    time_ms: int
-    is_maker: bool
-    quote: Decimal
-    base: Decimal
+UID_RANGE: Final = 10**12
+"""Account uids are drawn from 1..10**12 - 1: apart per state file, exact as a JSON number."""
 
 
 class State:
@@ -170,6 +116,7 @@ class State:
                         "bar_ns": str(bar_ns),
                         "t0_ns": str(now_ns),
                         "processed": "0",
+                        "uid": _new_uid(),
                     }
                     db.executemany("INSERT INTO meta VALUES (?, ?)", initial.items())
                     db.executemany(
@@ -189,6 +136,12 @@ class State:
                 "state",
                 f"{self.path} replays {seconds} s bars; start it with --bar-seconds {seconds}",
             )
+        if "uid" not in meta:  # a file made before accounts had ids gets one now
+            try:
+                with self._transaction() as db:
+                    db.execute("INSERT INTO meta VALUES ('uid', ?)", (_new_uid(),))
+            except sqlite3.Error as exc:
+                raise StorageError(f"state {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
@@ -208,6 +161,11 @@ class State:
     @property
     def t0_ns(self) -> int:
         return int(self._meta("t0_ns"))
+
+    @property
+    def uid(self) -> int:
+        """The account's id, made once with the file: another file is another account."""
+        return int(self._meta("uid"))
 
     @property
     def processed(self) -> int:
@@ -233,7 +191,7 @@ class State:
             row = self._db.execute(
                 "SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)
             ).fetchone()
-        return _order(row) if row is not None else None
+        return order_of(row) if row is not None else None
 
     def _stored(self, order_id: int) -> OrderRow:
         order = self.order(order_id=order_id)
@@ -245,7 +203,7 @@ class State:
         rows = self._db.execute(
             "SELECT * FROM orders WHERE status IN (?, ?) ORDER BY id", OPEN_STATUSES
         ).fetchall()
-        return [_order(row) for row in rows]
+        return [order_of(row) for row in rows]
 
     def orders(
         self,
@@ -260,7 +218,7 @@ class State:
         where, args = _range("id", from_id, start_ms, end_ms)
         sql = _select("orders", where, latest=latest)
         rows = self._db.execute(sql, (*args, limit)).fetchall()
-        return [_order(row) for row in rows]
+        return [order_of(row) for row in rows]
 
     def trades(
         self,
@@ -283,7 +241,7 @@ class State:
         else:
             sql = f"SELECT * FROM trades {where} ORDER BY id LIMIT ?"  # noqa: S608
         rows = self._db.execute(sql, (*args, limit)).fetchall()
-        return [_trade(row) for row in rows]
+        return [trade_of(row) for row in rows]
 
     # -- changes, one transaction each ------------------------------------------------------
 
@@ -302,8 +260,8 @@ class State:
                     order.type,
                     order.time_in_force,
                     str(order.quantity),
-                    _text(order.price),
-                    _text(order.stop_price),
+                    optional_text(order.price),
+                    optional_text(order.stop_price),
                     status,
                     order.time_ms,
                     order.time_ms,
@@ -327,28 +285,33 @@ class State:
             )
         return self._stored(order_id)
 
-    def evaluate_bar(
-        self, index: int, changes: Mapping[int, tuple[Side, bool, Execution | None, str | None]]
-    ) -> None:
-        """Record what bar `index` did, and that it was evaluated, in one transaction.
-
-        `changes` maps an order id to (side, triggered, execution or None, new status or None).
-        """
+    def evaluate_bar(self, index: int, time_ms: int, changes: Iterable[BarChange]) -> None:
+        """Record what bar `index` (open time `time_ms`) did, and that it was evaluated, in one
+        transaction; trade ids follow the order of `changes`."""
         with self._transaction() as db:
-            for order_id, (side, triggered, execution, status) in changes.items():
-                if triggered:
-                    db.execute("UPDATE orders SET triggered = 1 WHERE id = ?", (order_id,))
-                if execution is not None:
-                    self._execute(db, order_id, side, execution)
-                elif status is not None:
-                    db.execute("UPDATE orders SET status = ? WHERE id = ?", (status, order_id))
+            for change in changes:
+                if change.triggered:
+                    db.execute("UPDATE orders SET triggered = 1 WHERE id = ?", (change.order_id,))
+                if change.execution is not None:
+                    self._execute(db, change.order_id, change.side, change.execution)
+                elif change.status is not None:
+                    db.execute(
+                        "UPDATE orders SET status = ?, update_ms = ? WHERE id = ?",
+                        (change.status, time_ms, change.order_id),
+                    )
             db.execute("UPDATE meta SET value = ? WHERE key = 'processed'", (str(index + 1),))
 
     def _execute(
         self, db: sqlite3.Connection, order_id: int, side: Side, execution: Execution
     ) -> TradeRow:
-        """Fill all of order `order_id` (orders fill whole) and move the balances."""
+        """Record one trade of order `order_id`, add it to the order's totals (FILLED once they
+        reach its quantity, else PARTIALLY_FILLED) and move the balances."""
         quote_qty = execution.quantity * execution.price
+        quantity, executed, cum_quote = db.execute(
+            "SELECT quantity, executed_qty, cum_quote FROM orders WHERE id = ?", (order_id,)
+        ).fetchone()
+        executed = Decimal(executed) + execution.quantity
+        status = "FILLED" if executed >= Decimal(quantity) else "PARTIALLY_FILLED"
         cursor = db.execute(
             "INSERT INTO trades (order_id, side, price, qty, quote_qty, commission, time_ms,"
             " is_maker) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -364,9 +327,15 @@ class State:
             ),
         )
         db.execute(
-            "UPDATE orders SET status = 'FILLED', executed_qty = ?, cum_quote = ?, update_ms = ?"
+            "UPDATE orders SET status = ?, executed_qty = ?, cum_quote = ?, update_ms = ?"
             " WHERE id = ?",
-            (str(execution.quantity), str(quote_qty), execution.time_ms, order_id),
+            (
+                status,
+                str(executed),
+                str(Decimal(cum_quote) + quote_qty),
+                execution.time_ms,
+                order_id,
+            ),
         )
         db.executemany(
             "UPDATE balances SET amount = ? WHERE asset = ?",
@@ -409,42 +378,5 @@ def _range(
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _decimal(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
-def _order(row: tuple[Any, ...]) -> OrderRow:
-    return OrderRow(
-        id=row[0],
-        client_order_id=row[1],
-        side=row[2],
-        type=row[3],
-        time_in_force=row[4],
-        quantity=Decimal(row[5]),
-        price=_decimal(row[6]),
-        stop_price=_decimal(row[7]),
-        status=row[8],
-        executed_qty=Decimal(row[9]),
-        cum_quote=Decimal(row[10]),
-        triggered=bool(row[11]),
-        time_ms=row[12],
-        update_ms=row[13],
-    )
-
-
-def _trade(row: tuple[Any, ...]) -> TradeRow:
-    return TradeRow(
-        id=row[0],
-        order_id=row[1],
-        side=row[2],
-        price=Decimal(row[3]),
-        qty=Decimal(row[4]),
-        quote_qty=Decimal(row[5]),
-        commission=Decimal(row[6]),
-        time_ms=row[7],
-        is_maker=bool(row[8]),
-    )
+def _new_uid() -> str:
+    return str(1 + secrets.randbelow(UID_RANGE - 1))
