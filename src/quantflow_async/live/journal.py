@@ -1,5 +1,8 @@
 """OrderJournal: what a live bot records about its orders, and what it finds after a restart.
 
+Beyond the agreed API: `client_id_prefix`; `wait=` on mark_unknown and set_status; `reason=` on
+expired; the records live in quantflow_async.order_records and are taken from live.orders.
+
 `async with db.journal(strategy_id=s, venue="paper") as journal:`. An intent is committed in
 its own transaction before `intend` returns; every later event is checked at once against the
 journal's memory of the order (live/orders.py), then committed in a batch with the order's new
@@ -15,13 +18,11 @@ import logging
 import uuid
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from types import TracebackType
 from typing import Any, NoReturn
 
-import anyio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,9 +30,9 @@ from quantflow_async.config import WriterDefaults
 from quantflow_async.errors import InvalidValue, NotFound, OrderEventRefused, StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter, Ticket
 from quantflow_async.live.journal_entries import EventRows
+from quantflow_async.live.journal_memory import KnownOrders, Tracked, tracked
 from quantflow_async.live.orders import (
     OPEN_STATUSES,
-    WIDE,
     Change,
     JournalStats,
     Order,
@@ -50,10 +51,8 @@ from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction
 from quantflow_async.store.order_journal import (
     JournalEntry,
-    OrderMemory,
     insert_intended,
     load_journal,
-    load_order,
     order_change,
 )
 from quantflow_async.store.schema import strategies
@@ -68,29 +67,6 @@ class JournalState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(slots=True)
-class _Tracked:
-    order: Order
-    state: OrderState
-
-
-def _tracked(memory: OrderMemory) -> _Tracked:
-    order = memory.order
-    notional = Decimal(0)
-    for quantity, price in memory.fills:
-        notional = WIDE.add(notional, WIDE.multiply(quantity, price))
-    state = OrderState(
-        order.client_order_id,
-        order.status,
-        order.quantity,
-        order.filled_quantity,
-        notional,
-        order.venue_order_id,
-        memory.seen,
-    )
-    return _Tracked(order, state)
-
-
 class OrderJournal:
     """The order journal of one strategy on one venue. Make one with `Database.journal()`."""
 
@@ -102,11 +78,9 @@ class OrderJournal:
         self._engine = engine
         self._writer = JournalWriter(engine, options)
         self._rows = EventRows(self.strategy_id, self.venue)
-        self._orders: dict[str, _Tracked] = {}
-        self._by_venue_id: dict[str, str] = {}
+        self._known = KnownOrders(engine, self.strategy_id, self.venue)
         self._positions: dict[str, Position] = {}
         self._cursors: dict[str, str] = {}
-        self._loading = anyio.Lock()
         self._intents = 0
         self._duplicates = 0
         self._refused = 0
@@ -176,7 +150,7 @@ class OrderJournal:
     def order(self, client_order_id: str) -> Order | None:
         """The order as the journal knows it now (every non-final order after restore(), and
         every order touched this session), or None; no database read."""
-        tracked = self._orders.get(client_order_id)
+        tracked = self._known.get(client_order_id)
         return None if tracked is None else tracked.order
 
     async def restore(self) -> Restored:
@@ -186,9 +160,7 @@ class OrderJournal:
         self._check_open()
         await self.flush()
         stored = await load_journal(self._engine, self.strategy_id, self.venue, with_orders=True)
-        found = [_tracked(memory) for memory in stored.orders]
-        for tracked in found:
-            self._remember(tracked)
+        found = [self._known.remember(tracked(memory)) for memory in stored.orders]
         self._positions = {position.symbol: position for position in stored.positions}
         self._cursors = dict(stored.cursors)
         return Restored(
@@ -209,7 +181,7 @@ class OrderJournal:
         now = datetime.now(UTC)
         values = self._rows.new_order(request, cid, now)
         taken = OrderEventRefused(cid, "intent", f"client_order_id {cid!r} is already used")
-        if cid in self._orders:
+        if self._known.get(cid) is not None:
             await self._store_refusal(None, Change("intent"), taken)
         event = self._rows.event(
             "intent", None, now, status_after="intended", quantity=request.quantity,
@@ -223,7 +195,7 @@ class OrderJournal:
             await self._store_refusal(None, Change("intent"), taken)
         self._intents += 1
         order = Order(id=order_id, **values)
-        self._remember(_Tracked(order, OrderState(cid, "intended", order.quantity)))
+        self._known.remember(Tracked(order, OrderState(cid, "intended", order.quantity)))
         return order
 
     async def submitted(self, client_order_id: str, *, wait: bool = False) -> None:
@@ -400,21 +372,21 @@ class OrderJournal:
         entry = JournalEntry(event=event, order=order_change(moved))
         await self._settle(self._writer.put(entry), wait)
 
-    def _check_venue_order_id(self, tracked: _Tracked, change: Change) -> None:
-        owner = self._by_venue_id.get(change.venue_order_id or "")
+    def _check_venue_order_id(self, tracked: Tracked, change: Change) -> None:
+        owner = self._known.owner_of(change.venue_order_id)
         if owner not in (None, tracked.order.client_order_id):
             self._refuse(
                 tracked, change, f"venue_order_id {change.venue_order_id!r} is {owner!r}'s"
             )
 
-    def _next(self, tracked: _Tracked, change: Change) -> OrderState:
+    def _next(self, tracked: Tracked, change: Change) -> OrderState:
         try:
             return next_state(tracked.state, change)
         except OrderEventRefused as refused:
             self._put_refusal(tracked.order, change, refused)
             raise
 
-    def _refuse(self, tracked: _Tracked, change: Change, reason: str) -> None:
+    def _refuse(self, tracked: Tracked, change: Change, reason: str) -> None:
         refused = OrderEventRefused(tracked.order.client_order_id, change.kind, reason)
         self._put_refusal(tracked.order, change, refused)
         raise refused
@@ -434,7 +406,7 @@ class OrderJournal:
         self._put_refusal(order, change, refused)
         raise refused
 
-    def _move(self, tracked: _Tracked, state: OrderState, now: datetime) -> Order:
+    def _move(self, tracked: Tracked, state: OrderState, now: datetime) -> Order:
         moved = replace(
             tracked.order,
             status=state.status,
@@ -444,59 +416,31 @@ class OrderJournal:
             updated_at=now,
         )
         tracked.order, tracked.state = moved, state
-        if moved.venue_order_id is not None:
-            self._by_venue_id[moved.venue_order_id] = moved.client_order_id
+        self._known.remember(tracked)
         return moved
 
     async def _settle(self, ticket: Ticket, wait: bool) -> None:
         if wait:
             await self._writer.committed(ticket)
 
-    async def _find(self, client_order_id: str, change: Change) -> _Tracked:
+    async def _find(self, client_order_id: str, change: Change) -> Tracked:
         """The order from memory, else from the database; unknown orders are refused."""
-        client_order_id = check_client_order_id(client_order_id)
-        tracked = self._orders.get(client_order_id)
-        if tracked is not None:
-            return tracked
-        async with self._loading:
-            tracked = self._orders.get(client_order_id)
-            if tracked is None:
-                memory = await load_order(self._engine, client_order_id=client_order_id)
-                if memory is not None and self._owns(memory.order):
-                    tracked = self._remember(_tracked(memory))
-        if tracked is not None:
-            return tracked
-        refused = OrderEventRefused(
-            client_order_id, change.kind,
-            f"no order with this client_order_id for strategy {self.strategy_id} on {self.venue!r}",
-        )  # fmt: skip
-        await self._store_refusal(None, change, refused)
+        found = await self._known.find(check_client_order_id(client_order_id))
+        if found is not None:
+            return found
+        reason = (
+            f"no order with this client_order_id for strategy {self.strategy_id} on {self.venue!r}"
+        )
+        await self._store_refusal(
+            None, change, OrderEventRefused(client_order_id, change.kind, reason)
+        )
 
     async def _cid_of(self, venue_order_id: str, change: Change) -> str:
-        cid = self._by_venue_id.get(venue_order_id)
-        if cid is not None:
-            return cid
-        memory = await load_order(self._engine, venue_order_id=(self.venue, venue_order_id))
-        if memory is not None and self._owns(memory.order):
-            async with self._loading:
-                tracked = self._orders.get(memory.order.client_order_id) or self._remember(
-                    _tracked(memory)
-                )
-            return tracked.order.client_order_id
-        refused = OrderEventRefused(
-            None, change.kind, f"no order with venue_order_id {venue_order_id!r} on {self.venue!r}"
-        )
-        await self._store_refusal(None, change, refused)
-
-    def _owns(self, order: Order) -> bool:
-        return order.strategy_id == self.strategy_id and order.venue == self.venue
-
-    def _remember(self, tracked: _Tracked) -> _Tracked:
-        order = tracked.order
-        self._orders[order.client_order_id] = tracked
-        if order.venue_order_id is not None:
-            self._by_venue_id[order.venue_order_id] = order.client_order_id
-        return tracked
+        found = await self._known.find_by_venue_id(venue_order_id)
+        if found is not None:
+            return found.order.client_order_id
+        reason = f"no order with venue_order_id {venue_order_id!r} on {self.venue!r}"
+        await self._store_refusal(None, change, OrderEventRefused(None, change.kind, reason))
 
     def _check_open(self) -> None:
         if self.state is not JournalState.OPEN:

@@ -1,0 +1,94 @@
+"""The journal's memory of its orders: each order with its state-machine state, by client id
+and by venue order id, loaded from the database the first time an event names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from quantflow_async.live.orders import WIDE, Order, OrderState
+from quantflow_async.store.order_journal import OrderMemory, load_order
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One order as the journal knows it now; changed only together with the queue."""
+
+    order: Order
+    state: OrderState
+
+
+def tracked(memory: OrderMemory) -> Tracked:
+    """An order read back, with the exact notional of its fills and the venue facts seen."""
+    order = memory.order
+    notional = Decimal(0)
+    for quantity, price in memory.fills:
+        notional = WIDE.add(notional, WIDE.multiply(quantity, price))
+    state = OrderState(
+        order.client_order_id,
+        order.status,
+        order.quantity,
+        order.filled_quantity,
+        notional,
+        order.venue_order_id,
+        memory.seen,
+    )
+    return Tracked(order, state)
+
+
+class KnownOrders:
+    """Every order restored or touched by one journal of (strategy, venue)."""
+
+    def __init__(self, engine: AsyncEngine, strategy_id: int, venue: str) -> None:
+        self._engine = engine
+        self._strategy_id = strategy_id
+        self._venue = venue
+        self._orders: dict[str, Tracked] = {}
+        self._by_venue_id: dict[str, str] = {}
+        self._loading = anyio.Lock()
+
+    def get(self, client_order_id: str) -> Tracked | None:
+        return self._orders.get(client_order_id)
+
+    def owner_of(self, venue_order_id: str | None) -> str | None:
+        return None if venue_order_id is None else self._by_venue_id.get(venue_order_id)
+
+    def remember(self, entry: Tracked) -> Tracked:
+        order = entry.order
+        self._orders[order.client_order_id] = entry
+        if order.venue_order_id is not None:
+            self._by_venue_id[order.venue_order_id] = order.client_order_id
+        return entry
+
+    async def find(self, client_order_id: str) -> Tracked | None:
+        """From memory, else from the database; None if no order of ours has this id."""
+        found = self._orders.get(client_order_id)
+        if found is not None:
+            return found
+        async with self._loading:
+            found = self._orders.get(client_order_id)
+            if found is None:
+                memory = await load_order(self._engine, client_order_id=client_order_id)
+                if memory is not None and self._owns(memory.order):
+                    found = self.remember(tracked(memory))
+        return found
+
+    async def find_by_venue_id(self, venue_order_id: str) -> Tracked | None:
+        cid = self._by_venue_id.get(venue_order_id)
+        if cid is not None:
+            return self._orders[cid]
+        key = (self._venue, venue_order_id)
+        async with self._loading:
+            cid = self._by_venue_id.get(venue_order_id)
+            if cid is not None:
+                return self._orders[cid]
+            memory = await load_order(self._engine, venue_order_id=key)
+            if memory is None or not self._owns(memory.order):
+                return None
+            return self._orders.get(memory.order.client_order_id) or self.remember(tracked(memory))
+
+    def _owns(self, order: Order) -> bool:
+        return order.strategy_id == self._strategy_id and order.venue == self._venue
