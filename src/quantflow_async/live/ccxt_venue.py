@@ -1,8 +1,8 @@
 """`CcxtVenue`: the `Venue` protocol over a `ccxt.async_support` exchange (Binance shapes first).
 
-Numbers are read from the raw strings Binance sends (`info`), never through a float; ccxt's
-errors become our VenueError family with every secret scrubbed; connection faults are retried
-under a `RetryPolicy`, and an order is re-sent only after asking the venue for its client id.
+Answers are read by `venue_answers`, ccxt's errors retried or translated by `ccxt_calls`; this
+module decides what each call asks the venue, and re-sends an order only after asking the
+venue for its client id.
 """
 
 from __future__ import annotations
