@@ -82,6 +82,8 @@ def build_parser() -> Parser:
     from quantflow_async.cli import (
         backtest,
         backtests,
+        live,
+        orders,
         report,
         store_commands,
         strategies,
@@ -103,7 +105,7 @@ def build_parser() -> Parser:
     helper.add_argument("topic", nargs="*", metavar="COMMAND", help="e.g. migrate")
     helper.set_defaults(handler=lambda args: _show_help(parser, args.topic))
     store_commands.register(commands)
-    for group in (strategies, backtests, backtest, sweep, trades, report, venue):
+    for group in (strategies, backtests, backtest, sweep, trades, orders, report, venue, live):
         group.register(commands)
     return parser
 

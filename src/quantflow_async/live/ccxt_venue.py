@@ -61,6 +61,7 @@ class CcxtVenue:
         self._read = AnswerReader(self.name)
         self._calls = CcxtCalls(exchange, self.name, self._secrets)
         self._sent: set[str] = set()
+        self._named: set[str] = set()
         self._filter = ScrubbingFilter(self._secrets)
         self._logger = getattr(exchange, "logger", None)
         if isinstance(self._logger, logging.Logger):
@@ -120,6 +121,7 @@ class CcxtVenue:
 
     async def create_order(self, order: NewOrder) -> VenueOrder:
         self._check_open()
+        await self._name(order.symbol)
         cid = order.client_order_id
         budget = RetryBudget(self.policy)
         if cid in self._sent:
@@ -150,6 +152,7 @@ class CcxtVenue:
         self, symbol: str, *, venue_order_id: str | None = None, client_order_id: str | None = None
     ) -> VenueOrder:
         self._check_open()
+        await self._name(symbol)
         params = _order_params(venue_order_id, client_order_id)
         budget = RetryBudget(self.policy)
         while True:
@@ -179,6 +182,7 @@ class CcxtVenue:
     ) -> VenueOrder | None:
         self._check_open()
         _order_params(venue_order_id, client_order_id)
+        await self._name(symbol)
         raw = await self._calls.call(
             "fetch_order",
             lambda: self._fetch_raw_order(symbol, venue_order_id, client_order_id),
@@ -188,6 +192,7 @@ class CcxtVenue:
 
     async def fetch_open_orders(self, symbol: str) -> Sequence[VenueOrder]:
         self._check_open()
+        await self._name(symbol)
         raw = await self._calls.call(
             "fetch_open_orders",
             lambda: self._exchange.fetch_open_orders(symbol),
@@ -204,6 +209,7 @@ class CcxtVenue:
         with an id above `after_trade_id` (Binance's numeric trade ids, via `fromId`), fetched
         page by page until none is left."""
         self._check_open()
+        await self._name(symbol)
         after = _trade_number(after_trade_id)
         since_ms = None if since is None else round(since.timestamp() * 1000)
         from_id: int | None = 0 if since_ms is None else None
@@ -264,6 +270,21 @@ class CcxtVenue:
         return [self._read.ohlcv(row, seconds, now_ms) for row in listing]
 
     # -- the ccxt calls ----------------------------------------------------------------
+
+    async def _name(self, symbol: str) -> None:
+        """Remember the caller's name for `symbol`'s market, so records name it the same way."""
+        if symbol in self._named:
+            return
+        if not getattr(self._exchange, "markets", None):
+            await self._calls.call(
+                "load_markets", lambda: self._exchange.load_markets(), RetryBudget(self.policy)
+            )
+        try:
+            unified = self._exchange.market(symbol)["symbol"]
+        except ccxt_async.BadSymbol:
+            raise VenueRejected(self.name, f"no market {symbol!r} on this venue") from None
+        self._read.symbols[unified] = symbol
+        self._named.add(symbol)
 
     async def _send_order(self, order: NewOrder) -> Any:
         params: dict[str, Any] = {**order.extra, "clientOrderId": order.client_order_id}

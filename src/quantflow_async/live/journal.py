@@ -17,11 +17,11 @@ import enum
 import logging
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,7 +46,7 @@ from quantflow_async.live.orders import (
     next_state,
 )
 from quantflow_async.live.positions import apply_fill, flat
-from quantflow_async.live.venue import AssetBalance, VenueTrade
+from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
 from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction
 from quantflow_async.store.order_journal import (
@@ -57,6 +57,9 @@ from quantflow_async.store.order_journal import (
 )
 from quantflow_async.store.schema import strategies
 from quantflow_async.validation import to_decimal, to_id, to_label, to_utc
+
+if TYPE_CHECKING:
+    from quantflow_async.live.reconcile import ReconcileReport
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,23 @@ class OrderJournal:
         await self._writer.flush()
 
     # -- reading ---------------------------------------------------------------------------
+
+    def position(self, symbol: str) -> Position | None:
+        """The position in `symbol` with every fill recorded so far applied; no database read."""
+        return self._positions.get(symbol)
+
+    def cursor(self, stream: str) -> str | None:
+        """The last venue event id recorded on `stream` (e.g. "trades:BTCUSDT"), or None."""
+        return self._cursors.get(stream)
+
+    async def reconcile(self, venue: Venue, *, symbols: Iterable[str] = ()) -> ReconcileReport:
+        """Ask `venue` what became of this journal's orders and record every difference.
+
+        See `quantflow_async.live.reconcile.reconcile`.
+        """
+        from quantflow_async.live.reconcile import reconcile
+
+        return await reconcile(self, venue, symbols=symbols)
 
     def order(self, client_order_id: str) -> Order | None:
         """The order as the journal knows it now (every non-final order after restore(), and

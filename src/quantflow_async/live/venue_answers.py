@@ -85,6 +85,13 @@ class AnswerReader:
 
     def __init__(self, venue: str) -> None:
         self.venue = venue
+        self.symbols: dict[str, str] = {}
+        """ccxt's unified symbol -> the name the caller gave the market ("BTC/USDT" -> "BTCUSDT"):
+        records name a market as the caller does."""
+
+    def symbol(self, raw: Mapping[str, Any]) -> str:
+        unified = self.text("symbol", raw.get("symbol"))
+        return self.symbols.get(unified, unified)
 
     def malformed(self, field: str, message: str) -> MalformedVenueAnswer:
         return MalformedVenueAnswer(self.venue, field, message)
@@ -176,7 +183,7 @@ class AnswerReader:
             client_order_id=_optional_text(
                 info.get("origClientOrderId"), raw.get("clientOrderId"), info.get("clientOrderId")
             ),
-            symbol=self.text("symbol", raw.get("symbol")),
+            symbol=self.symbol(raw),
             side=self.side(raw, info),
             type=order_type,
             status=status,
@@ -243,7 +250,7 @@ class AnswerReader:
         return VenueTrade(
             trade_id=self.text("trade_id", info.get("id"), raw.get("id")),
             venue_order_id=self.text("order", info.get("orderId"), raw.get("order")),
-            symbol=self.text("symbol", raw.get("symbol")),
+            symbol=self.symbol(raw),
             side=self.side(raw, {"side": "buy" if info.get("isBuyer") else "sell"} if info else {}),
             quantity=self.required_decimal("quantity", info.get("qty"), raw.get("amount")),
             price=self.required_decimal("price", info.get("price"), raw.get("price")),

@@ -1,0 +1,245 @@
+"""Crash rounds: a bot killed with SIGKILL at random moments and at every step of an order's way.
+
+After each kill, a restart restores and reconciles the journal; then the journal must equal the
+paper exchange's own record: every order with the same status and filled quantity, every
+exchange trade stored exactly once, the position equal to the exchange's balance, no order
+sent twice, and no order the exchange never knew of unless it is marked never_sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from quantflow_async import Database, Settings
+from quantflow_async.live.ccxt_client import binance_client
+from quantflow_async.live.ccxt_venue import CcxtVenue
+from quantflow_async.live.credentials import VenueCredentials
+from tests.live.crash_bot import KILL_POINTS, SYMBOL, VENUE
+from tests.support.paper import PaperProcess, paper_process, write_bars
+from tests.support.walks import random_walk
+
+ROOT = Path(__file__).resolve().parents[2]
+STATUS_OF_EXCHANGE = {
+    "NEW": "open",
+    "PARTIALLY_FILLED": "partially_filled",
+    "FILLED": "filled",
+    "CANCELED": "cancelled",
+    "EXPIRED": "expired",
+    "REJECTED": "rejected",
+}
+
+
+@dataclass
+class Zygote:
+    """The process that forks one bot per round (tests/live/crash_bot.py)."""
+
+    process: subprocess.Popen[str]
+
+    def start(self, spec: dict[str, object]) -> int:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(spec) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line.startswith("started "), line
+        return int(line.split()[1])
+
+    def ended(self) -> int:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("ended "), line
+        return int(line.split()[2])
+
+
+@pytest.fixture
+def zygote() -> Iterator[Zygote]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.live.crash_bot"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield Zygote(process)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.fixture
+def exchange(tmp_path: Path) -> Iterator[PaperProcess]:
+    bars = write_bars(tmp_path / "bars.csv", random_walk(20_000, seed=7))
+    with paper_process(
+        bars, tmp_path / "exchange.sqlite3", symbol=SYMBOL,
+        extra=["--bar-seconds", "0.05", "--cash", "100000000"],
+    ) as paper:  # fmt: skip
+        yield paper
+
+
+async def _check_journal_equals_exchange(database_url: str, url: str, strategy_id: int) -> None:
+    """Reconcile as a restarted bot does, then compare the journal with the exchange's record."""
+    credentials = VenueCredentials.placeholder()
+    async with Database(settings=Settings(database_url=database_url)) as db:
+        venue = CcxtVenue.connect(url, credentials, name=VENUE)
+        try:
+            async with db.journal(strategy_id=strategy_id, venue=VENUE) as journal:
+                await journal.restore()
+                await journal.reconcile(venue, symbols=(SYMBOL,))
+        finally:
+            await venue.aclose()
+        journal_orders = {
+            order.client_order_id: order
+            for order in await db.orders.list(strategy_id=strategy_id, limit=1_000_000)
+        }
+        stored = await db.trades.list(strategy_id=strategy_id, limit=1_000_000)
+        positions = {p.symbol: p for p in await db.orders.positions(strategy_id=strategy_id)}
+    exchange_orders, exchange_trades, base_balance = await _exchange_record(url)
+
+    for cid, seen in exchange_orders.items():
+        assert cid in journal_orders, f"the exchange has order {cid} the journal never knew"
+        order = journal_orders[cid]
+        assert order.status == STATUS_OF_EXCHANGE[seen["status"]], (cid, order, seen)
+        assert order.filled_quantity == Decimal(seen["executedQty"]), (cid, order, seen)
+    for cid, order in journal_orders.items():
+        if cid not in exchange_orders:
+            assert order.status == "rejected", f"{cid} is {order.status} and not at the exchange"
+            events = await _events(database_url, order.id)
+            assert "never_sent" in {event.reason for event in events}, (cid, events)
+    stored_ids = [trade.external_id for trade in stored]
+    assert len(stored_ids) == len(set(stored_ids)), "a fill is stored twice"
+    assert sorted(stored_ids) == sorted(f"{VENUE}:{t['id']}" for t in exchange_trades)
+    held = positions[SYMBOL].quantity if SYMBOL in positions else Decimal(0)
+    assert held == base_balance
+
+
+async def _events(database_url: str, order_id: int) -> list[object]:
+    async with Database(settings=Settings(database_url=database_url)) as db:
+        return list(await db.orders.events(order_id))
+
+
+async def _exchange_record(
+    url: str,
+) -> tuple[dict[str, dict[str, str]], list[dict[str, str]], Decimal]:
+    """Every order and trade the exchange holds (its own raw answers) and the base balance."""
+    client = binance_client(url, api_key="reader", secret="reader")
+    try:
+        orders: dict[str, dict[str, str]] = {}
+        after = 0
+        while True:
+            page = await client.privateGetAllOrders(
+                {"symbol": SYMBOL, "orderId": after + 1, "limit": 1000}
+            )
+            for raw in page:
+                assert raw["clientOrderId"] not in orders, "one client order id sent twice"
+                orders[raw["clientOrderId"]] = raw
+            if len(page) < 1000:
+                break
+            after = int(page[-1]["orderId"])
+        trades: list[dict[str, str]] = []
+        after = -1
+        while True:
+            page = await client.privateGetMyTrades(
+                {"symbol": SYMBOL, "fromId": after + 1, "limit": 1000}
+            )
+            trades.extend(page)
+            if len(page) < 1000:
+                break
+            after = int(page[-1]["id"])
+        account = await client.privateGetAccount()
+        base = SYMBOL.removesuffix("USDT")
+        balance = next(
+            (
+                Decimal(b["free"]) + Decimal(b["locked"])
+                for b in account["balances"]
+                if b["asset"] == base
+            ),
+            Decimal(0),
+        )
+        return orders, trades, balance
+    finally:
+        await client.close()
+
+
+def _rounds(
+    zygote: Zygote,
+    exchange: PaperProcess,
+    database_url: str,
+    strategy_id: int,
+    *,
+    rounds: int,
+    seed: int,
+) -> dict[str, int]:
+    rng = random.Random(seed)
+    seen: dict[str, int] = {}
+    for number in range(rounds):
+        kill_at = rng.choice((None, *KILL_POINTS))  # None: killed by the test at a random moment
+        spec = {
+            "url": exchange.url,
+            "database_url": database_url,
+            "strategy_id": strategy_id,
+            "seed": rng.randrange(2**32),
+            "kill_at": kill_at,
+            "nth": rng.randint(1, 3),
+            "actions": 40,
+        }
+        pid = zygote.start(spec)
+        if kill_at is None:
+            time.sleep(rng.uniform(0.02, 0.6))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        status = zygote.ended()
+        assert status in (0, -signal.SIGKILL), f"round {number}: the bot failed ({status})"
+        outcome = "killed" if status else "finished"
+        seen[f"{kill_at or 'random'}:{outcome}"] = (
+            seen.get(f"{kill_at or 'random'}:{outcome}", 0) + 1
+        )
+        asyncio.run(_check_journal_equals_exchange(database_url, exchange.url, strategy_id))
+    return seen
+
+
+async def _strategy(database_url: str) -> int:
+    async with Database(settings=Settings(database_url=database_url)) as db:
+        await db.migrate()
+        return (await db.strategies.create(name="crash-bot")).id
+
+
+@pytest.mark.slow
+def test_sqlite_journal_equals_the_exchange_after_every_kill(
+    zygote: Zygote, exchange: PaperProcess, sqlite_url: str
+) -> None:
+    strategy_id = asyncio.run(_strategy(sqlite_url))
+    seen = _rounds(zygote, exchange, sqlite_url, strategy_id, rounds=150, seed=1)
+    killed = {point for point, count in seen.items() if point.endswith(":killed") and count}
+    assert {f"{point}:killed" for point in ("random", *KILL_POINTS)} <= killed, seen
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_journal_equals_the_exchange_after_every_kill(
+    zygote: Zygote, exchange: PaperProcess, postgres_database_url: str
+) -> None:
+    strategy_id = asyncio.run(_strategy(postgres_database_url))
+    seen = _rounds(zygote, exchange, postgres_database_url, strategy_id, rounds=60, seed=2)
+    assert sum(count for point, count in seen.items() if point.endswith(":killed")) >= 40, seen
