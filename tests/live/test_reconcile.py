@@ -349,8 +349,9 @@ async def test_a_reconcile_cut_short_leaves_the_cursor_before_unrecorded_trades(
     )
     venue.fill(foreign.venue_order_id)
     later = venue.fill(venue_id, "1")
-    # The venue goes away when asked whose trade 2 is, after telling about our order.
-    venue.fail("fetch_order", VenueUnavailable(venue.name, "connection reset"), after=1)
+    # The venue goes away when asked whose trade 2 is (our order, open, came with the open
+    # orders: the only order asked about by id is the foreign one).
+    venue.fail("fetch_order", VenueUnavailable(venue.name, "connection reset"), after=0)
 
     with pytest.raises(VenueUnavailable):
         await reconciled(db, strategy_id, venue)

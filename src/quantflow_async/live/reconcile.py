@@ -107,8 +107,18 @@ async def reconcile(
         | {s.removeprefix("trades:") for s in state.cursors if s.startswith("trades:")}
         | set(symbols)
     )
-    at_venue: dict[str, VenueOrder] = {}
+    # One look at each market's open orders answers for most of ours; only the orders not
+    # among them (finished, or never received) are asked for one by one.
+    open_at_venue = {symbol: await venue.fetch_open_orders(symbol) for symbol in markets}
+    at_venue: dict[str, VenueOrder] = {
+        found.client_order_id: found
+        for listed in open_at_venue.values()
+        for found in listed
+        if found.client_order_id in ours
+    }
     for cid, order in ours.items():
+        if cid in at_venue:
+            continue
         found = await venue.fetch_order(order.symbol, client_order_id=cid)
         if found is not None:
             at_venue[cid] = found
@@ -121,8 +131,8 @@ async def reconcile(
         await run.fills(symbol, state.cursors.get(trades_stream(symbol)), owners)
     await run.settle_statuses(at_venue)
     await run.settle_absent(cid for cid in ours if cid not in at_venue)
-    for symbol in markets:
-        await run.unknown_open_orders(symbol)
+    for listed in open_at_venue.values():
+        run.unknown_open_orders(listed)
     balances = MappingProxyType(dict(await venue.fetch_balance()))
     await journal.record_balances(balances)
     await journal.flush()
@@ -208,9 +218,9 @@ class _Run:
             elif await self._accepted(self.journal.mark_unknown(cid, reason=REASON)):
                 self.missing.append(cid)
 
-    async def unknown_open_orders(self, symbol: str) -> None:
+    def unknown_open_orders(self, listed: Iterable[VenueOrder]) -> None:
         """The venue's open orders the journal does not hold: listed, never journaled."""
-        for order in await self.venue.fetch_open_orders(symbol):
+        for order in listed:
             cid = order.client_order_id
             if cid is None or self.journal.order(cid) is None:
                 (self.stray_orders if self.is_ours(cid) else self.foreign_orders).append(order)
