@@ -11,7 +11,6 @@ import signal
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from quantflow_async.cli.app import Parser, add_command, on_database
 from quantflow_async.cli.output import json_object, plain
@@ -31,10 +30,12 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     from quantflow_async.backtest.strategies import strategy_class
     from quantflow_async.cli.backtest import stored_strategy_id
     from quantflow_async.database import Database
+    from quantflow_async.live.ccxt_client import checked_venue_url
     from quantflow_async.live.ccxt_venue import CcxtVenue
     from quantflow_async.live.runner import LiveOptions, run_live
 
     # Every mistake in the input is found before the database or the venue is touched.
+    venue_url = checked_venue_url(args.venue)
     cls = strategy_class(args.strategy)
     cls(args.config)
     options = LiveOptions(
@@ -48,13 +49,18 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
         idle_exit=args.idle_exit,
     )
     credentials = _credentials(args)
-    venue_name = args.venue_name or _default_venue_name(args.venue)
     stop = anyio.Event()
     async with Database(settings=settings) as db:
         name = args.strategy_name or args.strategy
         strategy_id = await stored_strategy_id(db, name)
-        venue = CcxtVenue.connect(args.venue, credentials, name=venue_name)
+        local = (venue_url.hostname or "") in _LOOPBACK
+        kind = "paper" if local else "binance"
+        venue = CcxtVenue.connect(args.venue, credentials, name=args.venue_name or kind)
         try:
+            if args.venue_name is None and local:
+                # Two paper exchanges both number their trades from 1: name the account.
+                account = await venue.account_id()
+                venue.name = f"paper-{account}" if account else kind
             with _stopping_on_signals(stop):
                 report = await run_live(
                     db, cls, args.config, venue, strategy_id=strategy_id, options=options, stop=stop
@@ -65,7 +71,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     document = {
         "strategy": args.strategy,
         "strategy_id": strategy_id,
-        "venue": venue_name,
+        "venue": venue.name,
         "bars_decided": report.bars_decided,
         "orders_sent": report.orders_sent,
         "orders_rejected": report.orders_rejected,
@@ -79,7 +85,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     for line in lines:
         print(f"reconciled: {line}")
     print(
-        f"{name} on {venue_name}: {report.bars_decided} bars decided, {report.orders_sent} orders "
+        f"{name} on {venue.name}: {report.bars_decided} bars decided, {report.orders_sent} orders "
         f"sent ({report.orders_rejected} rejected), stopped by {report.stopped_by}"
     )
 
@@ -121,11 +127,6 @@ def _credentials(args: argparse.Namespace) -> VenueCredentials:
     return VenueCredentials.placeholder()
 
 
-def _default_venue_name(url: str) -> str:
-    host = urlsplit(url).hostname or ""
-    return "paper" if host in _LOOPBACK else host
-
-
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
     group = add_command(commands, "live", "trade a strategy live through the order journal", None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
@@ -152,7 +153,8 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command.add_argument(
         "--venue-name",
         metavar="NAME",
-        help="the venue's name in the journal (default: paper on this machine, else the host)",
+        help="the venue's name in the journal (default: paper-<account id> for a paper "
+        "exchange on this machine, else binance)",
     )
     command.add_argument("--quote", metavar="ASSET", help="the symbol's quote asset, if unusual")
     command.add_argument(

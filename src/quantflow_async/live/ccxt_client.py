@@ -7,7 +7,7 @@ endpoint can reach another host; `load_markets()` then asks only `/api/v3/exchan
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from quantflow_async.errors import InvalidValue
 from quantflow_async.extras import require_extra
@@ -28,9 +28,7 @@ def binance_client(
 
     Raises InvalidValue for a URL that is not http(s)://host[:port]. Needs the `live` extra.
     """
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidValue("venue", f"must be an http(s)://host[:port] URL, got {base_url!r}")
+    parts = checked_venue_url(base_url)
     ccxt_async = require_extra("ccxt.async_support", extra="live")
     client: binance = ccxt_async.binance(
         {
@@ -50,6 +48,14 @@ def binance_client(
     )
     client.urls["api"] = _rebased(client.urls["api"], parts.scheme, parts.netloc)
     return client
+
+
+def checked_venue_url(base_url: str) -> SplitResult:
+    """`base_url` split, or InvalidValue when it is not http(s)://host[:port]."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidValue("venue", f"must be an http(s)://host[:port] URL, got {base_url!r}")
+    return parts
 
 
 def _rebased(urls: Any, scheme: str, netloc: str) -> Any:

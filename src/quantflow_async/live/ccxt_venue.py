@@ -230,6 +230,19 @@ class CcxtVenue:
             from_id = max(_trade_number(t.trade_id) or 0 for t in page) + 1
         return _chosen(trades.values(), since, after)
 
+    async def account_id(self) -> str | None:
+        """The account's id as the venue gives it (Binance's `uid`), or None where it gives none.
+
+        The paper exchange makes one with its state file, so two paper accounts differ.
+        """
+        self._check_open()
+        raw = await self._calls.call(
+            "fetch_balance", lambda: self._exchange.fetch_balance(), RetryBudget(self.policy)
+        )
+        info = raw.get("info") if isinstance(raw, Mapping) else None
+        uid = info.get("uid") if isinstance(info, Mapping) else None
+        return None if uid is None else str(uid)
+
     async def fetch_balance(self) -> Mapping[str, AssetBalance]:
         self._check_open()
         raw = await self._calls.call(

@@ -1,0 +1,152 @@
+"""`quantflow live run` as a user runs it: a stop by SIGTERM or Ctrl-C exits 0 with the journal
+flushed (and our open orders cancelled when asked), and each mistake is one line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from quantflow_async import Database, Settings
+from quantflow_async.live.ccxt_venue import CcxtVenue
+from quantflow_async.live.credentials import VenueCredentials
+from quantflow_async.live.order_flow import send_order
+from quantflow_async.live.orders import OrderRequest
+from tests.support.paper import PaperProcess, paper_process, write_bars
+from tests.support.walks import random_walk
+
+SYMBOL = "BTCUSDT"
+
+
+def live_command(url: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "quantflow_async.cli", "live", "run", "sma_cross",
+        "--venue", url, "--symbol", SYMBOL, "--config", '{"fast": 3, "slow": 8}', *extra,
+    ]  # fmt: skip
+
+
+def environment(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    env["QUANTFLOW_DATABASE_URL"] = database_url
+    return env
+
+
+@pytest.fixture
+def exchange(tmp_path: Path) -> PaperProcess:
+    bars = write_bars(tmp_path / "bars.csv", random_walk(2_000, seed=5))
+    with paper_process(bars, tmp_path / "exchange.sqlite3", extra=["--bar-seconds", "0.1"]) as p:
+        yield p  # type: ignore[misc]
+
+
+async def _migrated_with_a_resting_order(database_url: str, url: str) -> str:
+    """A stored strategy "sma_cross" with one buy limit far below the price, on venue "paper"."""
+    async with Database(settings=Settings(database_url=database_url)) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="sma_cross")
+        venue = CcxtVenue.connect(url, VenueCredentials.placeholder(), name="paper")
+        try:
+            async with db.journal(strategy_id=strategy.id, venue="paper") as journal:
+                request = OrderRequest(
+                    symbol=SYMBOL, side="buy", quantity=Decimal(1), type="limit",
+                    limit_price=Decimal("1.00"),
+                )  # fmt: skip
+                order = await send_order(journal, venue, request)
+        finally:
+            await venue.aclose()
+    assert order.status == "open"
+    return order.client_order_id
+
+
+async def _order_status(database_url: str, cid: str) -> str:
+    async with Database(settings=Settings(database_url=database_url)) as db:
+        return (await db.orders.get_by_client_order_id(cid)).status
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_cancels_open_orders_flushes_and_exits_0(
+    exchange: PaperProcess, sqlite_url: str, signum: int
+) -> None:
+    cid = asyncio.run(_migrated_with_a_resting_order(sqlite_url, exchange.url))
+    process = subprocess.Popen(
+        live_command(exchange.url, "--venue-name", "paper", "--cancel-on-exit", "--json"),
+        env=environment(sqlite_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)  # started, restored, reconciled, deciding
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    report = json.loads(out)
+    assert report["orders_cancelled_on_exit"] == 1
+    assert report["stopped_by"] == "stop"
+    assert asyncio.run(_order_status(sqlite_url, cid)) == "cancelled"
+
+
+def test_the_paper_account_names_the_venue_in_the_journal(
+    exchange: PaperProcess, sqlite_url: str
+) -> None:
+    asyncio.run(_migrated_with_a_resting_order(sqlite_url, exchange.url))
+    done = subprocess.run(
+        live_command(exchange.url, "--bars", "1", "--json"),
+        env=environment(sqlite_url), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    venue = json.loads(done.stdout)["venue"]
+    assert venue.startswith("paper-") and venue[len("paper-") :].isdigit()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--api-key", "k"], "--api-key and --api-secret go together"),
+        (["--poll", "0"], "poll_interval: must be a number in"),
+        (["--commission", "2"], "commission: must be a number in"),
+        (["--symbol", "BTC"], "symbol"),
+    ],
+)
+def test_a_bad_option_is_one_line_before_anything_runs(
+    sqlite_url: str, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    done = subprocess.run(
+        live_command("http://127.0.0.1:9", *extra),
+        env=environment(sqlite_url), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "test.sqlite3").exists()
+
+
+def test_an_unknown_strategy_and_a_bad_venue_url_are_one_line(sqlite_url: str) -> None:
+    unknown = live_command("http://127.0.0.1:9")
+    unknown[unknown.index("sma_cross")] = "no_such"
+    for command, message in (
+        (unknown, "no_such"),
+        (live_command("ftp://example"), "venue: must be an http(s)://host[:port] URL"),
+    ):
+        done = subprocess.run(
+            command, env=environment(sqlite_url), capture_output=True, text=True, timeout=60
+        )
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_a_database_not_migrated_is_one_line_and_no_file_is_made(
+    tmp_path: Path, exchange: PaperProcess
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'missing.sqlite3'}"
+    done = subprocess.run(
+        live_command(exchange.url), env=environment(url), capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert not (tmp_path / "missing.sqlite3").exists()
