@@ -1,8 +1,5 @@
 """OrderJournal: what a live bot records about its orders, and what it finds after a restart.
 
-Beyond the agreed API: `client_id_prefix`; `wait=` on mark_unknown and set_status; `reason=` on
-expired; the records live in quantflow_async.order_records and are taken from live.orders.
-
 `async with db.journal(strategy_id=s, venue="paper") as journal:`. An intent is committed in
 its own transaction before `intend` returns; every later event is checked at once against the
 journal's memory of the order (live/orders.py), then committed in a batch with the order's new
@@ -21,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from quantflow_async.config import WriterDefaults
 from quantflow_async.errors import InvalidValue, NotFound, OrderEventRefused, StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter, Ticket
-from quantflow_async.live.journal_entries import EventRows
+from quantflow_async.live.journal_entries import EventRows, checked_trade
 from quantflow_async.live.journal_memory import KnownOrders, Tracked, tracked
+from quantflow_async.live.journal_refusals import Refusals
 from quantflow_async.live.orders import (
     OPEN_STATUSES,
     Change,
@@ -43,7 +41,6 @@ from quantflow_async.live.orders import (
     Restored,
     check_client_order_id,
     is_duplicate,
-    next_state,
 )
 from quantflow_async.live.positions import apply_fill, flat
 from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
@@ -86,7 +83,7 @@ class OrderJournal:
         self._cursors: dict[str, str] = {}
         self._intents = 0
         self._duplicates = 0
-        self._refused = 0
+        self._refusals = Refusals(self._writer, self._rows)
         self.state = JournalState.NEW
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -142,7 +139,7 @@ class OrderJournal:
 
     def stats(self) -> JournalStats:
         written = self._intents + self._writer.events_written
-        return JournalStats(written, self._duplicates, self._refused)
+        return JournalStats(written, self._duplicates, self._refusals.count)
 
     async def flush(self) -> None:
         """Return once every event recorded before this call is committed."""
@@ -202,7 +199,7 @@ class OrderJournal:
         values = self._rows.new_order(request, cid, now)
         taken = OrderEventRefused(cid, "intent", f"client_order_id {cid!r} is already used")
         if self._known.get(cid) is not None:
-            await self._store_refusal(None, Change("intent"), taken)
+            await self._refusals.store(None, Change("intent"), taken)
         event = self._rows.event(
             "intent", None, now, status_after="intended", quantity=request.quantity,
             price=request.limit_price,
@@ -212,13 +209,14 @@ class OrderJournal:
                 self._engine, values, event, row_error=lambda exc: taken
             )
         except OrderEventRefused:
-            await self._store_refusal(None, Change("intent"), taken)
+            await self._refusals.store(None, Change("intent"), taken)
         self._intents += 1
         order = Order(id=order_id, **values)
         self._known.remember(Tracked(order, OrderState(cid, "intended", order.quantity)))
         return order
 
     async def submitted(self, client_order_id: str, *, wait: bool = False) -> None:
+        """The order is on its way to the venue."""
         await self._record(client_order_id, Change("submitted"), wait=wait)
 
     async def acknowledged(
@@ -229,11 +227,13 @@ class OrderJournal:
         occurred_at: datetime | None = None,
         wait: bool = False,
     ) -> None:
+        """The venue has the order, under `venue_order_id`: it is open."""
         venue_order_id = to_label(venue_order_id, "venue_order_id")
         change = Change("acknowledged", venue_order_id=venue_order_id)
         await self._record(client_order_id, change, wait=wait, occurred_at=occurred_at)
 
     async def cancel_requested(self, client_order_id: str, *, wait: bool = False) -> None:
+        """A cancel is on its way; the order's status stays until the venue answers."""
         await self._record(client_order_id, Change("cancel_requested"), wait=wait)
 
     async def cancelled(
@@ -244,18 +244,22 @@ class OrderJournal:
         venue_event_id: str | None = None,
         wait: bool = False,
     ) -> None:
+        """The venue cancelled the order; what filled before stays filled."""
         change = Change("cancelled", venue_event_id=venue_event_id)
         await self._record(client_order_id, change, wait=wait, reason=reason)
 
     async def rejected(self, client_order_id: str, *, reason: str, wait: bool = False) -> None:
+        """The venue refused the order, or it was never sent (reason "never_sent")."""
         await self._record(client_order_id, Change("rejected"), wait=wait, reason=reason)
 
     async def expired(
         self, client_order_id: str, *, reason: str | None = None, wait: bool = False
     ) -> None:
+        """The venue expired the order (time in force, or funds gone)."""
         await self._record(client_order_id, Change("expired"), wait=wait, reason=reason)
 
     async def mark_unknown(self, client_order_id: str, *, reason: str, wait: bool = False) -> None:
+        """The venue no longer knows an order the journal holds open: kept, as unknown."""
         change = Change("status", status="unknown")
         await self._record(client_order_id, change, wait=wait, reason=reason)
 
@@ -283,7 +287,7 @@ class OrderJournal:
         """Record one execution: the order's fill, its trade and the position move, in one
         transaction. False when the trade id was already journaled (a counted duplicate)."""
         self._check_open()
-        trade = _checked_trade(trade)
+        trade = checked_trade(trade)
         change = Change(
             "fill",
             quantity=trade.quantity,
@@ -301,13 +305,13 @@ class OrderJournal:
             return False
         order = tracked.order
         if (trade.symbol, trade.side) != (order.symbol, order.side):
-            self._refuse(
+            self._refusals.refuse(
                 tracked, change,
                 f"the trade is a {trade.side} of {trade.symbol}, the order a {order.side} of "
                 f"{order.symbol}",
             )  # fmt: skip
         self._check_venue_order_id(tracked, change)
-        state = self._next(tracked, change)
+        state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
         held = self._positions.get(order.symbol) or flat(
             self.strategy_id, self.venue, order.symbol, now
@@ -381,7 +385,7 @@ class OrderJournal:
             self._duplicates += 1
             return
         self._check_venue_order_id(tracked, change)
-        state = self._next(tracked, change)
+        state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
         moved = self._move(tracked, state, now)
         event = self._rows.event(
@@ -395,36 +399,9 @@ class OrderJournal:
     def _check_venue_order_id(self, tracked: Tracked, change: Change) -> None:
         owner = self._known.owner_of(change.venue_order_id)
         if owner not in (None, tracked.order.client_order_id):
-            self._refuse(
+            self._refusals.refuse(
                 tracked, change, f"venue_order_id {change.venue_order_id!r} is {owner!r}'s"
             )
-
-    def _next(self, tracked: Tracked, change: Change) -> OrderState:
-        try:
-            return next_state(tracked.state, change)
-        except OrderEventRefused as refused:
-            self._put_refusal(tracked.order, change, refused)
-            raise
-
-    def _refuse(self, tracked: Tracked, change: Change, reason: str) -> None:
-        refused = OrderEventRefused(tracked.order.client_order_id, change.kind, reason)
-        self._put_refusal(tracked.order, change, refused)
-        raise refused
-
-    def _put_refusal(self, order: Order | None, change: Change, refused: OrderEventRefused) -> None:
-        self._refused += 1
-        log.warning("journal: %s", refused)
-        row = self._rows.refused(order, change, refused.reason, datetime.now(UTC))
-        if order is None:
-            row["details"]["client_order_id"] = refused.client_order_id
-        self._writer.put(JournalEntry(event=row))
-
-    async def _store_refusal(
-        self, order: Order | None, change: Change, refused: OrderEventRefused
-    ) -> NoReturn:
-        await self._writer.room()
-        self._put_refusal(order, change, refused)
-        raise refused
 
     def _move(self, tracked: Tracked, state: OrderState, now: datetime) -> Order:
         moved = replace(
@@ -451,7 +428,7 @@ class OrderJournal:
         reason = (
             f"no order with this client_order_id for strategy {self.strategy_id} on {self.venue!r}"
         )
-        await self._store_refusal(
+        await self._refusals.store(
             None, change, OrderEventRefused(client_order_id, change.kind, reason)
         )
 
@@ -460,7 +437,7 @@ class OrderJournal:
         if found is not None:
             return found.order.client_order_id
         reason = f"no order with venue_order_id {venue_order_id!r} on {self.venue!r}"
-        await self._store_refusal(None, change, OrderEventRefused(None, change.kind, reason))
+        await self._refusals.store(None, change, OrderEventRefused(None, change.kind, reason))
 
     def _check_open(self) -> None:
         if self.state is not JournalState.OPEN:
@@ -468,17 +445,3 @@ class OrderJournal:
                 f"the journal is {self.state.value}; use `async with db.journal(...) as journal:`"
             )
         self._writer.check()
-
-
-def _checked_trade(trade: object) -> VenueTrade:
-    if not isinstance(trade, VenueTrade):
-        raise InvalidValue("trade", f"expected VenueTrade, got {type(trade).__name__}")
-    return replace(
-        trade,
-        trade_id=to_label(trade.trade_id, "trade.trade_id"),
-        venue_order_id=to_label(trade.venue_order_id, "trade.venue_order_id"),
-        quantity=to_decimal(trade.quantity, "trade.quantity"),
-        price=to_decimal(trade.price, "trade.price"),
-        fee=to_decimal(trade.fee, "trade.fee"),
-        executed_at=to_utc(trade.executed_at, "trade.executed_at"),
-    )

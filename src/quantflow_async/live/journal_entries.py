@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from quantflow_async.errors import InvalidValue
 from quantflow_async.live.orders import Change, Order, OrderRequest, Position
 from quantflow_async.live.venue import AssetBalance, VenueTrade
+from quantflow_async.validation import to_decimal, to_label, to_utc
 
 
 class EventRows:
@@ -172,3 +175,18 @@ class EventRows:
             }
             for asset, balance in sorted(balances.items())
         )
+
+
+def checked_trade(trade: object) -> VenueTrade:
+    """`trade` with every field checked as the journal stores it, or InvalidValue naming it."""
+    if not isinstance(trade, VenueTrade):
+        raise InvalidValue("trade", f"expected VenueTrade, got {type(trade).__name__}")
+    return replace(
+        trade,
+        trade_id=to_label(trade.trade_id, "trade.trade_id"),
+        venue_order_id=to_label(trade.venue_order_id, "trade.venue_order_id"),
+        quantity=to_decimal(trade.quantity, "trade.quantity"),
+        price=to_decimal(trade.price, "trade.price"),
+        fee=to_decimal(trade.fee, "trade.fee"),
+        executed_at=to_utc(trade.executed_at, "trade.executed_at"),
+    )
