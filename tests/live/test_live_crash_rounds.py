@@ -237,10 +237,10 @@ async def _partly_filled_orders(database_url: str, strategy_id: int) -> int:
     return sum(1 for order in orders if 0 < order.filled_quantity < order.quantity)
 
 
-async def _strategy(database_url: str) -> int:
+async def _strategy(database_url: str, name: str = "crash-bot") -> int:
     async with Database(settings=Settings(database_url=database_url)) as db:
         await db.migrate()
-        return (await db.strategies.create(name="crash-bot")).id
+        return (await db.strategies.create(name=name)).id
 
 
 @pytest.mark.slow
@@ -271,3 +271,33 @@ def test_postgres_journal_equals_the_exchange_after_every_kill(
     strategy_id = asyncio.run(_strategy(postgres_database_url))
     seen = _rounds(zygote, exchange, postgres_database_url, strategy_id, rounds=60, seed=2)
     assert sum(count for point, count in seen.items() if point.endswith(":killed")) >= 40, seen
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_live_runner_killed_at_random_restarts_to_the_exchanges_record(
+    exchange: PaperProcess, sqlite_url: str
+) -> None:
+    """`quantflow live run` itself, SIGKILLed at random moments while it trades on every bar."""
+    strategy_id = asyncio.run(_strategy(sqlite_url, "sma_cross"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    env["QUANTFLOW_DATABASE_URL"] = sqlite_url
+    command = [
+        sys.executable, "-m", "quantflow_async.cli", "live", "run", "sma_cross",
+        "--venue", exchange.url, "--symbol", SYMBOL, "--venue-name", VENUE,
+        "--config", '{"fast": 2, "slow": 3}', "--poll", "0.02",
+    ]  # fmt: skip
+    rng = random.Random(3)
+    for _ in range(int(os.environ.get("RUNNER_CRASH_ROUNDS", "20"))):
+        runner = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(1.0, 3.0))
+        runner.kill()
+        _, err = runner.communicate(timeout=30)
+        assert "Traceback" not in err, err
+        asyncio.run(_check_journal_equals_exchange(sqlite_url, exchange.url, strategy_id))
+    assert asyncio.run(_orders(sqlite_url, strategy_id)) > 0, "the runner never traded"
+
+
+async def _orders(database_url: str, strategy_id: int) -> int:
+    async with Database(settings=Settings(database_url=database_url)) as db:
+        return len(await db.orders.list(strategy_id=strategy_id, limit=100_000))
