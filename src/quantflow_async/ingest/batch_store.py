@@ -8,6 +8,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import Settings, WriterDefaults
+from quantflow_async.ingest.ahead import NextBatch
 from quantflow_async.ingest.postgres_store import PostgresStore
 from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
 from quantflow_async.records import Fill
@@ -26,9 +27,17 @@ class BatchStore(Protocol):
 
     async def open(self) -> None: ...
 
-    async def store(self, fills: Sequence[Fill], token: str, previous: str | None) -> int:
+    async def store(
+        self,
+        fills: Sequence[Fill],
+        token: str,
+        previous: str | None,
+        next_batch: NextBatch | None = None,
+    ) -> int:
         """Commit `fills` and `token` in one transaction, deleting the `previous` token;
-        return how many fills were new."""
+        return how many fills were new. A store that pipelines asks `next_batch` for the
+        batch to send right behind this one (see ahead.py); its reply is read when that
+        batch is stored."""
         ...
 
     async def lookup(self, token: str) -> int | None:

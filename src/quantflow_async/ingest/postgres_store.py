@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from quantflow_async.ingest.ahead import NextBatch
 from quantflow_async.records import Fill
 from quantflow_async.store.trade_insert import (
     PG_FIND_BATCH,
@@ -41,7 +42,15 @@ class PostgresStore:
         self._driver = await driver_connection(self._connection)
         self._server_pid = int(self._driver.get_server_pid())
 
-    async def store(self, fills: Sequence[Fill], token: str, previous: str | None) -> int:
+    async def store(
+        self,
+        fills: Sequence[Fill],
+        token: str,
+        previous: str | None,
+        next_batch: NextBatch | None = None,
+    ) -> int:
+        # Never sends ahead: a connection runs one statement at a time, and COPY already
+        # streams the batch while the server takes it.
         driver = self._driver
         now = datetime.now(UTC)
         prune_before = datetime.fromtimestamp(now.timestamp() - TOKEN_LIFETIME_SECONDS, UTC)

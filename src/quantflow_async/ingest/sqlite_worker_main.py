@@ -5,9 +5,12 @@ GIL: inserting here, SQLite binds and steps rows at full speed however busy the 
 loop is, and the caller's loop never waits for the GIL. The protocol on stdin/stdout is
 request/reply, each message a 4-byte big-endian length and a `marshal` payload:
 
-    request ("store", statements, rows, token, previous_token, now, prune_before)
+    request ("store", statements, rows, token, previous_token, now, prune_before, after)
             one transaction: BEGIN IMMEDIATE, executemany, the batch's token, COMMIT
     reply   ("ok", inserted)
+            or ("skipped",) when `after` is true and the store before it did not commit:
+            the parent sent this batch while the one before was still in flight, and a batch
+            is never committed ahead of an earlier one that failed
     request ("lookup", statements, token)
     reply   ("ok", inserted)  or  ("ok", None) when no batch with that token was committed
     request ("stop",)         the worker closes its connection and exits (no reply)
@@ -16,6 +19,8 @@ request/reply, each message a 4-byte big-endian length and a `marshal` payload:
             ("replaced", path)                      the file was removed or replaced
 
 `statements` is (insert, token insert, token prune, token lookup), made by the library.
+The parent may write the next request before the reply to the one before it arrives; the pipe
+of our stdin is made large enough to hold a batch, so that write never waits for us.
 
     python sqlite_worker_main.py DATABASE URI(0|1) FILE DEVICE INODE WAL_LIMIT PRAGMA...
 """
@@ -34,6 +39,9 @@ from typing import Any, BinaryIO
 HEADER = struct.Struct(">I")
 RESTART_WAIT_MS = 100
 RESTART_EVERY_SECONDS = 0.25
+REQUEST_PIPE_BYTES = 1024 * 1024
+"""Room in the pipe of our stdin: a batch of 5,000 fills is about 400 kB (Linux's default
+limit for one pipe is 1 MiB; elsewhere, or past the limit, the pipe keeps its size)."""
 PAUSE_AFTER_COMMIT_ENV = "QUANTFLOW_TEST_WORKER_PAUSE_AFTER_COMMIT"
 """Test hook: names a file; the worker that removes it after a COMMIT stops itself (SIGSTOP)
 before its reply, so a test can kill it exactly between the two. Once per file."""
@@ -56,8 +64,26 @@ class Worker:
         self.wal_limit = wal_limit
         self.pause_marker = os.environ.get(PAUSE_AFTER_COMMIT_ENV, "")
         self.next_restart = 0.0
+        self.last_committed = True  # whether the last store committed
 
     def store(
+        self,
+        statements: tuple[str, str, str, str],
+        rows: list[Any],
+        token: str,
+        previous: str | None,
+        now: int,
+        prune_before: int,
+        after: bool,
+    ) -> tuple[Any, ...]:
+        if after and not self.last_committed:
+            return ("skipped",)
+        self.last_committed = False
+        reply = self.commit(statements, rows, token, previous, now, prune_before)
+        self.last_committed = reply[0] == "ok"
+        return reply
+
+    def commit(
         self,
         statements: tuple[str, str, str, str],
         rows: list[Any],
@@ -131,6 +157,15 @@ def pause_if_marked(marker: str) -> None:
     os.kill(os.getpid(), signal.SIGSTOP)
 
 
+def enlarge_request_pipe() -> None:
+    try:
+        import fcntl  # POSIX only; F_SETPIPE_SZ is Linux only
+
+        fcntl.fcntl(sys.stdin.fileno(), fcntl.F_SETPIPE_SZ, REQUEST_PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass  # a smaller pipe: the parent's write of the next batch waits for our reads
+
+
 def identity(path: str) -> tuple[int, int] | None:
     try:
         status = os.stat(path)
@@ -185,6 +220,7 @@ def main(arguments: list[str]) -> int:
         connection.execute(pragma)
     if worker.wal_limit > 0:  # after a restart, the file itself shrinks back to the limit
         connection.execute(f"PRAGMA journal_size_limit={worker.wal_limit}")
+    enlarge_request_pipe()
     write_message(sys.stdout.buffer, ("ok", os.getpid()))
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     try:
