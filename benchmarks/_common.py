@@ -73,6 +73,29 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """A figure over repeated runs: the median, the range, and every run."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": list(values),
+    }
+
+
+def shown(figure: dict[str, Any], form: str = "{:.2f}") -> str:
+    """A spread() as 'median (min..max)'."""
+    return (
+        f"{form.format(figure['median'])} "
+        f"({form.format(figure['min'])}..{form.format(figure['max'])})"
+    )
+
+
+def load_average() -> float:
+    """The 1-minute load average: what else ran on the machine while a figure was taken."""
+    return os.getloadavg()[0]
+
+
 def percentile(values: Sequence[float], percent: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(percent / 100 * len(ordered)) - 1))

@@ -1,6 +1,6 @@
 """Benchmark: the TradeWriter against raw sqlite3 and the ORM, on the same rows, in one run.
 
-    python benchmarks/ingest.py [--fills 1000000] [--repeats 3] [--quick]
+    python benchmarks/ingest.py [--fills 1000000] [--repeats 5] [--quick]
 
 Measures, on SQLite (WAL, synchronous=NORMAL, the schema's indexes):
   1. fills/s through the writer, submit() to committed, for --fills pre-built fills;
@@ -15,7 +15,11 @@ Measures, on SQLite (WAL, synchronous=NORMAL, the schema's indexes):
   7. the WAL's largest size while the writer ingests and 8 readers page (the soak's set-up)
      for --wal-seconds;
   8. peak RSS of a process ingesting 100,000 and 2,000,000 fills made on the fly.
-Prints a table and writes benchmarks/results/ingest.json. Throughputs are medians of --repeats.
+Runs 2, 1 and 5 are paired: each of --repeats rounds runs raw sqlite3, the writer with each
+producer, and the loop-lag runs one after the other on fresh files, so a ratio is taken within a
+round; every figure is the median over the rounds with its range (min..max). The load average
+at the start and end is recorded: take figures on a quiet machine.
+Prints a table and writes benchmarks/results/ingest.json.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from pathlib import Path
 
 from _common import (
     fresh_database,
+    load_average,
     median,
     percentile,
     print_table,
+    shown,
+    spread,
     synthetic_fills,
     write_json,
 )
@@ -235,7 +242,9 @@ async def main(args: argparse.Namespace) -> None:
     strategy_id, backtest_id = await fresh_database(url_for(folder / "probe.sqlite3"))
     fills = list(synthetic_fills(count, strategy_id, backtest_id))
 
+    load_at_start = load_average()
     seconds: dict[str, list[float]] = {"raw": [], "raw_token": [], "writer": [], "naive": []}
+    lags: dict[str, list[list[float]]] = {"writer": [], "naive": []}
     for attempt in range(args.repeats):
         for name in seconds:
             path = folder / f"{name}-{attempt}.sqlite3"
@@ -247,6 +256,12 @@ async def main(args: argparse.Namespace) -> None:
                 seconds[name].append(await through_writer(path, fills, naive=name == "naive"))
             rate = count / seconds[name][-1]
             print(f"  run {attempt + 1}: {name} {rate:,.0f} fills/s", flush=True)
+        for name in lags:
+            path = folder / f"lag-{name}-{attempt}.sqlite3"
+            await fresh_database(url_for(path))
+            lag: list[float] = []
+            await through_writer(path, fills, lag, naive=name == "naive")
+            lags[name].append(lag)
     raw_s, writer_s = seconds["raw"], seconds["writer"]
 
     orm_batch_fills = fills[: args.orm_fills]
@@ -261,14 +276,6 @@ async def main(args: argparse.Namespace) -> None:
         orm_single_s.append(await orm(path, orm_single_fills, 1))
         print(f"  run {attempt + 1}: orm done", flush=True)
 
-    lag: list[float] = []
-    path = folder / "lag.sqlite3"
-    await fresh_database(url_for(path))
-    await through_writer(path, fills, lag)
-    naive_lag: list[float] = []
-    path = folder / "naive-lag.sqlite3"
-    await fresh_database(url_for(path))
-    await through_writer(path, fills, naive_lag, naive=True)
     del fills
     gc.collect()
 
@@ -276,38 +283,53 @@ async def main(args: argparse.Namespace) -> None:
 
     live = await live_bot(folder / "live.sqlite3", args.live_seconds, 1000)
 
-    raw_rate = count / median(raw_s)
-    writer_rate = count / median(writer_s)
+    load_at_end = load_average()
+    rates = {name: spread([count / s for s in values]) for name, values in seconds.items()}
+    vs_raw = {  # paired: each round's run against the same round's raw sqlite3
+        name: spread([raw / s for raw, s in zip(raw_s, values, strict=True)])
+        for name, values in seconds.items()
+    }
+    naive_vs_polite = spread([w / n for w, n in zip(writer_s, seconds["naive"], strict=True)])
+    lag_ms = {
+        name: {
+            "p99": spread([1000 * percentile(run, 99) for run in runs]),
+            "max": spread([1000 * max(run) for run in runs]),
+        }
+        for name, runs in lags.items()
+    }
+    raw_rate = rates["raw"]["median"]
     orm_batch_rate = len(orm_batch_fills) / median(orm_batch_s)
     orm_single_rate = len(orm_single_fills) / median(orm_single_s)
-    lag_p99, lag_max = 1000 * percentile(lag, 99), 1000 * max(lag)
-    naive_p99, naive_max = 1000 * percentile(naive_lag, 99), 1000 * max(naive_lag)
-    naive_rate = count / median(seconds["naive"])
-    token_rate = count / median(seconds["raw_token"])
     live_p50, live_p99 = 1000 * percentile(live, 50), 1000 * percentile(live, 99)
     live_target = 2 * MAX_LATENCY * 1000 + 5
 
     rows = [
-        ("raw sqlite3 executemany, ready tuples", f"{count:,}", f"{raw_rate:,.0f}", "1.00", ""),
+        (
+            "raw sqlite3 executemany, ready tuples",
+            f"{count:,}",
+            shown(rates["raw"], "{:,.0f}"),
+            "1.00",
+            "",
+        ),
         (
             "TradeWriter, submit() to committed",
             f"{count:,}",
-            f"{writer_rate:,.0f}",
-            f"{writer_rate / raw_rate:.2f}",
-            "target >= 0.85",
+            shown(rates["writer"], "{:,.0f}"),
+            shown(vs_raw["writer"]),
+            "target >= 0.90",
         ),
         (
             "TradeWriter, naive producer (no yields of its own)",
             f"{count:,}",
-            f"{naive_rate:,.0f}",
-            f"{naive_rate / raw_rate:.2f}",
-            f"{naive_rate / writer_rate:.3f} of the polite producer",
+            shown(rates["naive"], "{:,.0f}"),
+            shown(vs_raw["naive"]),
+            f"target >= 0.90; {shown(naive_vs_polite, '{:.3f}')} of the polite producer",
         ),
         (
             "raw sqlite3 + the batch token's two statements",
             f"{count:,}",
-            f"{token_rate:,.0f}",
-            f"{token_rate / raw_rate:.3f}",
+            shown(rates["raw_token"], "{:,.0f}"),
+            shown(vs_raw["raw_token"], "{:.3f}"),
             "the token's cost",
         ),
         (
@@ -326,8 +348,9 @@ async def main(args: argparse.Namespace) -> None:
         ),
     ]
     print_table(
-        f"SQLite ingestion, batch {BATCH}, median of {args.repeats} runs",
-        ["path", "fills", "fills/s", "vs raw", ""],
+        f"SQLite ingestion, batch {BATCH}: median (min..max) of {args.repeats} paired rounds, "
+        f"load average {load_at_start:.2f} at the start, {load_at_end:.2f} at the end",
+        ["path", "fills", "fills/s", "vs raw, paired", ""],
         rows,
     )
     print_table(
@@ -344,10 +367,18 @@ async def main(args: argparse.Namespace) -> None:
                 f"{live_p99:.1f} ms",
                 f"<= {live_target:.0f} ms",
             ),
-            (f"loop lag while ingesting {count:,} fills: p99", f"{lag_p99:.2f} ms", "<= 5 ms"),
-            (f"loop lag while ingesting {count:,} fills: max", f"{lag_max:.2f} ms", "<= 20 ms"),
-            ("loop lag, naive producer: p99", f"{naive_p99:.2f} ms", "<= 5 ms"),
-            ("loop lag, naive producer: max", f"{naive_max:.2f} ms", "<= 20 ms"),
+            (
+                f"loop lag while ingesting {count:,} fills: p99",
+                f"{shown(lag_ms['writer']['p99'])} ms",
+                "<= 5 ms",
+            ),
+            (
+                f"loop lag while ingesting {count:,} fills: max",
+                f"{shown(lag_ms['writer']['max'])} ms",
+                "<= 20 ms",
+            ),
+            ("loop lag, naive producer: p99", f"{shown(lag_ms['naive']['p99'])} ms", "<= 5 ms"),
+            ("loop lag, naive producer: max", f"{shown(lag_ms['naive']['max'])} ms", "<= 20 ms"),
             (
                 f"largest WAL, writer + 8 readers, {args.wal_seconds:.0f} s: first / second half",
                 f"{wal['first_half_max_bytes'] / 1e6:.0f} / "
@@ -373,19 +404,17 @@ async def main(args: argparse.Namespace) -> None:
                 "orm_batch": orm_batch_s,
                 "orm_single": orm_single_s,
             },
+            "load_average": {"start": load_at_start, "end": load_at_end},
             "fills_per_second": {
-                "raw": raw_rate,
-                "writer": writer_rate,
-                "writer_naive_producer": naive_rate,
-                "raw_with_token": token_rate,
+                **rates,
                 "orm_add_all_per_5000": orm_batch_rate,
                 "orm_commit_per_fill": orm_single_rate,
             },
-            "writer_vs_raw": writer_rate / raw_rate,
+            "vs_raw_paired": vs_raw,
+            "naive_vs_polite_paired": naive_vs_polite,
             "live_commit_ms": {"p50": live_p50, "p99": live_p99, "target_p99": live_target},
-            "loop_lag_ms": {"p99": lag_p99, "max": lag_max, "samples": len(lag)},
-            "naive_loop_lag_ms": {"p99": naive_p99, "max": naive_max, "samples": len(naive_lag)},
-            "token_cost": 1 - token_rate / raw_rate,
+            "loop_lag_ms": lag_ms,
+            "token_cost": 1 - vs_raw["raw_token"]["median"],
             "wal": wal,
             "peak_rss_mb": {"100000": rss_small, str(args.rss_fills): rss_large},
         },
@@ -395,7 +424,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fills", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--orm-fills", type=int, default=100_000)
     parser.add_argument("--orm-single-fills", type=int, default=5_000)
     parser.add_argument("--live-seconds", type=float, default=10.0)

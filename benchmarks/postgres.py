@@ -1,18 +1,21 @@
 """Benchmark: the TradeWriter on PostgreSQL against raw asyncpg COPY, and many writers at once.
 
-    python benchmarks/postgres.py [--url URL] [--fills 200000] [--repeats 3] [--quick]
+    python benchmarks/postgres.py [--url URL] [--fills 300000] [--repeats 5] [--quick]
 
 On one PostgreSQL database (made if missing; its tables are dropped and migrated again):
   1. raw asyncpg `copy_records_to_table` of the same rows into trades, batches of 5,000, one
      transaction each (the limit to measure against);
-  2. the TradeWriter, submit() to committed, batches of 5,000 (COPY straight into trades in a
-     savepoint, the batch token; a temporary table and ON CONFLICT only for a batch that holds
-     a duplicate);
+  2. the TradeWriter, submit_many() to committed, batches of 5,000 (COPY straight into trades
+     in a savepoint, the batch token; a temporary table and ON CONFLICT only for a batch that
+     holds a duplicate);
+  2b. the same with a naive producer (`for fill in fills: await writer.submit(fill)`), with the
+     event loop's lag (how late a 1 ms sleeper wakes) measured throughout;
   3. the single-statement path (`INSERT ... SELECT FROM unnest(...)`) the writer used before;
   4. --processes processes at once, each ingesting --per-process fills through a writer of its
      own into the same database, a tenth of each one's fills re-delivered by another.
-Runs 1-3 alternate; fills/s are medians of --repeats. Prints tables and writes
-benchmarks/results/postgres.json.
+Runs 1-3 alternate in each of --repeats rounds; a ratio is taken within a round, and every figure
+is the median over the rounds with its range (min..max); the load average at the start and end
+is recorded. Prints tables and writes benchmarks/results/postgres.json.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ import time
 from datetime import UTC, datetime
 
 import asyncpg
-from _common import fresh_database, median, print_table, synthetic_fills, write_json
+from _common import (
+    fresh_database,
+    load_average,
+    percentile,
+    print_table,
+    shown,
+    spread,
+    synthetic_fills,
+    write_json,
+)
 from sqlalchemy.engine import make_url
 
 from quantflow_async import Database, Fill
@@ -95,6 +107,34 @@ async def through_writer(url: str, fills: list[Fill]) -> float:
     return elapsed
 
 
+LAGS: list[list[float]] = []
+"""The event loop's lag in each naive run, in seconds, one list per run."""
+
+
+async def naive_producer(url: str, fills: list[Fill]) -> float:
+    """`for fill in fills: await writer.submit(fill)`, a 1 ms sleeper measuring the loop."""
+    lag: list[float] = []
+    async with Database(url) as db:
+        monitor = asyncio.ensure_future(_watch_loop(lag))
+        started = time.perf_counter()
+        async with db.writer(batch_size=BATCH, max_latency=0.02, max_queue=50_000) as writer:
+            for fill in fills:
+                await writer.submit(fill)
+        elapsed = time.perf_counter() - started
+        monitor.cancel()
+        assert writer.stats().written == len(fills), writer.stats()
+    LAGS.append(lag)
+    return elapsed
+
+
+async def _watch_loop(lag: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + 0.001
+        await asyncio.sleep(0.001)
+        lag.append(max(0.0, loop.time() - due))
+
+
 async def one_of_many(
     url: str, index: int, processes: int, per_process: int, backtest_id: int
 ) -> None:
@@ -144,14 +184,29 @@ async def main(args: argparse.Namespace) -> None:
     await ensure_database(args.url)
     strategy_id, backtest_id = await fresh_database(args.url)
     fills = list(synthetic_fills(args.fills, strategy_id, backtest_id))
-    seconds: dict[str, list[float]] = {"raw_copy": [], "writer": [], "unnest": []}
-    paths = {"raw_copy": raw_copy, "writer": through_writer, "unnest": unnest_insert}
+    load_at_start = load_average()
+    seconds: dict[str, list[float]] = {"raw_copy": [], "writer": [], "naive": [], "unnest": []}
+    paths = {
+        "raw_copy": raw_copy,
+        "writer": through_writer,
+        "naive": naive_producer,
+        "unnest": unnest_insert,
+    }
     for attempt in range(args.repeats):
         for name, path in paths.items():
             await fresh_database(args.url)
             seconds[name].append(await path(args.url, fills))
             print(f"  run {attempt + 1}: {name} {args.fills / seconds[name][-1]:,.0f} fills/s")
-    rates = {name: args.fills / median(values) for name, values in seconds.items()}
+    load_at_end = load_average()
+    rates = {name: spread([args.fills / s for s in values]) for name, values in seconds.items()}
+    vs_raw = {
+        name: spread([raw / s for raw, s in zip(seconds["raw_copy"], values, strict=True)])
+        for name, values in seconds.items()
+    }
+    lag_ms = {
+        "p99": spread([1000 * percentile(run, 99) for run in LAGS]),
+        "max": spread([1000 * max(run) for run in LAGS]),
+    }
 
     print(f"{args.processes} processes at once ...", flush=True)
     many_seconds, stored = await many_writers(args.url, args.processes, args.per_process)
@@ -159,22 +214,36 @@ async def main(args: argparse.Namespace) -> None:
     assert stored == expected, f"{stored} stored, {expected} expected"
     many_rate = expected / many_seconds
 
-    raw = rates["raw_copy"]
+    raw = rates["raw_copy"]["median"]
     print_table(
-        f"PostgreSQL ingestion, {args.fills:,} fills, batch {BATCH}, median of {args.repeats}",
-        ["path", "fills/s", "vs raw COPY", ""],
+        f"PostgreSQL ingestion, {args.fills:,} fills, batch {BATCH}: median (min..max) of "
+        f"{args.repeats} paired rounds, load average {load_at_start:.2f} at the start, "
+        f"{load_at_end:.2f} at the end",
+        ["path", "fills/s", "vs raw COPY, paired", ""],
         [
-            ("raw asyncpg copy_records_to_table, ready records", f"{raw:,.0f}", "1.00", ""),
+            (
+                "raw asyncpg copy_records_to_table, ready records",
+                shown(rates["raw_copy"], "{:,.0f}"),
+                "1.00",
+                "",
+            ),
             (
                 "TradeWriter (COPY in a savepoint, the batch token)",
-                f"{rates['writer']:,.0f}",
-                f"{rates['writer'] / raw:.2f}",
-                "target >= 0.80",
+                shown(rates["writer"], "{:,.0f}"),
+                shown(vs_raw["writer"]),
+                "",
+            ),
+            (
+                "TradeWriter, naive producer",
+                shown(rates["naive"], "{:,.0f}"),
+                shown(vs_raw["naive"]),
+                f"target >= 0.85; loop lag p99 {shown(lag_ms['p99'])} ms (<= 5), "
+                f"max {shown(lag_ms['max'])} ms (<= 20)",
             ),
             (
                 "INSERT ... SELECT FROM unnest (the old path)",
-                f"{rates['unnest']:,.0f}",
-                f"{rates['unnest'] / raw:.2f}",
+                shown(rates["unnest"], "{:,.0f}"),
+                shown(vs_raw["unnest"]),
                 "",
             ),
             (
@@ -192,8 +261,10 @@ async def main(args: argparse.Namespace) -> None:
             "batch_size": BATCH,
             "repeats": args.repeats,
             "seconds": seconds,
+            "load_average": {"start": load_at_start, "end": load_at_end},
             "fills_per_second": {**rates, "many_processes": many_rate},
-            "writer_vs_raw_copy": rates["writer"] / raw,
+            "vs_raw_copy_paired": vs_raw,
+            "naive_loop_lag_ms": lag_ms,
             "processes": args.processes,
             "per_process": args.per_process,
             "many_processes_seconds": many_seconds,
@@ -205,8 +276,8 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=DEFAULT_URL)
-    parser.add_argument("--fills", type=int, default=200_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fills", type=int, default=300_000)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--per-process", type=int, default=50_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")

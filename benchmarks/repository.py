@@ -1,17 +1,20 @@
 """Benchmark: reading trades back through the library against the raw driver doing the same work.
 
-    python benchmarks/repository.py [--trades 1000000] [--page 5000] [--repeats 3]
+    python benchmarks/repository.py [--trades 1000000] [--page 5000] [--repeats 5]
                                     [--postgres URL] [--quick]
 
-Each backend gets a fresh database holding --trades trades of one backtest. Then, as the median
-of --repeats runs, one after the other in each run:
+Each backend gets a fresh database holding --trades trades of one backtest. Then --repeats
+rounds, each running, one after the other:
 - summary: `db.trades.summary(backtest_id=...)` against the driver fetching symbol, side,
   quantity, price, fee and pnl and summing them exactly as Decimal in Python;
 - paging: every page of `db.trades.list(backtest_id=..., after_id=..., limit=--page)` against the
   driver fetching the same keyset pages and making the same Decimal and datetime values;
 - streaming: `db.trades.stream(backtest_id=...)` over every trade, against the same raw pages.
-Memory of the streaming read is measured in a fresh child process: its resident set after the
-first tenth of the trades, and its peak over the whole stream.
+Each ratio is taken within a round (library against the raw read just before it); every figure
+is the median over the rounds with its range (min..max), and the load average at the start and
+end is recorded: take figures on a quiet machine. Memory of the streaming read is measured in
+a fresh child process: its resident set after the first tenth of the trades, and its peak over
+the whole stream.
 
 The raw driver is `sqlite3` on SQLite and asyncpg on PostgreSQL (which makes Decimal and
 datetime values itself). PostgreSQL is measured when --postgres or QUANTFLOW_TEST_POSTGRES_URL
@@ -39,7 +42,15 @@ from decimal import Decimal, Inexact, localcontext
 from pathlib import Path
 from typing import Any
 
-from _common import fresh_database, median, print_table, synthetic_fills, write_json
+from _common import (
+    fresh_database,
+    load_average,
+    print_table,
+    shown,
+    spread,
+    synthetic_fills,
+    write_json,
+)
 from sqlalchemy.engine import make_url
 
 from quantflow_async import Database
@@ -51,6 +62,12 @@ COLUMNS = (
 SUMMARY_COLUMNS = "symbol, side, quantity, price, fee, pnl"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FILL_CHUNK = 50_000
+PAIRS = (
+    ("summary", "summary_raw", "summary_library"),
+    ("paging", "paging_raw", "paging_library"),
+    ("stream", "paging_raw", "stream_library"),
+)
+"""Each library read and the raw read it is measured against."""
 
 
 # -- the raw driver doing the same work ---------------------------------------------------
@@ -233,6 +250,7 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         return await raw_postgres_summary(dsn, backtest_id)
 
     runs: dict[str, list[float]] = {}
+    load_at_start = load_average()
     async with Database(url) as db:
         work: dict[str, Callable[[], Awaitable[int]]] = {
             "summary_raw": raw_summary,
@@ -245,8 +263,12 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             for name, read in work.items():
                 runs.setdefault(name, []).append(await timed(read, args.trades))
             print(f"  run {repeat + 1} of {args.repeats} done")
-    result: dict[str, Any] = {name: median(times) for name, times in runs.items()}
-    result["runs"] = runs
+    result: dict[str, Any] = {name: spread(times) for name, times in runs.items()}
+    result["load_average"] = {"start": load_at_start, "end": load_average()}
+    result["library_vs_raw_paired"] = {
+        read: spread([lib / raw for raw, lib in zip(runs[raw_name], runs[lib_name], strict=True)])
+        for read, raw_name, lib_name in PAIRS
+    }
     result["memory"] = stream_memory(url, backtest_id, args.page, args.trades)
     return result
 
@@ -306,26 +328,34 @@ def own_postgres_database(server_url: str) -> Iterator[str]:
 
 
 def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
+    names = {
+        "summary": "summary",
+        "paging": f"every page of {args.page:,}",
+        "stream": f"stream, chunks of {args.page:,}",
+    }
+    targets = {"summary": "<= 1.2", "paging": "<= 1.3", "stream": "<= 1.3"}
     rows = []
     for backend, r in results.items():
-        for read, raw, library in (
-            ("summary", "summary_raw", "summary_library"),
-            (f"every page of {args.page:,}", "paging_raw", "paging_library"),
-            (f"stream, chunks of {args.page:,}", "paging_raw", "stream_library"),
-        ):
+        for read, raw, library in PAIRS:
             rows.append(
                 (
                     backend,
-                    read,
-                    f"{r[raw]:.2f} s",
-                    f"{r[library]:.2f} s",
-                    f"{args.trades / r[library]:,.0f}",
-                    f"{r[library] / r[raw]:.2f}",
+                    names[read],
+                    f"{shown(r[raw])} s",
+                    f"{shown(r[library])} s",
+                    f"{args.trades / r[library]['median']:,.0f}",
+                    shown(r["library_vs_raw_paired"][read]),
+                    targets[read] if backend == "sqlite" else "",
                 )
             )
+    loads = ", ".join(
+        f"{backend} {r['load_average']['start']:.2f}..{r['load_average']['end']:.2f}"
+        for backend, r in results.items()
+    )
     print_table(
-        f"Reading {args.trades:,} trades of one backtest (median of {args.repeats})",
-        ["backend", "read", "raw driver", "library", "trades/s", "library / raw"],
+        f"Reading {args.trades:,} trades of one backtest: median (min..max) of {args.repeats} "
+        f"paired rounds; load average {loads}",
+        ["backend", "read", "raw driver", "library", "trades/s", "library / raw", "target"],
         rows,
     )
     print_table(
@@ -362,7 +392,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--page", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--postgres", default=os.environ.get("QUANTFLOW_TEST_POSTGRES_URL"))
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     args = parser.parse_args()
