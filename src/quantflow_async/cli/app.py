@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -82,6 +84,7 @@ def build_parser() -> Parser:
     from quantflow_async.cli import (
         backtest,
         backtests,
+        bars,
         live,
         orders,
         report,
@@ -105,7 +108,18 @@ def build_parser() -> Parser:
     helper.add_argument("topic", nargs="*", metavar="COMMAND", help="e.g. migrate")
     helper.set_defaults(handler=lambda args: _show_help(parser, args.topic))
     store_commands.register(commands)
-    for group in (strategies, backtests, backtest, sweep, trades, orders, report, venue, live):
+    for group in (
+        strategies,
+        backtests,
+        backtest,
+        sweep,
+        trades,
+        orders,
+        report,
+        bars,
+        venue,
+        live,
+    ):
         group.register(commands)
     return parser
 
@@ -125,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         handler(args)
+    except BrokenPipeError:
+        # The reader went away (`quantflow trades list | head -1`): stop quietly, as other
+        # tools do, and keep the interpreter from failing again on flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (QuantFlowError, ValueError, OSError) as exc:
         return _fail(str(exc), status=1)
     except KeyboardInterrupt:

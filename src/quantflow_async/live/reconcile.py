@@ -86,7 +86,7 @@ class ReconcileReport:
                 f"foreign, left alone: {len(self.foreign_orders)} open orders, "
                 f"{len(self.foreign_trades)} trades"
             )
-        balances = ", ".join(f"{b.asset} {b.total}" for b in self.balances.values())
+        balances = ", ".join(f"{b.asset} {b.total:f}" for b in self.balances.values())
         lines.append(f"balances: {balances or 'none'}")
         return lines
 
@@ -266,12 +266,12 @@ class _Run:
 def _order_line(order: VenueOrder) -> str:
     return (
         f"order {order.client_order_id} (venue id {order.venue_order_id}): {order.side} "
-        f"{order.quantity} {order.symbol}, {order.status}"
+        f"{order.quantity:f} {order.symbol}, {order.status}"
     )
 
 
 def _trade_line(trade: VenueTrade) -> str:
     return (
         f"trade {trade.trade_id} of venue order {trade.venue_order_id}: {trade.side} "
-        f"{trade.quantity} {trade.symbol} at {trade.price}"
+        f"{trade.quantity:f} {trade.symbol} at {trade.price:f}"
     )
