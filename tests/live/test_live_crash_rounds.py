@@ -9,17 +9,18 @@ sent twice, and no order the exchange never knew of unless it is marked never_se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,30 +97,40 @@ def exchange(tmp_path: Path) -> Iterator[PaperProcess]:
         yield paper
 
 
-async def _check_journal_equals_exchange(database_url: str, url: str, strategy_id: int) -> None:
+class Witness:
+    """Reads the exchange's own record, and reconciles as a restarted bot does (one client and
+    one venue for all rounds: making a ccxt client costs a tenth of a second)."""
+
+    def __init__(self, url: str) -> None:
+        self.reader = binance_client(url, api_key="reader", secret="reader")
+        self.venue = CcxtVenue.connect(url, VenueCredentials.placeholder(), name=VENUE)
+
+    async def aclose(self) -> None:
+        await self.reader.close()
+        await self.venue.aclose()
+
+
+async def _check_journal_equals_exchange(
+    database_url: str, witness: Witness, strategy_id: int
+) -> None:
     """Reconcile as a restarted bot does, then compare the journal with the exchange's record.
 
     The exchange fills resting orders at each bar's close on its own, so the comparison is
     made with a record that did not change while the journal was reconciled.
     """
-    credentials = VenueCredentials.placeholder()
     for _ in range(50):
-        before = await _exchange_record(url)
+        before = await _exchange_record(witness.reader)
         async with Database(settings=Settings(database_url=database_url)) as db:
-            venue = CcxtVenue.connect(url, credentials, name=VENUE)
-            try:
-                async with db.journal(strategy_id=strategy_id, venue=VENUE) as journal:
-                    await journal.restore()
-                    await journal.reconcile(venue, symbols=(SYMBOL,))
-            finally:
-                await venue.aclose()
+            async with db.journal(strategy_id=strategy_id, venue=VENUE) as journal:
+                await journal.restore()
+                await journal.reconcile(witness.venue, symbols=(SYMBOL,))
             journal_orders = {
                 order.client_order_id: order
                 for order in await db.orders.list(strategy_id=strategy_id, limit=100_000)
             }
             stored = await db.trades.list(strategy_id=strategy_id, limit=100_000)
             positions = {p.symbol: p for p in await db.orders.positions(strategy_id=strategy_id)}
-        if await _exchange_record(url) == before:
+        if await _exchange_record(witness.reader) == before:
             break
     else:
         raise AssertionError("the exchange never held still for a whole reconciliation")
@@ -148,46 +159,42 @@ async def _events(database_url: str, order_id: int) -> list[object]:
 
 
 async def _exchange_record(
-    url: str,
+    client: Any,
 ) -> tuple[dict[str, dict[str, str]], list[dict[str, str]], Decimal]:
     """Every order and trade the exchange holds (its own raw answers) and the base balance."""
-    client = binance_client(url, api_key="reader", secret="reader")
-    try:
-        orders: dict[str, dict[str, str]] = {}
-        after = 0
-        while True:
-            page = await client.privateGetAllOrders(
-                {"symbol": SYMBOL, "orderId": after + 1, "limit": 1000}
-            )
-            for raw in page:
-                assert raw["clientOrderId"] not in orders, "one client order id sent twice"
-                orders[raw["clientOrderId"]] = raw
-            if len(page) < 1000:
-                break
-            after = int(page[-1]["orderId"])
-        trades: list[dict[str, str]] = []
-        after = -1
-        while True:
-            page = await client.privateGetMyTrades(
-                {"symbol": SYMBOL, "fromId": after + 1, "limit": 1000}
-            )
-            trades.extend(page)
-            if len(page) < 1000:
-                break
-            after = int(page[-1]["id"])
-        account = await client.privateGetAccount()
-        base = SYMBOL.removesuffix("USDT")
-        balance = next(
-            (
-                Decimal(b["free"]) + Decimal(b["locked"])
-                for b in account["balances"]
-                if b["asset"] == base
-            ),
-            Decimal(0),
+    orders: dict[str, dict[str, str]] = {}
+    after = 0
+    while True:
+        page = await client.privateGetAllOrders(
+            {"symbol": SYMBOL, "orderId": after + 1, "limit": 1000}
         )
-        return orders, trades, balance
-    finally:
-        await client.close()
+        for raw in page:
+            assert raw["clientOrderId"] not in orders, "one client order id sent twice"
+            orders[raw["clientOrderId"]] = raw
+        if len(page) < 1000:
+            break
+        after = int(page[-1]["orderId"])
+    trades: list[dict[str, str]] = []
+    after = -1
+    while True:
+        page = await client.privateGetMyTrades(
+            {"symbol": SYMBOL, "fromId": after + 1, "limit": 1000}
+        )
+        trades.extend(page)
+        if len(page) < 1000:
+            break
+        after = int(page[-1]["id"])
+    account = await client.privateGetAccount()
+    base = SYMBOL.removesuffix("USDT")
+    balance = next(
+        (
+            Decimal(b["free"]) + Decimal(b["locked"])
+            for b in account["balances"]
+            if b["asset"] == base
+        ),
+        Decimal(0),
+    )
+    return orders, trades, balance
 
 
 def _rounds(
@@ -199,35 +206,60 @@ def _rounds(
     rounds: int,
     seed: int,
 ) -> dict[str, int]:
+    return asyncio.run(
+        _rounds_in_one_loop(zygote, exchange, database_url, strategy_id, rounds=rounds, seed=seed)
+    )
+
+
+async def _rounds_in_one_loop(
+    zygote: Zygote,
+    exchange: PaperProcess,
+    database_url: str,
+    strategy_id: int,
+    *,
+    rounds: int,
+    seed: int,
+) -> dict[str, int]:
     rng = random.Random(seed)
     seen: dict[str, int] = {}
-    for number in range(rounds):
-        kill_at = rng.choice((None, *KILL_POINTS))  # None: killed by the test at a random moment
-        spec = {
-            "url": exchange.url,
-            "database_url": database_url,
-            "strategy_id": strategy_id,
-            "seed": rng.randrange(2**32),
-            "kill_at": kill_at,
-            # A reconciliation asks for balances once: kill at the first.
-            "nth": 1 if kill_at == "in_reconcile" else rng.randint(1, 3),
-            "actions": 25,
-        }
-        pid = zygote.start(spec)
-        if kill_at is None:
-            time.sleep(rng.uniform(0.02, 0.4))
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        status = zygote.ended()
-        assert status in (0, -signal.SIGKILL), f"round {number}: the bot failed ({status})"
-        outcome = "killed" if status else "finished"
-        seen[f"{kill_at or 'random'}:{outcome}"] = (
-            seen.get(f"{kill_at or 'random'}:{outcome}", 0) + 1
-        )
-        asyncio.run(_check_journal_equals_exchange(database_url, exchange.url, strategy_id))
+    witness = Witness(exchange.url)
+    try:
+        for number in range(rounds):
+            kill_at, status = await _one_round(zygote, exchange, database_url, strategy_id, rng)
+            assert status in (0, -signal.SIGKILL), f"round {number}: the bot failed ({status})"
+            outcome = f"{kill_at or 'random'}:{'killed' if status else 'finished'}"
+            seen[outcome] = seen.get(outcome, 0) + 1
+            await _check_journal_equals_exchange(database_url, witness, strategy_id)
+    finally:
+        await witness.aclose()
     return seen
+
+
+async def _one_round(
+    zygote: Zygote,
+    exchange: PaperProcess,
+    database_url: str,
+    strategy_id: int,
+    rng: random.Random,
+) -> tuple[str | None, int]:
+    """One bot, killed; its kill point (None: at a random moment) and exit status."""
+    kill_at = rng.choice((None, *KILL_POINTS))  # None: killed by the test at a random moment
+    spec = {
+        "url": exchange.url,
+        "database_url": database_url,
+        "strategy_id": strategy_id,
+        "seed": rng.randrange(2**32),
+        "kill_at": kill_at,
+        # A reconciliation asks for balances once: kill at the first.
+        "nth": 1 if kill_at == "in_reconcile" else rng.randint(1, 3),
+        "actions": 25,
+    }
+    pid = await asyncio.to_thread(zygote.start, spec)
+    if kill_at is None:
+        await asyncio.sleep(rng.uniform(0.02, 0.4))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return kill_at, await asyncio.to_thread(zygote.ended)
 
 
 async def _partly_filled_orders(database_url: str, strategy_id: int) -> int:
@@ -287,14 +319,24 @@ def test_the_live_runner_killed_at_random_restarts_to_the_exchanges_record(
         "--venue", exchange.url, "--symbol", SYMBOL, "--venue-name", VENUE,
         "--config", '{"fast": 2, "slow": 3}', "--poll", "0.02",
     ]  # fmt: skip
-    rng = random.Random(3)
-    for _ in range(int(os.environ.get("RUNNER_CRASH_ROUNDS", "20"))):
-        runner = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(1.0, 3.0))
-        runner.kill()
-        _, err = runner.communicate(timeout=30)
-        assert "Traceback" not in err, err
-        asyncio.run(_check_journal_equals_exchange(sqlite_url, exchange.url, strategy_id))
+
+    async def rounds(count: int) -> None:
+        rng = random.Random(3)
+        witness = Witness(exchange.url)
+        try:
+            for _ in range(count):
+                runner = subprocess.Popen(  # noqa: ASYNC220 - started, then killed at random
+                    command, env=env, stderr=subprocess.PIPE, text=True
+                )
+                await asyncio.sleep(rng.uniform(1.0, 3.0))
+                runner.kill()
+                _, err = await asyncio.to_thread(runner.communicate, timeout=30)
+                assert "Traceback" not in err, err
+                await _check_journal_equals_exchange(sqlite_url, witness, strategy_id)
+        finally:
+            await witness.aclose()
+
+    asyncio.run(rounds(int(os.environ.get("RUNNER_CRASH_ROUNDS", "20"))))
     assert asyncio.run(_orders(sqlite_url, strategy_id)) > 0, "the runner never traded"
 
 
