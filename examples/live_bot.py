@@ -1,13 +1,12 @@
-"""A live trading bot on asyncio: ticks in, decisions on each tick, every fill made durable.
+"""A live bot on the paper exchange, killed mid-order and restarted: what the order journal is for.
 
-    python examples/live_bot.py [--seconds 15] [--database-url URL]
+    python examples/live_bot.py [--database-url URL]
 
-A task stands in for the exchange's websocket and pushes random-walk ticks into a queue. The bot
-decides on each tick (buy a dip below the recent average, sell a rise above it), "trades" on
-the simulated exchange at the tick's price, and stores each fill with `submit(fill,
-wait=True)`: only once that returns is the fill on disk, so only then does the bot count it.
-A third task measures how late the event loop runs while all this happens. Press Ctrl-C to
-stop: the bot finishes its step, the writer commits what it holds, and the figures print.
+A paper exchange replays a made-up market; a bot trades on it, journaling each order before it
+reaches the exchange. Halfway the bot is killed with SIGKILL while an order is on its way; the
+exchange trades on; the restarted bot restores its journal, asks the exchange what happened
+(reconciliation) and shows that the two agree. The database is $QUANTFLOW_DATABASE_URL, else
+./dev.sqlite3 (migrated if needed); the exchange lives in a temporary folder.
 """
 
 from __future__ import annotations
@@ -15,151 +14,274 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import signal
-import statistics
+import subprocess
+import sys
+import tempfile
 import time
-import uuid
-from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
-from quantflow_async import Database, Fill, NotFound, TradeWriter
+from quantflow_async import Database, NotFound
+from quantflow_async.live.ccxt_venue import CcxtVenue
+from quantflow_async.live.credentials import VenueCredentials
+from quantflow_async.live.journal import OrderJournal
+from quantflow_async.live.order_flow import (
+    cancel_open_orders,
+    record_answer,
+    send_order,
+    sync_fills,
+)
+from quantflow_async.live.orders import OPEN_STATUSES, Order, OrderRequest
+from quantflow_async.live.venue import OrderSide, OrderType
 
 SYMBOL = "BTCUSDT"
-TICKS_PER_SECOND = 200
-LOT = Decimal("0.01")  # what the bot buys or sells on each decision
-MAX_LOTS = 5  # the most it holds at once
-WINDOW = 50  # ticks in the recent average
-FEE_RATE = Decimal("0.0004")
+KILL_AT_ORDER = 7  # the example kills the bot while it sends its 7th order
+DOWN_SECONDS = 2.0  # and lets the exchange trade on this long without it
+CENT = Decimal("0.01")  # the market's tick: a limit price is a multiple of it
+# What the bot does, one step every 0.3 s: an order (type, side, quantity, limit price as a
+# multiple of the last price), or None: cancel the oldest order resting far from the price.
+PLAN: list[tuple[OrderType, OrderSide, str, str | None] | None] = [
+    ("market", "buy", "0.05", None),
+    ("limit", "buy", "0.02", "0.9"),  # far below the price: rests until cancelled
+    ("limit", "sell", "0.02", "1.1"),  # far above: rests too
+    ("limit", "buy", "0.1", "0.999"),  # just below: fills over several bars
+    None,
+    ("market", "sell", "0.03", None),
+    ("limit", "sell", "0.1", "1.001"),
+    ("limit", "buy", "0.1", "0.998"),
+]
 
 
-@dataclass(frozen=True)
-class Tick:
-    price: Decimal
-    at: datetime
+# -- the bot: journal first, exchange second -------------------------------------------------
 
 
-async def exchange_feed(ticks: asyncio.Queue[Tick | None], stop: asyncio.Event) -> None:
-    """Random-walk prices at TICKS_PER_SECOND, as a websocket client would push them."""
-    rng = random.Random()
-    price = 42_000.0
-    while not stop.is_set():
-        price *= 1 + rng.gauss(0, 0.0004)
-        tick = Tick(Decimal(f"{price:.2f}"), datetime.now(UTC))
-        if ticks.full():
-            ticks.get_nowait()  # a slow bot drops the oldest tick, as a real feed handler would
-        ticks.put_nowait(tick)
-        await asyncio.sleep(1 / TICKS_PER_SECOND)
-    await ticks.put(None)  # tells the bot the feed is closed
-
-
-async def measure_loop_lag(lags: list[float], stop: asyncio.Event) -> None:
-    """How late the event loop wakes a task that asked to sleep 5 ms: the loop's lag."""
-    interval = 0.005
-    while not stop.is_set():
-        asked = time.perf_counter()
-        await asyncio.sleep(interval)
-        lags.append(time.perf_counter() - asked - interval)
-
-
-async def trade(
-    writer: TradeWriter,
-    strategy_id: int,
-    ticks: asyncio.Queue[Tick | None],
-    run: str,
-) -> int:
-    """Decide on every tick; store each fill and wait until it is committed. Returns fills."""
-    recent: deque[Decimal] = deque(maxlen=WINDOW)
-    lots, cost, fills = 0, Decimal(0), 0
-    while (tick := await ticks.get()) is not None:
-        recent.append(tick.price)
-        if len(recent) < WINDOW:
-            continue
-        average = sum(recent) / len(recent)
-        if tick.price < average * Decimal("0.9995") and lots < MAX_LOTS:
-            side, pnl = "buy", None
-            lots, cost = lots + 1, cost + tick.price
-        elif tick.price > average * Decimal("1.0005") and lots > 0:
-            entry = cost / lots  # the average price of the lots held
-            side, pnl = "sell", (tick.price - entry) * LOT
-            lots, cost = lots - 1, cost - entry
-        else:
-            continue
-        fills += 1
-        fill = Fill(
-            strategy_id=strategy_id,
-            symbol=SYMBOL,
-            side=side,
-            quantity=LOT,
-            price=tick.price,
-            fee=(tick.price * LOT * FEE_RATE).quantize(Decimal("0.00000001")),
-            pnl=None if pnl is None else pnl.quantize(Decimal("0.00000001")),
-            executed_at=tick.at,
-            external_id=f"{run}-{fills:06d}",  # the venue's fill id: never stored twice
-        )
-        # wait=True returns once the fill is committed: a bot that acts on its position
-        # after this line never acts on a fill a crash could lose.
-        await writer.submit(fill, wait=True)
-        print(f"committed {fill.external_id} {side} {LOT} {SYMBOL} @ {tick.price}", flush=True)
-    return fills
-
-
-def milliseconds(samples: list[float], quantile: float) -> float:
-    if len(samples) < 2:
-        return 1000 * max(samples, default=0.0)
-    return 1000 * statistics.quantiles(samples, n=100, method="inclusive")[int(quantile) - 1]
-
-
-async def main(seconds: float, database_url: str | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # Ctrl-C (and a `kill`) asks every task to finish its step instead of tearing them down.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    loop.call_later(seconds, stop.set)
-
-    async with Database(database_url) as db:
-        await db.migrate()  # a fresh checkout has no schema yet; a current one is left as is
+async def bot(url: str, database_url: str | None, restarted: bool) -> None:
+    """Restore and reconcile; then trade until killed, or (restarted) compare and stop."""
+    venue = CcxtVenue.connect(url, VenueCredentials.placeholder(), name="paper")
+    async with Database(database_url) as db, venue:
+        await db.migrate()  # nothing to do once the schema is current
         try:
             strategy = await db.strategies.get_by_name("live-bot-demo")
         except NotFound:
-            strategy = await db.strategies.create(
-                name="live-bot-demo", config={"lot": str(LOT), "max_lots": MAX_LOTS}
-            )
-        run = f"live-{uuid.uuid4().hex[:12]}"  # this run's fills: live-<run>-000001, ...
-        print(f"trading {SYMBOL} for {seconds:g} s as strategy {strategy.id} (run {run})")
-        print("press Ctrl-C to stop early", flush=True)
+            strategy = await db.strategies.create(name="live-bot-demo")
+        # Every paper exchange numbers its orders and trades from 1: name the account in the
+        # journal (as `quantflow live run` does), so that two runs' ids never meet.
+        account = f"paper-{await venue.account_id()}"
+        async with db.journal(strategy_id=strategy.id, venue=account) as journal:
+            # Every start begins the same way: what did I leave unfinished, what became of it?
+            restored = await journal.restore()
+            unfinished = [*restored.in_doubt, *restored.open_orders]
+            print(f"the journal of {account} holds {len(unfinished)} unfinished orders")
+            report = await journal.reconcile(venue, symbols=[SYMBOL])
+            print("reconciliation found:", *report.summary(), sep="\n  ")
+            for before in unfinished:  # what became of each, now in the journal
+                after = known(journal, before.client_order_id)
+                print(
+                    f"  #{after.id}: {before.status} {show(before.filled_quantity)} -> "
+                    f"{after.status} {show(after.filled_quantity)}"
+                )
+            if not restarted:
+                await trade(journal, venue)
+                return
+            await compare(db, journal, venue)
+            print(f"cancelled our {await cancel_open_orders(journal, venue, SYMBOL)} open orders")
+            await sync_fills(journal, venue, SYMBOL)
+            await journal.flush()  # leaving the block would flush too
+            print(f"every fact is on disk: quantflow orders list --venue {account}")
 
-        ticks: asyncio.Queue[Tick | None] = asyncio.Queue(maxsize=1000)
-        lags: list[float] = []
-        # A bot waits for each commit, so a short max_latency keeps that wait short.
-        async with db.writer(max_latency=0.005) as writer:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(exchange_feed(ticks, stop))
-                tasks.create_task(measure_loop_lag(lags, stop))
-                trading = tasks.create_task(trade(writer, strategy.id, ticks, run))
-        # Leaving `async with db.writer()` drained it: every fill submitted is committed.
-        stats = writer.stats()
-        stored = await db.trades.count(strategy_id=strategy.id)
 
-    print(f"\nstopped: {trading.result()} fills committed ({stats.written} new rows)")
-    print(f"trades of strategy {strategy.id} stored in all: {stored}")
-    print(
-        f"event-loop lag while trading: p50 {milliseconds(lags, 50):.2f} ms, "
-        f"p99 {milliseconds(lags, 99):.2f} ms, max {1000 * max(lags, default=0):.2f} ms "
-        f"({len(lags)} samples)"
-    )
-    if stats.wait_latency_p50 is not None and stats.wait_latency_p99 is not None:
-        print(
-            f"submit(wait=True) until committed: p50 {1000 * stats.wait_latency_p50:.1f} ms, "
-            f"p99 {1000 * stats.wait_latency_p99:.1f} ms"
+async def trade(journal: OrderJournal, venue: CcxtVenue) -> None:
+    """Go through PLAN, journaling each order before it is sent and each fill it gets."""
+    shown: dict[str, Decimal] = {}  # our orders (client order id) -> the filled quantity shown
+    far: list[str] = []  # our orders resting far from the price, oldest first
+    for step in range(40):  # the example kills the bot long before the end
+        planned = PLAN[step % len(PLAN)]
+        if planned is None and far:
+            cid = far.pop(0)
+            await journal.cancel_requested(cid)  # journaled before the exchange is asked
+            print(f"cancel    #{known(journal, cid).id} requested")
+            answer = await venue.cancel_order(SYMBOL, client_order_id=cid)
+            await record_answer(journal, venue, cid, answer)
+            print(f"answered  #{known(journal, cid).id} {known(journal, cid).status}")
+        elif planned is not None:
+            kind, side, quantity, away = planned
+            price = (await venue.fetch_ohlcv(SYMBOL, "1m", limit=1))[-1].open
+            limit = None if away is None else (price * Decimal(away)).quantize(CENT)
+            request = OrderRequest(SYMBOL, side, Decimal(quantity), type=kind, limit_price=limit)
+            still_open = sum(known(journal, cid).status in OPEN_STATUSES for cid in shown)
+            at = f" @ {limit}" if limit else ""
+            print(f"sending   {kind} {side} {quantity}{at} (open orders: {still_open})")
+            # The intent is committed before anything is sent; then the exchange's answer.
+            order = await send_order(journal, venue, request)
+            shown[order.client_order_id] = Decimal(0)
+            print(f"intended  #{order.id} as {order.client_order_id}")
+            print(f"answered  #{order.id} {order.status}, exchange order {order.venue_order_id}")
+            if away in ("0.9", "1.1"):
+                far.append(order.client_order_id)  # to cancel later
+        # Fills come from the exchange's trades, each journaled once whatever happens.
+        await sync_fills(journal, venue, SYMBOL)
+        for cid, filled in shown.items():
+            order = known(journal, cid)
+            if order.filled_quantity != filled:
+                shown[cid] = order.filled_quantity
+                print(
+                    f"fill      #{order.id} {show(order.filled_quantity)} of {order.quantity} "
+                    f"filled at {order.average_price:.2f} ({order.status})"
+                )
+        await asyncio.sleep(0.3)
+
+
+async def compare(db: Database, journal: OrderJournal, venue: CcxtVenue) -> None:
+    """Every order of this account as the journal and as the exchange hold it."""
+    print("order  type    side   journal: status   filled   exchange: status  filled")
+    for order in await db.orders.list(strategy_id=journal.strategy_id, venue=journal.venue):
+        there = await venue.fetch_order(SYMBOL, client_order_id=order.client_order_id)
+        theirs = ("never got it", "") if there is None else (there.status, there.filled_quantity)
+        row = (
+            f"#{order.id:<5} {order.type:<7} {order.side:<6} {order.status:<17} "
+            f"{show(order.filled_quantity):<8} {theirs[0]:<17} {show(theirs[1])}"
         )
+        print(row.rstrip())
+    position = journal.position(SYMBOL)
+    held = Decimal(0) if position is None else position.quantity
+    balance = (await venue.fetch_balance())["BTC"].total  # the account started with no BTC
+    print(f"position: {show(held)} BTC in the journal, {show(balance)} BTC at the exchange")
+
+
+def known(journal: OrderJournal, cid: str) -> Order:
+    """An order this bot restored or placed: the journal keeps each in memory."""
+    order = journal.order(cid)
+    assert order is not None
+    return order
+
+
+def show(number: Decimal | str) -> str:
+    return f"{number.normalize():f}" if isinstance(number, Decimal) else number
+
+
+# -- the example: an exchange, a bot, a SIGKILL, the same bot again ---------------------------
+
+
+def write_bars(path: Path, count: int = 600) -> Path:
+    """A seeded random walk of 1-minute bars; the exchange replays one every 0.2 s."""
+    rng, price, start = random.Random(7), 42_000.0, datetime(2024, 1, 1, tzinfo=UTC)
+    lines = ["time,open,high,low,close,volume"]
+    for k in range(count):
+        close = price * (1 + rng.gauss(0, 0.002))
+        high = max(price, close) * (1 + abs(rng.gauss(0, 0.001)))
+        low = min(price, close) * (1 - abs(rng.gauss(0, 0.001)))
+        volume = rng.uniform(0.1, 0.3)  # small: a resting order fills over several bars
+        when = (start + k * timedelta(minutes=1)).isoformat()
+        lines.append(f"{when},{price:.2f},{high:.2f},{low:.2f},{close:.2f},{volume:.3f}")
+        price = close
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_exchange(folder: Path) -> subprocess.Popen[str]:
+    """`quantflow venue serve` on a free port, its state and bars in `folder`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "quantflow_async.cli", "venue", "serve",
+         "--data", str(write_bars(folder / "bars.csv")), "--symbol", SYMBOL, "--port", "0",
+         "--state", str(folder / "exchange.sqlite3"), "--bar-seconds", "0.2",
+         "--max-volume-share", "0.2", "--cash", "100000"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def start_bot(url: str, database_url: str | None, mode: str) -> subprocess.Popen[str]:
+    """This script again, as the bot: a process of its own, so that it can be killed."""
+    args = [sys.executable, "-u", __file__, "--bot", mode, "--venue", url]
+    if database_url:
+        args += ["--database-url", database_url]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+
+
+def stop(process: subprocess.Popen[str], grace: float = 0.0) -> None:
+    """Give a child `grace` seconds to end by itself, then SIGTERM, then SIGKILL."""
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def relay(bot: subprocess.Popen[str]) -> Iterator[str]:
+    """The bot's lines, each printed as it comes."""
+    assert bot.stdout is not None
+    for line in bot.stdout:
+        print(f"  bot | {line}", end="")
+        yield line
+
+
+def run(database_url: str | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="quantflow-live-bot-") as folder:
+        exchange = start_exchange(Path(folder))
+        bot, interrupted = None, False
+        try:
+            assert exchange.stdout is not None
+            first = exchange.stdout.readline()  # paper exchange BTCUSDT on http://... (state ..)
+            if (listening := re.search(r" on (http://\S+)", first)) is None:
+                raise SystemExit(f"the paper exchange did not start: {first!r}")
+            url = listening.group(1)
+            print(f"paper exchange on {url}, a bar every 0.2 s; starting the bot")
+            bot = start_bot(url, database_url, "trade")
+            sent = 0
+            for line in relay(bot):
+                sent += line.startswith("sending")
+                if sent == KILL_AT_ORDER:
+                    break
+            else:
+                raise SystemExit("the bot ended before it was to be killed")
+            # A few milliseconds later: somewhere on that order's way (its intent durable or
+            # not yet, at the exchange or not yet, the answer journaled or not yet).
+            time.sleep(random.uniform(0.005, 0.03))
+            still_open = re.findall(r"\d+", line)[-1]  # sending ... (open orders: N)
+            print(
+                f"killing the bot (SIGKILL) while it has {still_open} open orders and 1 order "
+                "in flight"
+            )
+            bot.kill()
+            stop(bot, grace=10)
+            print(f"the exchange trades on for {DOWN_SECONDS:g} s without the bot; restarting it")
+            time.sleep(DOWN_SECONDS)
+            bot = start_bot(url, database_url, "restart")
+            for _ in relay(bot):
+                pass
+            if bot.wait() != 0:
+                raise SystemExit(f"the bot failed (exit status {bot.returncode})")
+        except KeyboardInterrupt:
+            interrupted = True  # the children had their own Ctrl-C: let them finish
+            raise
+        finally:
+            for child in (bot, exchange):
+                if child is not None:
+                    stop(child, grace=5 if interrupted else 0)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15, help="how long to trade (15)")
     parser.add_argument("--database-url", help="default: $QUANTFLOW_DATABASE_URL or ./dev.sqlite3")
+    parser.add_argument("--bot", choices=["trade", "restart"], help=argparse.SUPPRESS)
+    parser.add_argument("--venue", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.database_url))
+    try:
+        if args.bot:
+            asyncio.run(bot(args.venue, args.database_url, restarted=args.bot == "restart"))
+        else:
+            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            run(args.database_url)
+    except KeyboardInterrupt:
+        # The journal was closed on the way out; the next start reconciles whatever was left.
+        print("interrupted" if args.bot else "interrupted: the bot and the exchange are stopped")
+        sys.exit(128 + signal.SIGINT)
