@@ -298,6 +298,7 @@ class OrderJournal:
         if client_order_id is None:
             client_order_id = await self._cid_of(trade.venue_order_id, change)
         tracked = await self._find(client_order_id, change)
+        owner = await self._venue_id_owner(tracked, change)
         await self._writer.room()
         # From here to the put, nothing awaits: the order's memory and the queue move together.
         if is_duplicate(tracked.state, change):
@@ -310,7 +311,7 @@ class OrderJournal:
                 f"the trade is a {trade.side} of {trade.symbol}, the order a {order.side} of "
                 f"{order.symbol}",
             )  # fmt: skip
-        self._check_venue_order_id(tracked, change)
+        self._check_venue_order_id(tracked, change, owner)
         state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
         held = self._positions.get(order.symbol) or flat(
@@ -379,12 +380,13 @@ class OrderJournal:
         if occurred_at is not None:
             occurred_at = to_utc(occurred_at, "occurred_at")
         tracked = await self._find(client_order_id, change)
+        owner = await self._venue_id_owner(tracked, change)
         await self._writer.room()
         # From here to the put, nothing awaits: the order's memory and the queue move together.
         if is_duplicate(tracked.state, change):
             self._duplicates += 1
             return
-        self._check_venue_order_id(tracked, change)
+        self._check_venue_order_id(tracked, change, owner)
         state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
         moved = self._move(tracked, state, now)
@@ -396,8 +398,13 @@ class OrderJournal:
         entry = JournalEntry(event=event, order=order_change(moved))
         await self._settle(self._writer.put(entry), wait)
 
-    def _check_venue_order_id(self, tracked: Tracked, change: Change) -> None:
-        owner = self._known.owner_of(change.venue_order_id)
+    async def _venue_id_owner(self, tracked: Tracked, change: Change) -> str | None:
+        if change.venue_order_id in (None, tracked.order.venue_order_id):
+            return None
+        return await self._known.venue_id_owner(change.venue_order_id)
+
+    def _check_venue_order_id(self, tracked: Tracked, change: Change, owner: str | None) -> None:
+        owner = owner or self._known.owner_of(change.venue_order_id)  # taken since the look-up?
         if owner not in (None, tracked.order.client_order_id):
             self._refusals.refuse(
                 tracked, change, f"venue_order_id {change.venue_order_id!r} is {owner!r}'s"

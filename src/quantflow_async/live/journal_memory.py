@@ -90,5 +90,16 @@ class KnownOrders:
                 return None
             return self._orders.get(memory.order.client_order_id) or self.remember(tracked(memory))
 
+    async def venue_id_owner(self, venue_order_id: str | None) -> str | None:
+        """The client order id of whichever order holds `venue_order_id` on this venue, of any
+        strategy, in any session; None if none does."""
+        if venue_order_id is None:
+            return None
+        owner = self._by_venue_id.get(venue_order_id)
+        if owner is not None:
+            return owner
+        memory = await load_order(self._engine, venue_order_id=(self._venue, venue_order_id))
+        return None if memory is None else memory.order.client_order_id
+
     def _owns(self, order: Order) -> bool:
         return order.strategy_id == self._strategy_id and order.venue == self._venue
