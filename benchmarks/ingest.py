@@ -1,6 +1,7 @@
 """Benchmark: the TradeWriter against raw sqlite3 and the ORM, on the same rows, in one run.
 
     python benchmarks/ingest.py [--fills 1000000] [--repeats 5] [--quick]
+    python benchmarks/ingest.py --throughput-only    (the paired rounds and loop lag alone)
 
 Measures, on SQLite (WAL, synchronous=NORMAL, the schema's indexes):
   1. fills/s through the writer, submit() to committed, for --fills pre-built fills;
@@ -35,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from _common import (
     fresh_database,
@@ -232,20 +234,14 @@ async def wal_only(args: argparse.Namespace) -> None:
     write_json("ingest-wal", {"wal": wal})
 
 
-async def main(args: argparse.Namespace) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="quantflow-bench-"))
-    count = args.fills
-    # Memory first, from a small parent, each child a fresh process.
-    rss_small = peak_rss_child(100_000, folder)
-    rss_large = peak_rss_child(args.rss_fills, folder)
-    print(f"building {count:,} fills ...", flush=True)
-    strategy_id, backtest_id = await fresh_database(url_for(folder / "probe.sqlite3"))
-    fills = list(synthetic_fills(count, strategy_id, backtest_id))
-
+async def paired_rounds(folder: Path, fills: list[Fill], repeats: int) -> dict[str, Any]:
+    """Raw sqlite3 (with and without the token's statements), the writer with a polite and a
+    naive producer, and both again with the loop watched, one after the other in each round."""
+    count = len(fills)
     load_at_start = load_average()
     seconds: dict[str, list[float]] = {"raw": [], "raw_token": [], "writer": [], "naive": []}
     lags: dict[str, list[list[float]]] = {"writer": [], "naive": []}
-    for attempt in range(args.repeats):
+    for attempt in range(repeats):
         for name in seconds:
             path = folder / f"{name}-{attempt}.sqlite3"
             await fresh_database(url_for(path))
@@ -262,7 +258,114 @@ async def main(args: argparse.Namespace) -> None:
             lag: list[float] = []
             await through_writer(path, fills, lag, naive=name == "naive")
             lags[name].append(lag)
-    raw_s, writer_s = seconds["raw"], seconds["writer"]
+    raw_s = seconds["raw"]
+    return {
+        "load_average": {"start": load_at_start, "end": load_average()},
+        "seconds": seconds,
+        "fills_per_second": {
+            name: spread([count / s for s in values]) for name, values in seconds.items()
+        },
+        "vs_raw_paired": {  # each round's run against the same round's raw sqlite3
+            name: spread([raw / s for raw, s in zip(raw_s, values, strict=True)])
+            for name, values in seconds.items()
+        },
+        "naive_vs_polite_paired": spread(
+            [w / n for w, n in zip(seconds["writer"], seconds["naive"], strict=True)]
+        ),
+        "lag_ms": {
+            name: {
+                "p99": spread([1000 * percentile(run, 99) for run in runs]),
+                "max": spread([1000 * max(run) for run in runs]),
+            }
+            for name, runs in lags.items()
+        },
+    }
+
+
+def throughput_title(args: argparse.Namespace, paired: dict[str, Any]) -> str:
+    load = paired["load_average"]
+    return (
+        f"SQLite ingestion, batch {BATCH}: median (min..max) of {args.repeats} paired rounds, "
+        f"load average {load['start']:.2f} at the start, {load['end']:.2f} at the end"
+    )
+
+
+def throughput_rows(count: int, paired: dict[str, Any]) -> list[tuple[str, ...]]:
+    rates, vs_raw = paired["fills_per_second"], paired["vs_raw_paired"]
+    naive_vs_polite = shown(paired["naive_vs_polite_paired"], "{:.3f}")
+    return [
+        (
+            "raw sqlite3 executemany, ready tuples",
+            f"{count:,}",
+            shown(rates["raw"], "{:,.0f}"),
+            "1.00",
+            "",
+        ),
+        (
+            "TradeWriter, submit() to committed",
+            f"{count:,}",
+            shown(rates["writer"], "{:,.0f}"),
+            shown(vs_raw["writer"]),
+            "target >= 0.90",
+        ),
+        (
+            "TradeWriter, naive producer (no yields of its own)",
+            f"{count:,}",
+            shown(rates["naive"], "{:,.0f}"),
+            shown(vs_raw["naive"]),
+            f"target >= 0.90; {naive_vs_polite} of the polite producer",
+        ),
+        (
+            "raw sqlite3 + the batch token's two statements",
+            f"{count:,}",
+            shown(rates["raw_token"], "{:,.0f}"),
+            shown(vs_raw["raw_token"], "{:.3f}"),
+            "the token's cost",
+        ),
+    ]
+
+
+def lag_rows(count: int, lag_ms: dict[str, Any]) -> list[tuple[str, ...]]:
+    writer, naive = lag_ms["writer"], lag_ms["naive"]
+    return [
+        (f"loop lag while ingesting {count:,} fills: p99", f"{shown(writer['p99'])} ms", "<= 5 ms"),
+        (
+            f"loop lag while ingesting {count:,} fills: max",
+            f"{shown(writer['max'])} ms",
+            "<= 20 ms",
+        ),
+        ("loop lag, naive producer: p99", f"{shown(naive['p99'])} ms", "<= 5 ms"),
+        ("loop lag, naive producer: max", f"{shown(naive['max'])} ms", "<= 20 ms"),
+    ]
+
+
+async def throughput_only(args: argparse.Namespace) -> None:
+    """Only the paired rounds: the writer against raw sqlite3, and the loop's lag."""
+    folder = Path(tempfile.mkdtemp(prefix="quantflow-bench-"))
+    print(f"building {args.fills:,} fills ...", flush=True)
+    strategy_id, backtest_id = await fresh_database(url_for(folder / "probe.sqlite3"))
+    fills = list(synthetic_fills(args.fills, strategy_id, backtest_id))
+    paired = await paired_rounds(folder, fills, args.repeats)
+    header = ["path", "fills", "fills/s", "vs raw, paired", ""]
+    print_table(throughput_title(args, paired), header, throughput_rows(args.fills, paired))
+    print_table("Loop lag", ["measure", "value", "target"], lag_rows(args.fills, paired["lag_ms"]))
+    write_json(
+        "ingest-throughput" if not args.quick else "ingest-throughput-quick",
+        {"fills": args.fills, "batch_size": BATCH, "repeats": args.repeats, **paired},
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="quantflow-bench-"))
+    count = args.fills
+    # Memory first, from a small parent, each child a fresh process.
+    rss_small = peak_rss_child(100_000, folder)
+    rss_large = peak_rss_child(args.rss_fills, folder)
+    print(f"building {count:,} fills ...", flush=True)
+    strategy_id, backtest_id = await fresh_database(url_for(folder / "probe.sqlite3"))
+    fills = list(synthetic_fills(count, strategy_id, backtest_id))
+
+    paired = await paired_rounds(folder, fills, args.repeats)
 
     orm_batch_fills = fills[: args.orm_fills]
     orm_single_fills = fills[: args.orm_single_fills]
@@ -283,20 +386,7 @@ async def main(args: argparse.Namespace) -> None:
 
     live = await live_bot(folder / "live.sqlite3", args.live_seconds, 1000)
 
-    load_at_end = load_average()
-    rates = {name: spread([count / s for s in values]) for name, values in seconds.items()}
-    vs_raw = {  # paired: each round's run against the same round's raw sqlite3
-        name: spread([raw / s for raw, s in zip(raw_s, values, strict=True)])
-        for name, values in seconds.items()
-    }
-    naive_vs_polite = spread([w / n for w, n in zip(writer_s, seconds["naive"], strict=True)])
-    lag_ms = {
-        name: {
-            "p99": spread([1000 * percentile(run, 99) for run in runs]),
-            "max": spread([1000 * max(run) for run in runs]),
-        }
-        for name, runs in lags.items()
-    }
+    rates, vs_raw, lag_ms = paired["fills_per_second"], paired["vs_raw_paired"], paired["lag_ms"]
     raw_rate = rates["raw"]["median"]
     orm_batch_rate = len(orm_batch_fills) / median(orm_batch_s)
     orm_single_rate = len(orm_single_fills) / median(orm_single_s)
@@ -304,34 +394,7 @@ async def main(args: argparse.Namespace) -> None:
     live_target = 2 * MAX_LATENCY * 1000 + 5
 
     rows = [
-        (
-            "raw sqlite3 executemany, ready tuples",
-            f"{count:,}",
-            shown(rates["raw"], "{:,.0f}"),
-            "1.00",
-            "",
-        ),
-        (
-            "TradeWriter, submit() to committed",
-            f"{count:,}",
-            shown(rates["writer"], "{:,.0f}"),
-            shown(vs_raw["writer"]),
-            "target >= 0.90",
-        ),
-        (
-            "TradeWriter, naive producer (no yields of its own)",
-            f"{count:,}",
-            shown(rates["naive"], "{:,.0f}"),
-            shown(vs_raw["naive"]),
-            f"target >= 0.90; {shown(naive_vs_polite, '{:.3f}')} of the polite producer",
-        ),
-        (
-            "raw sqlite3 + the batch token's two statements",
-            f"{count:,}",
-            shown(rates["raw_token"], "{:,.0f}"),
-            shown(vs_raw["raw_token"], "{:.3f}"),
-            "the token's cost",
-        ),
+        *throughput_rows(count, paired),
         (
             "ORM add_all + commit per 5,000",
             f"{len(orm_batch_fills):,}",
@@ -348,10 +411,7 @@ async def main(args: argparse.Namespace) -> None:
         ),
     ]
     print_table(
-        f"SQLite ingestion, batch {BATCH}: median (min..max) of {args.repeats} paired rounds, "
-        f"load average {load_at_start:.2f} at the start, {load_at_end:.2f} at the end",
-        ["path", "fills", "fills/s", "vs raw, paired", ""],
-        rows,
+        throughput_title(args, paired), ["path", "fills", "fills/s", "vs raw, paired", ""], rows
     )
     print_table(
         "Latency, loop lag and memory",
@@ -367,18 +427,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"{live_p99:.1f} ms",
                 f"<= {live_target:.0f} ms",
             ),
-            (
-                f"loop lag while ingesting {count:,} fills: p99",
-                f"{shown(lag_ms['writer']['p99'])} ms",
-                "<= 5 ms",
-            ),
-            (
-                f"loop lag while ingesting {count:,} fills: max",
-                f"{shown(lag_ms['writer']['max'])} ms",
-                "<= 20 ms",
-            ),
-            ("loop lag, naive producer: p99", f"{shown(lag_ms['naive']['p99'])} ms", "<= 5 ms"),
-            ("loop lag, naive producer: max", f"{shown(lag_ms['naive']['max'])} ms", "<= 20 ms"),
+            *lag_rows(count, lag_ms),
             (
                 f"largest WAL, writer + 8 readers, {args.wal_seconds:.0f} s: first / second half",
                 f"{wal['first_half_max_bytes'] / 1e6:.0f} / "
@@ -399,21 +448,14 @@ async def main(args: argparse.Namespace) -> None:
             "fills": count,
             "batch_size": BATCH,
             "repeats": args.repeats,
-            "seconds": {
-                **seconds,
-                "orm_batch": orm_batch_s,
-                "orm_single": orm_single_s,
-            },
-            "load_average": {"start": load_at_start, "end": load_at_end},
+            **paired,
+            "seconds": {**paired["seconds"], "orm_batch": orm_batch_s, "orm_single": orm_single_s},
             "fills_per_second": {
                 **rates,
                 "orm_add_all_per_5000": orm_batch_rate,
                 "orm_commit_per_fill": orm_single_rate,
             },
-            "vs_raw_paired": vs_raw,
-            "naive_vs_polite_paired": naive_vs_polite,
             "live_commit_ms": {"p50": live_p50, "p99": live_p99, "target_p99": live_target},
-            "loop_lag_ms": lag_ms,
             "token_cost": 1 - vs_raw["raw_token"]["median"],
             "wal": wal,
             "peak_rss_mb": {"100000": rss_small, str(args.rss_fills): rss_large},
@@ -431,6 +473,11 @@ if __name__ == "__main__":
     parser.add_argument("--rss-fills", type=int, default=2_000_000)
     parser.add_argument("--wal-seconds", type=float, default=90.0)
     parser.add_argument("--wal-only", action="store_true", help="only the WAL measurement")
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="only the paired rounds against raw sqlite3 and the loop lag (ingest-throughput.json)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -442,4 +489,9 @@ if __name__ == "__main__":
         arguments.fills, arguments.repeats, arguments.orm_fills = 50_000, 1, 10_000
         arguments.orm_single_fills, arguments.live_seconds, arguments.rss_fills = 500, 2.0, 200_000
         arguments.wal_seconds = 5.0
-    asyncio.run(wal_only(arguments) if arguments.wal_only else main(arguments))
+    if arguments.wal_only:
+        asyncio.run(wal_only(arguments))
+    elif arguments.throughput_only:
+        asyncio.run(throughput_only(arguments))
+    else:
+        asyncio.run(main(arguments))
