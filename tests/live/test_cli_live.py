@@ -79,7 +79,8 @@ def test_a_stop_signal_cancels_open_orders_flushes_and_exits_0(
         live_command(exchange.url, "--venue-name", "paper", "--cancel-on-exit", "--json"),
         env=environment(sqlite_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)  # started, restored, reconciled, deciding
+    wait_until_reconciled(sqlite_url)
+    time.sleep(1)  # deciding
     process.send_signal(signum)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
@@ -150,3 +151,90 @@ def test_a_database_not_migrated_is_one_line_and_no_file_is_made(
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def wait_until_reconciled(database_url: str, timeout: float = 30) -> None:
+    """Until the runner has reconciled at its start (it records the balances then)."""
+
+    async def snapshots() -> int:
+        async with Database(settings=Settings(database_url=database_url)) as db:
+            return len(await db.orders.balances(venue="paper"))
+
+    deadline = time.monotonic() + timeout
+    while not asyncio.run(snapshots()):
+        assert time.monotonic() < deadline, "the runner never reconciled"
+        time.sleep(0.1)
+
+
+def _start_runner(url: str, database_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        live_command(url, "--venue-name", "paper", "--json"),
+        env=environment(database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+async def _manual_market_order(url: str) -> None:
+    """An order placed on the account by someone else (a person, another bot)."""
+    venue = CcxtVenue.connect(url, VenueCredentials.placeholder(), name="manual")
+    try:
+        from quantflow_async.live.venue import NewOrder
+
+        await venue.create_order(NewOrder("manual-1", SYMBOL, "buy", "market", Decimal(1)))
+    finally:
+        await venue.aclose()
+
+
+def test_a_trade_of_someone_elses_order_is_left_alone_and_the_runner_goes_on(
+    exchange: PaperProcess, sqlite_url: str
+) -> None:
+    asyncio.run(_migrated_with_a_resting_order(sqlite_url, exchange.url))
+    runner = _start_runner(exchange.url, sqlite_url)
+    wait_until_reconciled(sqlite_url)
+    asyncio.run(_manual_market_order(exchange.url))
+    time.sleep(2)  # several decisions, each followed by reading the account's new trades
+    assert runner.poll() is None, runner.communicate()[1]
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 0, err
+    assert "left alone: trade" in err
+
+
+def test_sigterm_while_the_venue_is_unreachable_still_stops_cleanly(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    bars = write_bars(tmp_path / "bars.csv", random_walk(2_000, seed=5))
+    state = tmp_path / "exchange.sqlite3"
+    with paper_process(bars, state, extra=["--bar-seconds", "0.1"]) as paper:
+        asyncio.run(_migrated_with_a_resting_order(sqlite_url, paper.url))
+        runner = _start_runner(paper.url, sqlite_url)
+        wait_until_reconciled(sqlite_url)
+        paper.kill()  # the venue is gone: the runner retries its polls
+    time.sleep(1)
+    started = time.monotonic()
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 0, err
+    assert time.monotonic() - started < 5
+    assert json.loads(out)["stopped_by"] == "stop"
+
+
+def test_the_runner_waits_out_a_venue_outage_and_carries_on(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    bars = write_bars(tmp_path / "bars.csv", random_walk(2_000, seed=5))
+    state = tmp_path / "exchange.sqlite3"
+    with paper_process(bars, state, extra=["--bar-seconds", "0.1"]) as paper:
+        asyncio.run(_migrated_with_a_resting_order(sqlite_url, paper.url))
+        port = paper.url.rsplit(":", 1)[1]
+        runner = _start_runner(paper.url, sqlite_url)
+        wait_until_reconciled(sqlite_url)
+    time.sleep(12)  # longer than one call's retry budget
+    assert runner.poll() is None, runner.communicate()[1]
+    with paper_process(bars, state, extra=["--bar-seconds", "0.1", "--port", port]) as again:
+        assert again.url.endswith(port)
+        time.sleep(3)
+        runner.send_signal(signal.SIGTERM)
+        out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 0, err
+    assert json.loads(out)["bars_decided"] > 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -21,7 +20,6 @@ from quantflow_async.validation import epoch_micros
 log = logging.getLogger(__name__)
 
 _PAGE = 1000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,18 +35,29 @@ class BarsSoFar:
 
 
 class BarFeed:
-    """Polls `venue` for `symbol`'s bars; `poll()` returns new bars when a bar has closed."""
+    """Polls `venue` for `symbol`'s bars; `poll()` returns new bars when a bar has closed.
 
-    def __init__(self, venue: Venue, symbol: str, timeframe: str) -> None:
+    The first poll takes the most recent `history` bars (the venue's own limit per request is
+    1,000 on Binance); later polls ask only for bars from the last one seen.
+    """
+
+    def __init__(self, venue: Venue, symbol: str, timeframe: str, history: int = _PAGE) -> None:
         self._venue = venue
         self._symbol = symbol
         self._timeframe = timeframe
+        self._history = history
         self._bars: list[Bar] = []
 
     async def poll(self) -> BarsSoFar | None:
         """The bars so far if a new bar started since the last call (or on the first), else None."""
         before = len(self._bars)
-        since = self._bars[-1].opened_at if self._bars else _EPOCH
+        if not self._bars:
+            recent = await self._venue.fetch_ohlcv(
+                self._symbol, self._timeframe, limit=self._history
+            )
+            self._merge(recent)
+            return self._so_far() if len(self._bars) >= 2 else None
+        since = self._bars[-1].opened_at
         while True:
             page = await self._venue.fetch_ohlcv(
                 self._symbol, self._timeframe, since=since, limit=_PAGE
@@ -59,6 +68,9 @@ class BarFeed:
             since = self._bars[-1].opened_at
         if len(self._bars) == before or len(self._bars) < 2:
             return None
+        return self._so_far()
+
+    def _so_far(self) -> BarsSoFar:
         return BarsSoFar(_engine_bars(self._bars, self._symbol), closed=len(self._bars) - 1)
 
     def _merge(self, page: Sequence[Bar]) -> int:

@@ -164,6 +164,11 @@ class OrderJournal:
 
         return await reconcile(self, venue, symbols=symbols)
 
+    def client_order_id_of(self, venue_order_id: str) -> str | None:
+        """The client order id of the order the journal holds under `venue_order_id`, or None
+        when it holds none in memory; no database read."""
+        return self._known.owner_of(venue_order_id)
+
     def order(self, client_order_id: str) -> Order | None:
         """The order as the journal knows it now (every non-final order after restore(), and
         every order touched this session), or None; no database read."""

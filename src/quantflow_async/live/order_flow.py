@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, cast, get_args
 
 from quantflow_async.errors import VenueRejected
-from quantflow_async.live.reconcile import trades_stream
+from quantflow_async.live.reconcile import record_new_fills
 from quantflow_async.live.venue import NewOrder, TimeInForce, Venue, VenueOrder
 
 if TYPE_CHECKING:
@@ -60,19 +60,15 @@ async def record_answer(journal: OrderJournal, venue: Venue, cid: str, answer: V
 
 
 async def sync_fills(journal: OrderJournal, venue: Venue, symbol: str) -> int:
-    """Journal every trade of `symbol` after the journal's cursor; return how many were new.
-
-    A trade already journaled is a counted duplicate. The cursor moves only after the fills
-    before it are recorded, in the same queue, so a crash never skips a fill.
-    """
-    stream = trades_stream(symbol)
-    trades = await venue.fetch_my_trades(symbol, after_trade_id=journal.cursor(stream))
-    new = 0
-    for trade in trades:
-        new += await journal.filled(trade)
-    if trades:
-        await journal.advance_cursor(stream, trades[-1].trade_id)
-    return new
+    """Journal every trade of ours on `symbol` after the journal's cursor; return how many were
+    new. A trade already journaled is a counted duplicate; a trade of an order that is not this
+    journal's (another bot on the account, a manual order) is left alone and logged. The cursor
+    moves only after the fills before it are recorded, so a crash never skips a fill."""
+    seen = await record_new_fills(journal, venue, symbol)
+    for trade in (*seen.foreign_trades, *seen.stray_trades):
+        log.warning("left alone: trade %s of venue order %s, not ours", trade.trade_id,
+                    trade.venue_order_id)  # fmt: skip
+    return len(seen.fills_recorded)
 
 
 async def cancel_open_orders(journal: OrderJournal, venue: Venue, symbol: str) -> int:

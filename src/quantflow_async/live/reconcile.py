@@ -142,12 +142,24 @@ async def reconcile(
     return report
 
 
+async def record_new_fills(journal: OrderJournal, venue: Venue, symbol: str) -> ReconcileReport:
+    """Journal the venue's trades on `symbol` after the journal's trade cursor, as
+    reconciliation does: each of ours once, others' listed in the report and left alone, the
+    cursor moved past them. The live runner calls this after each decision."""
+    run = _Run(journal, venue, fill_reason=None)
+    await run.fills(symbol, journal.cursor(trades_stream(symbol)), {})
+    return run.report(MappingProxyType({}))
+
+
 class _Run:
     """One reconciliation's steps and what each found."""
 
-    def __init__(self, journal: OrderJournal, venue: Venue) -> None:
+    def __init__(
+        self, journal: OrderJournal, venue: Venue, *, fill_reason: str | None = REASON
+    ) -> None:
         self.journal = journal
         self.venue = venue
+        self.fill_reason = fill_reason
         self.never_sent: list[str] = []
         self.acknowledged: list[str] = []
         self.recorded: list[str] = []
@@ -179,7 +191,7 @@ class _Run:
                 self.foreign_trades.append(trade)
                 continue
             try:
-                new = await self.journal.filled(trade, client_order_id=cid, reason=REASON)
+                new = await self.journal.filled(trade, client_order_id=cid, reason=self.fill_reason)
             except OrderEventRefused as refused:
                 # A final order of ours from an earlier session is found in the database; an
                 # order the journal still does not know after the attempt was never intended.
@@ -239,6 +251,9 @@ class _Run:
 
     async def _owner(self, trade: VenueTrade, owners: dict[str, str]) -> str | None:
         """The client order id of `trade`'s order, asking the venue about orders not yet seen."""
+        known = self.journal.client_order_id_of(trade.venue_order_id)
+        if known is not None:
+            return known
         if trade.venue_order_id not in owners:
             order = await self.venue.fetch_order(trade.symbol, venue_order_id=trade.venue_order_id)
             if order is None or order.client_order_id is None:

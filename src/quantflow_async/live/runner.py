@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ import anyio
 
 from quantflow_async.backtest.broker import Broker, Execution
 from quantflow_async.backtest.strategy import Clock, Strategy
-from quantflow_async.errors import InvalidValue
+from quantflow_async.errors import InvalidValue, VenueUnavailable
 from quantflow_async.live.bar_feed import BarFeed, BarsSoFar
 from quantflow_async.live.order_flow import cancel_open_orders, send_order, sync_fills
 from quantflow_async.live.reconcile import ReconcileReport
@@ -79,9 +79,7 @@ class LiveRunReport:
     orders_sent: int = 0
     orders_rejected: int = 0
     orders_cancelled_on_exit: int = 0
-    late_decisions: int = 0
     stopped_by: str = "stop"
-    notes: list[str] = field(default_factory=list)
 
 
 async def run_live(
@@ -106,11 +104,13 @@ async def run_live(
             await session.trade(stop)
         finally:
             with anyio.CancelScope(shield=True):
-                if options.cancel_on_exit:
-                    report.orders_cancelled_on_exit = await cancel_open_orders(
-                        journal, venue, options.symbol
-                    )
-                await journal.flush()
+                try:
+                    if options.cancel_on_exit:
+                        report.orders_cancelled_on_exit = await cancel_open_orders(
+                            journal, venue, options.symbol
+                        )
+                finally:
+                    await journal.flush()
     return report
 
 
@@ -134,11 +134,12 @@ class _Session:
         self.feed = BarFeed(venue, options.symbol, options.timeframe)
         self.broker: Broker | None = None
         self.first_decision: int | None = None
+        self.reconcile_due = False
 
     async def trade(self, stop: anyio.Event) -> None:
         last_new_bar = time.monotonic()
         while not stop.is_set():
-            so_far = await self.feed.poll()
+            so_far = await self._poll(stop)
             now = time.monotonic()
             if so_far is None:
                 if (
@@ -156,7 +157,17 @@ class _Session:
                 # or by nobody: the first decision is on the next bar that closes.
                 self.first_decision = so_far.closed
                 continue
-            await self._decide(so_far)
+            try:
+                if self.reconcile_due:
+                    await self._reconcile()
+                await self._decide(so_far)
+            except VenueUnavailable as exc:
+                # An order may be left submitted: what reached the venue is found out by the
+                # reconciliation before the next decision; the mirror is rebuilt from the venue.
+                log.warning("%s; reconciling before the next decision", exc)
+                self.reconcile_due = True
+                self.broker = None
+                continue
             if (
                 self.options.max_bars is not None
                 and self.report.bars_decided >= self.options.max_bars
@@ -164,6 +175,32 @@ class _Session:
                 self.report.stopped_by = "max_bars"
                 return
         self.report.stopped_by = "stop"
+
+    async def _poll(self, stop: anyio.Event) -> BarsSoFar | None:
+        """New bars, or None; a stop cuts the poll short, and an unreachable venue is waited
+        for (a decision on a bar that closed meanwhile is not taken late)."""
+        async with anyio.create_task_group() as group:
+
+            async def cut_short() -> None:
+                await stop.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(cut_short)
+            try:
+                return await self.feed.poll()
+            except VenueUnavailable as exc:
+                log.warning("%s; waiting for it", exc)
+                self.reconcile_due = True
+                return None
+            finally:
+                group.cancel_scope.cancel()
+        return None  # cut short by the stop
+
+    async def _reconcile(self) -> None:
+        report = await self.journal.reconcile(self.venue, symbols=(self.options.symbol,))
+        for line in report.summary():
+            log.info("reconciled after the venue came back: %s", line)
+        self.reconcile_due = False
 
     async def _decide(self, so_far: BarsSoFar) -> None:
         """Run `next` on the bar that just closed; send what the broker fills at the new open."""
