@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote
 
-from sqlalchemy.engine import URL, make_url
-
 from quantflow_async.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dev.sqlite3"
 DATABASE_URL_ENV = "QUANTFLOW_DATABASE_URL"
@@ -193,7 +194,7 @@ class Settings:
 
     @property
     def is_sqlite(self) -> bool:
-        return make_url(self.database_url).get_backend_name() == "sqlite"
+        return _parsed(self.database_url).get_backend_name() == "sqlite"
 
 
 def check_database_url(database_url: object) -> URL:
@@ -203,7 +204,7 @@ def check_database_url(database_url: object) -> URL:
         raise InvalidValue("database_url", f"expected a str, got {kind}")
     example = f"write e.g. {DEFAULT_DATABASE_URL} or postgresql+asyncpg://user@host/dbname"
     try:
-        url = make_url(database_url)
+        url = _parsed(database_url)
     except Exception:  # SQLAlchemy raises ArgumentError or ValueError; the message is ours
         shown = _unparseable_preview(database_url)
         raise InvalidValue("database_url", f"is not a valid URL: {shown}; {example}") from None
@@ -229,13 +230,21 @@ def check_database_url(database_url: object) -> URL:
 def redact_url(url: str | URL) -> str:
     """The URL with any password (in the user part or the query) masked, safe to log or print."""
     try:
-        parsed = make_url(url)
+        parsed = _parsed(url)
     except Exception:
         return "<unparseable database URL>"
     secret_keys = [key for key in parsed.query if _is_secret(key)]
     if secret_keys:
         parsed = parsed.update_query_dict(dict.fromkeys(secret_keys, _MASK))
     return parsed.render_as_string(hide_password=True).replace(quote(_MASK), _MASK)
+
+
+def _parsed(url: str | URL) -> URL:
+    # SQLAlchemy's engine package takes a tenth of a second or more to import: it loads with the
+    # first URL parsed, so importing the configuration (as every command's help does) stays cheap.
+    from sqlalchemy.engine import make_url
+
+    return make_url(url)
 
 
 def _unparseable_preview(text: str) -> str:

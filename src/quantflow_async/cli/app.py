@@ -2,27 +2,76 @@
 
 Options common to every command (`--database-url`, `-v`) are accepted before or after the
 command's name. A command module registers its verbs with `add_command`; a group of verbs
-(`quantflow backtest run ...`) is a command whose parser gets subcommands of its own.
+(`quantflow backtest run ...`) is a command whose parser gets subcommands of its own. Only the
+modules of the commands a command line names are imported (`COMMANDS`), so `quantflow --help`
+loads none of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import functools
+import importlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import replace
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
 from quantflow_async import __version__
-from quantflow_async.config import DATABASE_URL_ENV, DEFAULT_DATABASE_URL, Settings
 from quantflow_async.errors import QuantFlowError
 
+if TYPE_CHECKING:
+    from quantflow_async.config import Settings
+
+    DatabaseCommand = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
+
 Handler = Callable[[argparse.Namespace], None]
-DatabaseCommand = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
+
+# `quantflow_async.config`'s, repeated for the help of --database-url: importing config costs
+# `quantflow --help` more than all the rest of its work (a test checks the two agree).
+DATABASE_URL_ENV: Final = "QUANTFLOW_DATABASE_URL"
+DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///./dev.sqlite3"
+
+
+class Command(NamedTuple):
+    module: str
+    """The module of `quantflow_async.cli` whose `register` adds the command."""
+    summary: str
+    """Its line in `quantflow --help`, which its own help starts with."""
+
+
+COMMANDS: Final = {
+    "migrate": Command(
+        "store_commands",
+        "create or upgrade the schema (Alembic head); creates a SQLite file if needed",
+    ),
+    "count-trades": Command("store_commands", "print how many trades are stored"),
+    "strategies": Command("strategies", "list, show and create strategies"),
+    "backtests": Command("backtests", "list and show stored backtests"),
+    "backtest": Command("backtest", "run a backtest and store it"),
+    "sweep": Command(
+        "sweep",
+        "run a strategy over a grid of parameters and one or more bars files in worker "
+        "processes, store every backtest, and show the best configs "
+        "(on a database `quantflow migrate` made)",
+    ),
+    "trades": Command("trades", "list stored trades or export them"),
+    "orders": Command("orders", "list and show the orders the journal holds"),
+    "positions": Command(
+        "orders",
+        "net positions per strategy, venue and symbol, then the latest balance of each asset "
+        "per venue (--venue narrows both; balances belong to a venue, not a strategy)",
+    ),
+    "report": Command(
+        "report",
+        "draw a backtest's equity curve, drawdowns shaded and trades marked (analysis extra)",
+    ),
+    "bars": Command("bars", "make bars to try things on"),
+    "venue": Command("venue", "run a trading venue"),
+    "live": Command("live", "trade a strategy live through the order journal"),
+}
+"""The commands of `quantflow`, in the order its help lists them (a module's side by side)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +83,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{see}`)\n")
 
 
+@functools.cache  # one parent for every command: making a parser is most of `--help`'s work
 def _common_options(*, in_command: bool) -> Parser:
     """--database-url and -v; a command's copy leaves them unset unless given after it."""
     options = Parser(add_help=False)
@@ -72,6 +122,11 @@ def on_database(command: DatabaseCommand, *, creates_database: bool) -> Handler:
     """
 
     def handle(args: argparse.Namespace) -> None:
+        import asyncio
+        from dataclasses import replace
+
+        from quantflow_async.config import Settings
+
         settings = Settings.from_env(database_url=args.database_url)
         if not creates_database:
             settings = replace(settings, create_sqlite_file=False)
@@ -80,48 +135,52 @@ def on_database(command: DatabaseCommand, *, creates_database: bool) -> Handler:
     return handle
 
 
-def build_parser() -> Parser:
-    from quantflow_async.cli import (
-        backtest,
-        backtests,
-        bars,
-        live,
-        orders,
-        report,
-        store_commands,
-        strategies,
-        sweep,
-        trades,
-        venue,
-    )
+class _Quantflow(Parser):
+    """The parser of `quantflow` itself: it adds its commands when it is given a command line.
 
-    parser = Parser(
+    The commands that line names are added in full; every other one only by name and summary,
+    without importing its module (each module brings the imports its commands run on).
+    """
+
+    commands_added = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if not self.commands_added:
+            self.commands_added = True
+            _add_commands(self, sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+
+def build_parser() -> Parser:
+    """The parser of `quantflow`; its commands are added by its first parse (or `_add_commands`)."""
+    parser = _Quantflow(
         prog="quantflow",
         description="QuantFlow's trade store: migrations and queries.",
         parents=[_common_options(in_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def _add_commands(parser: Parser, named: Sequence[str]) -> None:
+    """`help` and `COMMANDS`; the modules of those in `named` register theirs in full."""
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
     helper = add_command(commands, "help", "show the help of quantflow or of one command", None)
     helper.add_argument("topic", nargs="*", metavar="COMMAND", help="e.g. migrate")
     helper.set_defaults(handler=lambda args: _show_help(parser, args.topic))
-    store_commands.register(commands)
-    for group in (
-        strategies,
-        backtests,
-        backtest,
-        sweep,
-        trades,
-        orders,
-        report,
-        bars,
-        venue,
-        live,
-    ):
-        group.register(commands)
-    return parser
+    wanted = {COMMANDS[word].module for word in named if word in COMMANDS}
+    registered: set[str] = set()
+    for name, command in COMMANDS.items():
+        if command.module not in wanted:
+            # listed only: a line that runs this command names it, so it would be added in full
+            commands.add_parser(name, help=command.summary, add_help=False)
+        elif command.module not in registered:
+            importlib.import_module(f"quantflow_async.cli.{command.module}").register(commands)
+            registered.add(command.module)
 
 
 def _show_help(parser: Parser, topic: Sequence[str]) -> None:
@@ -132,6 +191,8 @@ def _show_help(parser: Parser, topic: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `quantflow` with `argv` (default: sys.argv[1:]); return the exit status."""
     args = build_parser().parse_args(argv)
+    import logging  # only here: `--help` and a usage mistake have exited by now
+
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

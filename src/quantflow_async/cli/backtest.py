@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.backtest import STRATEGIES, RunSpec, read_bars, run_stored_backtest
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import json_object, plain, print_fields, reading
 from quantflow_async.config import Settings
-from quantflow_async.database import Database
 from quantflow_async.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from quantflow_async.database import Database
+
+STRATEGY_NAMES: Final = ("bollinger", "sma_cross")
+"""The names of `quantflow_async.backtest.STRATEGIES`, for the help texts: importing that
+package loads numpy and the database, which `--help` must not (a test checks the two agree)."""
 
 SUMMARY: Final = (
     "trades",
@@ -29,6 +34,9 @@ SUMMARY: Final = (
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.backtest import RunSpec, read_bars, run_stored_backtest
+    from quantflow_async.database import Database
+
     # Every mistake in the input is found before the database is opened.
     bars = read_bars(args.data)
     symbol = args.symbol or Path(args.data).stem.upper()
@@ -74,7 +82,7 @@ async def stored_strategy_id(db: Database, name: str) -> int:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "backtest", "run a backtest and store it", None)
+    group = add_command(commands, "backtest", COMMANDS["backtest"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     command = add_command(
         verbs,
@@ -83,7 +91,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "(on a database `quantflow migrate` made)",
         reading(run),
     )
-    command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGIES)}")
+    command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGY_NAMES)}")
     command.add_argument(
         "--data", required=True, metavar="FILE", help="OHLCV bars: CSV, or Parquet with pyarrow"
     )

@@ -6,10 +6,9 @@ import argparse
 from dataclasses import astuple
 from typing import Any
 
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import print_fields, print_json, print_table, reading
 from quantflow_async.config import Settings
-from quantflow_async.database import Database
 from quantflow_async.records import BACKTEST_STATUSES, Backtest
 
 # The metrics the runner stores that a listing shows; `show` prints every one.
@@ -18,6 +17,8 @@ LISTED_HEADERS = ("return %", "max drawdown %", "Sharpe", "trades")
 
 
 async def list_backtests(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         if args.strategy is not None:
             await db.strategies.get(args.strategy)  # an unknown id is a mistake, not "none"
@@ -35,6 +36,8 @@ async def list_backtests(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def show_backtest(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         backtest = await db.backtests.get(args.id)
         per_symbol = await db.trades.summary(backtest_id=backtest.id)
@@ -91,7 +94,7 @@ def _metrics(backtest: Backtest) -> list[Any]:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "backtests", "list and show stored backtests", None)
+    group = add_command(commands, "backtests", COMMANDS["backtests"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
 
     listing = add_command(verbs, "list", "list backtests, oldest first", reading(list_backtests))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.errors import InvalidValue
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -24,6 +23,8 @@ def interval(text: str) -> timedelta:
 
 
 def synth(args: argparse.Namespace) -> None:
+    import tempfile
+
     from quantflow_async.backtest.bars import synthetic_bars
 
     if not 1 <= args.count <= 10_000_000:
@@ -54,7 +55,7 @@ def synth(args: argparse.Namespace) -> None:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "bars", "make bars to try things on", None)
+    group = add_command(commands, "bars", COMMANDS["bars"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     command = add_command(
         verbs, "synth", "write a seeded random walk of OHLCV bars as CSV (prices in cents)", synth

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -12,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from quantflow_async.cli.app import Parser, add_command, on_database
+from quantflow_async.cli.app import COMMANDS, Parser, add_command, on_database
 from quantflow_async.cli.output import json_object, plain
 from quantflow_async.config import Settings
 
@@ -94,6 +93,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
 def _stopping_on_signals(stop: anyio.Event) -> Iterator[None]:
     """Ctrl-C and SIGTERM set `stop`: the runner finishes its step, flushes and exits 0. A
     second one interrupts at once (what was journaled stays journaled)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
@@ -128,7 +129,7 @@ def _credentials(args: argparse.Namespace) -> VenueCredentials:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "live", "trade a strategy live through the order journal", None)
+    group = add_command(commands, "live", COMMANDS["live"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     command = add_command(
         verbs,

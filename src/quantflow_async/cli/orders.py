@@ -9,7 +9,7 @@ from dataclasses import fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import (
     is_terminal,
     print_fields,
@@ -229,7 +229,7 @@ def _owner_options(parser: Parser) -> None:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "orders", "list and show the orders the journal holds", None)
+    group = add_command(commands, "orders", COMMANDS["orders"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
 
     listing = add_command(
@@ -265,8 +265,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     positions = add_command(
         commands,
         "positions",
-        "net positions per strategy, venue and symbol, then the latest balance of each asset "
-        "per venue (--venue narrows both; balances belong to a venue, not a strategy)",
+        COMMANDS["positions"].summary,
         reading(show_positions),
     )
     _owner_options(positions)

@@ -14,10 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from quantflow_async.analysis import MissingExtra
 from quantflow_async.cli.app import Handler, on_database
 from quantflow_async.config import Settings
 from quantflow_async.errors import QuantFlowError
+from quantflow_async.extras import MissingExtra
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from quantflow_async.analysis import image_format, write_report
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import reading
 from quantflow_async.config import Settings
-from quantflow_async.database import Database
 
 
 async def report(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.analysis import image_format, write_report
+    from quantflow_async.database import Database
+
     image_format(args.output)  # a wrong file name is said before the database is read
     async with Database(settings=settings) as db:
         shown = await write_report(db, args.backtest_id, args.output)
@@ -27,7 +28,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command = add_command(
         commands,
         "report",
-        "draw a backtest's equity curve, drawdowns shaded and trades marked (analysis extra)",
+        COMMANDS["report"].summary,
         reading(report),
     )
     command.add_argument("backtest_id", type=int, metavar="BACKTEST_ID", help="the backtest")

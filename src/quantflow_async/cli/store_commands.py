@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from quantflow_async.cli.app import Parser, add_command, on_database
+from quantflow_async.cli.app import COMMANDS, Parser, add_command, on_database
 from quantflow_async.config import Settings, redact_url
-from quantflow_async.database import Database
 
 
 async def migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         await db.migrate()
     print(f"migrated {redact_url(settings.database_url)} to the newest schema")
 
 
 async def count_trades(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         count = await db.trades.count(backtest_id=args.backtest_id, symbol=args.symbol)
     print(count)
@@ -25,13 +28,13 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     add_command(
         commands,
         "migrate",
-        "create or upgrade the schema (Alembic head); creates a SQLite file if needed",
+        COMMANDS["migrate"].summary,
         on_database(migrate, creates_database=True),
     )
     count = add_command(
         commands,
         "count-trades",
-        "print how many trades are stored",
+        COMMANDS["count-trades"].summary,
         on_database(count_trades, creates_database=False),
     )
     count.add_argument("--backtest-id", type=int, help="only this backtest's trades")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import (
     json_object,
     print_fields,
@@ -13,11 +13,12 @@ from quantflow_async.cli.output import (
     reading,
 )
 from quantflow_async.config import Settings
-from quantflow_async.database import Database
 from quantflow_async.records import STRATEGY_STATUSES, Strategy
 
 
 async def list_strategies(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         found = await db.strategies.list(status=args.status)
     if args.json:
@@ -32,6 +33,8 @@ async def list_strategies(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def show_strategy(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         strategy = await db.strategies.get(args.id)
         backtests = await db.backtests.list(strategy_id=strategy.id)
@@ -45,6 +48,8 @@ async def show_strategy(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def create_strategy(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         strategy = await db.strategies.create(
             name=args.name, config=args.config, description=args.description, status=args.status
@@ -69,7 +74,7 @@ def _fields(strategy: Strategy) -> dict[str, object]:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "strategies", "list, show and create strategies", None)
+    group = add_command(commands, "strategies", COMMANDS["strategies"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
 
     listing = add_command(

@@ -15,21 +15,10 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.analysis import INSTALL_HINT, image_format, write_report
-from quantflow_async.backtest import (
-    STRATEGIES,
-    Bars,
-    RunSpec,
-    SweepProgress,
-    SweepResult,
-    expand_grid,
-    read_bars,
-    run_sweep,
-)
-from quantflow_async.cli.app import Parser, add_command
-from quantflow_async.cli.backtest import stored_strategy_id
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
+from quantflow_async.cli.backtest import STRATEGY_NAMES, stored_strategy_id
 from quantflow_async.cli.output import (
     CommandError,
     is_terminal,
@@ -39,8 +28,10 @@ from quantflow_async.cli.output import (
     reading,
 )
 from quantflow_async.config import Settings
-from quantflow_async.database import Database
-from quantflow_async.records import Backtest
+
+if TYPE_CHECKING:
+    from quantflow_async.backtest import Bars, SweepProgress, SweepResult
+    from quantflow_async.records import Backtest
 
 RANKINGS: Final = {"return": "return_pct", "sharpe": "sharpe"}
 """`--by` and the metric it ranks by, highest first."""
@@ -49,6 +40,10 @@ SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "tra
 
 
 async def sweep(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.analysis import write_report
+    from quantflow_async.backtest import RunSpec, expand_grid, run_sweep
+    from quantflow_async.database import Database
+
     # Every mistake in the input is found before the database is opened.
     grid = _grid(args.grid)
     configs = expand_grid(grid)
@@ -104,6 +99,8 @@ def _grid(document: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 
 def _check_report(path: Path) -> None:
+    from quantflow_async.analysis import INSTALL_HINT, image_format
+
     image_format(path)
     if not path.parent.is_dir():
         raise CommandError(f"cannot write {path}: the folder {path.parent} does not exist")
@@ -113,6 +110,8 @@ def _check_report(path: Path) -> None:
 
 def _datasets(files: Sequence[str]) -> dict[str, Bars]:
     """Each file's bars under its symbol: the file's name, upper case (goog.csv is GOOG)."""
+    from quantflow_async.backtest import read_bars
+
     datasets: dict[str, Bars] = {}
     for file in files:
         symbol = Path(file).stem.upper()
@@ -236,12 +235,10 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command = add_command(
         commands,
         "sweep",
-        "run a strategy over a grid of parameters and one or more bars files in worker "
-        "processes, store every backtest, and show the best configs "
-        "(on a database `quantflow migrate` made)",
+        COMMANDS["sweep"].summary,
         reading(sweep),
     )
-    command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGIES)}")
+    command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGY_NAMES)}")
     command.add_argument(
         "--data",
         action="append",

@@ -8,10 +8,9 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, Final, TypedDict
 
-from quantflow_async.analysis import FORMATS, export_trades, format_of
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import (
     instant,
     is_terminal,
@@ -21,9 +20,15 @@ from quantflow_async.cli.output import (
     reading,
 )
 from quantflow_async.config import Settings
-from quantflow_async.database import Database
 from quantflow_async.errors import InvalidValue
-from quantflow_async.store.repositories.trades import MAX_PAGE
+
+if TYPE_CHECKING:
+    from quantflow_async.database import Database
+
+# The library's values, repeated for the help texts: importing `quantflow_async.analysis` or the
+# trade repository loads numpy and SQLAlchemy, which `--help` must not (a test checks they agree).
+FORMATS: Final = ("csv", "parquet")
+MAX_PAGE: Final = 100_000
 
 LISTED = ("id", "executed_at", "symbol", "side", "quantity", "price", "fee", "pnl", "backtest_id")
 
@@ -55,6 +60,8 @@ async def _check_owners(db: Database, args: argparse.Namespace) -> None:
 
 
 async def list_trades(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+
     async with Database(settings=settings) as db:
         await _check_owners(db, args)
         page = await db.trades.list(**_filters(args), after_id=args.after_id, limit=args.limit)
@@ -72,6 +79,9 @@ async def list_trades(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def export(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.analysis import export_trades, format_of
+    from quantflow_async.database import Database
+
     output: Path = args.output
     chosen = args.format or format_of(output)
     if chosen is None:
@@ -104,7 +114,7 @@ def _filter_options(parser: Parser) -> None:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "trades", "list stored trades or export them", None)
+    group = add_command(commands, "trades", COMMANDS["trades"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
 
     listing = add_command(

@@ -6,11 +6,10 @@ Every mistake (a missing file, bad bars, a bad option) is found before anything 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 from typing import TYPE_CHECKING
 
-from quantflow_async.cli.app import Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.errors import InvalidValue
 
 if TYPE_CHECKING:
@@ -19,6 +18,8 @@ if TYPE_CHECKING:
 
 def serve(args: argparse.Namespace) -> None:
     # the paper exchange (and aiohttp with it) loads only when this command runs
+    import asyncio
+
     from quantflow_async.extras import require_extra
     from quantflow_async.live.paper.config import PaperExchangeConfig
     from quantflow_async.live.paper.server import PaperExchangeServer
@@ -45,6 +46,8 @@ def serve(args: argparse.Namespace) -> None:
 
 
 async def _run(server: PaperExchangeServer) -> None:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -73,7 +76,7 @@ def _port(text: str) -> int:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "venue", "run a trading venue", None)
+    group = add_command(commands, "venue", COMMANDS["venue"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
     command = add_command(
         verbs,
