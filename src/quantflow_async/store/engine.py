@@ -3,12 +3,15 @@
 Every SQLite connection gets WAL, the chosen `synchronous` level, enforced foreign keys and a
 busy timeout. SQLAlchemy, not sqlite3, emits BEGIN, so that write transactions can take the
 write lock up front (BEGIN IMMEDIATE) and never fail half-way with "database is locked".
+The file is created (owner-only) when the engine is made; every connection opens it read-write
+(`mode=rw`), so a file removed later is an error and never made again by a reader.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -134,6 +137,17 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     )
     pragmas = sqlite_pragmas(settings)
 
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _on_do_connect(
+        dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        # The file exists by now (made or required above). sqlite3 would create a missing one,
+        # so a removed file is reported before a connection is tried, and opened read-write,
+        # never in create mode, so a removal in between is an error, not a new empty file.
+        pinned.check()
+        cargs[0] = _never_creating(cargs[0], uri=bool(cparams.get("uri")))
+        cparams["uri"] = True
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         pinned.check()
@@ -154,6 +168,18 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     _PINNED[engine.sync_engine] = pinned
     log.info("opened %s (synchronous=%s)", redact_url(settings.database_url), settings.synchronous)
     return engine
+
+
+def _never_creating(database: str, *, uri: bool) -> str:
+    """The SQLite URI that opens `database` (a path, or a `file:` URI when `uri`) without ever
+    creating it: `mode=rw`, or `mode=ro` when the URI asks for that."""
+    if not uri:
+        return f"file:{urllib.parse.quote(database)}?mode=rw"
+    location, _, query = database.partition("?")
+    options = [option for option in query.split("&") if option]
+    mode = "mode=ro" if "mode=ro" in options else "mode=rw"
+    kept = [option for option in options if not option.startswith("mode=")]
+    return f"{location}?{'&'.join([*kept, mode])}"
 
 
 def sqlite_pragmas(settings: Settings) -> tuple[str, ...]:
