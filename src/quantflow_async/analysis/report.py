@@ -126,7 +126,8 @@ def draw_report(report: Report, path: str | Path, *, format: str | None = None) 
     )
     _draw_curve(curve_axes, report)
     _draw_drawdown(drawdown_axes, report)
-    figure.suptitle(_title(report.backtest), x=0.01, ha="left", fontsize=13)
+    # parse_math=False: a name is words, and a `$` in it is a dollar sign, not a formula.
+    figure.suptitle(_title(report.backtest), x=0.01, ha="left", fontsize=13, parse_math=False)
     with replacing(target) as temporary:
         figure.savefig(temporary, format=chosen)
 
