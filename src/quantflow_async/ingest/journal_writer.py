@@ -18,16 +18,20 @@ from collections import deque
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import WriterDefaults
 from quantflow_async.errors import StorageError, StorageUnavailable
 from quantflow_async.ingest.retry import Backoff
+from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.store.engine import write_transaction
-from quantflow_async.store.order_journal import JournalEntry, JournalRows, JournalStatements
+from quantflow_async.store.order_journal import JournalEntry, JournalRows, statements_for
 
 log = logging.getLogger(__name__)
+
+_LOOK_EVERY = 16  # calls to room() between two looks at the clock
 
 
 class WriterState(enum.Enum):
@@ -74,7 +78,7 @@ class JournalWriter:
     def __init__(self, engine: AsyncEngine, options: WriterDefaults) -> None:
         self._engine = engine
         self._options = options
-        self._statements = JournalStatements(engine.dialect.name)
+        self._statements = statements_for(engine.dialect.name)
         self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
         self._first_arrival: float | None = None
         self._wakeup = anyio.Event()
@@ -88,6 +92,8 @@ class JournalWriter:
         self.state = WriterState.NEW
         self.events_written = 0
         self.batches = 0
+        self._since_look = 0
+        self._last_turn = 0.0
 
     def start(self) -> None:
         if self.state is not WriterState.NEW:
@@ -107,7 +113,17 @@ class JournalWriter:
             )
 
     async def room(self) -> None:
-        """Wait while the queue is full; then `put` can go without waiting."""
+        """Wait while the queue is full; then `put` can go without waiting.
+
+        A producer that never finds the queue full still gives the event loop a turn about
+        once a millisecond, as the TradeWriter's do, so batches commit while it records.
+        """
+        self._since_look += 1
+        if self._since_look >= _LOOK_EVERY:
+            self._since_look = 0
+            if anyio.current_time() - self._last_turn >= YIELD_EVERY_SECONDS:
+                await anyio.lowlevel.checkpoint()
+                self._last_turn = anyio.current_time()
         while len(self._queue) >= self._options.max_queue:
             self.check()
             if self._space.is_set():

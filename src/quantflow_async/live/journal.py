@@ -15,11 +15,11 @@ import logging
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -47,6 +47,7 @@ from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
 from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction
 from quantflow_async.store.order_journal import (
+    DriverForm,
     JournalEntry,
     insert_intended,
     load_journal,
@@ -77,7 +78,7 @@ class OrderJournal:
         self.venue = to_label(venue, "venue", 64)
         self._engine = engine
         self._writer = JournalWriter(engine, options)
-        self._rows = EventRows(self.strategy_id, self.venue)
+        self._rows = EventRows(self.strategy_id, self.venue, DriverForm(engine.dialect.name))
         self._known = KnownOrders(engine, self.strategy_id, self.venue)
         self._positions: dict[str, Position] = {}
         self._cursors: dict[str, str] = {}
@@ -121,7 +122,11 @@ class OrderJournal:
     async def aclose(self) -> None:
         """Commit every accepted event, then stop. Idempotent; drains even when cancelled."""
         self.state = JournalState.CLOSED
-        await self._writer.aclose()
+        try:
+            await self._writer.aclose()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._known.aclose()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if getattr(self, "state", None) is JournalState.OPEN:
@@ -335,7 +340,7 @@ class OrderJournal:
         )  # fmt: skip
         entry = JournalEntry(
             event=event,
-            order=order_change(moved),
+            order=order_change(moved, self._rows.form),
             trade=self._rows.trade(moved, trade, realized, state.status),
             position=self._rows.position(position),
         )
@@ -400,7 +405,7 @@ class OrderJournal:
             status_after=state.status, reason=reason, occurred_at=occurred_at,
             details=None if change.status is None else {"status": change.status},
         )  # fmt: skip
-        entry = JournalEntry(event=event, order=order_change(moved))
+        entry = JournalEntry(event=event, order=order_change(moved, self._rows.form))
         await self._settle(self._writer.put(entry), wait)
 
     async def _venue_id_owner(self, tracked: Tracked, change: Change) -> str | None:
@@ -416,14 +421,13 @@ class OrderJournal:
             )
 
     def _move(self, tracked: Tracked, state: OrderState, now: datetime) -> Order:
-        moved = replace(
-            tracked.order,
-            status=state.status,
-            filled_quantity=state.filled_quantity,
-            average_price=state.average_price,
-            venue_order_id=state.venue_order_id,
-            updated_at=now,
-        )
+        o = tracked.order
+        moved = Order(
+            o.id, o.strategy_id, o.backtest_id, o.venue, o.client_order_id,
+            state.venue_order_id, o.symbol, o.side, o.type, o.quantity, o.limit_price,
+            o.stop_price, o.time_in_force, state.status, state.filled_quantity,
+            state.average_price, o.metadata, o.created_at, now,
+        )  # fmt: skip
         tracked.order, tracked.state = moved, state
         self._known.remember(tracked)
         return moved
@@ -434,7 +438,10 @@ class OrderJournal:
 
     async def _find(self, client_order_id: str, change: Change) -> Tracked:
         """The order from memory, else from the database; unknown orders are refused."""
-        found = await self._known.find(check_client_order_id(client_order_id))
+        # An id in memory was checked when it came; only a new one is checked here.
+        found = self._known.get(client_order_id) if isinstance(client_order_id, str) else None
+        if found is None:
+            found = await self._known.find(check_client_order_id(client_order_id))
         if found is not None:
             return found
         reason = (

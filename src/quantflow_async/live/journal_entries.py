@@ -1,30 +1,43 @@
 """The rows an accepted or refused order event writes, made once when the event is recorded.
 
-The journal's batch statements take these dictionaries as they are (store/order_journal.py);
-every event row has every column, so a batch is one executemany.
+Each row is a tuple of driver values (store/order_journal.py's *_COLUMNS, DriverForm), taken
+by the batch's statements as it is: every event row has every column, so a batch is one
+executemany per table and no value is converted again on the way.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from quantflow_async.errors import InvalidValue
 from quantflow_async.live.orders import Change, Order, OrderRequest, Position
 from quantflow_async.live.venue import AssetBalance, VenueTrade
-from quantflow_async.validation import to_decimal, to_label, to_utc
+from quantflow_async.store.order_journal import DriverForm, DriverRow, json_text
+from quantflow_async.validation import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    to_decimal,
+    to_label,
+    to_utc,
+)
 
 
 class EventRows:
-    """Row makers for one journal's (strategy, venue)."""
+    """Row makers for one journal's (strategy, venue), in its backend's driver form."""
 
-    def __init__(self, strategy_id: int, venue: str) -> None:
+    def __init__(self, strategy_id: int, venue: str, form: DriverForm) -> None:
         self.strategy_id = strategy_id
         self.venue = venue
+        self.form = form
+        # A key of our own for events without a venue id: unique per journal by the prefix,
+        # within it by the counter (a uuid per event cost more than the rest of its key).
+        self._local_prefix = f"{venue}:local:{uuid.uuid4().hex}-"
+        self._local_count = itertools.count(1)
 
     def event(
         self,
@@ -41,34 +54,43 @@ class EventRows:
         reason: str | None = None,
         details: Mapping[str, Any] | None = None,
         occurred_at: datetime | None = None,
-    ) -> dict[str, Any]:
-        local = venue_event_id is None
-        key = (
-            f"{self.venue}:local:{uuid.uuid4().hex}" if local else f"{self.venue}:{venue_event_id}"
+    ) -> DriverRow:
+        """An order_events row (EVENT_COLUMNS)."""
+        form = self.form
+        decimal = form.decimal
+        if venue_event_id is None:
+            key = f"{self._local_prefix}{next(self._local_count)}"
+        else:
+            key = f"{self.venue}:{venue_event_id}"
+        return (
+            order_id,
+            self.strategy_id,
+            self.venue,
+            key,
+            kind,
+            venue_event_id,
+            status_after,
+            None if quantity is None else decimal(quantity),
+            None if price is None else decimal(price),
+            None if fee is None else decimal(fee),
+            fee_asset,
+            reason,
+            json_text(details),
+            None if occurred_at is None else form.instant(occurred_at),
+            form.instant(now),
         )
-        return {
-            "order_id": order_id,
-            "strategy_id": self.strategy_id,
-            "venue": self.venue,
-            "event_key": key,
-            "kind": kind,
-            "venue_event_id": venue_event_id,
-            "status_after": status_after,
-            "quantity": quantity,
-            "price": price,
-            "fee": fee,
-            "fee_asset": fee_asset,
-            "reason": reason,
-            "details": None if details is None else dict(details),
-            "occurred_at": occurred_at,
-            "recorded_at": now,
-        }
 
     def refused(
-        self, order: Order | None, change: Change, reason: str, now: datetime, **attempt: Any
-    ) -> dict[str, Any]:
+        self,
+        order: Order | None,
+        change: Change,
+        reason: str,
+        now: datetime,
+        client_order_id: str | None = None,
+    ) -> DriverRow:
         """A refused event: always a key of our own, so that a refused venue fact does not
-        take the key a later, acceptable delivery of it needs."""
+        take the key a later, acceptable delivery of it needs. `client_order_id` names an
+        order the journal does not know."""
         details = {
             "attempted": change.kind,
             **{
@@ -79,7 +101,7 @@ class EventRows:
                     ("price", change.price),
                     ("venue_order_id", change.venue_order_id),
                     ("venue_event_id", change.venue_event_id),
-                    *attempt.items(),
+                    ("client_order_id", client_order_id if order is None else None),
                 )
                 if value is not None
             },
@@ -96,6 +118,7 @@ class EventRows:
     def new_order(
         self, request: OrderRequest, client_order_id: str, now: datetime
     ) -> dict[str, Any]:
+        """The orders row of an intent, as the record's values (stored through SQLAlchemy)."""
         return {
             "strategy_id": self.strategy_id,
             "backtest_id": None,
@@ -117,62 +140,59 @@ class EventRows:
             "updated_at": now,
         }
 
-    def trade(
-        self, order: Order, trade: VenueTrade, realized: Decimal, status: str
-    ) -> dict[str, Any]:
-        return {
-            "strategy_id": self.strategy_id,
-            "backtest_id": None,
-            "symbol": order.symbol,
-            "side": order.side,
-            "type": order.type,
-            "quantity": trade.quantity,
-            "price": trade.price,
-            "fee": trade.fee,
-            "executed_at": trade.executed_at,
-            "status": "filled" if status == "filled" else "partially_filled",
-            "metadata": {
-                "client_order_id": order.client_order_id,
-                "venue_order_id": trade.venue_order_id,
-                "fee_asset": trade.fee_asset,
-            },
-            "pnl": realized,
-            "external_id": f"{self.venue}:{trade.trade_id}",
-            "order_id": order.id,
+    def trade(self, order: Order, trade: VenueTrade, realized: Decimal, status: str) -> DriverRow:
+        """A trades row (TRADE_COLUMNS)."""
+        form = self.form
+        decimal = form.decimal
+        metadata = {
+            "client_order_id": order.client_order_id,
+            "venue_order_id": trade.venue_order_id,
+            "fee_asset": trade.fee_asset,
         }
+        return (
+            self.strategy_id,
+            None,
+            order.symbol,
+            order.side,
+            order.type,
+            decimal(trade.quantity),
+            decimal(trade.price),
+            decimal(trade.fee),
+            form.instant(trade.executed_at),
+            "filled" if status == "filled" else "partially_filled",
+            json_text(metadata),
+            decimal(realized),
+            f"{self.venue}:{trade.trade_id}",
+            order.id,
+        )
 
-    def position(self, position: Position) -> dict[str, Any]:
-        return {
-            "strategy_id": position.strategy_id,
-            "venue": position.venue,
-            "symbol": position.symbol,
-            "quantity": position.quantity,
-            "average_price": position.average_price,
-            "realized_pnl": position.realized_pnl,
-            "fees": position.fees,
-            "updated_at": position.updated_at,
-        }
+    def position(self, position: Position) -> DriverRow:
+        """A positions row (POSITION_COLUMNS)."""
+        decimal = self.form.decimal
+        average = position.average_price
+        return (
+            position.strategy_id,
+            position.venue,
+            position.symbol,
+            decimal(position.quantity),
+            None if average is None else decimal(average),
+            decimal(position.realized_pnl),
+            decimal(position.fees),
+            self.form.instant(position.updated_at),
+        )
 
-    def cursor(self, stream: str, last_id: str, now: datetime) -> dict[str, Any]:
-        return {
-            "strategy_id": self.strategy_id,
-            "venue": self.venue,
-            "stream": stream,
-            "last_id": last_id,
-            "updated_at": now,
-        }
+    def cursor(self, stream: str, last_id: str, now: datetime) -> DriverRow:
+        """A journal_cursors row (CURSOR_COLUMNS)."""
+        return (self.strategy_id, self.venue, stream, last_id, self.form.instant(now))
 
     def balances(
         self, balances: Mapping[str, AssetBalance], taken_at: datetime
-    ) -> tuple[dict[str, Any], ...]:
+    ) -> tuple[DriverRow, ...]:
+        """balance_snapshots rows (BALANCE_COLUMNS), by asset."""
+        decimal = self.form.decimal
+        at = self.form.instant(taken_at)
         return tuple(
-            {
-                "venue": self.venue,
-                "asset": asset,
-                "free": balance.free,
-                "locked": balance.locked,
-                "taken_at": taken_at,
-            }
+            (self.venue, asset, decimal(balance.free), decimal(balance.locked), at)
             for asset, balance in sorted(balances.items())
         )
 
@@ -181,12 +201,20 @@ def checked_trade(trade: object) -> VenueTrade:
     """`trade` with every field checked as the journal stores it, or InvalidValue naming it."""
     if not isinstance(trade, VenueTrade):
         raise InvalidValue("trade", f"expected VenueTrade, got {type(trade).__name__}")
-    return replace(
-        trade,
-        trade_id=to_label(trade.trade_id, "trade.trade_id"),
-        venue_order_id=to_label(trade.venue_order_id, "trade.venue_order_id"),
-        quantity=to_decimal(trade.quantity, "trade.quantity"),
-        price=to_decimal(trade.price, "trade.price"),
-        fee=to_decimal(trade.fee, "trade.fee"),
-        executed_at=to_utc(trade.executed_at, "trade.executed_at"),
+    executed_at = trade.executed_at
+    if not isinstance(executed_at, datetime) or executed_at.tzinfo is not UTC:
+        # (the venue adapters give UTC instants: those are checked, not made again)
+        executed_at = to_utc(executed_at, "trade.executed_at")
+    elif not EARLIEST_INSTANT <= executed_at <= LATEST_INSTANT:
+        to_utc(executed_at, "trade.executed_at")  # raises, naming the bound
+    return VenueTrade(
+        to_label(trade.trade_id, "trade.trade_id"),
+        to_label(trade.venue_order_id, "trade.venue_order_id"),
+        trade.symbol,
+        trade.side,
+        to_decimal(trade.quantity, "trade.quantity"),
+        to_decimal(trade.price, "trade.price"),
+        to_decimal(trade.fee, "trade.fee"),
+        trade.fee_asset,
+        executed_at,
     )

@@ -10,7 +10,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.live.orders import WIDE, Order, OrderState
-from quantflow_async.store.order_journal import OrderMemory, load_order
+from quantflow_async.store.order_journal import OrderMemory, VenueIdHolders, load_order
 
 
 @dataclass(slots=True)
@@ -49,6 +49,7 @@ class KnownOrders:
         self._orders: dict[str, Tracked] = {}
         self._by_venue_id: dict[str, str] = {}
         self._loading = anyio.Lock()
+        self._holders = VenueIdHolders(engine)
 
     def get(self, client_order_id: str) -> Tracked | None:
         return self._orders.get(client_order_id)
@@ -98,8 +99,10 @@ class KnownOrders:
         owner = self._by_venue_id.get(venue_order_id)
         if owner is not None:
             return owner
-        memory = await load_order(self._engine, venue_order_id=(self._venue, venue_order_id))
-        return None if memory is None else memory.order.client_order_id
+        return await self._holders.holder(self._venue, venue_order_id)
+
+    async def aclose(self) -> None:
+        await self._holders.aclose()
 
     def _owns(self, order: Order) -> bool:
         return order.strategy_id == self._strategy_id and order.venue == self._venue

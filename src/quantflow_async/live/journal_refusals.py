@@ -42,9 +42,9 @@ class Refusals:
         """Queue the refused event; the queue has room (the caller made sure)."""
         self.count += 1
         log.warning("journal: %s", refused)
-        row = self._rows.refused(order, change, refused.reason, datetime.now(UTC))
-        if order is None:
-            row["details"]["client_order_id"] = refused.client_order_id
+        row = self._rows.refused(
+            order, change, refused.reason, datetime.now(UTC), refused.client_order_id
+        )
         self._writer.put(JournalEntry(event=row))
 
     async def store(

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Final, TypeAlias
 
@@ -260,14 +260,15 @@ def next_state(state: OrderState, change: Change) -> OrderState:
         return OrderEventRefused(state.client_order_id, change.kind, reason)
 
     venue_order_id = _venue_order_id(state, change, refuse)
-    if change.kind == "fill":
-        after = _filled(state, change, refuse)
-    else:
-        after = replace(state, status=_target(state, change, refuse))
     seen = state.seen
     if change.venue_event_id is not None:
         seen = seen | {change.venue_event_id}
-    return replace(after, venue_order_id=venue_order_id, seen=seen)
+    if change.kind == "fill":
+        return _filled(state, change, refuse, venue_order_id, seen)
+    return OrderState(
+        state.client_order_id, _target(state, change, refuse), state.quantity,
+        state.filled_quantity, state.notional, venue_order_id, seen,
+    )  # fmt: skip
 
 
 def _venue_order_id(state: OrderState, change: Change, refuse: _Refuse) -> str | None:
@@ -320,7 +321,13 @@ def _consistent(state: OrderState, target: OrderStatus, refuse: _Refuse) -> Orde
     return target
 
 
-def _filled(state: OrderState, change: Change, refuse: _Refuse) -> OrderState:
+def _filled(
+    state: OrderState,
+    change: Change,
+    refuse: _Refuse,
+    venue_order_id: str | None,
+    seen: frozenset[str],
+) -> OrderState:
     quantity, price = change.quantity, change.price
     if quantity is None or quantity <= 0:
         raise refuse(f"a fill's quantity must be > 0, got {quantity}")
@@ -331,9 +338,12 @@ def _filled(state: OrderState, change: Change, refuse: _Refuse) -> OrderState:
     filled = ARITHMETIC.add(state.filled_quantity, quantity)
     if filled > state.quantity:
         raise refuse(f"filled would be {filled}, more than the order's quantity {state.quantity}")
-    return replace(
-        state,
-        status="filled" if filled == state.quantity else "partially_filled",
-        filled_quantity=filled,
-        notional=WIDE.add(state.notional, WIDE.multiply(quantity, price)),
+    return OrderState(
+        state.client_order_id,
+        "filled" if filled == state.quantity else "partially_filled",
+        state.quantity,
+        filled,
+        WIDE.add(state.notional, WIDE.multiply(quantity, price)),
+        venue_order_id,
+        seen,
     )

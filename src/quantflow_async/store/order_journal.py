@@ -8,13 +8,17 @@ simply run again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from functools import cache
+from typing import Any, Final, NamedTuple, TypeAlias
 
-from sqlalchemy import Row, Select, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+import anyio
+from sqlalchemy import Row as SqlRow
+from sqlalchemy import Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from quantflow_async.order_records import (
@@ -25,18 +29,13 @@ from quantflow_async.order_records import (
     OrderEvent,
     Position,
 )
+from quantflow_async.records import TRADE_INSERT_COLUMNS
 from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction, write_transaction
-from quantflow_async.store.schema import (
-    balance_snapshots,
-    journal_cursors,
-    order_events,
-    positions,
-    trades,
-)
-from quantflow_async.store.schema import (
-    orders as orders_table,
-)
+from quantflow_async.store.schema import journal_cursors, order_events, positions
+from quantflow_async.store.schema import orders as orders_table
+from quantflow_async.store.trade_insert import driver_connection
+from quantflow_async.validation import decimal_text, epoch_micros
 
 ORDER_CHANGES: Final = (
     "status",
@@ -48,128 +47,194 @@ ORDER_CHANGES: Final = (
 """The columns of an order that its events change."""
 
 
-def order_record(row: Row[Any]) -> Order:
+def order_record(row: SqlRow[Any]) -> Order:
     return Order(**row._mapping)
 
 
-def event_record(row: Row[Any]) -> OrderEvent:
+def event_record(row: SqlRow[Any]) -> OrderEvent:
     return OrderEvent(**row._mapping)
 
 
-def position_record(row: Row[Any]) -> Position:
+def position_record(row: SqlRow[Any]) -> Position:
     values = dict(row._mapping)
     del values["id"]
     return Position(**values)
 
 
-def balance_record(row: Row[Any]) -> BalanceSnapshot:
+def balance_record(row: SqlRow[Any]) -> BalanceSnapshot:
     return BalanceSnapshot(**row._mapping)
+
+
+EVENT_COLUMNS: Final = (
+    "order_id", "strategy_id", "venue", "event_key", "kind", "venue_event_id", "status_after",
+    "quantity", "price", "fee", "fee_asset", "reason", "details", "occurred_at", "recorded_at",
+)  # fmt: skip
+TRADE_COLUMNS: Final = (*TRADE_INSERT_COLUMNS, "order_id")
+POSITION_COLUMNS: Final = (
+    "strategy_id", "venue", "symbol", "quantity", "average_price", "realized_pnl", "fees",
+    "updated_at",
+)  # fmt: skip
+CURSOR_COLUMNS: Final = ("strategy_id", "venue", "stream", "last_id", "updated_at")
+BALANCE_COLUMNS: Final = ("venue", "asset", "free", "locked", "taken_at")
+ORDER_UPDATE_COLUMNS: Final = (*ORDER_CHANGES, "id")
+"""The order of the values in each driver row of a batch (an order's row ends with its id)."""
+
+
+class DriverForm:
+    """How a backend's driver takes the journal's values: on SQLite decimals as the store's
+    text, instants as epoch microseconds; on asyncpg Decimal and datetime as they are. JSON
+    is text on both."""
+
+    __slots__ = ("decimal", "instant")
+
+    def __init__(self, dialect_name: str) -> None:
+        sqlite_form = dialect_name == "sqlite"
+        self.decimal: Callable[[Decimal], Any] = decimal_text if sqlite_form else _same
+        self.instant: Callable[[datetime], Any] = epoch_micros if sqlite_form else _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def json_text(document: Mapping[str, Any] | None) -> str | None:
+    """The journal's own JSON documents (ids, names, decimal text), as compact text."""
+    return None if document is None else _compact_json(document)
+
+
+_compact_json: Final = json.JSONEncoder(separators=(",", ":")).encode
+
+
+DriverRow: TypeAlias = tuple[Any, ...]
 
 
 @dataclass(slots=True)
 class JournalRows:
-    """What one batch writes. Orders, positions and cursors are keyed so that the latest
-    values win: a batch writes each row's state after its last event."""
+    """What one batch writes, as driver rows. Orders, positions and cursors are keyed so that
+    the latest values win: a batch writes each row's state after its last event."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
-    orders: dict[int, dict[str, Any]] = field(default_factory=dict)
-    trades: list[dict[str, Any]] = field(default_factory=list)
-    positions: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
-    cursors: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
-    balances: list[dict[str, Any]] = field(default_factory=list)
+    events: list[DriverRow] = field(default_factory=list)
+    orders: dict[Any, DriverRow] = field(default_factory=dict)
+    trades: list[DriverRow] = field(default_factory=list)
+    positions: dict[DriverRow, DriverRow] = field(default_factory=dict)
+    cursors: dict[DriverRow, DriverRow] = field(default_factory=dict)
+    balances: list[DriverRow] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One accepted fact and the rows it changes; any part may be absent."""
+class JournalEntry(NamedTuple):
+    """One accepted fact and the driver rows it changes (see the *_COLUMNS above); any part
+    may be absent."""
 
-    event: dict[str, Any] | None = None
-    order: dict[str, Any] | None = None
-    trade: dict[str, Any] | None = None
-    position: dict[str, Any] | None = None
-    cursor: dict[str, Any] | None = None
-    balances: tuple[dict[str, Any], ...] = ()
+    event: DriverRow | None = None
+    order: DriverRow | None = None
+    trade: DriverRow | None = None
+    position: DriverRow | None = None
+    cursor: DriverRow | None = None
+    balances: tuple[DriverRow, ...] = ()
 
     def add_to(self, rows: JournalRows) -> None:
-        if self.event is not None:
-            rows.events.append(self.event)
-        if self.order is not None:
-            rows.orders[self.order["order_pk"]] = self.order
-        if self.trade is not None:
-            rows.trades.append(self.trade)
-        if self.position is not None:
-            p = self.position
-            rows.positions[(p["strategy_id"], p["venue"], p["symbol"])] = p
-        if self.cursor is not None:
-            c = self.cursor
-            rows.cursors[(c["strategy_id"], c["venue"], c["stream"])] = c
-        rows.balances.extend(self.balances)
+        event, order, trade, position, cursor, balances = self
+        if event is not None:
+            rows.events.append(event)
+        if order is not None:
+            rows.orders[order[-1]] = order
+        if trade is not None:
+            rows.trades.append(trade)
+        if position is not None:
+            rows.positions[position[:3]] = position
+        if cursor is not None:
+            rows.cursors[cursor[:3]] = cursor
+        if balances:
+            rows.balances.extend(balances)
 
 
-def order_change(order: Order) -> dict[str, Any]:
-    """The parameters of the batch's order update that brings the row to `order`."""
-    return {"order_pk": order.id, **{f"new_{name}": getattr(order, name) for name in ORDER_CHANGES}}
+def order_change(order: Order, form: DriverForm) -> DriverRow:
+    """The driver row of the batch's order update that brings the row to `order`."""
+    average = order.average_price
+    return (
+        order.status,
+        form.decimal(order.filled_quantity),
+        None if average is None else form.decimal(average),
+        order.venue_order_id,
+        form.instant(order.updated_at),
+        order.id,
+    )
+
+
+def _insert(table: str, columns: Sequence[str], mark: Callable[[int], str], tail: str) -> str:
+    marks = ", ".join(mark(n) for n in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {tail}"  # noqa: S608
+
+
+def _upsert(keys: str, columns: Sequence[str], changed: Sequence[str]) -> str:
+    updates = ", ".join(f"{name} = excluded.{name}" for name in changed)
+    return f"ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+
+
+@cache
+def statements_for(dialect_name: str) -> JournalStatements:
+    return JournalStatements(dialect_name)
 
 
 class JournalStatements:
-    """The batch's statements in the dialect's own INSERT ... ON CONFLICT form."""
+    """The batch's statements as SQL text in the driver's own parameter style, made once;
+    each runs as one executemany of ready driver rows (no per-value work on the way)."""
 
     def __init__(self, dialect_name: str) -> None:
-        make = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-        self.events = make(order_events).on_conflict_do_nothing(index_elements=["event_key"])
-        self.trades = make(trades).on_conflict_do_nothing(index_elements=["external_id"])
-        self.balances = make(balance_snapshots).on_conflict_do_nothing(
-            index_elements=["venue", "asset", "taken_at"]
+        mark: Callable[[int], str] = (
+            (lambda n: "?") if dialect_name == "sqlite" else (lambda n: f"${n}")
         )
-        upsert = make(positions)
-        self.positions = upsert.on_conflict_do_update(
-            index_elements=["strategy_id", "venue", "symbol"],
-            set_={
-                name: upsert.excluded[name]
-                for name in ("quantity", "average_price", "realized_pnl", "fees", "updated_at")
-            },
+        self.events = _insert(
+            "order_events", EVENT_COLUMNS, mark, "ON CONFLICT (event_key) DO NOTHING"
         )
-        cursor = make(journal_cursors)
-        self.cursors = cursor.on_conflict_do_update(
-            index_elements=["strategy_id", "venue", "stream"],
-            set_={name: cursor.excluded[name] for name in ("last_id", "updated_at")},
-        )
-        self.orders = (
-            update(orders_table)
-            .where(orders_table.c.id == bindparam("order_pk"))
-            .values({name: bindparam(f"new_{name}") for name in ORDER_CHANGES})
-        )
+        self.trades = _insert("trades", TRADE_COLUMNS, mark, "ON CONFLICT (external_id) DO NOTHING")
+        self.balances = _insert(
+            "balance_snapshots", BALANCE_COLUMNS, mark,
+            "ON CONFLICT (venue, asset, taken_at) DO NOTHING",
+        )  # fmt: skip
+        self.positions = _insert(
+            "positions", POSITION_COLUMNS, mark,
+            _upsert("strategy_id, venue, symbol", POSITION_COLUMNS, POSITION_COLUMNS[3:]),
+        )  # fmt: skip
+        self.cursors = _insert(
+            "journal_cursors", CURSOR_COLUMNS, mark,
+            _upsert("strategy_id, venue, stream", CURSOR_COLUMNS, CURSOR_COLUMNS[3:]),
+        )  # fmt: skip
+        assignments = ", ".join(f"{name} = {mark(n)}" for n, name in enumerate(ORDER_CHANGES, 1))
+        self.orders = f"UPDATE orders SET {assignments} WHERE id = {mark(len(ORDER_CHANGES) + 1)}"  # noqa: S608
 
     async def write(self, conn: AsyncConnection, rows: JournalRows) -> None:
         """Run the batch in the caller's transaction; events first, as the facts."""
         if rows.events:
-            await conn.execute(self.events, rows.events)
+            await conn.exec_driver_sql(self.events, rows.events)
         if rows.orders:
-            await conn.execute(self.orders, list(rows.orders.values()))
+            await conn.exec_driver_sql(self.orders, list(rows.orders.values()))
         if rows.trades:
-            await conn.execute(self.trades, rows.trades)
+            await conn.exec_driver_sql(self.trades, rows.trades)
         if rows.positions:
-            await conn.execute(self.positions, list(rows.positions.values()))
+            await conn.exec_driver_sql(self.positions, list(rows.positions.values()))
         if rows.cursors:
-            await conn.execute(self.cursors, list(rows.cursors.values()))
+            await conn.exec_driver_sql(self.cursors, list(rows.cursors.values()))
         if rows.balances:
-            await conn.execute(self.balances, rows.balances)
+            await conn.exec_driver_sql(self.balances, rows.balances)
 
 
 async def insert_intended(
     engine: AsyncEngine,
     order: dict[str, Any],
-    event: dict[str, Any],
+    event: DriverRow,
     *,
     row_error: Any,
 ) -> int:
-    """Store a new order and its intent event in one transaction; the order's id."""
+    """Store a new order and its intent event (a driver row whose order_id is filled in
+    here) in one transaction; the order's id."""
+    events = statements_for(engine.dialect.name).events
     with translated_errors(f"recording order {order['client_order_id']!r}", row_error=row_error):
         async with write_transaction(engine) as conn:
             order_id: int = (
                 await conn.execute(insert(orders_table).values(order).returning(orders_table.c.id))
             ).scalar_one()
-            await conn.execute(insert(order_events).values({**event, "order_id": order_id}))
+            await conn.exec_driver_sql(events, (order_id, *event[1:]))
     return order_id
 
 
@@ -183,7 +248,7 @@ class OrderMemory:
     """(quantity, price) of each fill."""
 
 
-def _remembered(found: Sequence[Row[Any]], facts: Sequence[Any]) -> list[OrderMemory]:
+def _remembered(found: Sequence[SqlRow[Any]], facts: Sequence[Any]) -> list[OrderMemory]:
     seen: dict[int, set[str]] = {}
     fills: dict[int, list[tuple[Decimal, Decimal]]] = {}
     for order_id, kind, venue_event_id, quantity, price in facts:
@@ -247,7 +312,7 @@ async def load_journal(
     alive = mine & orders_table.c.status.in_(OPEN_STATUSES + IN_DOUBT_STATUSES)
     with translated_errors(f"restoring the journal of strategy {strategy_id} on {venue!r}"):
         async with read_transaction(engine) as conn:
-            found: Sequence[Row[Any]] = []
+            found: Sequence[SqlRow[Any]] = []
             facts: Sequence[Any] = []
             if with_orders:
                 query = select(orders_table).where(alive).order_by(orders_table.c.id)
@@ -268,3 +333,46 @@ async def load_journal(
                 [position_record(row) for row in held],
                 {stream: last_id for stream, last_id in cursors},
             )
+
+
+_HOLDER_SQLITE = "SELECT client_order_id FROM orders WHERE venue = ? AND venue_order_id = ?"
+_HOLDER_POSTGRES = "SELECT client_order_id FROM orders WHERE venue = $1 AND venue_order_id = $2"
+
+
+class VenueIdHolders:
+    """Which order, of any strategy, holds a venue order id on a venue: asked at every new
+    venue id, on one connection kept for the purpose, one round trip and no transaction (a
+    pooled connection per question cost four or five, measured by benchmarks/journal.py)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._query = _HOLDER_SQLITE if self._sqlite else _HOLDER_POSTGRES
+        self._connection: AsyncConnection | None = None
+        self._driver: Any = None
+
+    async def holder(self, venue: str, venue_order_id: str) -> str | None:
+        with translated_errors("reading an order of the journal"):
+            try:
+                if self._driver is None:
+                    self._connection = await self._engine.connect()
+                    self._driver = await driver_connection(self._connection)
+                if self._sqlite:
+                    found = await self._driver.execute_fetchall(
+                        self._query, (venue, venue_order_id)
+                    )
+                    return None if not found else str(found[0][0])
+                held: str | None = await self._driver.fetchval(self._query, venue, venue_order_id)
+                return held
+            except BaseException:
+                await self.aclose(broken=True)  # a question cut short: the connection is in doubt
+                raise
+
+    async def aclose(self, *, broken: bool = False) -> None:
+        """Give the connection back (dropped if `broken`), even when cancelled. Idempotent."""
+        connection, self._connection, self._driver = self._connection, None, None
+        if connection is not None:
+            with anyio.CancelScope(shield=True):
+                if broken:
+                    await connection.invalidate()
+                await connection.close()
