@@ -88,9 +88,11 @@ class Bars:
 def read_bars(path: str | Path) -> Bars:
     """Bars from a CSV file, or from a Parquet file (`.parquet`, `.pq`) when pyarrow is installed.
 
-    The time column is named date, datetime, timestamp or time (any case), or is the first,
-    unnamed column, as pandas writes an index. Times are ISO 8601 (naive times are read as
-    UTC) or epoch numbers (seconds, milliseconds, microseconds or nanoseconds, by magnitude).
+    The time column is named date, datetime, timestamp or time (any case), or holds the index
+    pandas wrote: a CSV's first, unnamed column, or the index column `df.to_parquet()` names.
+    Times are ISO 8601 (naive times are read as UTC) or epoch numbers (seconds, milliseconds,
+    microseconds or nanoseconds, by magnitude); in Parquet also timestamps of any unit and
+    zone, and dates (midnight UTC).
     open, high, low and close are required in any letter case; volume is optional.
     """
     path = Path(path)
@@ -185,7 +187,7 @@ def _read_parquet(path: Path) -> Bars:
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
         raise BarsError(source, None, None, f"cannot be read as Parquet: {exc}") from exc
     header = list(table.column_names)
-    columns = _find_columns(source, header, None, index_name="__index_level_0__")
+    columns = _find_columns(source, header, None, index_name=_pandas_index(table))
     if table.num_rows == 0:
         raise BarsError(source, None, None, "no rows")
 
@@ -202,9 +204,23 @@ def _read_parquet(path: Path) -> Bars:
     return _checked(source, times, arrays, names, header[time_column], line)
 
 
+def _pandas_index(table: Any) -> str | None:
+    """The column pandas' `to_parquet()` kept its index in (`__index_level_0__` or the index's
+    name, after the data columns), when the index is one column; None otherwise."""
+    metadata = table.schema.pandas_metadata
+    if metadata is None:  # written without pandas' metadata: its name for an index, if there
+        return "__index_level_0__"
+    index = metadata.get("index_columns") or []
+    if len(index) == 1 and isinstance(index[0], str):  # a RangeIndex is a dict, and not stored
+        return index[0]
+    return None
+
+
 def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], int]) -> IntArray:
     pa = importlib.import_module("pyarrow")
 
+    if pa.types.is_date(column.type):  # date32 and date64: midnight UTC of each day
+        column = column.cast(pa.timestamp("ms"))
     if pa.types.is_timestamp(column.type):
         if column.null_count:
             first = column.is_null().to_pylist().index(True)
@@ -220,7 +236,10 @@ def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], in
 def _find_columns(
     source: str, header: Sequence[str], header_row: int | None, index_name: str | None = None
 ) -> dict[str, int]:
-    """Map time/open/high/low/close/volume to column positions, or BarsError on the header."""
+    """Map time/open/high/low/close/volume to column positions, or BarsError on the header.
+
+    Without a column named as a time, the time is the `index_name` column (a DataFrame's index)
+    or else an unnamed first column."""
     lowered = [cell.strip().lower() for cell in header]
     found: dict[str, int] = {}
     for name in (*PRICE_COLUMNS, "volume"):
@@ -236,7 +255,9 @@ def _find_columns(
         )
     if candidates:
         found["time"] = candidates[0]
-    elif lowered and lowered[0] in ("", index_name):
+    elif index_name is not None and index_name in header:
+        found["time"] = header.index(index_name)
+    elif lowered and lowered[0] == "":
         found["time"] = 0
     else:
         raise BarsError(
