@@ -7,6 +7,7 @@ processes, so a backtest is stored the same way whichever of them ran it.
 from __future__ import annotations
 
 import json
+import math
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -15,13 +16,13 @@ from typing import Any, Final
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.broker import Execution
-from quantflow_async.backtest.engine import BacktestResult, run_backtest
+from quantflow_async.backtest.engine import BacktestResult, check_settings, run_backtest
 from quantflow_async.backtest.metrics import MAX_CURVE_POINTS, downsample
 from quantflow_async.backtest.strategies import STRATEGIES, strategy_class
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.errors import InvalidValue, StrategyConfigError
 from quantflow_async.records import Fill
-from quantflow_async.validation import MAX_FRACTION_DIGITS, MAX_JSON_BYTES
+from quantflow_async.validation import MAX_FRACTION_DIGITS, MAX_JSON_BYTES, MAX_JSON_FLOAT
 
 FILL_CHUNK: Final = 2_000
 """Fills per chunk: what a worker process sends in one message, and the runner submits."""
@@ -113,9 +114,19 @@ class RunSpec:
         config: Mapping[str, Any] | None = None,
         **settings: Any,
     ) -> RunSpec:
-        """Check `config` against the strategy now: StrategyConfigError names a bad key."""
+        """Check `config` against the strategy and the settings (`check_settings`) now:
+        StrategyConfigError names a bad key or setting."""
         strategy_type = strategy_class(strategy) if isinstance(strategy, str) else strategy
-        return cls(strategy_type, dict(strategy_type(config).config), **settings)
+        spec = cls(strategy_type, dict(strategy_type(config).config), **settings)
+        check_settings(
+            cash=spec.cash,
+            commission=spec.commission,
+            slippage=spec.slippage,
+            exclusive_orders=spec.exclusive_orders,
+            symbol=spec.symbol,
+            periods_per_year=spec.periods_per_year,
+        )
+        return spec
 
     @classmethod
     def from_config(
@@ -203,15 +214,53 @@ def results_document(result: BacktestResult, max_points: int = MAX_CURVE_POINTS)
 
 
 def error_document(error: BaseException) -> dict[str, Any]:
-    """`backtests.results` of a failed backtest: the error's type, message and traceback."""
+    """`backtests.results` of a failed backtest: the error's type, message and traceback.
+
+    An error whose text cannot be made (its `__str__` raises) gets a message saying so: a
+    backtest that failed is stored failed, whatever its error holds.
+    """
     text = "".join(traceback.format_exception(error))
+    try:
+        message = str(error)
+    except Exception as exc:
+        message = f"<its text could not be made: {type(exc).__name__}: {exc}>"
     return {
         "error": {
             "type": type(error).__name__,
-            "message": str(error)[:_MAX_ERROR_TEXT],
+            "message": message[:_MAX_ERROR_TEXT],
             "traceback": text[-_MAX_ERROR_TEXT:],
         }
     }
+
+
+def storable(document: Any) -> Any:
+    """A copy of a metrics or results document the store takes, whatever the run left in it.
+
+    The store keeps JSON floats below 1e16 in size and finite, and text without NUL and
+    valid as UTF-8. So a float that is not finite becomes None, a larger finite one the
+    string of its repr (`float()` gives it back exactly), and in text a NUL becomes the four
+    characters `\\x00` and a lone surrogate its `\\udXXX` escape. Everything else is kept.
+    """
+    if isinstance(document, float):
+        if not math.isfinite(document):
+            return None
+        return repr(document) if abs(document) >= MAX_JSON_FLOAT else document
+    if isinstance(document, str):
+        return _storable_text(document)
+    if isinstance(document, Mapping):
+        return {_storable_text(str(k)): storable(v) for k, v in document.items()}
+    if isinstance(document, list | tuple):
+        return [storable(item) for item in document]
+    return document
+
+
+def _storable_text(text: str) -> str:
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _fitted_curve(result: BacktestResult, max_points: int) -> dict[str, list[Any]]:

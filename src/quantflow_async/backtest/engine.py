@@ -72,9 +72,14 @@ def run_backtest(
     annualisation inferred from the bar spacing. Raises StrategyConfigError for a bad setting.
     """
     cls = strategy_class(strategy) if isinstance(strategy, str) else strategy
-    _check_setting("cash", cash, low=0.0, low_inclusive=False)
-    _check_setting("commission", commission, low=0.0, high=1.0)
-    _check_setting("slippage", slippage, low=0.0, high=1.0)
+    check_settings(
+        cash=cash,
+        commission=commission,
+        slippage=slippage,
+        exclusive_orders=exclusive_orders,
+        symbol=symbol,
+        periods_per_year=periods_per_year,
+    )
     instance = cls(config)
     broker = Broker(
         bars,
@@ -141,6 +146,33 @@ def _simulate(
             bars_in_market += 1
         step()
     return equity, bars_in_market
+
+
+def check_settings(
+    *,
+    cash: float,
+    commission: float,
+    slippage: float,
+    exclusive_orders: bool,
+    symbol: str,
+    periods_per_year: float | None,
+) -> None:
+    """Every run setting but the strategy's parameters, or StrategyConfigError naming it.
+
+    The one check of them: `run_backtest` makes it, and `RunSpec.of` makes it before a
+    stored backtest or a sweep stores anything.
+    """
+    _check_setting("cash", cash, low=0.0, low_inclusive=False)
+    _check_setting("commission", commission, low=0.0, high=1.0)
+    _check_setting("slippage", slippage, low=0.0, high=1.0)
+    if periods_per_year is not None:
+        _check_setting("periods_per_year", periods_per_year, low=0.0, low_inclusive=False)
+    if not isinstance(exclusive_orders, bool):
+        raise StrategyConfigError(
+            "exclusive_orders", f"must be True or False, got {exclusive_orders!r}"
+        )
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise StrategyConfigError("symbol", f"must be a name that is not blank, got {symbol!r}")
 
 
 def _check_setting(

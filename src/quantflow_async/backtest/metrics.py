@@ -115,12 +115,15 @@ def max_drawdown_duration(equity: FloatArray, times: IntArray) -> tuple[int, flo
 
 
 def cagr_pct(initial: float, final: float, years: float) -> float | None:
-    """Compound annual growth rate in percent; None over a span of no time."""
+    """Compound annual growth rate in percent; None over a span of no time, inf past a float."""
     if years <= 0:
         return None
     if final <= 0:
         return -100.0
-    growth: float = (final / initial) ** (1 / years)
+    try:
+        growth: float = (final / initial) ** (1 / years)
+    except OverflowError:  # a gain over minutes, compounded to a year: stored as None
+        return math.inf
     return (growth - 1) * 100
 
 

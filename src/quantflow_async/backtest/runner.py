@@ -23,11 +23,12 @@ from quantflow_async.backtest.conversion import (
     error_document,
     fill_chunks,
     results_document,
+    storable,
 )
 from quantflow_async.backtest.engine import BacktestResult
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.database import Database
-from quantflow_async.errors import BacktestFailed, InvalidTransition
+from quantflow_async.errors import BacktestFailed, InvalidTransition, QuantFlowError
 from quantflow_async.ingest.writer import TradeWriter
 from quantflow_async.records import Backtest
 
@@ -115,15 +116,25 @@ async def create_backtest(
 async def mark_completed(
     db: Database, backtest_id: int, metrics: Mapping[str, Any], results: Mapping[str, Any]
 ) -> Backtest:
-    """Store a finished run's metrics and results, then mark it completed."""
-    await db.backtests.save_results(backtest_id, metrics=metrics, results=results)
+    """Store a finished run's metrics and results in their storable form, then mark it
+    completed. Every path that stores a run (runner, sweep, cluster sweep) comes here."""
+    await db.backtests.save_results(
+        backtest_id, metrics=storable(metrics), results=storable(results)
+    )
     return await db.backtests.set_status(backtest_id, "completed")
 
 
 async def mark_failed(db: Database, backtest_id: int, results: Mapping[str, Any]) -> None:
-    """Store the error document and mark the backtest failed, even inside a cancelled scope."""
+    """Store the error document and mark the backtest failed, even inside a cancelled scope.
+
+    A document the store still refuses is logged and left out: the backtest ends failed
+    all the same, never running.
+    """
     with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
-        await db.backtests.save_results(backtest_id, results=results)
+        try:
+            await db.backtests.save_results(backtest_id, results=storable(results))
+        except QuantFlowError as exc:
+            log.error("backtest %d: its error could not be stored: %s", backtest_id, exc)
         await _finish(db, backtest_id, "failed")
 
 
@@ -147,12 +158,17 @@ async def _run(
     if backtest.status == "pending":
         await db.backtests.set_status(backtest.id, "running")
     try:
-        try:
-            # In a thread, so the event loop (and a writer on it) keeps running meanwhile.
-            result = await anyio.to_thread.run_sync(spec.run, bars)
-        except Exception as exc:
-            await mark_failed(db, backtest.id, error_document(exc))
-            raise BacktestFailed(backtest.id, exc) from exc
+        # In a thread, so the event loop (and a writer on it) keeps running meanwhile.
+        result = await anyio.to_thread.run_sync(spec.run, bars)
+    except anyio.get_cancelled_exc_class():
+        await mark_cancelled(db, [backtest.id])
+        raise
+    except Exception as exc:
+        await mark_failed(db, backtest.id, error_document(exc))
+        # Raised once the backtest is stored failed: even an error whose text cannot be
+        # made (BacktestFailed's own message fails then) leaves it failed, not running.
+        raise BacktestFailed(backtest.id, exc) from exc
+    try:
         if writer is None:
             async with db.writer() as own_writer:
                 await _store_fills(own_writer, result, backtest)
@@ -161,8 +177,6 @@ async def _run(
         return await mark_completed(db, backtest.id, result.metrics, results_document(result))
     except anyio.get_cancelled_exc_class():
         await mark_cancelled(db, [backtest.id])
-        raise
-    except BacktestFailed:
         raise
     except Exception as exc:  # the store failed: the run is not stored, so it failed
         await mark_failed(db, backtest.id, error_document(exc))

@@ -69,7 +69,8 @@ STOP_SECONDS: Final = 5.0
 
 @dataclass(frozen=True, slots=True)
 class SweepProgress:
-    """Where a sweep is: backtests finished (completed or failed) of `total`, fills stored."""
+    """Where a sweep is: backtests finished (completed or failed) of `total`, and the
+    sweep's own fills handed to the writer so far (committed by the time it returns)."""
 
     total: int
     done: int
@@ -82,6 +83,8 @@ class SweepResult:
     """What a finished sweep did.
 
     `backtest_ids` in job order (data set by data set, configs in grid order).
+    `fills_stored` counts this sweep's own fills, all committed, even on a writer shared
+    with others; `writer` is that writer's whole life.
     `blocked_share` is the share of the wall time the workers spent waiting for room in the
     queue to the writer, averaged over the workers: how much the writer held them back.
     """
@@ -169,6 +172,7 @@ async def run_sweep(
                     stats = own_writer.stats()
             else:
                 await _run_pool(sweep, pool, writer)
+                await writer.flush()  # the sweep's fills are committed when it returns
                 stats = writer.stats()
     except anyio.get_cancelled_exc_class():
         await mark_cancelled(db, sweep.unfinished())
@@ -183,7 +187,7 @@ async def run_sweep(
         backtest_ids=tuple(job.backtest_id for job in jobs),
         completed=sweep.completed,
         failed=sweep.failed,
-        fills_stored=stats.written,
+        fills_stored=sweep.fills,
         seconds=seconds,
         workers=pool.count,
         blocked_share=pool.blocked / (pool.count * seconds) if seconds > 0 else 0.0,
@@ -475,6 +479,7 @@ class _Sweep:
         self.progress = progress
         self.completed = 0
         self.failed = 0
+        self.fills = 0  # handed to the writer: this sweep's own, whoever else uses the writer
         self._finished: set[int] = set()
         self._in_flight: dict[int, int] = {}  # worker index -> backtest id
         self._exited: set[int] = set()
@@ -531,6 +536,7 @@ class _Sweep:
         if kind == "fills":
             async with self._store_turn:
                 await writer.submit_many(fills_from_rows(message[3]))
+            self.fills += len(message[3])
             self._report()
         elif kind == "started":
             self._in_flight[worker] = message[2]
@@ -614,6 +620,6 @@ class _Sweep:
                 total=len(self.jobs),
                 done=self.completed + self.failed,
                 failed=self.failed,
-                fills_stored=self._writer.stats().written,
+                fills_stored=self.fills,
             )
         )
