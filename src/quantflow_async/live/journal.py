@@ -27,6 +27,7 @@ from quantflow_async.config import WriterDefaults
 from quantflow_async.errors import InvalidValue, NotFound, OrderEventRefused, StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter, Ticket
 from quantflow_async.live.journal_entries import EventRows, checked_trade
+from quantflow_async.live.journal_lease import JournalLease
 from quantflow_async.live.journal_memory import KnownOrders, Tracked, tracked
 from quantflow_async.live.journal_refusals import Refusals
 from quantflow_async.live.orders import (
@@ -80,6 +81,7 @@ class OrderJournal:
         self._writer = JournalWriter(engine, options)
         self._rows = EventRows(self.strategy_id, self.venue, DriverForm(engine.dialect.name))
         self._known = KnownOrders(engine, self.strategy_id, self.venue)
+        self._lease = JournalLease(engine, self.strategy_id, self.venue)
         self._positions: dict[str, Position] = {}
         self._cursors: dict[str, str] = {}
         self._intents = 0
@@ -99,7 +101,14 @@ class OrderJournal:
                 )
         if found is None:
             raise NotFound("strategy", self.strategy_id)
-        stored = await load_journal(self._engine, self.strategy_id, self.venue, with_orders=False)
+        await self._lease.acquire()
+        try:
+            stored = await load_journal(
+                self._engine, self.strategy_id, self.venue, with_orders=False
+            )
+        except BaseException:
+            await self._lease.release()
+            raise
         self._positions = {position.symbol: position for position in stored.positions}
         self._cursors = dict(stored.cursors)
         self._writer.start()
@@ -127,6 +136,7 @@ class OrderJournal:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._known.aclose()
+                await self._lease.release()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if getattr(self, "state", None) is JournalState.OPEN:
