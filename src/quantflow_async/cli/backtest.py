@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import json_object, plain, print_fields, reading
+from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
 from quantflow_async.errors import Conflict, NotFound
 
@@ -89,7 +90,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "run",
         "run a strategy over a bars file and store the backtest, its fills and metrics "
         "(on a database `quantflow migrate` made)",
-        reading(run),
+        sigterm_as_ctrl_c(reading(run)),
     )
     command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGY_NAMES)}")
     command.add_argument(

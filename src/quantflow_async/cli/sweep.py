@@ -27,6 +27,7 @@ from quantflow_async.cli.output import (
     print_table,
     reading,
 )
+from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         commands,
         "sweep",
         COMMANDS["sweep"].summary,
-        reading(sweep),
+        sigterm_as_ctrl_c(reading(sweep)),
     )
     command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGY_NAMES)}")
     command.add_argument(

@@ -19,6 +19,7 @@ from quantflow_async.cli.output import (
     progress,
     reading,
 )
+from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
 from quantflow_async.errors import InvalidValue
 
@@ -79,7 +80,7 @@ async def list_trades(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def export(settings: Settings, args: argparse.Namespace) -> None:
-    from quantflow_async.analysis import export_trades, format_of
+    from quantflow_async.analysis import check_output, export_trades, format_of
     from quantflow_async.database import Database
 
     output: Path = args.output
@@ -88,6 +89,7 @@ async def export(settings: Settings, args: argparse.Namespace) -> None:
         raise InvalidValue(
             "--format", f"cannot tell it from the name {output.name!r}; add --format csv|parquet"
         )
+    check_output(output)  # a file that cannot be written is said before the database is read
     started = time.perf_counter()
     async with Database(settings=settings) as db:
         await _check_owners(db, args)
@@ -133,7 +135,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         verbs,
         "export",
         "stream matching trades to a CSV or Parquet file, at flat memory",
-        reading(export),
+        sigterm_as_ctrl_c(reading(export)),
     )
     _filter_options(exporting)
     exporting.add_argument(
@@ -145,5 +147,6 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         type=Path,
         required=True,
         metavar="FILE",
-        help="the file to write (replaced if it exists; Parquet needs the analysis extra)",
+        help="the file to write (replaced if it exists, keeping its mode; a link is followed, "
+        "a FIFO or device written into; Parquet needs the analysis extra)",
     )
