@@ -6,6 +6,7 @@ function imports what it needs, and says which extra to install when it is missi
 """
 
 from quantflow_async.analysis._extras import INSTALL_HINT, MissingExtra
+from quantflow_async.analysis._files import check_output
 from quantflow_async.analysis.export import FORMATS, ExportFormat, export_trades, format_of
 from quantflow_async.analysis.frames import (
     TRADE_FIELDS,
@@ -33,6 +34,7 @@ __all__ = [
     "Report",
     "TRADE_FIELDS",
     "arrow_schema",
+    "check_output",
     "draw_report",
     "export_trades",
     "format_of",

@@ -1,7 +1,7 @@
 """Trades to CSV and Parquet files, streamed: memory stays at one chunk however many match.
 
-A file is written under a temporary name beside the target and renamed at the end, so a
-failed or interrupted export leaves no file behind (and an older file of that name unchanged).
+A file is written whole or not at all, by the rules of `_files`: a failed or interrupted export
+leaves no file behind (and an older file of that name unchanged, its mode kept by a new one).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from quantflow_async.analysis._extras import import_extra
-from quantflow_async.analysis._files import replacing
+from quantflow_async.analysis._files import writing
 from quantflow_async.analysis.frames import (
     MONEY_FIELDS,
     TIME_FIELDS,
@@ -107,7 +107,7 @@ def _csv_rows(trades: list[Trade]) -> Iterator[tuple[str, ...]]:
 
 async def _write_csv(trades: AsyncIterable[Trade], target: Path, progress: Progress | None) -> int:
     written = 0
-    with replacing(target) as temporary, _text_file(temporary) as file:
+    with writing(target) as temporary, _text_file(temporary) as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(TRADE_FIELDS)
         async for batch in chunked(trades, CHUNK):
@@ -128,7 +128,7 @@ async def _write_parquet(
     # Each chunk becomes Arrow columns at once (a few dozen bytes a trade instead of a Python
     # record), and a row group is written every PARQUET_ROW_GROUP trades.
     pending: list[Any] = []
-    with replacing(target) as temporary:
+    with writing(target) as temporary:
         writer = parquet.ParquetWriter(temporary, schema)
         try:
             async for batch in chunked(trades, CHUNK):

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quantflow_async.analysis._extras import import_extra
-from quantflow_async.analysis._files import replacing
+from quantflow_async.analysis._files import writing
 from quantflow_async.database import Database
 from quantflow_async.errors import InvalidValue
 from quantflow_async.records import Backtest
@@ -128,7 +128,7 @@ def draw_report(report: Report, path: str | Path, *, format: str | None = None) 
     _draw_drawdown(drawdown_axes, report)
     # parse_math=False: a name is words, and a `$` in it is a dollar sign, not a formula.
     figure.suptitle(_title(report.backtest), x=0.01, ha="left", fontsize=13, parse_math=False)
-    with replacing(target) as temporary:
+    with writing(target) as temporary:
         figure.savefig(temporary, format=chosen)
 
 

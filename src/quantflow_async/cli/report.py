@@ -11,10 +11,12 @@ from quantflow_async.config import Settings
 
 
 async def report(settings: Settings, args: argparse.Namespace) -> None:
-    from quantflow_async.analysis import image_format, write_report
+    from quantflow_async.analysis import check_output, image_format, write_report
     from quantflow_async.database import Database
 
-    image_format(args.output)  # a wrong file name is said before the database is read
+    # A wrong file name, or a file that cannot be written, is said before the database is read.
+    image_format(args.output)
+    check_output(args.output)
     async with Database(settings=settings) as db:
         shown = await write_report(db, args.backtest_id, args.output)
     marked = len(shown.buys) + len(shown.sells)
@@ -38,5 +40,6 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         type=Path,
         required=True,
         metavar="FILE",
-        help="the picture to write: .png, .svg or .pdf (replaced if it exists)",
+        help="the picture to write: .png, .svg or .pdf (replaced if it exists, keeping its "
+        "mode; a link is followed, a FIFO or device written into)",
     )
