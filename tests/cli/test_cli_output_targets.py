@@ -273,3 +273,12 @@ async def test_a_report_into_a_missing_folder_is_said_before_the_database_is_rea
     done = report(url, 99, "missing/r.png", folder)
     assert_one_line_mistake(done, "cannot write missing/r.png: No such file or directory")
     assert os.listdir(folder) == []
+
+
+@sqlite_only
+async def test_an_export_to_dev_stdout_goes_into_the_pipe(url: str, folder: Path) -> None:
+    done = export(url, "/dev/stdout", folder)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("id,strategy_id,")
+    assert len(lines) >= 4  # the header and three trades, then the command's own line

@@ -5,9 +5,9 @@ A regular file, new or old, is written under a temporary name beside it and rena
 a failed or interrupted write leaves no file, and an older one as it was. The new file keeps the
 old one's mode; a file that was not there gets 0666 less the umask, as a shell's `>` gives. A
 symbolic link is followed: the file it names is replaced (or made), the link stays. A FIFO or a
-device (`/dev/null`, `/dev/stdout`) is never replaced: the whole file, made in a private
-temporary file first (Parquet and pictures need to seek), is copied into it at the end. A folder
-or a socket is refused.
+device, and any name under /dev or /proc (`/dev/null`, `/dev/stdout`), is never replaced: the
+whole file, made in a private temporary file first (Parquet and pictures need to seek), is
+copied into it at the end. A folder or a socket is refused.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def check_output(path: str | os.PathLike[str]) -> None:
 
 
 def _target(given: Path) -> _Target:
+    if Path(os.path.abspath(given)).parts[1:2] in (("dev",), ("proc",)):
+        return _stream(given)
     real = Path(os.path.realpath(given))
     try:
         status: os.stat_result | None = os.stat(real)
@@ -72,6 +74,20 @@ def _target(given: Path) -> _Target:
         )
     mode = None if status is None else stat.S_IMODE(status.st_mode)
     return _Target(given, real, mode, through=False)
+
+
+def _stream(given: Path) -> _Target:
+    """`/dev/stdout`, `/dev/fd/3`, `/proc/self/fd/1`, `/dev/null`: names of what a process
+    writes into (a pipe, a terminal, a file the shell opened), never replaced."""
+    try:
+        mode = os.stat(given).st_mode
+    except OSError as exc:
+        raise _cannot(given, exc) from exc
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"cannot write {given}: it is a directory; name a file")
+    if stat.S_ISREG(mode):
+        return _Target(given, given, None, through=True)
+    return _special(given, given, mode)
 
 
 def _special(given: Path, real: Path, mode: int) -> _Target:
