@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.app import COMMANDS, Parser, add_command
-from quantflow_async.cli.output import json_object, plain, print_fields, reading
+from quantflow_async.cli.output import CommandError, json_object, plain, print_fields, reading
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
 from quantflow_async.errors import Conflict, NotFound
@@ -35,13 +36,13 @@ SUMMARY: Final = (
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
-    from quantflow_async.backtest import RunSpec, read_bars, run_stored_backtest
+    from quantflow_async.backtest import read_bars, run_stored_backtest
     from quantflow_async.database import Database
 
     # Every mistake in the input is found before the database is opened.
     bars = read_bars(args.data)
     symbol = args.symbol or Path(args.data).stem.upper()
-    RunSpec.of(args.strategy, args.config)
+    check_run(args.strategy, args.config, cash=args.cash, commission=args.commission, symbol=symbol)
     async with Database(settings=settings) as db:
         strategy_id = await stored_strategy_id(db, args.strategy)
         backtest = await run_stored_backtest(
@@ -67,6 +68,19 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
         + [(key, metrics.get(key)) for key in SUMMARY],
         title=f"backtest {backtest.id}",
     )
+
+
+def check_run(strategy: str, config: Mapping[str, Any], **settings: Any) -> None:
+    """Check a run's parameters and its settings (the engine's one check) before anything is
+    opened; a bad setting is a mistake naming its option: "--commission: must be in ..."."""
+    from quantflow_async.backtest import RunSpec, StrategyConfigError
+
+    try:
+        RunSpec.of(strategy, config, **settings)
+    except StrategyConfigError as exc:
+        if exc.key in settings:
+            raise CommandError(f"--{exc.key}: {exc.reason}") from exc
+        raise
 
 
 async def stored_strategy_id(db: Database, name: str) -> int:

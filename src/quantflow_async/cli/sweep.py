@@ -13,12 +13,13 @@ import importlib.util
 import json
 import math
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.app import COMMANDS, Parser, add_command
-from quantflow_async.cli.backtest import STRATEGY_NAMES, stored_strategy_id
+from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run, stored_strategy_id
 from quantflow_async.cli.output import (
     CommandError,
     is_terminal,
@@ -38,11 +39,13 @@ RANKINGS: Final = {"return": "return_pct", "sharpe": "sharpe"}
 """`--by` and the metric it ranks by, highest first."""
 SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
 """The metrics of each row of the table and of `best` in the JSON."""
+SHOWN_FAILURES: Final = 3
+"""How many failed backtests a sweep names, with their errors, before it exits non-zero."""
 
 
 async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     from quantflow_async.analysis import write_report
-    from quantflow_async.backtest import RunSpec, expand_grid, run_sweep
+    from quantflow_async.backtest import expand_grid, run_sweep
     from quantflow_async.database import Database
 
     # Every mistake in the input is found before the database is opened.
@@ -51,7 +54,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     if not configs:
         raise CommandError("--grid has no config to run: give every key at least one value")
     for config in configs:
-        RunSpec.of(args.strategy, config)
+        check_run(args.strategy, config, cash=args.cash, commission=args.commission)
     if args.report is not None:
         _check_report(args.report)
     datasets = _datasets(args.data)
@@ -77,11 +80,19 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
         if args.report is not None and best:
             talk(f"drawing backtest {best[0].id}, the best by {metric}, into {args.report}")
             await write_report(db, best[0].id, args.report)
+    failures = [_failure(b) for b in backtests if b.status == "failed"][:SHOWN_FAILURES]
     if args.json:
-        document = _document(args, strategy_id, result, metric, best)
-        print(json.dumps(plain(document), separators=(",", ":")))
-        return
-    _print_best(best, metric, len(backtests))
+        document = _document(args, strategy_id, result, metric, best, failures)
+        print(json.dumps(plain(document), separators=(",", ":")), flush=True)
+    else:
+        _print_best(best, metric, len(backtests))
+    if result.failed:
+        for failure in failures:
+            _say(f"backtest {failure['backtest_id']} failed: {failure['error']}")
+        raise CommandError(
+            f"{result.failed} of {len(backtests)} backtests failed (the first "
+            f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
+        )
 
 
 def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:
@@ -89,6 +100,9 @@ def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:
 
     def key(backtest: Backtest) -> float:
         value = (backtest.metrics or {}).get(metric)
+        if isinstance(value, str):  # a float too large for the store, kept as its repr
+            with contextlib.suppress(ValueError):
+                value = float(value)
         return -float(value) if isinstance(value, int | float) else math.inf
 
     return sorted((b for b in backtests if b.status == "completed"), key=key)
@@ -99,12 +113,24 @@ def _grid(document: Mapping[str, Any]) -> dict[str, list[Any]]:
     return {key: value if isinstance(value, list) else [value] for key, value in document.items()}
 
 
+def _failure(backtest: Backtest) -> dict[str, Any]:
+    """A failed backtest's id and its error on one line: "Type: message"."""
+    error = (backtest.results or {}).get("error") or {}
+    message = " ".join(str(error.get("message", "")).split())
+    return {"backtest_id": backtest.id, "error": f"{error.get('type', 'Error')}: {message}"}
+
+
 def _check_report(path: Path) -> None:
     from quantflow_async.analysis import INSTALL_HINT, image_format
 
     image_format(path)
     if not path.parent.is_dir():
         raise CommandError(f"cannot write {path}: the folder {path.parent} does not exist")
+    try:  # a file of our own in the folder, now: the report is drawn after the whole sweep
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
     if importlib.util.find_spec("matplotlib") is None:
         raise CommandError(f"--report needs matplotlib, which is not installed: {INSTALL_HINT}")
 
@@ -198,6 +224,7 @@ def _document(
     result: SweepResult,
     metric: str,
     best: Sequence[Backtest],
+    failures: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "strategy": args.strategy,
@@ -219,6 +246,7 @@ def _document(
             for backtest in best
         ],
         "report": None if args.report is None or not best else str(args.report),
+        "failures": list(failures),
     }
 
 
