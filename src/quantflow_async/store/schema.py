@@ -163,6 +163,7 @@ writer_batches = Table(
 
 # -- the order journal ------------------------------------------------------------------------
 
+
 def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(value) for value in values)})"
 
