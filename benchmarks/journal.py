@@ -21,8 +21,11 @@ server, dropped afterwards):
    batch, in transactions of the journal's batch size (1,000 events), with the journal's own
    statement forms (INSERT ... ON CONFLICT DO NOTHING, UPDATE orders ... WHERE id, the
    positions upsert). Values are of the same kinds and sizes, not byte for byte the
-   journal's (its event keys hold random uuids, its times are taken as it runs). The raw
-   orders and intent events are stored before the clock starts, as the journal's intents are.
+   journal's (its local event keys are a uuid per journal and a counter, the raw side's a
+   uuid each; its times are taken as it runs). The raw orders and intent events are stored
+   before the clock starts, as the journal's intents are. The raw side reads nothing; the
+   journal asks the database, once per acknowledgement (a venue order id new to it), whether
+   another order holds that id.
    On PostgreSQL a second raw side copies events and trades with COPY instead (orders and
    positions by executemany). Journal and raw runs alternate, each on a fresh database.
 2. intend: --intents intents per run through intend() (each waits for its commit), then
