@@ -16,6 +16,7 @@ import psutil
 
 from quantflow_async import Database, Settings
 from tests.conftest import make_fill
+from tests.support.processes import reap
 from tests.test_cli_backtest import quantflow, write_bars
 
 TERMINATED = 128 + signal.SIGTERM
@@ -56,12 +57,7 @@ def terminate(child: subprocess.Popen[str], ready: object) -> tuple[int, str]:
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=60)
     finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        for pipe in (child.stdout, child.stderr):
-            if pipe is not None:
-                pipe.close()
+        reap(child)
     return child.returncode, stderr
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from quantflow_async.cli.sweep import ranked
 from tests.cli.test_cli_sigterm import migrated, statuses, trades
+from tests.support.processes import reap
 from tests.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
 
 BAD_OPTIONS = [
@@ -97,12 +98,7 @@ def test_a_sweep_in_which_a_backtest_failed_prints_the_reason_and_exits_non_zero
         worker.send_signal(signal.SIGKILL)
         stdout, stderr = child.communicate(timeout=120)
     finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        for pipe in (child.stdout, child.stderr):
-            if pipe is not None:
-                pipe.close()
+        reap(child)
     assert child.returncode == 1, stderr
     assert "Traceback" not in stderr
     document = json.loads(stdout.strip().splitlines()[-1])  # the output is kept
