@@ -83,8 +83,13 @@ async def main() -> None:
         fast, slow = config["parameters"]["fast"], config["parameters"]["slow"]
         print(
             f"{backtest.id:>8}  {config['symbol']:<6} {fast:>4} {slow:>4} "
-            f"{metrics['return_pct']:>9.2f} {metrics['sharpe']:>7.2f}"
+            f"{metrics['return_pct']:>9.2f} {_number(metrics['sharpe']):>7}"
         )
+
+
+def _number(value: float | None) -> str:
+    """Two decimals, or "-" for a statistic with nothing to be computed from."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 # Worker processes are started with "spawn": they import this file, so the sweep must only

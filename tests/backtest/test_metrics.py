@@ -93,8 +93,36 @@ def test_win_rate_counts_net_pnl_above_zero(metrics: dict) -> None:
     assert metrics["win_rate_pct"] == 50.0  # -60.00 lost, +25.85 won
 
 
-def test_profit_factor_is_gross_profit_over_gross_loss(metrics: dict) -> None:
-    assert metrics["profit_factor"] == pytest.approx(25.85 / 60.00)
+# Each trade's return on its entry value, net of both commissions (the peer's Trade.pl_pct):
+#   trade 1, long 10 @102 -> 98:  (98 / 102 - 1) - 20.00 / (10 * 102) = -5.882%
+#   trade 2, short 5 @95 -> 88:  -(88 / 95 - 1) - 9.15 / (5 * 95)    = +5.442%
+TRADE_RETURNS = [(98 / 102 - 1) - 20.00 / 1020, -(88 / 95 - 1) - 9.15 / 475]
+
+
+def test_profit_factor_is_winning_returns_over_losing_returns(metrics: dict) -> None:
+    assert metrics["profit_factor"] == pytest.approx(TRADE_RETURNS[1] / -TRADE_RETURNS[0])
+
+
+def test_trade_statistics_are_of_the_trades_returns(metrics: dict) -> None:
+    assert metrics["best_trade_pct"] == pytest.approx(TRADE_RETURNS[1] * 100)
+    assert metrics["worst_trade_pct"] == pytest.approx(TRADE_RETURNS[0] * 100)
+    assert metrics["expectancy_pct"] == pytest.approx(statistics.mean(TRADE_RETURNS) * 100)
+    geometric = math.sqrt((1 + TRADE_RETURNS[0]) * (1 + TRADE_RETURNS[1])) - 1
+    assert metrics["avg_trade_pct"] == pytest.approx(geometric * 100)
+
+
+def test_sqn_and_kelly_are_of_the_trades_net_pnl(metrics: dict) -> None:
+    pnl = [-60.00, 25.85]
+    assert metrics["sqn"] == pytest.approx(
+        math.sqrt(2) * statistics.mean(pnl) / statistics.stdev(pnl)
+    )
+    assert metrics["kelly"] == pytest.approx(0.5 - 0.5 / (25.85 / 60.00))
+
+
+def test_trade_durations_are_in_days_rounded_up_to_the_bars_spacing(metrics: dict) -> None:
+    # trade 1: Wednesday 3rd to Monday 8th (5 days); trade 2: Tuesday 9th to Thursday 11th (2)
+    assert metrics["max_trade_duration"] == 5.0
+    assert metrics["avg_trade_duration"] == 4.0  # 3.5 days, rounded up to whole days
 
 
 def test_fees_are_every_commission_paid(metrics: dict) -> None:
@@ -113,9 +141,17 @@ def test_drawdown_duration_runs_from_the_peak_to_the_last_bar_when_never_regaine
     assert metrics["max_drawdown_duration_days"] == 8.0  # Thursday 4th to Friday 12th
 
 
-def test_exposure_counts_bars_that_close_with_a_position(metrics: dict) -> None:
-    # long at the close of bars 2, 3, 4; short on 6, 7; long on 9: 6 bars of 10
-    assert metrics["exposure_pct"] == 60.0
+def test_exposure_counts_the_bars_of_closed_trades_entry_to_exit(metrics: dict) -> None:
+    # trade 1 on bars 2 to 5, trade 2 on bars 6 to 8; the open position is no trade: 7 of 10
+    assert metrics["exposure_pct"] == 70.0
+
+
+def test_buy_and_hold_runs_from_the_first_bar_the_strategy_could_trade(metrics: dict) -> None:
+    assert metrics["buy_hold_return_pct"] == pytest.approx((91 / 100 - 1) * 100)
+
+
+def test_the_equity_peak_is_the_highest_close_of_bar_equity(metrics: dict) -> None:
+    assert metrics["equity_peak"] == pytest.approx(10_049.80)
 
 
 def test_daily_bars_without_weekends_annualise_with_252(metrics: dict) -> None:
@@ -126,17 +162,34 @@ def bar_returns_by_hand() -> list[float]:
     return [b / a - 1 for a, b in zip(EQUITY, EQUITY[1:], strict=False)]
 
 
-def test_sharpe_is_mean_over_sample_deviation_of_bar_returns_annualised(metrics: dict) -> None:
+def test_sharpe_per_bar_is_mean_over_sample_deviation_of_bar_returns_annualised(
+    metrics: dict,
+) -> None:
     returns = bar_returns_by_hand()  # 0, +0.198%, +0.299%, -1.194%, +0.103%, ...
     expected = statistics.mean(returns) / statistics.stdev(returns) * math.sqrt(252)
-    assert metrics["sharpe"] == pytest.approx(expected)
+    assert metrics["sharpe_per_bar"] == pytest.approx(expected)
 
 
-def test_sortino_divides_by_the_downside_deviation(metrics: dict) -> None:
+def test_sortino_per_bar_divides_by_the_downside_deviation(metrics: dict) -> None:
     returns = bar_returns_by_hand()
     downside = math.sqrt(sum(min(r, 0) ** 2 for r in returns) / len(returns))
     expected = statistics.mean(returns) / downside * math.sqrt(252)
-    assert metrics["sortino"] == pytest.approx(expected)
+    assert metrics["sortino_per_bar"] == pytest.approx(expected)
+
+
+def test_sharpe_is_the_compounded_annual_return_over_the_annual_volatility(
+    metrics: dict,
+) -> None:
+    daily = bar_returns_by_hand()  # one bar a day: the daily returns are the bar returns
+    growth = math.prod(1 + r for r in daily) ** (1 / len(daily))
+    annual = growth**252 - 1
+    volatility = math.sqrt((statistics.variance(daily) + growth**2) ** 252 - growth ** (2 * 252))
+    assert metrics["return_ann_pct"] == pytest.approx(annual * 100)
+    assert metrics["volatility_pct"] == pytest.approx(volatility * 100)
+    assert metrics["sharpe"] == pytest.approx(annual / volatility)
+    downside = math.sqrt(sum(min(r, 0) ** 2 for r in daily) / len(daily)) * math.sqrt(252)
+    assert metrics["sortino"] == pytest.approx(annual / downside)
+    assert metrics["calmar"] == pytest.approx(annual / (1 - 9_929.80 / 10_049.80))
 
 
 def test_every_metric_is_json_safe(metrics: dict) -> None:
@@ -151,6 +204,8 @@ def test_undefined_metrics_are_none_not_nan() -> None:
     assert flat["win_rate_pct"] is None
     assert flat["profit_factor"] is None
     assert flat["sharpe"] is None  # no variation at all
+    for key in ("sqn", "kelly", "best_trade_pct", "avg_trade_pct", "max_trade_duration"):
+        assert flat[key] is None, key
     assert flat["max_drawdown_pct"] == 0.0
 
 

@@ -91,7 +91,7 @@ def run_backtest(
     )
     clock = Clock(len(bars))
     instance.attach(bars, broker, clock)
-    equity, bars_in_market = _simulate(instance, broker, clock, bars, float(cash))
+    equity = _simulate(instance, broker, clock, bars, float(cash))
     executions = tuple(broker.executions)
     trades = tuple(broker.trades)
     curve = np.asarray(equity, dtype=np.float64)
@@ -101,7 +101,8 @@ def run_backtest(
         trades,
         executions,
         cash=float(cash),
-        bars_in_market=bars_in_market,
+        closes=bars.close,
+        first_trading_bar=instance.warmup,
         periods=periods_per_year,
     )
     return BacktestResult(
@@ -121,15 +122,14 @@ def run_backtest(
 
 def _simulate(
     strategy: Strategy, broker: Broker, clock: Clock, bars: Bars, cash: float
-) -> tuple[list[float], int]:
-    """The bar loop; returns close-of-bar equity for every bar and the bars held in a position.
+) -> list[float]:
+    """The bar loop; returns close-of-bar equity for every bar.
 
     Bars before the strategy's first `next` (the indicators' warm-up) keep the starting cash.
     """
     count = len(bars)
     closes = bars.close.tolist()
     equity = [cash] * count
-    bars_in_market = 0
     step = strategy.next
     for i in range(1 + strategy.warmup, count):
         clock.end = i + 1
@@ -142,10 +142,8 @@ def _simulate(
             equity[i:] = [0.0] * (count - i)
             break
         equity[i] = value
-        if size:
-            bars_in_market += 1
         step()
-    return equity, bars_in_market
+    return equity
 
 
 def check_settings(

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from quantflow_async.backtest.bars import FloatArray, IntArray, utc_datetime
 from quantflow_async.backtest.broker import ClosedTrade, Execution
+from quantflow_async.backtest.statistics import calendar_years, peer_statistics
 
 MICROS_PER_DAY: Final = 86_400_000_000
 DAYS_PER_YEAR: Final = 365.25
@@ -134,15 +135,6 @@ def win_rate_pct(trades: Sequence[ClosedTrade]) -> float | None:
     return sum(1 for t in trades if t.pnl > 0) / len(trades) * 100
 
 
-def profit_factor(trades: Sequence[ClosedTrade]) -> float | None:
-    """Gross profit over gross loss of closed trades' net pnl; None when nothing was lost."""
-    profit = sum(t.pnl for t in trades if t.pnl > 0)
-    loss = -sum(t.pnl for t in trades if t.pnl < 0)
-    if loss == 0:
-        return None
-    return profit / loss
-
-
 def compute_metrics(
     equity: FloatArray,
     times: IntArray,
@@ -150,12 +142,14 @@ def compute_metrics(
     executions: Sequence[Execution],
     *,
     cash: float,
-    bars_in_market: int,
+    closes: FloatArray,
+    first_trading_bar: int = 0,
     periods: float | None = None,
 ) -> dict[str, Any]:
-    """Every metric of a run, as JSON-safe values; `periods` overrides the bars per year."""
+    """Every metric of a run, as JSON-safe values; `periods` overrides the bars per year of
+    the per-bar ratios. `first_trading_bar` is the first bar the strategy could trade on (after
+    its indicators' warm-up), where buy and hold starts."""
     final = float(equity[-1])
-    years = float(times[-1] - times[0]) / MICROS_PER_DAY / DAYS_PER_YEAR
     periods = periods if periods is not None else periods_per_year(times)
     returns = bar_returns(equity)
     duration_bars, duration_days = max_drawdown_duration(equity, times)
@@ -166,17 +160,15 @@ def compute_metrics(
         "trades": len(trades),
         "final_equity": final,
         "return_pct": (final - cash) / cash * 100,
-        "cagr_pct": cagr_pct(cash, final, years),
-        "sharpe": sharpe_ratio(returns, periods),
-        "sortino": sortino_ratio(returns, periods),
-        "periods_per_year": periods,
+        "cagr_pct": cagr_pct(cash, final, calendar_years(times)),
         "max_drawdown_pct": max_drawdown_pct(equity),
         "max_drawdown_duration_bars": duration_bars,
         "max_drawdown_duration_days": duration_days,
-        "win_rate_pct": win_rate_pct(trades),
-        "profit_factor": profit_factor(trades),
         "fees": sum(e.commission for e in executions),
-        "exposure_pct": bars_in_market / len(equity) * 100,
+        **peer_statistics(equity, times, closes, trades, first_trading_bar=first_trading_bar),
+        "sharpe_per_bar": sharpe_ratio(returns, periods),
+        "sortino_per_bar": sortino_ratio(returns, periods),
+        "periods_per_year": periods,
     }
     return {key: _json_safe(value) for key, value in metrics.items()}
 
