@@ -3,10 +3,10 @@
     result = await run_sweep(db, "sma_cross", {"fast": [5, 10], "slow": [20, 50]},
                              {"GOOG": "goog.csv"}, strategy_id=strategy.id, workers=2)
 
-Every backtest is stored as pending first. Worker processes (worker.py) run them and send
-their fills in chunks, each on a pipe of its own; a thread of this process reads them, and the
-event loop hands the fills to the one TradeWriter and records each outcome once its fills
-are committed. A failing backtest is marked failed and the others go on; cancellation (a
+Every backtest is stored as pending first. Worker processes (worker.py, started and read by
+worker_pool.py) run them and send their fills in chunks, each on a pipe of its own; a thread
+of this process reads them, and the event loop hands the fills to the one TradeWriter and
+records each outcome once its fills are committed. A failing backtest is marked failed and the others go on; cancellation (a
 cancelled task, or Ctrl-C under `asyncio.run`) stops the workers, keeps every committed
 fill and marks what had not finished cancelled.
 """
@@ -19,17 +19,10 @@ import math
 import multiprocessing
 import os
 import pickle
-import signal
-import struct
 import tempfile
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,7 +38,8 @@ from quantflow_async.backtest.runner import (
     mark_failed,
 )
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.backtest.worker import Job, Message, SweepFile, work
+from quantflow_async.backtest.worker import Job, Message, SweepFile
+from quantflow_async.backtest.worker_pool import WorkerPool
 from quantflow_async.database import Database
 from quantflow_async.errors import StrategyConfigError
 from quantflow_async.ingest.stats import WriterStats
@@ -54,17 +48,12 @@ from quantflow_async.records import fills_from_rows
 
 log = logging.getLogger(__name__)
 
+_Workers = WorkerPool  # the pool's name when it lived in this module
 DataSource = Bars | str | os.PathLike[str]
-RECEIVE_SECONDS: Final = 0.2
-"""How long the reading thread waits for a message before the loop checks on the workers."""
 RECORD_EVERY_SECONDS: Final = 0.25
 """Outcomes are recorded in batches at most this often; each batch waits for one flush."""
 START_METHODS: Final = ("spawn", "forkserver")
 """How worker processes may start: never by fork, which copies the caller's threads' locks."""
-READ_BYTES: Final = 1 << 20
-"""The most the reading thread takes from one pipe at a time."""
-STOP_SECONDS: Final = 5.0
-"""How long a terminated worker may take to exit before it is killed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +154,7 @@ async def run_sweep(
             sweep_file = Path(folder) / "sweep.pickle"
             await anyio.to_thread.run_sync(_dump, datasets, jobs, sweep_file)
             context = multiprocessing.get_context(start_method)
-            pool = _Workers(context, min(workers, len(jobs)), sweep_file, chunk_size, jobs)
+            pool = WorkerPool(context, min(workers, len(jobs)), sweep_file, chunk_size, jobs)
             if writer is None:
                 async with db.writer() as own_writer:
                     await _run_pool(sweep, pool, own_writer)
@@ -195,7 +184,7 @@ async def run_sweep(
     )
 
 
-async def _run_pool(sweep: _Sweep, pool: _Workers, writer: TradeWriter) -> None:
+async def _run_pool(sweep: _Sweep, pool: WorkerPool, writer: TradeWriter) -> None:
     try:
         pool.start()
         await sweep.run(pool, writer)
@@ -251,225 +240,6 @@ def load_datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> d
     }
 
 
-class _Workers:
-    """The worker processes and a pipe to each: jobs out, messages in.
-
-    Jobs are handed out one ahead: a worker gets its first job at the start and its next one
-    when it says it started a job. A worker that finishes with nothing to do waits while
-    another worker still holds a job it has not started (that worker may die and give it
-    back), and is told to stop (None) once no job is left anywhere.
-    """
-
-    def __init__(
-        self,
-        context: BaseContext,
-        count: int,
-        sweep_file: Path,
-        chunk_size: int,
-        jobs: Sequence[Job],
-        target: Callable[..., None] = work,
-    ) -> None:
-        self.count = count
-        self.jobs = list(jobs)
-        self.pending: deque[int] = deque(range(len(jobs)))  # positions in `jobs`
-        self.processes: list[BaseProcess] = []
-        self._connections: list[Connection] = []
-        self._their_ends: list[Connection] = []
-        for index in range(count):
-            ours, theirs = context.Pipe(duplex=True)
-            self._connections.append(ours)
-            self._their_ends.append(theirs)
-            self.processes.append(
-                context.Process(  # type: ignore[attr-defined]
-                    target=target,
-                    args=(index, theirs, str(sweep_file), chunk_size),
-                    name=f"quantflow-sweep-worker-{index}",
-                    daemon=True,
-                )
-            )
-        self._sent: list[deque[int]] = [deque() for _ in range(count)]  # given, not started
-        self._idle: set[int] = set()  # finished, nothing given, not told to stop
-        self._gone: set[int] = set()
-        self._told_to_stop = [False] * count
-        self._open = {connection: index for index, connection in enumerate(self._connections)}
-        self._frames = [_Frames() for _ in range(count)]
-        self._receiving = threading.Lock()
-        self.blocked = 0.0
-        self.busy = 0.0
-        self._stopped = False
-
-    def start(self) -> None:
-        """Start the worker processes, SIGINT ignored from their first instruction, and
-        give each its first job.
-
-        Ctrl-C reaches the whole process group; a worker still importing when it arrives
-        would print a KeyboardInterrupt traceback before it could ignore the signal itself.
-        An ignored signal stays ignored across exec, so it is ignored here, on the main
-        thread, for the moment the processes take to start (a Ctrl-C in that moment is lost).
-        """
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                self._start_processes()
-            finally:
-                signal.signal(signal.SIGINT, previous)
-        else:
-            self._start_processes()
-        log.info("sweep: %d worker processes", self.count)
-        for index in range(self.count):
-            self._give(index)
-
-    def _start_processes(self) -> None:
-        for process, theirs in zip(self.processes, self._their_ends, strict=True):
-            process.start()
-            # Only the worker may hold its end: when it dies, this process reads the end of
-            # the pipe instead of waiting for the rest of a message that will never come.
-            theirs.close()
-
-    def started(self, index: int, backtest_id: int) -> None:
-        """Worker `index` started a backtest: give it the next job, if there is one."""
-        sent = self._sent[index]
-        if sent and self.jobs[sent[0]].backtest_id == backtest_id:
-            sent.popleft()
-        self._settle()
-        if self.pending:
-            self._give(index)
-
-    def finished(self, index: int) -> None:
-        """Worker `index` finished a backtest: it has its next job, or it waits for one."""
-        if not self._sent[index] and not self._told_to_stop[index]:
-            self._idle.add(index)
-        self._settle()
-
-    def give_back(self, index: int) -> list[Job]:
-        """Worker `index` is gone: the jobs it was given and never started go to the others."""
-        self._gone.add(index)
-        self._idle.discard(index)
-        returned = list(self._sent[index])
-        self._sent[index].clear()
-        self.pending.extendleft(reversed(returned))
-        self._settle()
-        return [self.jobs[position] for position in returned]
-
-    def _settle(self) -> None:
-        """Give pending jobs to idle workers; stop the idle ones once no job is left."""
-        while self.pending and self._idle:
-            self._give(self._idle.pop())
-        unstarted = any(self._sent[i] for i in range(self.count) if i not in self._gone)
-        if not self.pending and not unstarted:
-            while self._idle:
-                self._give(self._idle.pop())
-
-    def _give(self, index: int) -> None:
-        """Send worker `index` the next pending job, or None once there is none left."""
-        position = self.pending.popleft() if self.pending else None
-        try:
-            self._connections[index].send(position)  # a small int: never waits
-        except OSError:  # the worker is gone: its end will be read, and it is buried
-            if position is not None:
-                self.pending.appendleft(position)
-            return
-        if position is None:
-            self._told_to_stop[index] = True
-        else:
-            self._sent[index].append(position)
-
-    def receive(self) -> list[Message]:
-        """The messages the workers have sent, waiting up to RECEIVE_SECONDS for one (runs in
-        a thread). A worker whose pipe has ended gives ("gone", index).
-
-        It never waits for the rest of a message: it reads what has arrived, so a worker that
-        dies in the middle of one, or stops there, cannot hold it up. A worker that ended
-        before the wait and whose pipe has no end even so (a process the strategy forked
-        holds a copy of its end) is gone too.
-        """
-        with self._receiving:
-            deadline = time.monotonic() + RECEIVE_SECONDS
-            messages: list[Message] = []
-            while not messages and self._open and not self._stopped:
-                ended = {i for i in self._open.values() if self.processes[i].exitcode is not None}
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                ready = set(wait(list(self._open), remaining))
-                for connection, index in list(self._open.items()):
-                    if connection in ready:
-                        try:
-                            data = os.read(connection.fileno(), READ_BYTES)
-                        except OSError:  # reset: the worker died with unread data of ours
-                            data = b""
-                        if data:
-                            messages += self._frames[index].feed(data)
-                            continue
-                    elif index not in ended:
-                        continue
-                    del self._open[connection]
-                    messages.append(("gone", index))
-            return messages
-
-    def exit_code(self, index: int) -> int | None:
-        """Worker `index`'s exit code, once its pipe has ended (blocking: runs in a thread).
-
-        Asked again and again rather than joined: `join` with a time limit waits on the
-        process's sentinel, which a process the strategy forked may hold open long after the
-        worker died.
-        """
-        return _exit_code_within(self.processes[index], STOP_SECONDS)
-
-    def stop(self) -> None:
-        """Terminate the workers still running, wait for every one, close the pipes
-        (blocking)."""
-        if self._stopped:
-            return
-        for process in self.processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self.processes:
-            if process.pid is None:
-                continue
-            if _exit_code_within(process, STOP_SECONDS) is None:
-                process.kill()
-                process.join()  # no time limit: waitpid, not the sentinel
-        with self._receiving:  # a receive abandoned in a thread returns within its wait
-            self._stopped = True
-            for connection in (*self._connections, *self._their_ends):
-                connection.close()
-        log.info("sweep: worker processes stopped")
-
-
-def _exit_code_within(process: BaseProcess, seconds: float) -> int | None:
-    deadline = time.monotonic() + seconds
-    while (code := process.exitcode) is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return code
-
-
-class _Frames:
-    """Whole messages out of the bytes of one pipe, as `Connection.send` frames them: a
-    4-byte big-endian length (or -1 and an 8-byte one, past 2 GiB), then the pickle."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[Message]:
-        buffer = self._buffer
-        buffer += data
-        messages: list[Message] = []
-        while len(buffer) >= 4:
-            (size,) = struct.unpack_from("!i", buffer)
-            header = 4
-            if size == -1:
-                if len(buffer) < 12:
-                    break
-                (size,) = struct.unpack_from("!Q", buffer, 4)
-                header = 12
-            if len(buffer) < header + size:
-                break
-            messages.append(pickle.loads(buffer[header : header + size]))  # noqa: S301 - our workers'
-            del buffer[: header + size]
-        return messages
-
-
 class _Sweep:
     """The event loop's side: fills to the writer, outcomes to the store, in order."""
 
@@ -493,7 +263,7 @@ class _Sweep:
     def unfinished(self) -> list[int]:
         return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
 
-    async def run(self, pool: _Workers, writer: TradeWriter) -> None:
+    async def run(self, pool: WorkerPool, writer: TradeWriter) -> None:
         self._writer = writer
         send, receive = anyio.create_memory_object_stream[Message](max_buffer_size=math.inf)
         try:
@@ -509,7 +279,7 @@ class _Sweep:
             raise
 
     async def _pump(
-        self, pool: _Workers, writer: TradeWriter, outcomes: MemoryObjectSendStream[Message]
+        self, pool: WorkerPool, writer: TradeWriter, outcomes: MemoryObjectSendStream[Message]
     ) -> None:
         """Read the workers' messages until every worker has exited."""
         while len(self._exited) < pool.count:
@@ -528,7 +298,7 @@ class _Sweep:
     async def _take(
         self,
         message: Message,
-        pool: _Workers,
+        pool: WorkerPool,
         writer: TradeWriter,
         outcomes: MemoryObjectSendStream[Message],
     ) -> None:
@@ -556,7 +326,7 @@ class _Sweep:
 
     async def _bury(
         self,
-        pool: _Workers,
+        pool: WorkerPool,
         worker: int,
         code: int | None,
         outcomes: MemoryObjectSendStream[Message],
