@@ -2,13 +2,12 @@
 
 Bars are numpy arrays (float64 prices, int64 UTC epoch microseconds for times), checked once
 when they are made, so the engine's loop never meets a bad value. A bad file raises BarsError
-naming the file, the line and the column.
+naming the file, the line and the column. This module holds the series, its checks and the
+rules for reading a value; `bars_csv` and `bars_parquet` read the two file formats.
 """
 
 from __future__ import annotations
 
-import csv
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,9 @@ from quantflow_async.errors import BarsError as BarsError  # still importable fr
 TIME_COLUMNS: Final = ("date", "datetime", "timestamp", "time")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH_UNITS: Final = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))
+"""An epoch number below each limit is read in the unit its scale makes microseconds of
+(seconds, milliseconds, microseconds); from 1e17 on it is nanoseconds."""
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -75,7 +77,7 @@ class Bars:
         if volume is not None:
             columns["volume"] = volume
         arrays = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
-        return _checked(source, stamps, arrays, {name: name for name in arrays}, "time", _index)
+        return checked_bars(source, stamps, arrays, {name: name for name in arrays}, "time", _index)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -86,7 +88,7 @@ class Bars:
 
 
 def read_bars(path: str | Path) -> Bars:
-    """Bars from a CSV file, or from a Parquet file (`.parquet`, `.pq`) when pyarrow is installed.
+    """Bars from a CSV file, or from a Parquet file (`.parquet`, `.pq`).
 
     The time column is named date, datetime, timestamp or time (any case), or holds the index
     pandas wrote: a CSV's first, unnamed column, or the index column `df.to_parquet()` names.
@@ -95,10 +97,14 @@ def read_bars(path: str | Path) -> Bars:
     zone, and dates (midnight UTC).
     open, high, low and close are required in any letter case; volume is optional.
     """
+    # The readers import pyarrow, and they import this module: both load on the first read.
+    from quantflow_async.backtest.bars_csv import read_csv_bars
+    from quantflow_async.backtest.bars_parquet import read_parquet_bars
+
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path)
-    return _read_csv(path)
+        return read_parquet_bars(path)
+    return read_csv_bars(path)
 
 
 def synthetic_bars(
@@ -136,104 +142,7 @@ def synthetic_bars(
     return Bars(times, open_, high, low, close, volume, source=f"<synthetic seed={seed}>")
 
 
-def _read_csv(path: Path) -> Bars:
-    source = str(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            body: list[list[str]] = []
-            lines: list[int] = []  # the file's line number of each row, blank lines skipped
-            for row in reader:
-                if row:
-                    body.append(row)
-                    lines.append(reader.line_num)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise BarsError(source, None, None, f"cannot be read: {exc}") from exc
-    if header is None:
-        raise BarsError(source, 1, None, "empty file: no header")
-    columns = _find_columns(source, header, header_row=1)
-    if not body:
-        raise BarsError(source, 2, None, "no rows after the header")
-    line = lines.__getitem__
-    width = max(columns.values()) + 1
-    for index, row in enumerate(body):
-        if len(row) < width:
-            missing = min(col for col in columns.values() if col >= len(row))
-            raise BarsError(source, line(index), header[missing], "value missing")
-    time_column = columns.pop("time")
-    times = _parse_times(source, header[time_column], [r[time_column] for r in body], line)
-    arrays = {
-        name: _parse_floats(source, header[col], [r[col] for r in body], line)
-        for name, col in columns.items()
-    }
-    names = {name: header[col] for name, col in columns.items()}
-    return _checked(source, times, arrays, names, header[time_column], line)
-
-
-def _read_parquet(path: Path) -> Bars:
-    source = str(path)
-    try:
-        pq = importlib.import_module("pyarrow.parquet")
-    except ImportError as exc:
-        raise BarsError(
-            source,
-            None,
-            None,
-            "reading Parquet needs pyarrow: pip install 'quantflow-async[analysis]'",
-        ) from exc
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        raise BarsError(source, None, None, f"cannot be read as Parquet: {exc}") from exc
-    header = list(table.column_names)
-    columns = _find_columns(source, header, None, index_name=_pandas_index(table))
-    if table.num_rows == 0:
-        raise BarsError(source, None, None, "no rows")
-
-    def line(index: int) -> int:
-        return index + 1
-
-    time_column = columns.pop("time")
-    times = _parquet_times(source, table.column(time_column), header[time_column], line)
-    arrays = {}
-    for name, col in columns.items():
-        values = table.column(col).to_pylist()
-        arrays[name] = _parse_floats(source, header[col], values, line)
-    names = {name: header[col] for name, col in columns.items()}
-    return _checked(source, times, arrays, names, header[time_column], line)
-
-
-def _pandas_index(table: Any) -> str | None:
-    """The column pandas' `to_parquet()` kept its index in (`__index_level_0__` or the index's
-    name, after the data columns), when the index is one column; None otherwise."""
-    metadata = table.schema.pandas_metadata
-    if metadata is None:  # written without pandas' metadata: its name for an index, if there
-        return "__index_level_0__"
-    index = metadata.get("index_columns") or []
-    if len(index) == 1 and isinstance(index[0], str):  # a RangeIndex is a dict, and not stored
-        return index[0]
-    return None
-
-
-def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], int]) -> IntArray:
-    pa = importlib.import_module("pyarrow")
-
-    if pa.types.is_date(column.type):  # date32 and date64: midnight UTC of each day
-        column = column.cast(pa.timestamp("ms"))
-    if pa.types.is_timestamp(column.type):
-        if column.null_count:
-            first = column.is_null().to_pylist().index(True)
-            raise BarsError(source, line(first), name, "time missing")
-        if column.type.tz is None:
-            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
-        # safe=False: nanoseconds are truncated to the microseconds times are kept in
-        micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
-        return np.asarray(micros.to_numpy(), dtype=np.int64)
-    return _parse_times(source, name, column.to_pylist(), line)
-
-
-def _find_columns(
+def find_columns(
     source: str, header: Sequence[str], header_row: int | None, index_name: str | None = None
 ) -> dict[str, int]:
     """Map time/open/high/low/close/volume to column positions, or BarsError on the header.
@@ -269,7 +178,7 @@ def _find_columns(
     return found
 
 
-def _parse_floats(
+def parse_floats(
     source: str, name: str, values: Sequence[Any], line: Callable[[int], int]
 ) -> FloatArray:
     try:
@@ -284,7 +193,7 @@ def _parse_floats(
     raise AssertionError("unreachable: numpy refused a column that float() accepts")
 
 
-def _parse_times(
+def parse_times(
     source: str, name: str, values: Sequence[Any], line: Callable[[int], int]
 ) -> IntArray:
     stamps = np.empty(len(values), dtype=np.int64)
@@ -317,10 +226,25 @@ def _epoch_number_to_micros(number: float) -> int:
     """An epoch number in seconds, ms, us or ns (told apart by size) as microseconds."""
     if not math.isfinite(number) or number < 0:
         raise ValueError(number)
-    for limit, scale in ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0)):
+    for limit, scale in EPOCH_UNITS:
         if number < limit:
             return round(number * scale)
     return round(number / 1e3)
+
+
+def epoch_numbers_to_micros(numbers: FloatArray) -> IntArray | None:
+    """`_epoch_number_to_micros` of every number at once (the same float arithmetic and
+    half-even rounding), or None when one of them is refused there."""
+    if not (np.isfinite(numbers) & (numbers >= 0)).all():
+        return None
+    limits = np.array([limit for limit, _ in EPOCH_UNITS])
+    scales = np.array([scale for _, scale in EPOCH_UNITS] + [1.0])
+    unit = np.searchsorted(limits, numbers, side="right")  # index of the first limit above
+    # Nanoseconds are divided, as the rule does, not multiplied by 1e-3: the last bit differs.
+    micros = np.rint(np.where(unit == len(limits), numbers / 1e3, numbers * scales[unit]))
+    if (micros >= 2.0**63).any():  # past int64: the rule's int does not fit the array either
+        return None
+    return micros.astype(np.int64)
 
 
 def utc_datetime(micros: int) -> datetime:
@@ -342,7 +266,7 @@ def _index(index: int) -> int:
     return index
 
 
-def _checked(
+def checked_bars(
     source: str,
     times: IntArray,
     arrays: Mapping[str, FloatArray],

@@ -1,0 +1,96 @@
+"""Bars from a Parquet file, as pandas' `to_parquet()` or pyarrow writes them: the time in a
+column or in the index pandas kept, as dates, timestamps of any unit and zone, text or numbers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantflow_async.backtest.bars import (
+    Bars,
+    BarsError,
+    FloatArray,
+    IntArray,
+    checked_bars,
+    find_columns,
+    parse_floats,
+    parse_times,
+)
+
+
+def read_parquet_bars(path: Path) -> Bars:
+    """The bars of a Parquet file, as `read_bars` describes them; BarsError names the file,
+    the 1-based row and the column of the first fault."""
+    source = str(path)
+    try:
+        pq = importlib.import_module("pyarrow.parquet")
+    except ImportError as exc:
+        raise BarsError(
+            source,
+            None,
+            None,
+            "reading Parquet needs pyarrow: pip install 'quantflow-async[analysis]'",
+        ) from exc
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise BarsError(source, None, None, f"cannot be read as Parquet: {exc}") from exc
+    header = list(table.column_names)
+    columns = find_columns(source, header, None, index_name=_pandas_index(table))
+    if table.num_rows == 0:
+        raise BarsError(source, None, None, "no rows")
+
+    def line(index: int) -> int:
+        return index + 1
+
+    time_column = columns.pop("time")
+    times = _parquet_times(source, table.column(time_column), header[time_column], line)
+    arrays = {
+        name: _parquet_floats(source, table.column(col), header[col], line)
+        for name, col in columns.items()
+    }
+    names = {name: header[col] for name, col in columns.items()}
+    return checked_bars(source, times, arrays, names, header[time_column], line)
+
+
+def _pandas_index(table: Any) -> str | None:
+    """The column pandas' `to_parquet()` kept its index in (`__index_level_0__` or the index's
+    name, after the data columns), when the index is one column; None otherwise."""
+    metadata = table.schema.pandas_metadata
+    if metadata is None:  # written without pandas' metadata: its name for an index, if there
+        return "__index_level_0__"
+    index = metadata.get("index_columns") or []
+    if len(index) == 1 and isinstance(index[0], str):  # a RangeIndex is a dict, and not stored
+        return index[0]
+    return None
+
+
+def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], int]) -> IntArray:
+    pa = importlib.import_module("pyarrow")
+
+    if pa.types.is_date(column.type):  # date32 and date64: midnight UTC of each day
+        column = column.cast(pa.timestamp("ms"))
+    if pa.types.is_timestamp(column.type):
+        if column.null_count:
+            first = column.is_null().to_pylist().index(True)
+            raise BarsError(source, line(first), name, "time missing")
+        if column.type.tz is None:
+            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+        # safe=False: nanoseconds are truncated to the microseconds times are kept in
+        micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
+        return np.asarray(micros.to_numpy(), dtype=np.int64)
+    return parse_times(source, name, column.to_pylist(), line)
+
+
+def _parquet_floats(source: str, column: Any, name: str, line: Callable[[int], int]) -> FloatArray:
+    """A price or volume column as float64: numbers whole, anything else value by value."""
+    pa = importlib.import_module("pyarrow")
+    numeric = pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
+    if numeric and not column.null_count:
+        return np.asarray(column.to_numpy(), dtype=np.float64)
+    return parse_floats(source, name, column.to_pylist(), line)

@@ -1,0 +1,315 @@
+"""CSV bars are read column by column by pyarrow, and agree with the row-by-row reader: the
+same bars for every file both read, the same error (file, line, column, reason) for every file
+one refuses, and the row reader still reads what pyarrow cannot."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from quantflow_async.backtest import Bars, BarsError, read_bars, synthetic_bars
+from quantflow_async.backtest.bars_csv import read_csv_columns, read_csv_rows
+
+HEADER = "date,open,high,low,close,volume\n"
+ROW_1 = "2024-01-01,10,12,9,11,100\n"
+ROW_2 = "2024-01-02,11,13,10,12,150\n"
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "bars.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def same_bars(first: Bars, second: Bars) -> bool:
+    names = ("times", "open", "high", "low", "close", "volume")
+    return all(
+        np.array_equal(getattr(first, name), getattr(second, name), equal_nan=True)
+        for name in names
+    )
+
+
+def fault(path: Path) -> tuple[str, int | None, str | None, str]:
+    with pytest.raises(BarsError) as caught:
+        read_bars(path)
+    error = caught.value
+    return error.path, error.row, error.column, error.reason
+
+
+def row_reader_fault(path: Path) -> tuple[str, int | None, str | None, str]:
+    with pytest.raises(BarsError) as caught:
+        read_csv_rows(path)
+    error = caught.value
+    return error.path, error.row, error.column, error.reason
+
+
+def read_by_columns(path: Path) -> Bars:
+    """The bars of `path`, checked to come from pyarrow's reader and to agree with the row
+    reader's."""
+    bars = read_csv_columns(path)
+    assert bars is not None, "pyarrow's reader declined a file it should read"
+    assert same_bars(bars, read_csv_rows(path))
+    return bars
+
+
+# -- the files a user has are read by pyarrow, to the same bars --------------------------------
+
+
+def test_the_files_quantflow_bars_synth_writes_are_read_by_columns(tmp_path: Path) -> None:
+    lines = ["time,open,high,low,close,volume"]
+    lines += [
+        f"2020-01-01T00:{minute:02d}:00Z,100.10,100.43,99.92,100.16,578156.00"
+        for minute in range(60)
+    ]
+    bars = read_by_columns(write(tmp_path, "\n".join(lines) + "\n"))
+    assert bars.time_at(59) == datetime(2020, 1, 1, 0, 59, tzinfo=UTC)
+
+
+def test_a_frame_pandas_wrote_is_read_by_columns(tmp_path: Path) -> None:
+    import pandas as pd
+
+    bars = synthetic_bars(500, seed=4)
+    frame = pd.DataFrame(
+        {"Open": bars.open, "High": bars.high, "Low": bars.low, "Close": bars.close},
+        index=pd.to_datetime(bars.times, unit="us"),
+    )
+    path = tmp_path / "pandas.csv"
+    frame.to_csv(path)
+    read = read_by_columns(path)
+    assert np.array_equal(read.times, bars.times)
+    assert np.array_equal(read.close, bars.close)  # pandas writes the shortest repr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-01", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("2024-01-01 09:30", datetime(2024, 1, 1, 9, 30, tzinfo=UTC)),
+        ("2024-01-01T09:30:00+02:00", datetime(2024, 1, 1, 7, 30, tzinfo=UTC)),
+        ("2024-01-01T09:30:00-05:00", datetime(2024, 1, 1, 14, 30, tzinfo=UTC)),
+        ("2024-01-01T09:30:00+0200", datetime(2024, 1, 1, 7, 30, tzinfo=UTC)),
+        ("2024-01-01T09:30:00Z", datetime(2024, 1, 1, 9, 30, tzinfo=UTC)),
+        ("2024-01-01T09:30:00.25", datetime(2024, 1, 1, 9, 30, 0, 250_000, tzinfo=UTC)),
+        ("2024-01-01T09:30:00.1234567", datetime(2024, 1, 1, 9, 30, 0, 123_456, tzinfo=UTC)),
+        ("1969-12-31T23:59:59.1234567", datetime(1969, 12, 31, 23, 59, 59, 123_456, tzinfo=UTC)),
+        ("1704067200", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("1704067200.5", datetime(2024, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC)),
+        ("1704067200000", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("1704067200000000", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("1704067200000000999", datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+    ],
+)
+def test_each_time_form_is_read_by_columns_as_the_row_reader_reads_it(
+    tmp_path: Path, text: str, expected: datetime
+) -> None:
+    bars = read_by_columns(write(tmp_path, f"time,open,high,low,close\n{text},1,2,0.5,1.5\n"))
+    assert bars.time_at(0) == expected
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    bars = read_by_columns(write(tmp_path, b"\xef\xbb\xbf" + (HEADER + ROW_1).encode()))
+    assert bars.time_at(0) == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\r"], ids=["crlf", "cr"])
+def test_windows_and_old_mac_line_endings_are_read(tmp_path: Path, ending: str) -> None:
+    text = (HEADER + ROW_1 + ROW_2).replace("\n", ending)
+    assert read_by_columns(write(tmp_path, text)).close.tolist() == [11.0, 12.0]
+
+
+def test_quoted_values_and_spaces_around_numbers_are_read(tmp_path: Path) -> None:
+    text = HEADER + '"2024-01-01"," 10","12 ",9,"11",100\n'
+    assert read_by_columns(write(tmp_path, text)).open.tolist() == [10.0]
+
+
+def test_columns_beyond_the_bars_are_ignored(tmp_path: Path) -> None:
+    text = "symbol,date,open,high,low,close,volume,note\n" + "BTC,2024-01-01,10,12,9,11,100,x\n"
+    assert read_by_columns(write(tmp_path, text)).high.tolist() == [12.0]
+
+
+def test_huge_and_tiny_prices_are_kept_exactly(tmp_path: Path) -> None:
+    text = HEADER + "2024-01-01,1e300,1.7976931348623157e308,1e-300,5e-324,0\n"
+    bars = read_by_columns(write(tmp_path, text))
+    assert bars.high.tolist() == [1.7976931348623157e308]
+    assert bars.close.tolist() == [5e-324]
+    assert bars.volume.tolist() == [0.0]
+
+
+def test_a_volume_of_zero_is_read(tmp_path: Path) -> None:
+    assert read_by_columns(write(tmp_path, HEADER + "2024-01-01,10,12,9,11,0\n")).volume[0] == 0
+
+
+# -- what pyarrow does not read, the row reader still reads ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("2024-01-01T09:30:00 +02:00", datetime(2024, 1, 1, 7, 30, tzinfo=UTC)),
+        ("20240101T093000", datetime(2024, 1, 1, 9, 30, tzinfo=UTC)),
+        ("2024-W01-1", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("2024-01-01t09:30", datetime(2024, 1, 1, 9, 30, tzinfo=UTC)),
+        (" 2024-01-01T09:30:00 ", datetime(2024, 1, 1, 9, 30, tzinfo=UTC)),
+    ],
+)
+def test_iso_forms_pyarrow_does_not_know_are_read_row_by_row(
+    tmp_path: Path, row: str, expected: datetime
+) -> None:
+    path = write(tmp_path, f"time,open,high,low,close\n{row},1,2,0.5,1.5\n")
+    assert read_csv_columns(path) is None
+    assert read_bars(path).time_at(0) == expected
+
+
+def test_a_time_column_mixing_epochs_and_iso_text_is_read_row_by_row(tmp_path: Path) -> None:
+    path = write(tmp_path, "time,open,high,low,close\n1704067200,1,2,0.5,1.5\n2024-01-02,1,2,1,1\n")
+    bars = read_bars(path)
+    assert [bars.time_at(i) for i in range(2)] == [
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 2, tzinfo=UTC),
+    ]
+
+
+def test_numbers_with_underscores_are_read_as_python_reads_them(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + "2024-01-01,10,12,9,11,1_000\n")
+    assert read_bars(path).volume.tolist() == [1000.0]
+
+
+def test_a_row_with_more_values_than_the_header_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + ROW_1 + "2024-01-02,11,13,10,12,150,extra\n")
+    assert read_bars(path).close.tolist() == [11.0, 12.0]
+
+
+# -- every fault is the row reader's: the file, the line, the column, the reason ----------------
+
+
+BAD_FILES = {
+    "empty file": "",
+    "header only": HEADER,
+    "header and blank lines": HEADER + "\n\n",
+    "no time column": "when,open,high,low,close\n2024-01-01,1,2,0.5,1.5\n",
+    "missing column": "date,open,high,low\n2024-01-01,1,2,0.5\n",
+    "NaN price": HEADER + "2024-01-01,NaN,12,9,11,100\n",
+    "nan volume": HEADER + "2024-01-01,10,12,9,11,nan\n",
+    "infinite price": HEADER + "2024-01-01,10,inf,9,11,100\n",
+    "price past float": HEADER + "2024-01-01,10,1e400,9,11,100\n",
+    "negative price": HEADER + ROW_1 + "2024-01-02,11,13,-10,12,150\n",
+    "zero price": HEADER + "2024-01-01,10,12,9,0,100\n",
+    "negative volume": HEADER + "2024-01-01,10,12,9,11,-1\n",
+    "empty price": HEADER + "2024-01-01,10,12,,11,100\n",
+    "text price": HEADER + "2024-01-01,10,12,nine,11,100\n",
+    "NA price": HEADER + "2024-01-01,10,12,NA,11,100\n",
+    "high below low": HEADER + "2024-01-01,10,8,9,9.5,100\n",
+    "times out of order": HEADER + ROW_2 + ROW_1,
+    "time repeated": HEADER + ROW_1 + ROW_1,
+    "epochs out of order": (
+        "time,open,high,low,close\n1704067260,1,2,0.5,1.5\n1704067200,1,2,0.5,1.5\n"
+    ),
+    "negative epoch": "time,open,high,low,close\n-5,1,2,0.5,1.5\n",
+    "epoch past int64": "time,open,high,low,close\n1e30,1,2,0.5,1.5\n",
+    "nan epoch": "time,open,high,low,close\nnan,1,2,0.5,1.5\n",
+    "time of day only": "time,open,high,low,close\n09:30:00,1,2,0.5,1.5\n",
+    "impossible date": HEADER + "2023-02-29,10,12,9,11,100\n",
+    "leap second": "time,open,high,low,close\n2024-01-01T23:59:60,1,2,0.5,1.5\n",
+    "empty time": HEADER + ",10,12,9,11,100\n",
+    "short row": HEADER + ROW_1 + "2024-01-02,11,13\n",
+    "blank lines before a fault": HEADER + ROW_1 + "\n\n" + "2024-01-02,11,13,10,x,150\n",
+    "crlf before a fault": (HEADER + ROW_1 + "2024-01-02,11,13,10,12,-1\n").replace("\n", "\r\n"),
+    "quoted newline before a fault": HEADER + '2024-01-01,10,12,9,11,"1\n00"\n' + ROW_1,
+    "bytes that are not utf-8": HEADER.encode() + b"2024-01-01,10,12,9,11,\xff\n",
+    "utf-8 fault in another column": b"date,open,high,low,close,note\n2024-01-01,1,2,0.5,1,\xff\n",
+}
+
+
+@pytest.mark.parametrize("content", list(BAD_FILES.values()), ids=list(BAD_FILES))
+def test_a_bad_file_is_refused_as_the_row_reader_refuses_it(
+    tmp_path: Path, content: str | bytes
+) -> None:
+    path = write(tmp_path, content)
+    found = fault(path)
+    assert found == row_reader_fault(path)
+    assert found[0] == str(path)
+    assert read_csv_columns(path) is None
+
+
+def test_faults_name_the_files_line_counting_blank_and_crlf_lines(tmp_path: Path) -> None:
+    text = (HEADER + ROW_1 + "\n" + "2024-01-02,11,13,10,12,150\n" + ROW_2).replace("\n", "\r\n")
+    assert fault(write(tmp_path, text))[1:] == (5, "date", "time repeated")
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "absent.csv"
+    found = fault(path)
+    assert found[:3] == (str(path), None, None)
+    assert found[3].startswith("cannot be read")
+
+
+def test_the_file_is_read_at_the_moment_of_reading(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + ROW_1)
+    read_bars(path)
+    path.write_text(HEADER + ROW_2)
+    assert read_bars(path).close.tolist() == [12.0]
+
+
+# -- any file: the two readers agree ------------------------------------------------------------
+
+
+TIME_FORMS = (
+    lambda s: str(s),
+    lambda s: f"{s}.5",
+    lambda s: str(s * 1000),
+    lambda s: str(s * 1_000_000),
+    lambda s: str(s * 1_000_000_000 + 999),
+    lambda s: datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+    lambda s: datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    lambda s: datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+    lambda s: datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S.123456789"),
+    lambda s: datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S-03:30"),
+    lambda s: datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%d"),
+    lambda s: datetime.fromtimestamp(s, UTC).strftime("%Y%m%dT%H%M%S"),
+)
+PRICE_FORMS = (repr, lambda p: f"{p:.2f}", lambda p: f"{p:e}", lambda p: str(round(p)))
+ODD_TEXTS = ("", "nan", "inf", "1e400", " 5 ", "1_000", "0", "-0", "-1", ".5", "5.", "x", "NA")
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> str:
+    """Files of up to 8 bars, one time form per file (or a mix), prices in one of several
+    spellings, now and then an odd value, a blank line, Windows line endings."""
+    count = draw(st.integers(min_value=0, max_value=8))  # 0: a header only
+    starts = sorted(draw(st.lists(st.integers(0, 2_000_000_000), min_size=count, unique=True)))
+    forms = draw(st.lists(st.sampled_from(TIME_FORMS), min_size=1, max_size=2))
+    rows = []
+    for start in starts:
+        price = draw(st.floats(min_value=1.0, max_value=1e9))
+        spell = draw(st.sampled_from(PRICE_FORMS))
+        values = [spell(price)] * 4 + [spell(draw(st.floats(min_value=0, max_value=1e12)))]
+        if draw(st.integers(0, 19)) == 0:
+            values[draw(st.integers(0, 4))] = draw(st.sampled_from(ODD_TEXTS))
+        rows.append(",".join([draw(st.sampled_from(forms))(start), *values]))
+    blank = draw(st.sampled_from(["", "\n"]))
+    ending = draw(st.sampled_from(["\n", "\r\n"]))
+    name = draw(st.sampled_from(["date", "Time", "timestamp", ""]))
+    text = f"{name},open,high,low,close,volume\n" + blank + "\n".join(rows) + "\n"
+    return text.replace("\n", ending)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=csv_files())
+def test_the_column_reader_agrees_with_the_row_reader_on_any_file(text: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bars.csv"
+        path.write_text(text, newline="")
+        by_columns = read_csv_columns(path)
+        try:
+            by_rows = read_csv_rows(path)
+        except BarsError:
+            assert by_columns is None
+            return
+        assert by_columns is None or same_bars(by_columns, by_rows)
