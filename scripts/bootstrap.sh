@@ -38,5 +38,16 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     touch "$STAMP"
     step "installed; the commands are in .venv/bin (source .venv/bin/activate to use them directly)"
 fi
+# The HTML report's tests open it in a real headless Chromium: Debian's package, installed once.
+if [[ ",$EXTRAS," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        step "installing Debian's chromium for the HTML report's tests (apt-get, once)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-cache show chromium >/dev/null 2>&1 || apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        step "no /usr/bin/chromium: the HTML report's browser tests are skipped (apt-get install chromium)"
+    fi
+fi
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"

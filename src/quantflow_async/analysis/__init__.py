@@ -1,8 +1,10 @@
-"""Trades out of the store: pandas DataFrames, Arrow tables, CSV and Parquet files, PNG reports.
+"""Trades out of the store: pandas DataFrames, Arrow tables, CSV and Parquet files, reports
+(pictures, and interactive HTML pages).
 
-pandas, pyarrow and matplotlib come with the extra `pip install 'quantflow-async[analysis]'`;
-CSV export needs none of them. Importing this package imports none of them either: each
-function imports what it needs, and says which extra to install when it is missing.
+pandas, pyarrow, matplotlib and bokeh come with the extra
+`pip install 'quantflow-async[analysis]'`; CSV export needs none of them. Importing this
+package imports none of them either: each function imports what it needs, and says which
+extra to install when it is missing.
 """
 
 from quantflow_async.analysis._extras import INSTALL_HINT, MissingExtra
@@ -22,6 +24,7 @@ from quantflow_async.analysis.report import (
     draw_report,
     image_format,
     load_report,
+    report_format,
     write_report,
 )
 
@@ -40,6 +43,7 @@ __all__ = [
     "format_of",
     "image_format",
     "load_report",
+    "report_format",
     "stream_to_arrow",
     "stream_to_dataframe",
     "trades_to_arrow",
