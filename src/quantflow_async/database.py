@@ -14,7 +14,6 @@ from quantflow_async.config import Settings, redact_url
 from quantflow_async.errors import DatabaseNotOpen
 from quantflow_async.ingest.writer import RejectHandler, TradeWriter
 from quantflow_async.store.engine import create_engine
-from quantflow_async.store.migrations import upgrade_to_head
 from quantflow_async.store.repositories import (
     BacktestRepository,
     StrategyRepository,
@@ -118,6 +117,9 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`)."""
+        # Alembic loads here, not with the database: most processes never migrate.
+        from quantflow_async.store.migrations import upgrade_to_head
+
         await upgrade_to_head(self.engine)
 
     def writer(
