@@ -21,8 +21,8 @@ import pytest
 from quantflow_async import Database
 
 from ..conftest import make_fill
-from ..test_cli import assert_one_line_mistake
-from ..test_cli_listings import run, sqlite_only
+from .test_cli import assert_one_line_mistake
+from .test_cli_listings import run, sqlite_only
 
 CURVE = {"time": [1_704_067_200, 1_704_153_600], "equity": [10_000.0, 9_000.0]}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

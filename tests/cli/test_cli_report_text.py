@@ -14,7 +14,7 @@ from quantflow_async import Database
 from quantflow_async.analysis import draw_report, load_report
 
 from ..conftest import T0
-from ..test_cli_listings import run, sqlite_only
+from .test_cli_listings import run, sqlite_only
 
 CURVE = {"time": [1_704_067_200, 1_704_153_600], "equity": [10_000.0, 9_000.0]}
 

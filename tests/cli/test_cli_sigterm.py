@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 
 from quantflow_async import Database, Settings
+from tests.cli.test_cli_backtest import quantflow, write_bars
 from tests.conftest import make_fill
 from tests.support.processes import reap
-from tests.test_cli_backtest import quantflow, write_bars
 
 TERMINATED = 128 + signal.SIGTERM
 

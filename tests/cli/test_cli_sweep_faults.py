@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from quantflow_async.cli.sweep import ranked
+from tests.cli.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
 from tests.cli.test_cli_sigterm import migrated, statuses, trades
 from tests.support.processes import reap
-from tests.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
 
 BAD_OPTIONS = [
     (["--commission", "2"], "--commission: must be in [0.0, 1.0), got 2.0"),

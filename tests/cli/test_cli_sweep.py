@@ -1,0 +1,260 @@
+"""`quantflow sweep`, run as a person runs it: a subprocess on bars files and a JSON grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+
+from quantflow_async.backtest import expand_grid, read_bars, run_backtest
+from tests.cli.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
+
+ROOT = Path(__file__).resolve().parents[2]
+GRID = {"fast": [3, 5], "slow": [10, 20]}
+
+
+@pytest.fixture
+def migrated(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+    assert quantflow("migrate", "--database-url", url, cwd=tmp_path).returncode == 0
+    return url
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> list[Path]:
+    return [write_bars(tmp_path / "aaa.csv", 600), write_bars(tmp_path / "bbb.csv", 400)]
+
+
+def sweep(url: str, data: list[Path], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    files = [arg for path in data for arg in ("--data", str(path))]
+    return quantflow("sweep", "sma_cross", *files, *args, "--database-url", url, cwd=cwd)
+
+
+def in_memory(data: list[Path], commission: float = 0.0) -> list[dict[str, object]]:
+    """What the engine makes of every config on every file, in the sweep's order."""
+    runs = []
+    for path in data:
+        bars = read_bars(path)
+        for config in expand_grid(GRID):
+            result = run_backtest("sma_cross", bars, config, 10_000, commission)
+            runs.append({**result.metrics, "fills": len(result.executions), "config": config})
+    return runs
+
+
+def stored(url: str) -> tuple[Counter[str], int]:
+    """Backtests by status, and the trades stored, read straight from the file."""
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as connection:
+        statuses = Counter(s for (s,) in connection.execute("SELECT status FROM backtests"))
+        (trades,) = connection.execute("SELECT count(*) FROM trades").fetchone()
+    return statuses, trades
+
+
+def test_json_ends_with_the_best_configs_by_return_and_every_backtest_is_stored(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    result = sweep(
+        migrated, data, "--grid", json.dumps(GRID), "--commission", "0.001", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = in_memory(data, commission=0.001)
+    assert len(document["backtest_ids"]) == document["completed"] == 8
+    assert document["failed"] == 0
+    assert document["fills_stored"] == sum(run["fills"] for run in expected)
+    assert stored(migrated) == (Counter(completed=8), document["fills_stored"])
+    assert document["ranked_by"] == "return_pct"
+    returns = sorted((run["return_pct"] for run in expected), reverse=True)
+    assert [row["return_pct"] for row in document["best"]] == returns  # all 8: fewer than --top
+
+
+def test_by_sharpe_and_top_show_the_k_best_sharpe_ratios(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    result = sweep(
+        migrated, data, "--grid", json.dumps(GRID), "--by", "sharpe", "--top", "3", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    best = sorted((run["sharpe"] for run in in_memory(data)), reverse=True)[:3]
+    assert document["ranked_by"] == "sharpe"
+    assert [row["sharpe"] for row in document["best"]] == best
+
+
+def test_piped_the_table_is_a_header_and_one_line_per_config_and_the_summary_is_on_stderr(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    result = sweep(migrated, data, "--grid", json.dumps(GRID), "--top", "5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header, *rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert header[:4] == ["rank", "backtest", "data", "parameters"]
+    assert [row[0] for row in rows] == ["1", "2", "3", "4", "5"]
+    assert {row[2] for row in rows} <= {"AAA", "BBB"}
+    fills = sum(run["fills"] for run in in_memory(data))
+    assert result.stderr.splitlines() == [  # no progress bar when stderr is not a terminal
+        result.stderr.splitlines()[0]
+    ]
+    assert f"8 backtests completed, {fills:,} fills stored in" in result.stderr
+
+
+def test_a_single_value_in_the_grid_is_one_value_for_every_config(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    grid = '{"fast": [3, 4, 5], "slow": 12}'
+    result = sweep(migrated, data[:1], "--grid", grid, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(row["parameters"]["fast"] for row in document["best"]) == [3, 4, 5]
+    assert {row["parameters"]["slow"] for row in document["best"]} == {12}
+
+
+def test_report_draws_the_best_backtest(tmp_path: Path, migrated: str, data: list[Path]) -> None:
+    picture = tmp_path / "best.png"
+    result = sweep(
+        migrated, data, "--grid", json.dumps(GRID), "--report", str(picture), "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    assert document["report"] == str(picture)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = tmp_path / "again.png"
+    best = str(document["best"][0]["backtest_id"])
+    drawn = quantflow("report", best, "-o", str(again), "--database-url", migrated, cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+    assert picture.read_bytes() == again.read_bytes()  # the same picture as `quantflow report`
+
+
+def test_a_terminal_shows_a_progress_bar_of_backtests_done_and_fills_stored(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    terminal, child_end = pty.openpty()
+    files = [arg for path in data for arg in ("--data", str(path))]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "quantflow_async.cli", "sweep", "sma_cross", *files,
+         "--grid", json.dumps(GRID), "--database-url", migrated],
+        cwd=tmp_path, env={**env, "COLUMNS": "120"}, stdout=subprocess.DEVNULL, stderr=child_end,
+    )  # fmt: skip
+    os.close(child_end)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    child.wait(timeout=60)
+    os.close(terminal)
+    assert child.returncode == 0, shown
+    text = shown.decode(errors="replace")
+    assert "backtests" in text and "8/8" in text
+    fills = sum(run["fills"] for run in in_memory(data))
+    assert f"{fills:,} fills stored" in text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["macd", "--grid", '{"fast": [5]}'], "unknown strategy 'macd'"),
+        (["sma_cross", "--grid", "{fast: [5]}"], "is not valid JSON"),
+        (["sma_cross", "--grid", '{"fats": [5]}'], "fats: not a parameter of SmaCross"),
+        (["sma_cross", "--grid", '{"fast": [5, 50], "slow": 20}'], "slow: must be > fast"),
+        (["sma_cross", "--grid", '{"fast": []}'], "--grid has no config to run"),
+        (["sma_cross", "--grid", "[1, 2]"], "must be a JSON object"),
+        (["sma_cross", "--grid", "{}", "--data", "x/aaa.csv"], "two --data files are named AAA"),
+        (["sma_cross", "--grid", "{}", "--report", "best.jpg"], "is not a .png, .svg or .pdf"),
+        (["sma_cross", "--grid", "{}", "--report", "no/best.png"], "no does not exist"),
+        (["sma_cross", "--grid", "{}", "--workers", "0"], "--workers: must be a whole number"),
+    ],
+    ids=[
+        "unknown strategy", "bad JSON", "unknown key", "bad value", "empty grid", "not an object",
+        "two files one symbol", "bad picture name", "no such folder", "no workers",
+    ],
+)  # fmt: skip
+def test_a_mistake_is_one_line_and_leaves_no_file(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    write_bars(tmp_path / "aaa.csv", 100)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'never.sqlite3'}"
+    result = quantflow(
+        "sweep", arguments[0], "--data", "aaa.csv", *arguments[1:], "--database-url", url,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_mistake(result, message)
+    assert sorted(os.listdir(tmp_path)) == ["aaa.csv"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "No such file"), ("date,open,high,low\n2024-01-01,1,2,1\n", "column 'close'")],
+    ids=["missing file", "missing column"],
+)
+def test_an_unreadable_bars_file_is_one_line_and_nothing_is_stored(
+    tmp_path: Path, migrated: str, data: list[Path], content: str | None, message: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    if content is not None:
+        bad.write_text(content)
+    result = sweep(migrated, [*data, bad], "--grid", json.dumps(GRID), cwd=tmp_path)
+    assert_one_line_mistake(result, message)
+    assert stored(migrated) == (Counter(), 0)
+
+
+def test_a_database_without_the_schema_says_to_migrate(tmp_path: Path, data: list[Path]) -> None:
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()
+    result = sweep(f"sqlite+aiosqlite:///{empty}", data, "--grid", "{}", cwd=tmp_path)
+    assert_one_line_mistake(result, "quantflow migrate")
+
+
+def test_ctrl_c_mid_sweep_keeps_committed_fills_marks_the_rest_cancelled_and_leaves_no_process(
+    tmp_path: Path, migrated: str
+) -> None:
+    long = [write_bars(tmp_path / f"long{i}.csv", 40_000) for i in range(2)]
+    files = [arg for path in long for arg in ("--data", str(path))]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "quantflow_async.cli", "sweep", "sma_cross", *files,
+         # 72 backtests: far longer than the wait for the first fill, even on a loaded machine
+         "--grid", '{"fast": [2, 3, 4, 5, 6, 7], "slow": [8, 9, 10, 11, 12, 13]}',
+         "--database-url", migrated],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )  # fmt: skip
+    try:
+        while stored(migrated)[1] == 0:  # pytest's timeout bounds this loop
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.1)
+        descendants = psutil.Process(child.pid).children(recursive=True)
+        os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert child.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "quantflow: error: interrupted"
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    assert alive == []
+    statuses, trades = stored(migrated)
+    assert set(statuses) <= {"completed", "cancelled"} and statuses["cancelled"] >= 1, statuses
+    assert sum(statuses.values()) == 72
+    assert trades > 0

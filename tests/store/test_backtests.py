@@ -1,0 +1,141 @@
+"""db.backtests: create with checks, list, the status lifecycle, stored results."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from quantflow_async import Database, InvalidTransition, InvalidValue, NotFound
+from quantflow_async.store.repositories.backtests import TRANSITIONS
+
+from ..conftest import T0, make_fill
+
+STATUSES = list(TRANSITIONS)
+
+
+async def _backtest(db: Database, strategy_id: int, name: str = "run") -> int:
+    backtest = await db.backtests.create(
+        strategy_id=strategy_id,
+        name=name,
+        start_date=T0,
+        end_date=T0 + timedelta(days=1),
+        initial_capital="1000.50",
+        config={"symbols": ["BTCUSDT"]},
+    )
+    return backtest.id
+
+
+async def test_create_starts_pending_with_exact_capital(db: Database, strategy_id: int) -> None:
+    backtest = await db.backtests.get(await _backtest(db, strategy_id))
+    assert backtest.status == "pending"
+    assert str(backtest.initial_capital) == "1000.50"
+    assert backtest.config == {"symbols": ["BTCUSDT"]}
+    assert backtest.start_date == T0
+
+
+async def test_create_for_a_missing_strategy_raises_not_found(db: Database) -> None:
+    with pytest.raises(NotFound, match="strategy with id=999"):
+        await _backtest(db, 999)
+
+
+@pytest.mark.parametrize(
+    "field, changes, message",
+    [
+        ("end_date", {"end_date": T0}, "after start_date"),
+        ("initial_capital", {"initial_capital": 0}, "> 0"),
+        ("initial_capital", {"initial_capital": "-5"}, "> 0"),
+        ("initial_capital", {"initial_capital": float("nan")}, "finite"),
+        ("start_date", {"start_date": T0.replace(tzinfo=None)}, "timezone-aware"),
+        ("name", {"name": ""}, "non-empty"),
+    ],
+)
+async def test_bad_arguments_name_their_field(
+    db: Database, strategy_id: int, field: str, changes: dict[str, object], message: str
+) -> None:
+    arguments: dict[str, object] = {
+        "strategy_id": strategy_id,
+        "name": "run",
+        "start_date": T0,
+        "end_date": T0 + timedelta(days=1),
+        "initial_capital": 100,
+        **changes,
+    }
+    with pytest.raises(InvalidValue, match=message) as caught:
+        await db.backtests.create(**arguments)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+async def test_list_by_strategy_and_status(db: Database, strategy_id: int) -> None:
+    other = (await db.strategies.create(name="other")).id
+    first = await _backtest(db, strategy_id, "first")
+    await _backtest(db, other, "elsewhere")
+    second = await _backtest(db, strategy_id, "second")
+    await db.backtests.set_status(second, "running")
+    assert [b.id for b in await db.backtests.list(strategy_id=strategy_id)] == [first, second]
+    assert [b.id for b in await db.backtests.list(status="running")] == [second]
+    assert len(await db.backtests.list()) == 3
+
+
+@pytest.mark.parametrize("final", ["completed", "failed", "cancelled"])
+async def test_lifecycle_runs_pending_running_then_a_final_status(
+    db: Database, backtest_id: int, final: str
+) -> None:
+    assert (await db.backtests.set_status(backtest_id, "running")).status == "running"
+    assert (await db.backtests.set_status(backtest_id, final)).status == final
+
+
+ALLOWED = {(old, new) for old, targets in TRANSITIONS.items() for new in targets}
+FORBIDDEN = [(old, new) for old in STATUSES for new in STATUSES if (old, new) not in ALLOWED]
+
+
+@pytest.mark.parametrize("current, requested", FORBIDDEN)
+async def test_every_other_transition_is_refused(
+    db: Database, backtest_id: int, current: str, requested: str
+) -> None:
+    path = {"pending": [], "running": ["running"], "cancelled": ["cancelled"]}.get(
+        current, ["running", current]
+    )
+    for status in path:
+        await db.backtests.set_status(backtest_id, status)
+    with pytest.raises(InvalidTransition, match=f"'{current}' to '{requested}'"):
+        await db.backtests.set_status(backtest_id, requested)
+    assert (await db.backtests.get(backtest_id)).status == current
+
+
+async def test_set_status_of_a_missing_backtest_raises_not_found(db: Database) -> None:
+    with pytest.raises(NotFound, match="backtest with id=31"):
+        await db.backtests.set_status(31, "running")
+
+
+async def test_unknown_status_is_invalid_value(db: Database, backtest_id: int) -> None:
+    with pytest.raises(InvalidValue, match="status"):
+        await db.backtests.set_status(backtest_id, "done")
+
+
+async def test_save_results_stores_metrics_and_results(db: Database, backtest_id: int) -> None:
+    saved = await db.backtests.save_results(
+        backtest_id,
+        metrics={"sharpe": "1.25", "trades": 10},
+        results={"equity": [["2024-01-01", "1000"]]},
+    )
+    assert saved.metrics == {"sharpe": "1.25", "trades": 10}
+    assert (await db.backtests.get(backtest_id)).results == {"equity": [["2024-01-01", "1000"]]}
+
+
+async def test_save_results_refuses_values_json_cannot_hold(db: Database, backtest_id: int) -> None:
+    with pytest.raises(InvalidValue, match="metrics"):
+        await db.backtests.save_results(backtest_id, metrics={"sharpe": float("nan")})
+
+
+async def test_deleting_a_backtest_deletes_its_trades(
+    db: Database, strategy_id: int, backtest_id: int
+) -> None:
+    await db.trades.insert_many(
+        [make_fill(strategy_id, n, backtest_id=backtest_id) for n in range(3)]
+    )
+    await db.trades.insert_many([make_fill(strategy_id, 10)])  # a live trade stays
+    await db.backtests.delete(backtest_id)
+    assert await db.trades.count() == 1
+    with pytest.raises(NotFound):
+        await db.backtests.get(backtest_id)

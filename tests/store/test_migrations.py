@@ -1,0 +1,307 @@
+"""Alembic: upgrade, downgrade and upgrade again, from the library and from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from quantflow_async import Database, NotFound
+from quantflow_async.store.migrations import alembic_config, head_revision
+from quantflow_async.store.schema import metadata
+
+from ..conftest import T0, make_fill
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_TABLES = {"strategies", "backtests", "trades", "writer_batches"}
+JOURNAL_TABLES = {"orders", "order_events", "positions", "balance_snapshots", "journal_cursors"}
+TABLES = SEED_TABLES | JOURNAL_TABLES
+
+
+async def _tables(db: Database) -> set[str]:
+    def read(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names()) - {"alembic_version"}
+
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def _run(db: Database, action: str, revision: str, config: Config | None = None) -> None:
+    config = config or alembic_config()
+
+    def run(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+
+    async with db.engine.connect() as connection:
+        await connection.run_sync(run)
+
+
+async def test_upgrade_downgrade_upgrade_round_trips(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await _run(db, "upgrade", "head")
+        assert await _tables(db) == TABLES
+        await _run(db, "downgrade", "base")
+        assert await _tables(db) == set()
+        await _run(db, "upgrade", "head")
+        assert await _tables(db) == TABLES
+
+
+async def test_migrations_run_one_table_at_a_time(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await _run(db, "upgrade", "001")
+        assert await _tables(db) == {"strategies"}
+        await _run(db, "upgrade", "002")
+        assert await _tables(db) == {"strategies", "backtests"}
+        await _run(db, "upgrade", "003")
+        assert await _tables(db) == {"strategies", "backtests", "trades"}
+        await _run(db, "upgrade", "004")
+        assert await _tables(db) == SEED_TABLES
+        await _run(db, "upgrade", "005")
+        assert await _tables(db) == SEED_TABLES
+        await _run(db, "upgrade", "006")
+        assert await _tables(db) == TABLES
+        assert head_revision() == "006"
+
+
+def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
+    database_url: str,
+) -> None:
+    env = {**os.environ, "QUANTFLOW_DATABASE_URL": database_url}
+    alembic = [sys.executable, "-m", "alembic"]
+    for revision in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"]):
+        result = subprocess.run(
+            [*alembic, *revision], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+    result = subprocess.run(
+        [*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "006 (head)" in result.stdout
+
+
+async def test_migrate_twice_is_harmless(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await db.migrate()
+        await db.migrate()
+        assert await _tables(db) == TABLES
+
+
+REBUILD_PARENT = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "900"
+down_revision = "006"
+branch_labels = None
+depends_on = None
+
+
+def _recreate() -> str:
+    # A table rebuild, as SQLite's batch mode does for most ALTERs of a parent table.
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("backtests", recreate=_recreate()) as batch:
+        batch.alter_column("name", existing_type=sa.String(200), type_=sa.String(300))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("backtests", recreate=_recreate()) as batch:
+        batch.alter_column("name", existing_type=sa.String(300), type_=sa.String(200))
+"""
+
+
+def _scripts_with_a_rebuild(tmp_path: Path) -> Path:
+    scripts = tmp_path / "alembic"
+    shutil.copytree(ROOT / "alembic", scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "900_rebuild_backtests.py").write_text(REBUILD_PARENT)
+    return scripts
+
+
+async def test_rebuilding_a_parent_table_keeps_every_child_row(
+    database_url: str, tmp_path: Path
+) -> None:
+    config = alembic_config()
+    config.set_main_option("script_location", str(_scripts_with_a_rebuild(tmp_path)))
+    async with Database(database_url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        backtest = await db.backtests.create(
+            strategy_id=strategy.id, name="b", start_date=T0, end_date=T0.replace(year=2025),
+            initial_capital=1,
+        )  # fmt: skip
+        fills = [make_fill(strategy.id, n, backtest_id=backtest.id) for n in range(3000)]
+        await db.trades.insert_many(fills)
+        before = await db.trades.summary()
+
+        await _run(db, "upgrade", "900", config)
+        assert await db.trades.count(backtest_id=backtest.id) == 3000
+        assert await db.trades.summary() == before
+        await _run(db, "downgrade", "006", config)
+        assert await db.trades.count(backtest_id=backtest.id) == 3000
+        # The foreign keys are enforced again afterwards.
+        with pytest.raises(NotFound):
+            await db.trades.insert_many([make_fill(strategy.id, 9999, backtest_id=backtest.id + 1)])
+
+
+def _constraint_and_index_names(
+    connection: Connection, tables: set[str] = TABLES
+) -> dict[str, set[str]]:
+    inspector = inspect(connection)
+    found: dict[str, set[str]] = {}
+    for table in tables:
+        names = {inspector.get_pk_constraint(table)["name"]}
+        names |= {c["name"] for c in inspector.get_check_constraints(table)}
+        names |= {c["name"] for c in inspector.get_unique_constraints(table)}
+        names |= {c["name"] for c in inspector.get_foreign_keys(table)}
+        names |= {i["name"] for i in inspector.get_indexes(table)}
+        found[table] = names
+    return found
+
+
+async def _names_in_database(db: Database, tables: set[str] = TABLES) -> dict[str, set[str]]:
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(_constraint_and_index_names, tables)
+
+
+def _names_declared() -> dict[str, set[str]]:
+    return {
+        table.name: {str(c.name) for c in table.constraints} | {str(i.name) for i in table.indexes}
+        for table in metadata.sorted_tables
+    }
+
+
+async def test_constraint_names_in_the_database_are_the_ones_the_schema_declares(
+    database_url: str,
+) -> None:
+    async with Database(database_url) as db:
+        await db.migrate()
+        names = await _names_in_database(db)
+    assert names == _names_declared()
+    assert "ck_trades_side_known" in names["trades"]
+
+
+async def test_downgrade_to_004_brings_back_the_old_names_and_keeps_every_row(
+    database_url: str,
+) -> None:
+    async with Database(database_url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        await db.trades.insert_many([make_fill(strategy.id, n) for n in range(50)])
+
+        await _run(db, "downgrade", "004")
+        old = await _names_in_database(db, SEED_TABLES)
+        assert "ck_trades_ck_trades_side_known" in old["trades"]
+        assert await db.trades.count() == 50
+
+        await _run(db, "upgrade", "head")
+        assert await _names_in_database(db) == _names_declared()
+        assert await db.trades.count() == 50
+
+
+async def test_the_renamed_checks_still_refuse_bad_rows(db: Database, strategy_id: int) -> None:
+    with pytest.raises(IntegrityError, match="ck_trades_side_known|CHECK constraint failed"):
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO trades (strategy_id, symbol, side, quantity, price, executed_at)"
+                    " VALUES (:id, 'X', 'hold', '1', '1', :at)"
+                ),
+                {"id": strategy_id, "at": 0 if db.engine.dialect.name == "sqlite" else T0},
+            )
+
+
+async def _alembic(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "alembic",
+        *arguments,
+        cwd=ROOT,
+        env={**os.environ, "QUANTFLOW_DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(
+        list(arguments), process.returncode, stdout.decode(), stderr.decode()
+    )
+
+
+async def test_alembic_command_waits_for_the_write_lock_while_a_writer_ingests(
+    sqlite_url: str,
+) -> None:
+    # A deferred BEGIN read the schema, then failed with "database is locked" when a writer
+    # committed before Alembic's first write; BEGIN IMMEDIATE waits for the lock instead.
+    async with Database(sqlite_url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        stop = asyncio.Event()
+        committed = asyncio.Event()
+
+        async def ingest() -> int:
+            batches = 0
+            while not stop.is_set():
+                start = batches * 50
+                await db.trades.insert_many(
+                    [make_fill(strategy.id, n) for n in range(start, start + 50)]
+                )
+                batches += 1
+                committed.set()
+            return batches
+
+        writer = asyncio.create_task(ingest())
+        try:
+            for _ in range(3):
+                for command_line in (("downgrade", "004"), ("upgrade", "head")):
+                    committed.clear()
+                    await asyncio.wait_for(committed.wait(), timeout=30)  # the writer is live
+                    result = await _alembic(sqlite_url, *command_line)
+                    assert result.returncode == 0, result.stderr
+                    assert "locked" not in result.stderr
+        finally:
+            stop.set()
+            batches = await writer
+        assert await db.trades.count() == batches * 50
+
+
+async def _trade_columns(db: Database) -> set[str]:
+    def read(connection: Connection) -> set[str]:
+        return {column["name"] for column in inspect(connection).get_columns("trades")}
+
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def test_downgrade_from_006_drops_the_journal_and_keeps_every_other_row(
+    database_url: str,
+) -> None:
+    async with Database(database_url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        await db.trades.insert_many([make_fill(strategy.id, n) for n in range(200)])
+        before = await db.trades.summary()
+
+        await _run(db, "downgrade", "005")
+        assert await _tables(db) == SEED_TABLES
+        assert "order_id" not in await _trade_columns(db)
+        assert await db.trades.summary() == before
+        assert (await db.strategies.get(strategy.id)).name == "s"
+
+        await _run(db, "upgrade", "head")
+        assert await _tables(db) == TABLES
+        assert "order_id" in await _trade_columns(db)
+        assert await db.trades.summary() == before
+        assert await _names_in_database(db) == _names_declared()

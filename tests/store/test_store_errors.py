@@ -1,0 +1,103 @@
+"""Driver errors become the library's errors at one boundary: a server that is down, a delete
+racing an insert, and repositories that leave the translating to that boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from quantflow_async import Conflict, Database, StorageUnavailable
+
+from ..conftest import T0, make_fill
+
+REPOSITORIES = Path(__file__).resolve().parents[2] / "src/quantflow_async/store/repositories"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens once the socket is closed
+
+
+CALLS: dict[str, Callable[[Database], Awaitable[object]]] = {
+    "strategies.list": lambda db: db.strategies.list(),
+    "backtests.get": lambda db: db.backtests.get(1),
+    "trades.list": lambda db: db.trades.list(),
+    "trades.summary": lambda db: db.trades.summary(),
+    "trades.count": lambda db: db.trades.count(),
+    "trades.insert_many": lambda db: db.trades.insert_many([make_fill(1)]),
+}
+
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+async def test_a_server_that_is_down_gives_storage_unavailable(
+    call: Callable[[Database], Awaitable[object]],
+) -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/quantflow"
+    pytest.importorskip("asyncpg")
+    async with Database(url) as db:
+        with pytest.raises(StorageUnavailable, match="cannot be reached") as caught:
+            await call(db)
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+async def _wait_until_blocked_on_a_lock(db: Database, deadline: float = 10.0) -> None:
+    async def blocked() -> bool:
+        async with db.engine.connect() as conn:
+            waiting = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        return bool(waiting)
+
+    async with asyncio.timeout(deadline):
+        while not await blocked():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.postgres
+async def test_deleting_a_strategy_while_its_first_trade_is_inserted_is_a_conflict(
+    postgres_database_url: str,
+) -> None:
+    async with Database(postgres_database_url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="racing")
+        async with db.engine.connect() as other:
+            # The other transaction inserts the strategy's first trade and has not committed.
+            await other.execute(
+                text(
+                    "INSERT INTO trades (strategy_id, symbol, side, quantity, price, executed_at)"
+                    " VALUES (:id, 'BTCUSDT', 'buy', 1, 1, :at)"
+                ),
+                {"id": strategy.id, "at": T0},
+            )
+            deleting = asyncio.create_task(db.strategies.delete(strategy.id))
+            await _wait_until_blocked_on_a_lock(db)
+            await other.commit()
+            with pytest.raises(Conflict, match=f"strategy {strategy.id}"):
+                await deleting
+        assert await db.trades.count(strategy_id=strategy.id) == 1
+        assert (await db.strategies.get(strategy.id)).name == "racing"
+
+
+DRIVER_EXCEPTION = re.compile(
+    r"except \(?(DRIVER_ERRORS|Exception|SQLAlchemyError|IntegrityError|DBAPIError|OSError"
+    r"|sqlite3|asyncpg)|storage_error\("
+)
+
+
+def test_repositories_leave_translating_driver_errors_to_the_boundary() -> None:
+    # Each repository call runs inside driver_errors.translated_errors; none catches a
+    # driver's exception itself.
+    for module in REPOSITORIES.glob("*.py"):
+        found = DRIVER_EXCEPTION.findall(module.read_text())
+        assert not found, f"{module.name} translates driver errors itself: {found}"
