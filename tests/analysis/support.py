@@ -35,10 +35,16 @@ async def backtest_of_file(db: Database, strategy_id: int, path: Path) -> Backte
     )  # fmt: skip
 
 
-def quantflow(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`quantflow ARGS` on the database at `url`, with no other QUANTFLOW_ setting."""
+def quantflow(
+    url: str, *args: str, cwd: Path, missing: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`quantflow ARGS` on the database at `url`, with no other QUANTFLOW_ setting; with
+    `missing`, as where that package is not installed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    # A None in sys.modules makes an import fail as it does where the package is not installed.
+    hide = f"sys.modules[{missing!r}] = None; " if missing else ""
+    code = f"import sys; {hide}from quantflow_async.cli.app import main; sys.exit(main())"
     return subprocess.run(
-        [sys.executable, "-m", "quantflow_async.cli", *args], cwd=cwd, capture_output=True,
-        text=True, timeout=120, env={**env, "QUANTFLOW_DATABASE_URL": url},
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+        timeout=120, env={**env, "QUANTFLOW_DATABASE_URL": url},
     )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,44 @@ async def test_the_error_check_catches_a_page_that_fails(
         await page.evaluate("new Promise(done => setTimeout(done, 0))")  # a turn for rejections
         errors = page.errors
     assert any(said in error for error in errors), errors
+
+
+async def test_without_bokeh_the_page_names_the_extra_to_install_and_writes_nothing(
+    tmp_path: Path, db: Database, strategy_id: int
+) -> None:
+    backtest = await backtest_of_file(db, strategy_id, write_bars_csv(tmp_path / "b.csv", 300))
+    done = quantflow(db.settings.database_url, "report", str(backtest.id), "-o", "r.html",
+                     cwd=tmp_path, missing="bokeh")  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "quantflow: error: an HTML report needs bokeh, which is not installed: "
+        "pip install 'quantflow-async[analysis]'"
+    ]
+    assert not (tmp_path / "r.html").exists()
+
+
+async def test_a_name_that_is_not_a_report_format_is_said_before_the_database_is_read(
+    tmp_path: Path, backend: str
+) -> None:
+    done = quantflow(f"sqlite+aiosqlite:///{tmp_path}/none.sqlite3", "report", "1", "-o",
+                     "r.htm", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    assert "'r.htm' is not a .png, .svg or .pdf file, nor an .html page" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+async def test_a_200000_bar_backtest_gives_a_light_page_that_loads(
+    tmp_path: Path, db: Database, strategy_id: int
+) -> None:
+    page_file = await _written_page(db, strategy_id, tmp_path, 200_000)
+    assert page_file.stat().st_size < 6_000_000  # 10,000 candles, every trade, Bokeh inlined
+    async with chromium_page(1280, 1100) as page:
+        started = time.monotonic()
+        await _drawn(page, page_file, within=60)
+        drawn_in = time.monotonic() - started
+        boxes = json.loads(await page.evaluate(BOXES))
+        picture = Image.open(io.BytesIO(await page.screenshot()))
+        assert page.errors == []
+    assert drawn_in < 20
+    assert all(_share_not_white(picture, boxes[name]) > 0.03 for name in PANELS)

@@ -188,10 +188,11 @@ def _price_panel(
         fill_color="color", line_color="black", line_width=0.5, legend_label="entry",
     )  # fmt: skip
     still_open = models.ColumnDataSource(open_trades, name="open_trades")
+    # A legend entry only for what is there: an empty one would show a label with no marker.
+    named = {"legend_label": "still open at the end"} if len(open_trades["number"]) else {}
     left = made.scatter(
         "entry_time", "entry_price", source=still_open, marker="entry_marker", size=10,
-        fill_color="#ffd54f", line_color="black", line_width=0.5,
-        legend_label="still open at the end",
+        fill_color="#ffd54f", line_color="black", line_width=0.5, **named,
     )  # fmt: skip
     made.add_tools(_trade_hover(models, [entries, exits]))
     made.add_tools(
