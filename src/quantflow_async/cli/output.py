@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from quantflow_async.cli.app import Handler, on_database
 from quantflow_async.config import Settings
@@ -121,10 +122,19 @@ def text(value: Any) -> str:
         midnight = moment.time() == time(0)
         return moment.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return float_text(value)
     if isinstance(value, Mapping | list):
         return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False)
     return str(value)
+
+
+def float_text(value: float) -> str:
+    """At least four significant digits in plain notation, never scientific: 122200.00,
+    1.235, 0.01230, 1500000000000000000000000.00 (from the shortest text of the float)."""
+    if not math.isfinite(value) or value == 0:
+        return "0" if value == 0 else str(value)
+    magnitude = math.floor(math.log10(abs(value)))
+    return format(round(Decimal(repr(value)), max(2, 3 - magnitude)), "f")
 
 
 def print_table(
@@ -145,13 +155,44 @@ def print_table(
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(file=sys.stdout)
+    kept = _columns_that_fit(columns, rows, cells, console.width)
     table = Table(title=title or None, title_justify="left")
-    for index, column in enumerate(columns):
-        numbers = rows and all(_is_number(row[index]) for row in rows)
-        table.add_column(column, overflow="fold", justify="right" if numbers else "left")
+    for index in kept:
+        if rows and all(_is_number(row[index]) for row in rows):
+            widest = max(len(row[index]) for row in cells) if cells else 1
+            width = max(widest, min(len(columns[index]), 6))  # the header folds to fit
+            table.add_column(columns[index], justify="right", width=width, overflow="fold")
+        else:
+            table.add_column(columns[index], overflow="fold")
     for row in cells:
-        table.add_row(*row)
-    Console(file=sys.stdout).print(table)
+        table.add_row(*(row[index] for index in kept))
+    console.print(table)
+
+
+_NARROWEST_TEXT: Final = 8
+
+
+def _columns_that_fit(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], cells: list[list[str]], width: int
+) -> list[int]:
+    """The columns to show at `width`: numbers keep every digit on one line, so text columns
+    are dropped, last first, while the table would squeeze them below a few characters."""
+    kept = list(range(len(columns)))
+    numeric = {i for i in kept if rows and all(_is_number(row[i]) for row in rows)}
+
+    def needed(shown: list[int]) -> int:
+        digits = sum(
+            max(min(len(columns[i]), 6), *(len(row[i]) for row in cells))
+            for i in shown
+            if i in numeric
+        )
+        texts = sum(1 for i in shown if i not in numeric)
+        return digits + texts * _NARROWEST_TEXT + 3 * len(shown) + 1
+
+    while needed(kept) > width and any(i not in numeric for i in kept):
+        kept.remove(max(i for i in kept if i not in numeric))
+    return kept
 
 
 def _is_number(value: Any) -> bool:
