@@ -4,6 +4,8 @@ one refuses, and the row reader still reads what pyarrow cannot."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -313,3 +315,27 @@ def test_the_column_reader_agrees_with_the_row_reader_on_any_file(text: str) -> 
             assert by_columns is None
             return
         assert by_columns is None or same_bars(by_columns, by_rows)
+
+
+# -- what reading loads --------------------------------------------------------------------------
+
+
+def modules_loaded_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(done.stdout.split())
+
+
+def test_the_bars_module_loads_pyarrow_only_when_a_file_is_read() -> None:
+    assert "pyarrow" not in modules_loaded_after("import quantflow_async.backtest.bars")
+
+
+def test_reading_a_csv_loads_pyarrow_and_not_pandas(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + ROW_1 + ROW_2)
+    loaded = modules_loaded_after(
+        f"from quantflow_async.backtest import read_bars\nread_bars({str(path)!r})"
+    )
+    assert "pyarrow" in loaded
+    assert "pandas" not in loaded
