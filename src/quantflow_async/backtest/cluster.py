@@ -38,13 +38,8 @@ from quantflow_async.backtest.conversion import (
 from quantflow_async.backtest.engine import BacktestResult
 from quantflow_async.backtest.runner import mark_cancelled, mark_completed, mark_failed
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.backtest.sweep import (
-    DataSource,
-    ProgressCallback,
-    SweepProgress,
-    create_sweep_backtests,
-    load_datasets,
-)
+from quantflow_async.backtest.sweep import ProgressCallback, SweepProgress
+from quantflow_async.backtest.sweep_jobs import DataSource, create_sweep_backtests, load_datasets
 from quantflow_async.backtest.worker import Job
 from quantflow_async.config import Settings
 from quantflow_async.database import Database

@@ -6,18 +6,17 @@
 Every backtest is stored as pending first. Worker processes (worker.py, started and read by
 worker_pool.py) run them and send their fills in chunks, each on a pipe of its own; a thread
 of this process reads them, and the event loop hands the fills to the one TradeWriter and
-records each outcome once its fills are committed. A failing backtest is marked failed and the others go on; cancellation (a
-cancelled task, or Ctrl-C under `asyncio.run`) stops the workers, keeps every committed
-fill and marks what had not finished cancelled.
+records each outcome once its fills are committed. A failing backtest is marked failed and
+the others go on; a dead worker is replaced. Cancellation (a cancelled task, or Ctrl-C
+under `asyncio.run`) stops the workers, keeps every committed fill and marks what had not
+finished cancelled.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import multiprocessing
-import os
 import pickle
 import tempfile
 import time
@@ -29,15 +28,22 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from quantflow_async.backtest.bars import Bars, read_bars
-from quantflow_async.backtest.conversion import FILL_CHUNK, RunSpec, error_document
+from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.conversion import FILL_CHUNK, error_document
 from quantflow_async.backtest.runner import (
-    create_backtest,
     mark_cancelled,
     mark_completed,
     mark_failed,
 )
 from quantflow_async.backtest.strategy import Strategy
+from quantflow_async.backtest.sweep_jobs import (
+    DataSource,
+    create_sweep_backtests,
+    load_datasets,
+)
+from quantflow_async.backtest.sweep_jobs import (
+    expand_grid as expand_grid,  # the package names it here
+)
 from quantflow_async.backtest.worker import Job, Message, SweepFile
 from quantflow_async.backtest.worker_pool import WorkerPool
 from quantflow_async.database import Database
@@ -49,9 +55,10 @@ from quantflow_async.records import fills_from_rows
 log = logging.getLogger(__name__)
 
 _Workers = WorkerPool  # the pool's name when it lived in this module
-DataSource = Bars | str | os.PathLike[str]
 RECORD_EVERY_SECONDS: Final = 0.25
 """Outcomes are recorded in batches at most this often; each batch waits for one flush."""
+MAX_WORKER_RESTARTS: Final = 3
+"""How many dead worker processes a sweep replaces, by default, before it runs on without."""
 START_METHODS: Final = ("spawn", "forkserver")
 """How worker processes may start: never by fork, which copies the caller's threads' locks."""
 
@@ -73,7 +80,8 @@ class SweepResult:
 
     `backtest_ids` in job order (data set by data set, configs in grid order).
     `fills_stored` counts this sweep's own fills, all committed, even on a writer shared
-    with others; `writer` is that writer's whole life.
+    with others; `writer` is that writer's whole life. `worker_restarts` counts the worker
+    processes started in the place of dead ones.
     `blocked_share` is the share of the wall time the workers spent waiting for room in the
     queue to the writer, averaged over the workers: how much the writer held them back.
     """
@@ -86,22 +94,10 @@ class SweepResult:
     workers: int
     blocked_share: float
     writer: WriterStats
+    worker_restarts: int
 
 
 ProgressCallback = Callable[[SweepProgress], None]
-
-
-def expand_grid(
-    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
-) -> list[dict[str, Any]]:
-    """The configs of a grid: every combination of a mapping of lists (in key order), or a
-    list of configs as given."""
-    if isinstance(grid, Mapping):
-        keys = list(grid)
-        return [
-            dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())
-        ]
-    return [dict(config) for config in grid]
 
 
 async def run_sweep(
@@ -123,6 +119,7 @@ async def run_sweep(
     writer: TradeWriter | None = None,
     chunk_size: int = FILL_CHUNK,
     start_method: str = "spawn",
+    max_worker_restarts: int = MAX_WORKER_RESTARTS,
 ) -> SweepResult:
     """Run every config of `grid` over every data set in `workers` processes; store it all.
 
@@ -133,10 +130,19 @@ async def run_sweep(
     each finished backtest; an exception from it stops the sweep as a cancellation would.
     Fills go through `writer` if given (left open), else a writer of its own. `start_method`
     is "spawn" or "forkserver": workers never rely on fork.
+
+    A worker process that dies (killed, out of memory) fails the backtest it was running,
+    which is not run again (what killed its worker would likely kill the next), and a new
+    worker takes its place while jobs are waiting, at most `max_worker_restarts` times in
+    the sweep (3; 0 replaces none). Jobs that no worker is left to run then end failed.
     """
-    for option, value in (("workers", workers), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise StrategyConfigError(option, f"must be an int >= 1, got {value!r}")
+    for option, value, least in (
+        ("workers", workers, 1),
+        ("chunk_size", chunk_size, 1),
+        ("max_worker_restarts", max_worker_restarts, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise StrategyConfigError(option, f"must be an int >= {least}, got {value!r}")
     if start_method not in START_METHODS:
         raise StrategyConfigError(
             "start_method", f"must be one of {', '.join(START_METHODS)}, got {start_method!r}"
@@ -147,7 +153,7 @@ async def run_sweep(
         commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
         periods_per_year=periods_per_year,
     )  # fmt: skip
-    sweep = _Sweep(db, jobs, progress)
+    sweep = _Sweep(db, jobs, progress, max_worker_restarts)
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
@@ -181,6 +187,7 @@ async def run_sweep(
         workers=pool.count,
         blocked_share=pool.blocked / (pool.count * seconds) if seconds > 0 else 0.0,
         writer=stats,
+        worker_restarts=pool.restarts,
     )
 
 
@@ -198,55 +205,20 @@ def _dump(datasets: Mapping[str, Bars], jobs: list[Job], path: Path) -> None:
         pickle.dump(SweepFile(dict(datasets), jobs), file, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-async def create_sweep_backtests(
-    db: Database,
-    strategy: str | type[Strategy],
-    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
-    datasets: Mapping[str, Bars],
-    *,
-    strategy_id: int,
-    name: str | None,
-    **settings: Any,
-) -> list[Job]:
-    """One pending backtest per data set and config, in job order (data set by data set,
-    configs in grid order). Every config is checked first (StrategyConfigError), so a bad
-    one stores nothing. `settings` are RunSpec's: cash, commission, slippage and so on."""
-    configs = expand_grid(grid)
-    if not configs:
-        raise StrategyConfigError("grid", "no config to run")
-    specs = [
-        (key, RunSpec.of(strategy, config, symbol=key, **settings))
-        for key in datasets
-        for config in configs
-    ]
-    jobs: list[Job] = []
-    for key, spec in specs:
-        label = spec.default_name() if name is None else f"{name} {spec.default_name()}"
-        backtest = await create_backtest(
-            db, spec, datasets[key], strategy_id=strategy_id, name=label[:200]
-        )
-        jobs.append(Job(backtest.id, strategy_id, spec, key))
-    return jobs
-
-
-def load_datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> dict[str, Bars]:
-    """The sweep's data sets by symbol: bars as given, files read now (BarsError on a bad one)."""
-    sources: Mapping[str, DataSource] = data if isinstance(data, Mapping) else {symbol: data}
-    if not sources:
-        raise StrategyConfigError("data", "no data set given")
-    return {
-        key: source if isinstance(source, Bars) else read_bars(Path(source))
-        for key, source in sources.items()
-    }
-
-
 class _Sweep:
     """The event loop's side: fills to the writer, outcomes to the store, in order."""
 
-    def __init__(self, db: Database, jobs: list[Job], progress: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        jobs: list[Job],
+        progress: ProgressCallback | None,
+        max_worker_restarts: int,
+    ) -> None:
         self.db = db
         self.jobs = jobs
         self.progress = progress
+        self.max_worker_restarts = max_worker_restarts
         self.completed = 0
         self.failed = 0
         self.fills = 0  # handed to the writer: this sweep's own, whoever else uses the writer
@@ -289,8 +261,12 @@ class _Sweep:
             messages = await anyio.to_thread.run_sync(pool.receive, abandon_on_cancel=True)
             for message in messages:
                 await self._take(message, pool, writer, outcomes)
-        # Jobs a dead worker gave back after every other worker had been told to stop.
-        error = ChildProcessError("every worker process exited before this backtest ran")
+        # Jobs a dead worker gave back after every other worker had been told to stop, or
+        # once no replacement was left.
+        error = ChildProcessError(
+            "every worker process exited before this backtest ran ("
+            f"{pool.restarts} of max_worker_restarts={self.max_worker_restarts} replacements made)"
+        )
         while pool.pending:
             job = pool.jobs[pool.pending.popleft()]
             await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
@@ -332,7 +308,8 @@ class _Sweep:
         outcomes: MemoryObjectSendStream[Message],
     ) -> None:
         """A worker that died (killed, out of memory) fails the backtest it was running and
-        gives back the ones it had not started, for the other workers."""
+        gives back the ones it had not started, for the other workers and for the new worker
+        started in its place while jobs wait and replacements are left."""
         self._exited.add(worker)
         log.error("sweep: worker %d exited with code %s", worker, code)
         returned = pool.give_back(worker)
@@ -342,6 +319,9 @@ class _Sweep:
             await outcomes.send(("failed", worker, backtest_id, error_document(error)))
         if returned:
             log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
+        if pool.pending and pool.restarts < self.max_worker_restarts:
+            pool.replace(worker)
+            self._exited.discard(worker)
 
     async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
         async with outcomes:

@@ -39,7 +39,8 @@ class WorkerPool:
     Jobs are handed out one ahead: a worker gets its first job at the start and its next one
     when it says it started a job. A worker that finishes with nothing to do waits while
     another worker still holds a job it has not started (that worker may die and give it
-    back), and is told to stop (None) once no job is left anywhere.
+    back), and is told to stop (None) once no job is left anywhere. A dead worker's place
+    can be taken by a new process (`replace`), under the same index.
     """
 
     def __init__(
@@ -54,21 +55,19 @@ class WorkerPool:
         self.count = count
         self.jobs = list(jobs)
         self.pending: deque[int] = deque(range(len(jobs)))  # positions in `jobs`
+        self.restarts = 0
+        self._context = context
+        self._worker_args = (str(sweep_file), chunk_size)
+        self._target = target
         self.processes: list[BaseProcess] = []
         self._connections: list[Connection] = []
         self._their_ends: list[Connection] = []
         for index in range(count):
-            ours, theirs = context.Pipe(duplex=True)
+            process, ours, theirs = self._new_worker(index)
+            self.processes.append(process)
             self._connections.append(ours)
             self._their_ends.append(theirs)
-            self.processes.append(
-                context.Process(  # type: ignore[attr-defined]
-                    target=target,
-                    args=(index, theirs, str(sweep_file), chunk_size),
-                    name=f"quantflow-sweep-worker-{index}",
-                    daemon=True,
-                )
-            )
+        self._replaced: list[BaseProcess] = []  # dead, or past waiting for: reaped at stop
         self._sent: list[deque[int]] = [deque() for _ in range(count)]  # given, not started
         self._idle: set[int] = set()  # finished, nothing given, not told to stop
         self._gone: set[int] = set()
@@ -80,23 +79,21 @@ class WorkerPool:
         self.busy = 0.0
         self._stopped = False
 
+    def _new_worker(self, index: int) -> tuple[BaseProcess, Connection, Connection]:
+        """Worker `index`'s process, not started, and the two ends of its pipe."""
+        ours, theirs = self._context.Pipe(duplex=True)
+        process = self._context.Process(  # type: ignore[attr-defined]
+            target=self._target,
+            args=(index, theirs, *self._worker_args),
+            name=f"quantflow-sweep-worker-{index}",
+            daemon=True,
+        )
+        return process, ours, theirs
+
     def start(self) -> None:
         """Start the worker processes, SIGINT ignored from their first instruction, and
-        give each its first job.
-
-        Ctrl-C reaches the whole process group; a worker still importing when it arrives
-        would print a KeyboardInterrupt traceback before it could ignore the signal itself.
-        An ignored signal stays ignored across exec, so it is ignored here, on the main
-        thread, for the moment the processes take to start (a Ctrl-C in that moment is lost).
-        """
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                self._start_processes()
-            finally:
-                signal.signal(signal.SIGINT, previous)
-        else:
-            self._start_processes()
+        give each its first job."""
+        _without_sigint(self._start_processes)
         log.info("sweep: %d worker processes", self.count)
         for index in range(self.count):
             self._give(index)
@@ -107,6 +104,25 @@ class WorkerPool:
             # Only the worker may hold its end: when it dies, this process reads the end of
             # the pipe instead of waiting for the rest of a message that will never come.
             theirs.close()
+
+    def replace(self, index: int) -> None:
+        """Start a new worker in the place of worker `index`, which is gone (its jobs given
+        back and its exit code asked for), and give it the next pending job."""
+        with self._receiving:  # the reading thread never sees the pipes half swapped
+            self._replaced.append(self.processes[index])
+            self._connections[index].close()
+            process, ours, theirs = self._new_worker(index)
+            self.processes[index], self._connections[index] = process, ours
+            self._their_ends[index] = theirs
+            self._frames[index] = _Frames()
+            _without_sigint(process.start)
+            theirs.close()
+            self._open[ours] = index
+        self._gone.discard(index)
+        self._told_to_stop[index] = False
+        self.restarts += 1
+        log.warning("sweep: worker %d replaced (%d replacements)", index, self.restarts)
+        self._give(index)
 
     def started(self, index: int, backtest_id: int) -> None:
         """Worker `index` started a backtest: give it the next job, if there is one."""
@@ -203,10 +219,11 @@ class WorkerPool:
         (blocking)."""
         if self._stopped:
             return
-        for process in self.processes:
+        processes = [*self.processes, *self._replaced]
+        for process in processes:
             if process.is_alive():
                 process.terminate()
-        for process in self.processes:
+        for process in processes:
             if process.pid is None:
                 continue
             if _exit_code_within(process, STOP_SECONDS) is None:
@@ -217,6 +234,24 @@ class WorkerPool:
             for connection in (*self._connections, *self._their_ends):
                 connection.close()
         log.info("sweep: worker processes stopped")
+
+
+def _without_sigint(start: Callable[[], None]) -> None:
+    """Run `start`, which starts worker processes, with SIGINT ignored if on the main thread.
+
+    Ctrl-C reaches the whole process group; a worker still importing when it arrives would
+    print a KeyboardInterrupt traceback before it could ignore the signal itself. An ignored
+    signal stays ignored across exec, so it is ignored here for the moment the processes take
+    to start (a Ctrl-C in that moment is lost).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        start()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_code_within(process: BaseProcess, seconds: float) -> int | None:

@@ -69,6 +69,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
                 datasets,
                 strategy_id=strategy_id,
                 workers=args.workers,
+                max_worker_restarts=args.max_worker_restarts,
                 cash=args.cash,
                 commission=args.commission,
                 progress=show,
@@ -250,14 +251,22 @@ def _document(
     }
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
+def _at_least(least: int) -> Callable[[str], int]:
+    """An argument type: a whole number >= `least`."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}")
+        return value
+
+    return whole
+
+
+_positive = _at_least(1)
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -289,6 +298,13 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     command.add_argument(
         "--workers", type=_positive, default=2, metavar="N", help="worker processes (2)"
+    )
+    command.add_argument(
+        "--max-worker-restarts",
+        type=_at_least(0),
+        default=3,
+        metavar="N",
+        help="worker processes started in the place of dead ones, at most (3)",
     )
     command.add_argument(
         "--top", type=_positive, default=10, metavar="K", help="how many configs to show (10)"
