@@ -6,7 +6,8 @@ is kept: uncaught exceptions, `console.error`, and the browser's own error log (
 that did not load, a blocked request). Chromium runs in a process group of its own, which is
 killed whatever happens, and its end is waited for, children included.
 
-Run as a script to take a picture of a page: `python -m tests.analysis.chromium PAGE.html OUT.png`.
+Run as a script for a picture of a report's page, WIDTH pixels wide if given (docs/report.png
+is `python -m tests.analysis.chromium report.html docs/report.png 1000`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import itertools
 import os
 import signal
@@ -28,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 START_TIMEOUT = 30.0
@@ -217,14 +220,22 @@ def _of_profile(profile: str) -> list[psutil.Process]:
     return found
 
 
-async def _picture(page_file: Path, picture: Path) -> None:
-    async with chromium_page() as page:
+async def _picture(page_file: Path, picture: Path, width: int | None) -> None:
+    async with chromium_page(1280, 1280) as page:
         await page.open(page_file.resolve().as_uri(), within=60)
         await page.wait_until("window.Bokeh && Bokeh.documents[0].is_idle", within=60)
-        picture.write_bytes(await page.screenshot())
+        shot = Image.open(io.BytesIO(await page.screenshot())).convert("RGB")
         if page.errors:
             print("\n".join(page.errors), file=sys.stderr)
+    if width:  # smaller, in a palette of 192 colours: a picture for the README
+        shot = shot.resize((width, round(shot.height * width / shot.width)), Image.LANCZOS)
+        shot.quantize(192, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+            picture, optimize=True
+        )
+    else:
+        shot.save(picture)
 
 
 if __name__ == "__main__":
-    asyncio.run(_picture(Path(sys.argv[1]), Path(sys.argv[2])))
+    width = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    asyncio.run(_picture(Path(sys.argv[1]), Path(sys.argv[2]), width))

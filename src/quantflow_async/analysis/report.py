@@ -187,16 +187,18 @@ def _dates(seconds: FloatArray) -> Any:
 
 
 def _thousands(ticker: Any) -> Any:
-    """Tick labels with thousands separators and as many decimals as the axis's span needs."""
-
+    """Tick labels with thousands separators, and as many decimals as the ticks need."""
     formatter: Any = ticker.FuncFormatter(lambda value, _: _grouped(value, formatter.axis))
     return formatter
 
 
 def _grouped(value: float, axis: Any) -> str:
-    low, high = axis.get_view_interval()
-    span = abs(high - low) or abs(value) or 1.0
-    decimals = int(min(6, max(0, 2 - np.floor(np.log10(span)))))
+    """`value` with thousands separators and the fewest decimals that tell the ticks apart."""
+    ticks = np.asarray(axis.get_majorticklocs(), dtype=np.float64)
+    tolerance = 1e-9 * max(1.0, float(np.abs(ticks).max(initial=0.0)))
+    decimals = next(
+        (d for d in range(7) if np.allclose(np.round(ticks, d), ticks, rtol=0, atol=tolerance)), 6
+    )
     return f"{value:,.{decimals}f}"
 
 

@@ -28,6 +28,7 @@ _RISING, _FALLING = "#8fcabd", "#f0a3a1"  # candles, paler than the trades over 
 _EQUITY, _PEAK, _DRAWDOWN = "#1f4e79", "#7f7f7f", "#d62728"
 _TOOLS: Final = "xpan,xwheel_zoom,box_zoom,tap,reset,save"
 _MS: Final = 1000.0  # Bokeh's datetime axis counts milliseconds
+_CROWDED: Final = 300  # trades, past which their markers are drawn smaller
 
 _NAME_CELL: Final = "text-align:left;padding:2px 16px 2px 0;font-weight:normal;color:#555"
 _VALUE_CELL: Final = "text-align:right;padding:2px 0"
@@ -158,6 +159,7 @@ def _price_panel(
 ) -> Any:
     spacing = float(np.median(np.diff(candles.times))) if len(candles) > 1 else 60.0
     rising = candles.close >= candles.open
+    crowded = len(trades.data["number"]) > _CROWDED
     source = models.ColumnDataSource(
         {
             "x": (candles.times + spacing / 2) * _MS,
@@ -177,14 +179,16 @@ def _price_panel(
     )  # fmt: skip
     made.segment(
         "entry_time", "entry_price", "exit_time", "exit_price", source=trades, color="color",
-        line_width=2, line_dash="dotted",
+        line_width=1.5 if crowded else 2, line_dash="dotted",
     )  # fmt: skip
     exits = made.scatter(
-        "exit_time", "exit_price", source=trades, marker="circle", size=10, fill_color="white",
-        line_color="color", line_width=2, legend_label="exit",
+        "exit_time", "exit_price", source=trades, marker="circle", size=6 if crowded else 10,
+        fill_color="white", line_color="color", line_width=1.5 if crowded else 2,
+        legend_label="exit",
     )  # fmt: skip
     entries = made.scatter(
-        "entry_time", "entry_price", source=trades, marker="entry_marker", size=9,
+        "entry_time", "entry_price", source=trades, marker="entry_marker",
+        size=6 if crowded else 9,
         fill_color="color", line_color="black", line_width=0.5, legend_label="entry",
     )  # fmt: skip
     still_open = models.ColumnDataSource(open_trades, name="open_trades")
@@ -245,7 +249,8 @@ def _drawdown_panel(made: Any, report: Report) -> Any:
 def _pnl_panel(made: Any, models: Any, trades: Any) -> Any:
     made.add_layout(models.Span(location=0, dimension="width", line_color="#999999"))
     marks = made.scatter(
-        "exit_time", "pnl", source=trades, marker="entry_marker", size=8, fill_color="color",
+        "exit_time", "pnl", source=trades, marker="entry_marker",
+        size=6 if len(trades.data["number"]) > _CROWDED else 8, fill_color="color",
         line_color="black", line_width=0.5,
     )  # fmt: skip
     made.add_tools(_trade_hover(models, [marks]))
