@@ -107,9 +107,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         sigterm_as_ctrl_c(reading(run)),
     )
     command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGY_NAMES)}")
-    command.add_argument(
-        "--data", required=True, metavar="FILE", help="OHLCV bars: CSV, or Parquet with pyarrow"
-    )
+    command.add_argument("--data", required=True, metavar="FILE", help="OHLCV bars: CSV or Parquet")
     command.add_argument(
         "--config",
         type=json_object,
