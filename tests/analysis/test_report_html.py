@@ -11,6 +11,7 @@ import io
 import json
 import re
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from PIL import Image
 from quantflow_async import Database
 from quantflow_async.analysis import write_report
 
+from ..conftest import T0
 from .chromium import CHROMIUM, Page, chromium_page
 from .support import backtest_of_file, quantflow, write_bars_csv
 
@@ -185,3 +187,49 @@ async def test_a_200000_bar_backtest_gives_a_light_page_that_loads(
         assert page.errors == []
     assert drawn_in < 20
     assert all(_share_not_white(picture, boxes[name]) > 0.03 for name in PANELS)
+
+
+async def test_zooming_one_panel_zooms_them_all_and_fits_the_price_to_what_is_in_view(
+    tmp_path: Path, db: Database, strategy_id: int
+) -> None:
+    page_file = await _written_page(db, strategy_id, tmp_path, 2_000)
+    price = "Bokeh.documents[0].get_model_by_name('price')"
+    async with chromium_page() as page:
+        await _drawn(page, page_file)
+        low, high = await page.evaluate(f"[{price}.y_range.start, {price}.y_range.end]")
+        shared = await page.evaluate(f"""(() => {{
+            const doc = Bokeh.documents[0], x = {price}.x_range, span = x.end - x.start;
+            x.setv({{start: x.start + span * 0.4, end: x.start + span * 0.5}});
+            return ['equity', 'drawdown', 'pnl']
+                .every(name => doc.get_model_by_name(name).x_range === x);
+        }})()""")
+        # The price's scale follows in a callback Bokeh runs after the change.
+        fitted = f"{price}.y_range.start > {low} || {price}.y_range.end < {high}"
+        await page.wait_until(fitted, within=5)
+        start, end = await page.evaluate(f"[{price}.y_range.start, {price}.y_range.end]")
+        assert page.errors == []
+    assert shared
+    assert low <= start < end <= high and end - start < high - low
+
+
+async def test_a_name_with_markup_is_shown_as_text(
+    tmp_path: Path, db: Database, strategy_id: int
+) -> None:
+    name = "<img src=x onerror=\"console.error('ran')\"> & $1"
+    backtest = await db.backtests.create(
+        strategy_id=strategy_id, name=name, start_date=T0, end_date=T0 + timedelta(days=1),
+        initial_capital="10000",
+    )  # fmt: skip
+    curve = {"time": [T0.timestamp(), T0.timestamp() + 86_400], "equity": [10_000.0, 9_000.0]}
+    await db.backtests.save_results(backtest.id, results={"equity_curve": curve})
+    await write_report(db, backtest.id, tmp_path / "r.html")
+    async with chromium_page() as page:
+        await _drawn(page, tmp_path / "r.html")
+        header = await page.evaluate("""(() => {
+            const model = Bokeh.documents[0].get_model_by_name('header');
+            const view = Bokeh.index.find_one(model);
+            return [(view.shadow_el ?? view.el).textContent, document.title];
+        })()""")
+        assert page.errors == []
+    assert f"backtest {backtest.id}: {name} (pending)" in header[0]
+    assert header[1] == f"backtest {backtest.id}: {name} (pending)"

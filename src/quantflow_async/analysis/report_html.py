@@ -113,7 +113,7 @@ def html_report(report: Report) -> str:
         sizing_mode="stretch_width",
     )  # fmt: skip
     page = layouts.column(
-        models.Div(text=_header(report), sizing_mode="stretch_width"),
+        models.Div(text=_header(report), sizing_mode="stretch_width", name="header"),
         grid,
         models.Div(text=_statistics(report), sizing_mode="stretch_width"),
         sizing_mode="stretch_width",
