@@ -1,25 +1,19 @@
-"""The `quantflow` command, run as a user runs it: a subprocess, one clear line on a mistake.
+"""The `quantflow` command: it does its job, and a mistake is one clear line.
 
 A mistake exits non-zero with one line on stderr, no traceback, and leaves no file behind.
+The tests call the command's entry point in this process, with their own working directory,
+environment and streams (`tests.support.cli`); a few run it as a user does, as a new process.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def quantflow(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quantflow_async.cli", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+from tests.support.cli import quantflow, quantflow_process
 
 
 def clean_env(**variables: str) -> dict[str, str]:
@@ -36,11 +30,11 @@ def assert_one_line_mistake(result: subprocess.CompletedProcess[str], message: s
 
 
 def test_migrate_creates_the_default_database_in_the_working_directory(tmp_path: Path) -> None:
-    result = quantflow("migrate", cwd=tmp_path, env=clean_env())
+    result = quantflow_process("migrate", cwd=tmp_path, env=clean_env())
     assert result.returncode == 0, result.stderr
     assert "migrated sqlite+aiosqlite:///./dev.sqlite3" in result.stdout
     assert (tmp_path / "dev.sqlite3").exists()
-    counted = quantflow("count-trades", cwd=tmp_path, env=clean_env())
+    counted = quantflow_process("count-trades", cwd=tmp_path, env=clean_env())
     assert (counted.returncode, counted.stdout.strip()) == (0, "0")
 
 
@@ -151,7 +145,7 @@ def test_user_mistakes_print_one_line_and_exit_non_zero(
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:
-    result = quantflow("help", cwd=tmp_path, env=clean_env())
+    result = quantflow_process("help", cwd=tmp_path, env=clean_env())
     assert result.returncode == 0, result.stderr
     for command in ("migrate", "count-trades", "help", "--database-url"):
         assert command in result.stdout

@@ -1,16 +1,17 @@
-"""`quantflow backtest run`, run as a person runs it: a subprocess on a bars file."""
+"""`quantflow backtest run` on a bars file, called in this process (`tests.support.cli`);
+the first test runs it as a person does, as a new process."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from quantflow_async.backtest import read_bars, run_backtest, synthetic_bars
+from tests.support import cli
 
 METRIC_KEYS = {
     "trades", "final_equity", "return_pct", "max_drawdown_pct", "win_rate_pct",
@@ -19,11 +20,18 @@ METRIC_KEYS = {
 
 
 def quantflow(*args: str, cwd: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`quantflow ARGS` without the QUANTFLOW_ variables of this environment, plus `variables`."""
+    return cli.quantflow(*args, cwd=cwd, env=_environment(variables))
+
+
+def quantflow_process(*args: str, cwd: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """The same, as a new process."""
+    return cli.quantflow_process(*args, cwd=cwd, env=_environment(variables))
+
+
+def _environment(variables: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
-    return subprocess.run(
-        [sys.executable, "-m", "quantflow_async.cli", *args],
-        cwd=cwd, env={**env, **variables}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return {**env, **variables}
 
 
 def write_bars(path: Path, count: int = 500) -> Path:
@@ -55,7 +63,7 @@ def test_json_output_ends_with_the_backtest_id_and_its_metrics(
     tmp_path: Path, migrated: str
 ) -> None:
     data = write_bars(tmp_path / "goog.csv")
-    result = quantflow(
+    result = quantflow_process(
         "backtest", "run", "sma_cross", "--data", str(data), "--config", '{"fast": 5, "slow": 20}',
         "--cash", "10000", "--commission", "0.002", "--json", "--database-url", migrated,
         cwd=tmp_path,

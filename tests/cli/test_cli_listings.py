@@ -1,7 +1,8 @@
-"""`quantflow strategies`, `backtests` and `trades list`, run as a user runs them.
+"""`quantflow strategies`, `backtests` and `trades list`.
 
 Each listing prints a table on a terminal, tab-separated lines when piped, and JSON with
-`--json`; each mistake is one line on stderr and changes nothing.
+`--json`; each mistake is one line on stderr and changes nothing. The command is called in
+this process (`tests.support.cli`); what a terminal shows is seen in a new process on a pty.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from quantflow_async import Database
+from tests.support.cli import quantflow_process
 
 from ..conftest import make_fill
-from .test_cli import assert_one_line_mistake
+from .test_cli import assert_one_line_mistake, clean_env
 from .test_cli_listings import run, sqlite_only
 
 CURVE = {"time": [1_704_067_200, 1_704_153_600], "equity": [10_000.0, 9_000.0]}
@@ -277,7 +278,11 @@ async def test_a_report_into_a_missing_folder_is_said_before_the_database_is_rea
 
 @sqlite_only
 async def test_an_export_to_dev_stdout_goes_into_the_pipe(url: str, folder: Path) -> None:
-    done = export(url, "/dev/stdout", folder)
+    # /dev/stdout is the process's own: a new one, whose stdout is a pipe
+    done = quantflow_process(
+        "trades", "export", "--format", "csv", "-o", "/dev/stdout",
+        cwd=folder, env=clean_env(QUANTFLOW_DATABASE_URL=url),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("id,strategy_id,")

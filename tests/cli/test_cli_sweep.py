@@ -1,4 +1,5 @@
-"""`quantflow sweep`, run as a person runs it: a subprocess on bars files and a JSON grid."""
+"""`quantflow sweep` on bars files and a JSON grid, called in this process (`tests.support.cli`);
+the progress bar on a terminal and Ctrl-C are seen in a new process, as a person runs it."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from types import FrameType
 
 from quantflow_async.cli.app import Handler
@@ -23,6 +24,9 @@ def sigterm_as_ctrl_c(handler: Handler) -> Handler:
     """
 
     def handle(args: argparse.Namespace) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            handler(args)  # signals are delivered to the main thread only: none to hand on
+            return
         received: list[int] = []
 
         def on_sigterm(number: int, frame: FrameType | None) -> None:
