@@ -300,7 +300,7 @@ def csv_files(draw: st.DrawFn) -> str:
     return text.replace("\n", ending)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=csv_files())
 def test_the_column_reader_agrees_with_the_row_reader_on_any_file(text: str) -> None:
     import tempfile
