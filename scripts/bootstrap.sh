@@ -10,6 +10,17 @@ step() {
     echo "==> $*" >&2
 }
 
+quietly() {  # run "$@", showing what it printed only if it fails
+    local log
+    log="$(mktemp)"
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        return 1
+    fi
+    rm -f "$log"
+}
+
 find_python() {
     for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
         [ -n "$candidate" ] || continue
@@ -43,8 +54,8 @@ if [[ ",$EXTRAS," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         step "installing Debian's chromium for the HTML report's tests (apt-get, once)"
         export DEBIAN_FRONTEND=noninteractive
-        apt-cache show chromium >/dev/null 2>&1 || apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends chromium >/dev/null
+        apt-cache show chromium >/dev/null 2>&1 || quietly apt-get update
+        quietly apt-get install -y --no-install-recommends chromium
     else
         step "no /usr/bin/chromium: the HTML report's browser tests are skipped (apt-get install chromium)"
     fi
