@@ -15,11 +15,13 @@ import enum
 import logging
 import warnings
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from quantflow_async.config import WriterDefaults
 from quantflow_async.errors import StorageError, StorageUnavailable
@@ -27,7 +29,13 @@ from quantflow_async.ingest.retry import Backoff
 from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.store.engine import write_transaction
-from quantflow_async.store.order_journal import JournalEntry, JournalRows, statements_for
+from quantflow_async.store.order_journal import (
+    DriverRow,
+    JournalEntry,
+    JournalRows,
+    keeping_venue_id,
+    statements_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,36 +56,74 @@ class Ticket:
 
     The event is made only for a caller that waits: most entries are never waited for, and
     making one per entry cost about a tenth of `put` (measured by benchmarks/journal.py).
+    `refused` is set when the batch stored the entry's event as refused (a claim another
+    order holds): the batch committed, and only the entry's own caller hears of it.
     """
 
-    __slots__ = ("done", "error", "_event")
+    __slots__ = ("done", "error", "refused", "_event")
 
     def __init__(self) -> None:
         self.done = False
         self.error: BaseException | None = None
+        self.refused: BaseException | None = None
         self._event: anyio.Event | None = None
 
-    def finish(self, error: BaseException | None = None) -> None:
+    def finish(
+        self, error: BaseException | None = None, *, refused: BaseException | None = None
+    ) -> None:
         self.error = error
+        self.refused = refused
         self.done = True
         if self._event is not None:
             self._event.set()
 
-    async def wait(self) -> None:
+    async def wait(self, *, raise_refusal: bool = True) -> None:
         if not self.done:
             if self._event is None:
                 self._event = anyio.Event()
             await self._event.wait()
         if self.error is not None:
             raise self.error
+        if self.refused is not None and raise_refusal:
+            raise self.refused
+
+
+ClashHandler = Callable[[int, str, str], tuple[DriverRow, BaseException]]
+"""Called with (order id, venue order id, the holder's client order id) when a batch finds
+the venue order id an entry claims held by another order: the refused event to store in the
+entry's place, and the error its waiting caller gets."""
+
+
+@dataclass(slots=True)
+class _Claim:
+    event_index: int
+    order_id: int
+    venue_order_id: str
+    ticket: Ticket
 
 
 class JournalWriter:
-    """One bounded queue of journal entries and the task that commits them."""
+    """One bounded queue of journal entries and the task that commits them.
 
-    def __init__(self, engine: AsyncEngine, options: WriterDefaults) -> None:
+    A venue order id an entry claims is checked against every order on `venue` in the batch's
+    own transaction, one read per batch. A claim another order holds is refused there: the
+    entry's event is stored as refused (`on_clash`), and its order, in this batch and after,
+    is written with the venue order id it had and status unknown, for reconciliation.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        options: WriterDefaults,
+        *,
+        venue: str = "",
+        on_clash: ClashHandler | None = None,
+    ) -> None:
         self._engine = engine
         self._options = options
+        self._venue = venue
+        self._on_clash = on_clash
+        self._refused_claims: dict[int, str] = {}
         self._statements = statements_for(engine.dialect.name)
         self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
         self._first_arrival: float | None = None
@@ -145,12 +191,13 @@ class JournalWriter:
             self._wakeup.set()  # the task sets its deadline from the first arrival
         return ticket
 
-    async def committed(self, ticket: Ticket) -> None:
-        """Return once the ticket's entry is committed, asking for its batch now."""
+    async def committed(self, ticket: Ticket, *, raise_refusal: bool = True) -> None:
+        """Return once the ticket's entry is committed, asking for its batch now; raise its
+        refusal if the batch refused its event (and `raise_refusal`)."""
         if not ticket.done:
             self._flush_wanted = True
             self._wakeup.set()
-        await ticket.wait()
+        await ticket.wait(raise_refusal=raise_refusal)
 
     async def flush(self) -> None:
         """Return once every entry queued before this call is committed."""
@@ -159,7 +206,7 @@ class JournalWriter:
             if self._failure is not None:
                 raise self._failure
             return
-        await self.committed(last)
+        await self.committed(last, raise_refusal=False)
 
     async def aclose(self) -> None:
         """Take no more entries, commit what is queued, end the task. Idempotent.
@@ -236,12 +283,17 @@ class JournalWriter:
     async def _commit(self, batch: list[tuple[JournalEntry, Ticket]]) -> None:
         self._in_flight = batch
         rows = JournalRows()
-        for entry, _ in batch:
+        claims: list[_Claim] = []
+        for entry, ticket in batch:
             entry.add_to(rows)
+            if entry.claim is not None and entry.order is not None:
+                claims.append(_Claim(len(rows.events) - 1, entry.order[-1], entry.claim, ticket))
+        self._keep_refused_claims_out(rows)
+        refused: dict[Ticket, BaseException] = {}
         backoff = Backoff(self._options)
         while True:
             try:
-                await self._attempt(rows)
+                await self._attempt(rows, claims, refused)
                 break
             except anyio.get_cancelled_exc_class():
                 self._absorb_cancellation()  # the batch is run again: every statement is idempotent
@@ -256,12 +308,44 @@ class JournalWriter:
         self.batches += 1
         self.events_written += len(rows.events)
         for _, ticket in batch:
-            ticket.finish()
+            ticket.finish(refused=refused.get(ticket))
 
-    async def _attempt(self, rows: JournalRows) -> None:
+    async def _attempt(
+        self, rows: JournalRows, claims: list[_Claim], refused: dict[Ticket, BaseException]
+    ) -> None:
         with anyio.fail_after(self._options.commit_timeout):
             async with write_transaction(self._engine) as conn:
+                if claims:
+                    await self._settle_claims(conn, rows, claims, refused)
                 await self._statements.write(conn, rows)
+
+    async def _settle_claims(
+        self,
+        conn: AsyncConnection,
+        rows: JournalRows,
+        claims: list[_Claim],
+        refused: dict[Ticket, BaseException],
+    ) -> None:
+        ids = [claim.venue_order_id for claim in claims]
+        held = await self._statements.holders(conn, self._venue, ids)
+        for claim in claims:
+            holder = held.get(claim.venue_order_id)
+            if holder is None or holder[0] == claim.order_id or self._on_clash is None:
+                continue
+            event, error = self._on_clash(claim.order_id, claim.venue_order_id, holder[1])
+            rows.events[claim.event_index] = event
+            refused[claim.ticket] = error
+            self._refused_claims[claim.order_id] = claim.venue_order_id
+        claims.clear()  # settled once: a batch run again does not ask again
+        self._keep_refused_claims_out(rows)
+
+    def _keep_refused_claims_out(self, rows: JournalRows) -> None:
+        """Orders whose claim was refused keep their stored venue order id, as unknown."""
+        for order_id, venue_order_id in self._refused_claims.items():
+            order = rows.orders.get(order_id)
+            if order is not None and order[3] == venue_order_id:
+                del rows.orders[order_id]
+                rows.orders_keeping_venue_id[order_id] = keeping_venue_id(order, "unknown")
 
     async def _pause(self, seconds: float) -> None:
         try:

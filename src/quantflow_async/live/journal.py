@@ -15,6 +15,7 @@ import logging
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction
 from quantflow_async.store.order_journal import (
     DriverForm,
+    DriverRow,
     JournalEntry,
     insert_intended,
     load_journal,
@@ -78,7 +80,7 @@ class OrderJournal:
         self.strategy_id = to_id(strategy_id, "strategy_id")
         self.venue = to_label(venue, "venue", 64)
         self._engine = engine
-        self._writer = JournalWriter(engine, options)
+        self._writer = JournalWriter(engine, options, venue=self.venue, on_clash=self._refuse_claim)
         self._rows = EventRows(self.strategy_id, self.venue, DriverForm(engine.dialect.name))
         self._known = KnownOrders(engine, self.strategy_id, self.venue)
         self._lease = JournalLease(engine, self.strategy_id, self.venue)
@@ -400,13 +402,20 @@ class OrderJournal:
         if occurred_at is not None:
             occurred_at = to_utc(occurred_at, "occurred_at")
         tracked = await self._find(client_order_id, change)
-        owner = await self._venue_id_owner(tracked, change)
+        # An acknowledgement's venue id, new to the journal, is checked against other
+        # strategies' and earlier sessions' orders in its batch (JournalWriter), not here:
+        # a read per acknowledgement cost more than the rest of recording it.
+        acknowledged = change.kind == "acknowledged"
+        owner = None if acknowledged else await self._venue_id_owner(tracked, change)
         await self._writer.room()
         # From here to the put, nothing awaits: the order's memory and the queue move together.
         if is_duplicate(tracked.state, change):
             self._duplicates += 1
             return
         self._check_venue_order_id(tracked, change, owner)
+        claim = change.venue_order_id if acknowledged else None
+        if claim == tracked.order.venue_order_id:
+            claim = None
         state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
         moved = self._move(tracked, state, now)
@@ -415,8 +424,28 @@ class OrderJournal:
             status_after=state.status, reason=reason, occurred_at=occurred_at,
             details=None if change.status is None else {"status": change.status},
         )  # fmt: skip
-        entry = JournalEntry(event=event, order=order_change(moved, self._rows.form))
+        order = order_change(moved, self._rows.form)
+        entry = JournalEntry(event=event, order=order, claim=claim)
         await self._settle(self._writer.put(entry), wait)
+
+    def _refuse_claim(
+        self, order_id: int, venue_order_id: str, holder: str
+    ) -> tuple[DriverRow, OrderEventRefused]:
+        """An acknowledgement's venue id turned out to be another order's: the order forgets
+        it and becomes unknown, for reconciliation; the event is kept as refused."""
+        reason = f"venue_order_id {venue_order_id!r} is {holder!r}'s"
+        cid = self._known.owner_of(venue_order_id)
+        tracked = None if cid is None else self._known.get(cid)
+        order = None
+        if tracked is not None and tracked.order.id == order_id:
+            tracked.state = replace(tracked.state, status="unknown", venue_order_id=None)
+            tracked.order = replace(tracked.order, status="unknown", venue_order_id=None)
+            self._known.forget_venue_id(venue_order_id)
+            order = tracked.order
+        refused = OrderEventRefused(cid, "acknowledged", reason)
+        self._refusals.count_refused(refused)
+        change = Change("acknowledged", venue_order_id=venue_order_id)
+        return self._rows.refused(order, change, reason, datetime.now(UTC)), refused
 
     async def _venue_id_owner(self, tracked: Tracked, change: Change) -> str | None:
         if change.venue_order_id in (None, tracked.order.venue_order_id):

@@ -64,6 +64,9 @@ class KnownOrders:
             self._by_venue_id[order.venue_order_id] = order.client_order_id
         return entry
 
+    def forget_venue_id(self, venue_order_id: str) -> None:
+        self._by_venue_id.pop(venue_order_id, None)
+
     async def find(self, client_order_id: str) -> Tracked | None:
         """From memory, else from the database; None if no order of ours has this id."""
         found = self._orders.get(client_order_id)

@@ -38,10 +38,13 @@ class Refusals:
         self.put(tracked.order, change, refused)
         raise refused
 
-    def put(self, order: Order | None, change: Change, refused: OrderEventRefused) -> None:
-        """Queue the refused event; the queue has room (the caller made sure)."""
+    def count_refused(self, refused: OrderEventRefused) -> None:
         self.count += 1
         log.warning("journal: %s", refused)
+
+    def put(self, order: Order | None, change: Change, refused: OrderEventRefused) -> None:
+        """Queue the refused event; the queue has room (the caller made sure)."""
+        self.count_refused(refused)
         row = self._rows.refused(
             order, change, refused.reason, datetime.now(UTC), refused.client_order_id
         )

@@ -115,6 +115,8 @@ class JournalRows:
 
     events: list[DriverRow] = field(default_factory=list)
     orders: dict[Any, DriverRow] = field(default_factory=dict)
+    orders_keeping_venue_id: dict[Any, DriverRow] = field(default_factory=dict)
+    """Order updates that leave the stored venue order id as it is (ORDER_KEEPING_COLUMNS)."""
     trades: list[DriverRow] = field(default_factory=list)
     positions: dict[DriverRow, DriverRow] = field(default_factory=dict)
     cursors: dict[DriverRow, DriverRow] = field(default_factory=dict)
@@ -123,7 +125,8 @@ class JournalRows:
 
 class JournalEntry(NamedTuple):
     """One accepted fact and the driver rows it changes (see the *_COLUMNS above); any part
-    may be absent."""
+    may be absent. `claim` is the venue order id the order change gives its order for the
+    first time: whether another order holds it is asked in the batch's transaction."""
 
     event: DriverRow | None = None
     order: DriverRow | None = None
@@ -131,9 +134,10 @@ class JournalEntry(NamedTuple):
     position: DriverRow | None = None
     cursor: DriverRow | None = None
     balances: tuple[DriverRow, ...] = ()
+    claim: str | None = None
 
     def add_to(self, rows: JournalRows) -> None:
-        event, order, trade, position, cursor, balances = self
+        event, order, trade, position, cursor, balances, _ = self
         if event is not None:
             rows.events.append(event)
         if order is not None:
@@ -161,6 +165,16 @@ def order_change(order: Order, form: DriverForm) -> DriverRow:
     )
 
 
+ORDER_KEEPING_COLUMNS: Final = ("status", "filled_quantity", "average_price", "updated_at", "id")
+
+
+def keeping_venue_id(order: DriverRow, status: str) -> DriverRow:
+    """An order update row (ORDER_UPDATE_COLUMNS) as one that leaves the venue order id, with
+    `status` in place of its own."""
+    _, filled, average, _, updated_at, order_id = order
+    return (status, filled, average, updated_at, order_id)
+
+
 def _insert(table: str, columns: Sequence[str], mark: Callable[[int], str], tail: str) -> str:
     marks = ", ".join(mark(n) for n in range(1, len(columns) + 1))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {tail}"  # noqa: S608
@@ -169,6 +183,15 @@ def _insert(table: str, columns: Sequence[str], mark: Callable[[int], str], tail
 def _upsert(keys: str, columns: Sequence[str], changed: Sequence[str]) -> str:
     updates = ", ".join(f"{name} = excluded.{name}" for name in changed)
     return f"ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+
+
+_HOLDERS: Final = "SELECT id, client_order_id, venue_order_id FROM orders"
+_HOLDERS_AT_ONCE: Final = 500
+
+
+def _update_order(columns: Sequence[str], mark: Callable[[int], str]) -> str:
+    assignments = ", ".join(f"{name} = {mark(n)}" for n, name in enumerate(columns, 1))
+    return f"UPDATE orders SET {assignments} WHERE id = {mark(len(columns) + 1)}"  # noqa: S608
 
 
 @cache
@@ -200,8 +223,29 @@ class JournalStatements:
             "journal_cursors", CURSOR_COLUMNS, mark,
             _upsert("strategy_id, venue, stream", CURSOR_COLUMNS, CURSOR_COLUMNS[3:]),
         )  # fmt: skip
-        assignments = ", ".join(f"{name} = {mark(n)}" for n, name in enumerate(ORDER_CHANGES, 1))
-        self.orders = f"UPDATE orders SET {assignments} WHERE id = {mark(len(ORDER_CHANGES) + 1)}"  # noqa: S608
+        self.orders = _update_order(ORDER_CHANGES, mark)
+        self.orders_keeping_venue_id = _update_order(ORDER_KEEPING_COLUMNS[:-1], mark)
+        self._sqlite = dialect_name == "sqlite"
+
+    async def holders(
+        self, conn: AsyncConnection, venue: str, venue_order_ids: Sequence[str]
+    ) -> dict[str, tuple[int, str]]:
+        """Which order (id, client order id), of any strategy, holds each of `venue_order_ids`
+        on `venue`: one indexed read for the batch."""
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(venue_order_ids), _HOLDERS_AT_ONCE):
+            chunk = list(venue_order_ids[start : start + _HOLDERS_AT_ONCE])
+            if self._sqlite:
+                marks = ", ".join("?" * len(chunk))
+                query = f"{_HOLDERS} WHERE venue = ? AND venue_order_id IN ({marks})"  # noqa: S608
+                result = await conn.exec_driver_sql(query, (venue, *chunk))
+            else:
+                query = f"{_HOLDERS} WHERE venue = $1 AND venue_order_id = ANY($2::text[])"  # noqa: S608
+                result = await conn.exec_driver_sql(query, (venue, chunk))
+            held: Sequence[Any] = result.all()
+            for order_id, client_order_id, venue_order_id in held:
+                found[venue_order_id] = (order_id, client_order_id)
+        return found
 
     async def write(self, conn: AsyncConnection, rows: JournalRows) -> None:
         """Run the batch in the caller's transaction; events first, as the facts."""
@@ -209,6 +253,9 @@ class JournalStatements:
             await conn.exec_driver_sql(self.events, rows.events)
         if rows.orders:
             await conn.exec_driver_sql(self.orders, list(rows.orders.values()))
+        if rows.orders_keeping_venue_id:
+            keeping = list(rows.orders_keeping_venue_id.values())
+            await conn.exec_driver_sql(self.orders_keeping_venue_id, keeping)
         if rows.trades:
             await conn.exec_driver_sql(self.trades, rows.trades)
         if rows.positions:
