@@ -95,15 +95,9 @@ def html_report(report: Report) -> str:
     trades = models.ColumnDataSource(_trade_columns(report.trades), name="trades")
     panels = []
     if report.price.candles is not None:
-        panels.append(
-            _price_panel(
-                panel("price", 320, "price", legend=True),
-                models,
-                report.price.candles,
-                trades,
-                _trade_columns(report.open_trades),
-            )  # fmt: skip
-        )
+        price = panel("price", 320, "price", legend=True)
+        still_open = _trade_columns(report.open_trades)
+        panels.append(_price_panel(price, models, report.price.candles, trades, still_open))
     panels.append(_equity_panel(panel("equity", 220, "equity", legend=True), models, report))
     panels.append(_drawdown_panel(panel("drawdown", 120, "drawdown %", money=False), report))
     panels.append(_pnl_panel(panel("pnl", 170, "trade pnl"), models, trades))
@@ -118,8 +112,7 @@ def html_report(report: Report) -> str:
         models.Div(text=_statistics(report), sizing_mode="stretch_width"),
         sizing_mode="stretch_width",
     )
-    title = " ".join(headline(report)[:1])
-    return str(embed.file_html(page, resources.INLINE, title=title))
+    return str(embed.file_html(page, resources.INLINE, title=headline(report)[0]))
 
 
 def _trade_columns(trades: RoundTrips) -> dict[str, Any]:

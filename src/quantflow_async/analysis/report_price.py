@@ -63,7 +63,8 @@ def find_price(backtest: Backtest, data: str | Path | None = None) -> PriceLooku
     """The price of `backtest` from `data`, or else from the file it names as its data.
 
     Bars from `data` that are not the backtest's raise InvalidValue; its own file, gone or
-    changed since, gives a PriceLookup without candles that says so.
+    changed since, gives a PriceLookup without candles that says so. A relative name is read
+    from the current folder, as it was when the backtest was run.
     """
     from quantflow_async.backtest.bars import read_bars
 
