@@ -65,7 +65,8 @@ COMMANDS: Final = {
     ),
     "report": Command(
         "report",
-        "draw a backtest's equity curve, drawdowns shaded and trades marked (analysis extra)",
+        "draw a backtest's price and trades, equity curve and drawdowns, as a picture or an "
+        "HTML page to zoom and pan (analysis extra)",
     ),
     "bars": Command("bars", "make bars to try things on"),
     "venue": Command("venue", "run a trading venue"),
