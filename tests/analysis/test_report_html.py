@@ -119,6 +119,30 @@ async def test_each_trade_links_its_entry_and_exit_fills_across_the_panels(
     assert len(linked["open"]) == 1
 
 
+async def test_the_statistics_table_shows_every_stored_metric(
+    tmp_path: Path, db: Database, strategy_id: int
+) -> None:
+    page_file = await _written_page(db, strategy_id, tmp_path, 500)
+    [backtest] = await db.backtests.list()
+    async with chromium_page() as page:
+        await _drawn(page, page_file)
+        rows = await page.evaluate("""(() => {
+            const model = Bokeh.documents[0].get_model_by_name('statistics');
+            const view = Bokeh.index.find_one(model);
+            return Array.from((view.shadow_el ?? view.el).querySelectorAll('tr'))
+                .map(row => [row.cells[0].textContent, row.cells[1].textContent]);
+        })()""")
+        assert page.errors == []
+    shown = dict(rows)
+    assert backtest.metrics is not None
+    for key, value in backtest.metrics.items():
+        if value is not None:
+            assert key.replace("_pct", " %").replace("_", " ") in shown, key
+    assert shown["initial capital"] == "100,000.00"
+    assert shown["trades"] == f"{backtest.metrics['trades']:,}"
+    assert shown["return %"] == f"{backtest.metrics['return_pct']:.4g}"
+
+
 async def test_the_page_needs_no_network(tmp_path: Path, db: Database, strategy_id: int) -> None:
     text = (await _written_page(db, strategy_id, tmp_path, 500)).read_text()
     assert re.findall(r"<(?:script|link)[^>]*(?:src|href)=", text) == []

@@ -109,7 +109,7 @@ def html_report(report: Report) -> str:
     page = layouts.column(
         models.Div(text=_header(report), sizing_mode="stretch_width", name="header"),
         grid,
-        models.Div(text=_statistics(report), sizing_mode="stretch_width"),
+        models.Div(text=_statistics(report), sizing_mode="stretch_width", name="statistics"),
         sizing_mode="stretch_width",
     )
     return str(embed.file_html(page, resources.INLINE, title=headline(report)[0]))
