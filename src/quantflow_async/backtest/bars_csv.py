@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
+from quantflow_async.backtest.arrow_arrays import column_values
 from quantflow_async.backtest.bars import (
     Bars,
     BarsError,
@@ -59,7 +59,7 @@ def read_csv_columns(path: Path) -> Bars | None:
     times = _times(table.column(time_column))
     if times is None:
         return None
-    arrays = {name: _values(table.column(col), np.float64) for name, col in columns.items()}
+    arrays = {name: column_values(table.column(col), np.float64) for name, col in columns.items()}
     names = {name: header[col] for name, col in columns.items()}
     try:
         return checked_bars(source, times, arrays, names, header[time_column], _no_line)
@@ -103,30 +103,20 @@ def _times(column: Any) -> IntArray | None:
     if column.null_count:
         return None
     if pa.types.is_date32(kind):  # ISO dates: midnight, read as UTC
-        return _values(column, np.int32).astype(np.int64) * MICROS_PER_DAY
+        return column_values(column, np.int32).astype(np.int64) * MICROS_PER_DAY
     if pa.types.is_timestamp(kind):  # naive times (read as UTC) or converted to UTC
         if kind.tz not in (None, "UTC"):
             return None
-        raw: IntArray = _values(column, np.int64)
+        raw: IntArray = column_values(column, np.int64)
         if kind.unit in MICROS_PER_UNIT:
             return raw * MICROS_PER_UNIT[kind.unit]
         # fromisoformat drops the digits past microseconds: the floor, before 1970 too
         return raw // 1_000
     if kind == pa.int64():  # epoch numbers
-        return epoch_numbers_to_micros(_values(column, np.int64).astype(np.float64))
+        return epoch_numbers_to_micros(column_values(column, np.int64).astype(np.float64))
     if kind == pa.float64():
-        return epoch_numbers_to_micros(_values(column, np.float64))
+        return epoch_numbers_to_micros(column_values(column, np.float64))
     return None
-
-
-def _values(column: Any, dtype: type[np.generic]) -> npt.NDArray[Any]:
-    """A pyarrow column of fixed-width values without nulls, as a numpy view of its buffer
-    (pyarrow's `to_numpy()` imports pandas, which a run does not otherwise load)."""
-    array = column.combine_chunks()
-    width = np.dtype(dtype).itemsize
-    return np.frombuffer(
-        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * width
-    )
 
 
 def _no_line(index: int) -> int:

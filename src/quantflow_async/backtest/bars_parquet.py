@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from quantflow_async.backtest.arrow_arrays import column_values
 from quantflow_async.backtest.bars import (
     Bars,
     BarsError,
@@ -37,7 +38,9 @@ def read_parquet_bars(path: Path) -> Bars:
             "reading Parquet needs pyarrow: pip install 'quantflow-async[analysis]'",
         ) from exc
     try:
-        table = pq.read_table(path)
+        # A file is read as a file: pq.read_table() loads pandas; a folder (a dataset of
+        # several files, as Spark writes them) takes read_table all the same.
+        table = pq.ParquetFile(path).read() if path.is_file() else pq.read_table(path)
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
         raise BarsError(source, None, None, f"cannot be read as Parquet: {exc}") from exc
     header = list(table.column_names)
@@ -83,14 +86,15 @@ def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], in
             column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
         # safe=False: nanoseconds are truncated to the microseconds times are kept in
         micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
-        return np.asarray(micros.to_numpy(), dtype=np.int64)
+        return np.asarray(column_values(micros, np.int64))
     return parse_times(source, name, column.to_pylist(), line)
 
 
 def _parquet_floats(source: str, column: Any, name: str, line: Callable[[int], int]) -> FloatArray:
-    """A price or volume column as float64: numbers whole, anything else value by value."""
+    """A price or volume column as float64: float64 and int64 columns whole, anything else
+    (other types, missing values: NaN) value by value."""
     pa = importlib.import_module("pyarrow")
-    numeric = pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
-    if numeric and not column.null_count:
-        return np.asarray(column.to_numpy(), dtype=np.float64)
+    if column.null_count == 0 and column.type in (pa.float64(), pa.int64()):
+        dtype = np.float64 if column.type == pa.float64() else np.int64
+        return column_values(column, dtype).astype(np.float64)
     return parse_floats(source, name, column.to_pylist(), line)
