@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quantflow_async.backtest import Bars, BarsError, read_bars, synthetic_bars
+from quantflow_async.backtest.bars import epoch_numbers_to_micros, parse_times
 from quantflow_async.backtest.bars_csv import read_csv_columns, read_csv_rows
 
 HEADER = "date,open,high,low,close,volume\n"
@@ -339,3 +340,25 @@ def test_reading_a_csv_loads_pyarrow_and_not_pandas(tmp_path: Path) -> None:
     )
     assert "pyarrow" in loaded
     assert "pandas" not in loaded
+
+
+EPOCH_EDGES = [
+    0.0, 0.5, 1.5, 2.5, 99_999_999_999.0, 99_999_999_999.5, 1e11, 1e11 + 0.5, 99_999_999_999_999.0,
+    1e14, 1e14 + 0.5, 99_999_999_999_999_999.0, 1e17, 1e17 + 500.0, 1e17 + 1500.0,
+    9.2e21, 9.223372036854775e21, 1704067200.123456789,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("number", EPOCH_EDGES)
+def test_epochs_at_the_unit_limits_are_the_row_readers_microseconds(number: float) -> None:
+    by_rows = parse_times("<edges>", "time", [repr(number)], lambda index: index)
+    by_columns = epoch_numbers_to_micros(np.array([number]))
+    assert by_columns is not None
+    assert by_columns.tolist() == by_rows.tolist()
+
+
+@pytest.mark.parametrize("number", [-1.0, float("nan"), float("inf"), 9.3e21, 1e300])
+def test_epochs_the_row_reader_refuses_are_refused_at_once(number: float) -> None:
+    assert epoch_numbers_to_micros(np.array([1704067200.0, number])) is None
+    with pytest.raises(BarsError):
+        parse_times("<edges>", "time", [repr(number)], lambda index: index)
