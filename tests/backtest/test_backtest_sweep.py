@@ -6,6 +6,7 @@ as a person does (SIGINT to the process group of a script running one).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -21,6 +22,7 @@ import pytest
 
 from quantflow_async import Database, Settings
 from quantflow_async.backtest import (
+    Bars,
     StrategyConfigError,
     SweepProgress,
     expand_grid,
@@ -56,8 +58,22 @@ async def new_strategy(db: Database) -> int:
     return (await db.strategies.create(name="sweep")).id
 
 
-def expected_fills(strategy: object, config: dict[str, object], bars: object) -> int:
-    return len(run_backtest(strategy, bars, config).executions)  # type: ignore[arg-type]
+@functools.cache
+def walks(count: int) -> dict[str, Bars]:
+    """Two driftless walks of `count` bars, made once: sweeps only read their data."""
+    return {f"S{i}": synthetic_bars(count, seed=i, drift=0.0) for i in range(2)}
+
+
+_FILLS: dict[tuple[object, ...], tuple[Bars, int]] = {}
+
+
+def expected_fills(strategy: object, config: dict[str, object], bars: Bars) -> int:
+    """How many fills the engine makes of `config` on `bars`, run once whichever test asks."""
+    key = (strategy, tuple(sorted(config.items())), id(bars))
+    if key not in _FILLS:
+        run = run_backtest(strategy, bars, config)  # type: ignore[arg-type]
+        _FILLS[key] = (bars, len(run.executions))  # held, so no other bars can take their id
+    return _FILLS[key][1]
 
 
 def sweep_processes() -> list[psutil.Process]:
@@ -160,7 +176,7 @@ async def test_cancelling_the_sweep_task_stops_the_workers_and_marks_the_rest_ca
     sqlite_db: Database,
 ) -> None:
     strategy_id = await new_strategy(sqlite_db)
-    data = {f"S{i}": synthetic_bars(BARS, seed=i, drift=0.0) for i in range(2)}
+    data = walks(BARS)
     seen: set[int] = set()
     stored_before_cancel = 0
 
@@ -209,7 +225,7 @@ async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_t
     sqlite_db: Database, start_method: str
 ) -> None:
     strategy_id = await new_strategy(sqlite_db)
-    data = {f"S{i}": synthetic_bars(BARS // 2, seed=i, drift=0.0) for i in range(2)}
+    data = walks(BARS // 2)
     killed: list[int] = []
 
     def progress(report: SweepProgress) -> None:
@@ -325,7 +341,7 @@ async def test_cancelling_a_sweep_whose_worker_is_stopped_kills_it_and_returns(
     sqlite_db: Database,
 ) -> None:
     strategy_id = await new_strategy(sqlite_db)
-    data = {f"S{i}": synthetic_bars(BARS // 2, seed=i, drift=0.0) for i in range(2)}
+    data = walks(BARS // 2)
     stopped: list[psutil.Process] = []
 
     with anyio.CancelScope() as scope:
@@ -395,7 +411,7 @@ def test_sigint_to_a_script_mid_sweep_keeps_committed_fills_and_leaves_no_proces
             assert set(statuses) == {"completed", "cancelled"}, statuses
             assert statuses["completed"] >= 2
             assert await db.trades.count() >= reported
-            bars = {f"S{i}": synthetic_bars(BARS, seed=i, drift=0.0) for i in range(2)}
+            bars = walks(BARS)
             for backtest in backtests:
                 config = dict(backtest.config["parameters"])
                 full = expected_fills("sma_cross", config, bars[backtest.config["symbol"]])

@@ -1,12 +1,16 @@
 """./scripts/demo, reduced to short markets (DEMO_BARS), on a database of its own: it sweeps,
-prints the best configs, draws the best one, and runs again on the same file."""
+prints the best configs, draws the best one, and runs again on the same file. The first run
+is made once, for both tests."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,35 +34,56 @@ def stored(folder: Path, sql: str) -> list[tuple[object, ...]]:
         return connection.execute(sql).fetchall()
 
 
-def test_the_demo_stores_96_backtests_prints_the_best_five_and_draws_the_first(
-    tmp_path: Path,
-) -> None:
-    result = demo(tmp_path)
+@dataclass(frozen=True)
+class Run:
+    """A run of the demo, and what its database held right after it."""
+
+    result: subprocess.CompletedProcess[str]
+    statuses: list[tuple[object, ...]]
+    fills: object
+    best: object
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="module")
+def first(folder: Path) -> Run:
+    """The demo on a new database: run once for the tests of this module."""
+    result = demo(folder)
     assert result.returncode == 0, result.stderr
-    header, *rows = [line.split("\t") for line in result.stdout.splitlines()[-6:]]
-    assert header[:4] == ["rank", "backtest", "data", "parameters"]
-    assert len(rows) == 5
-    assert stored(tmp_path, "SELECT status, count(*) FROM backtests GROUP BY 1") == [
-        ("completed", 96)
-    ]
-    ((fills,),) = stored(tmp_path, "SELECT count(*) FROM trades")
-    assert f"96 backtests completed, {fills:,} fills stored" in result.stderr
+    ((fills,),) = stored(folder, "SELECT count(*) FROM trades")
     ((best,),) = stored(
-        tmp_path,
+        folder,
         "SELECT id FROM backtests ORDER BY CAST(json_extract(metrics, '$.return_pct') AS REAL) "
         "DESC LIMIT 1",
     )
-    assert rows[0][1] == str(best)
-    assert f"drawing backtest {best}, the best by return_pct" in result.stderr
-    assert (tmp_path / "best.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p for p in tmp_path.iterdir() if p.is_dir()] == []  # its CSV folder is removed
+    statuses = stored(folder, "SELECT status, count(*) FROM backtests GROUP BY 1")
+    return Run(result, statuses, fills, best)
 
 
-def test_the_demo_runs_again_on_the_same_database(tmp_path: Path) -> None:
-    first, second = demo(tmp_path), demo(tmp_path)
-    assert first.returncode == 0, first.stderr
+def test_the_demo_stores_96_backtests_prints_the_best_five_and_draws_the_first(
+    folder: Path, first: Run
+) -> None:
+    result = first.result
+    header, *rows = [line.split("\t") for line in result.stdout.splitlines()[-6:]]
+    assert header[:4] == ["rank", "backtest", "data", "parameters"]
+    assert len(rows) == 5
+    assert first.statuses == [("completed", 96)]
+    assert f"96 backtests completed, {first.fills:,} fills stored" in result.stderr
+    assert rows[0][1] == str(first.best)
+    assert f"drawing backtest {first.best}, the best by return_pct" in result.stderr
+    assert (folder / "best.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p for p in folder.iterdir() if p.is_dir()] == []  # its CSV folder is removed
+
+
+def test_the_demo_runs_again_on_the_same_database(folder: Path, first: Run) -> None:
+    second = demo(folder)
+    assert first.result.returncode == 0, first.result.stderr
     assert second.returncode == 0, second.stderr
-    assert stored(tmp_path, "SELECT name FROM strategies") == [("sma_cross",)]
-    assert stored(tmp_path, "SELECT status, count(*) FROM backtests GROUP BY 1") == [
+    assert stored(folder, "SELECT name FROM strategies") == [("sma_cross",)]
+    assert stored(folder, "SELECT status, count(*) FROM backtests GROUP BY 1") == [
         ("completed", 192)
     ]
