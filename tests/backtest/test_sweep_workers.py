@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -16,6 +17,7 @@ import pytest
 from quantflow_async import Database, Settings
 from quantflow_async.backtest import (
     StrategyConfigError,
+    SweepProgress,
     run_backtest,
     run_sweep,
     synthetic_bars,
@@ -112,4 +114,47 @@ async def test_a_bad_max_worker_restarts_is_named_and_stores_nothing(
             max_worker_restarts=value,  # type: ignore[arg-type]
         )  # fmt: skip
     assert await sqlite_db.backtests.list() == []
+
+
+async def test_a_finished_backtest_stays_completed_when_its_worker_dies_on_the_next_job(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    bars = synthetic_bars(50_000, seed=1)
+    second = tmp_path / "second.pid"
+    grid = [{"fast": 2, "slow": 5}, {"sleep": 60.0, "pid_file": str(second)}, {"fast": 3}]
+    fills = len(run_backtest(Announced, bars, grid[0]).executions)
+    killed: list[int] = []
+
+    def kill_once(pid: int) -> None:
+        if not killed:
+            killed.append(pid)
+            os.kill(pid, signal.SIGKILL)
+
+    def progress(report: SweepProgress) -> None:
+        # Reading stops after the first of the first backtest's two chunks of fills, each
+        # larger than a pipe holds: the worker is left sending the second while its outcome
+        # waits behind it. Its worker may take the next job only once that outcome is out,
+        # so the second backtest's pid file appears only if the outcome was left behind.
+        if report.fills_stored and not killed:
+            deadline = time.monotonic() + 5
+            while not second.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if second.exists():
+                kill_once(int(second.read_text()))
+
+    async def kill_second() -> None:
+        kill_once(await written_pid(second))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(kill_second)
+        result = await run_sweep(
+            sqlite_db, Announced, grid, bars, strategy_id=strategy_id, workers=1,
+            chunk_size=fills // 2 + 1, progress=progress,
+        )  # fmt: skip
+    first = await sqlite_db.backtests.get(result.backtest_ids[0])
+    assert first.status == "completed"
+    assert await sqlite_db.trades.count(backtest_id=first.id) == fills
+    assert await error_of(sqlite_db, result.backtest_ids[1]) == KILLED
+    assert (await sqlite_db.backtests.get(result.backtest_ids[2])).status == "completed"
 

@@ -10,8 +10,10 @@ driver rows are built here, on this core, not in the writer's process) and sends
 chunks, then the metrics and results; then it takes the next job, until it is sent None. A
 thread of the worker does the sending, so the backtest goes on while a chunk is written; it
 takes at most `OUTBOX_CHUNKS` messages ahead, and a full outbox blocks the worker, which is
-the sweep's back-pressure: the time spent blocked is measured. SIGINT is ignored: the main
-process owns the shutdown and terminates workers.
+the sweep's back-pressure: the time spent blocked is measured. A job starts only once its
+"started" is in the pipe, and the next is taken only once its outcome is: what is in the
+pipe reaches the main process even if this one dies, what waits in the outbox does not.
+SIGINT is ignored: the main process owns the shutdown and terminates workers.
 """
 
 from __future__ import annotations
@@ -75,12 +77,17 @@ class _Outbox:
         self._connection = connection
         self._parent = parent
         self._waiting: queue.Queue[Message | None] = queue.Queue(maxsize=OUTBOX_CHUNKS)
+        self._unsent = 0  # messages put and not yet written to the pipe
+        self._sent = threading.Condition()
         self._sender = threading.Thread(target=self._send, name="quantflow-sweep-outbox")
         self._sender.daemon = True
         self._sender.start()
         self.blocked = 0.0
 
     def put(self, message: Message | None) -> None:
+        if message is not None:
+            with self._sent:
+                self._unsent += 1
         try:
             self._waiting.put_nowait(message)
             return
@@ -96,6 +103,16 @@ class _Outbox:
                     _exit_if_orphaned(self._parent)
         finally:
             self.blocked += time.perf_counter() - started
+
+    def deliver(self) -> None:
+        """Wait until every message put so far is written to the pipe (the wait counts as
+        blocked)."""
+        started = time.perf_counter()
+        with self._sent:
+            while self._unsent:
+                self._sent.wait(POLL_SECONDS)
+                _exit_if_orphaned(self._parent)
+        self.blocked += time.perf_counter() - started
 
     def close(self) -> None:
         """Send what is waiting, then stop the thread."""
@@ -117,6 +134,9 @@ class _Outbox:
                 # main process fails the backtest, rather than blocking on a full outbox.
                 traceback.print_exc()
                 os._exit(1)
+            with self._sent:
+                self._unsent -= 1
+                self._sent.notify_all()
 
 
 def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -> None:
@@ -136,10 +156,12 @@ def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -
     busy = 0.0
     while (position := _next_job(connection, parent)) is not None:
         job = sweep.jobs[position]
-        started = time.perf_counter()
         outbox.put(("started", index, job.backtest_id))
+        outbox.deliver()  # if the job kills this process, its backtest is known to have run
+        started = time.perf_counter()
         _run(index, job, sweep.datasets[job.data], chunk_size, outbox)
         busy += time.perf_counter() - started
+        outbox.deliver()  # its outcome outlives this process, whatever the next job does
     outbox.put(("exit", index, outbox.blocked, busy))
     outbox.close()
     connection.close()
