@@ -168,4 +168,7 @@ class Database:
             batch_size=1000 if batch_size is None else batch_size,
             max_latency=0.02 if max_latency is None else max_latency,
         )
-        return OrderJournal(self.engine, strategy_id=strategy_id, venue=venue, options=options)
+        return OrderJournal(
+            self.engine, strategy_id=strategy_id, venue=venue, options=options,
+            settings=self.settings,
+        )  # fmt: skip

@@ -61,6 +61,13 @@ commit_timeout)."""
 def batch_store_for(engine: AsyncEngine, settings: Settings, options: WriterDefaults) -> BatchStore:
     if engine.dialect.name != "sqlite":
         return PostgresStore(engine)
+    return sqlite_worker_store(engine, settings, options)
+
+
+def sqlite_worker_store(
+    engine: AsyncEngine, settings: Settings, options: WriterDefaults
+) -> SqliteWorkerStore:
+    """A worker process for the SQLite file of `engine`, not yet started."""
     # The file name exactly as the engine's own connections open it (URI options included).
     (database,), connect_options = engine.dialect.create_connect_args(engine.url)
     return SqliteWorkerStore(

@@ -21,15 +21,17 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import WriterDefaults
+from quantflow_async.config import Settings, WriterDefaults
 from quantflow_async.errors import StorageError, StorageUnavailable
+from quantflow_async.ingest.batch_store import sqlite_worker_store
 from quantflow_async.ingest.retry import Backoff
+from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
 from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.store.engine import write_transaction
-from quantflow_async.store.order_journal import (
+from quantflow_async.store.journal_batch import (
     DriverRow,
     JournalEntry,
     JournalRows,
@@ -118,11 +120,17 @@ class JournalWriter:
         *,
         venue: str = "",
         on_clash: ClashHandler | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._engine = engine
         self._options = options
+        # On a SQLite file, batches go to a worker process of their own, as the TradeWriter's
+        # do: binding and stepping rows on a thread of ours took the GIL from the producers.
+        self._worker: SqliteWorkerStore | None = None
+        if settings is not None and engine.dialect.name == "sqlite":
+            self._worker = sqlite_worker_store(engine, settings, options)
         self._venue = venue
-        self._on_clash = on_clash
+        self.on_clash = on_clash
         self._refused_claims: dict[int, str] = {}
         self._statements = statements_for(engine.dialect.name)
         self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
@@ -140,6 +148,12 @@ class JournalWriter:
         self.batches = 0
         self._since_look = 0
         self._last_turn = 0.0
+
+    @property
+    def connection_pid(self) -> int | None:
+        """The SQLite worker process holding the journal's write connection, while it runs;
+        None on PostgreSQL."""
+        return None if self._worker is None else self._worker.pid
 
     def start(self) -> None:
         if self.state is not WriterState.NEW:
@@ -253,6 +267,8 @@ class JournalWriter:
                 if not isinstance(exc, Exception):
                     raise
             finally:
+                if self._worker is not None:
+                    await self._worker.aclose()
                 self._finished.set()
 
     async def _next_batch(self) -> list[tuple[JournalEntry, Ticket]]:
@@ -314,25 +330,55 @@ class JournalWriter:
         self, rows: JournalRows, claims: list[_Claim], refused: dict[Ticket, BaseException]
     ) -> None:
         with anyio.fail_after(self._options.commit_timeout):
+            if self._worker is not None:
+                await self._attempt_in_worker(self._worker, rows, claims, refused)
+                return
             async with write_transaction(self._engine) as conn:
                 if claims:
-                    await self._settle_claims(conn, rows, claims, refused)
+                    ids = [claim.venue_order_id for claim in claims]
+                    held = await self._statements.holders(conn, self._venue, ids)
+                    self._settle_claims(held, rows, claims, refused)
                 await self._statements.write(conn, rows)
 
-    async def _settle_claims(
+    async def _attempt_in_worker(
         self,
-        conn: AsyncConnection,
+        worker: SqliteWorkerStore,
         rows: JournalRows,
         claims: list[_Claim],
         refused: dict[Ticket, BaseException],
     ) -> None:
-        ids = [claim.venue_order_id for claim in claims]
-        held = await self._statements.holders(conn, self._venue, ids)
+        if worker.pid is None:
+            await worker.open()
+        try:
+            if claims:
+                held: dict[str, tuple[int, str]] = {}
+                for query, parameters in self._statements.holder_queries(
+                    self._venue, [claim.venue_order_id for claim in claims]
+                ):
+                    for order_id, client_order_id, venue_order_id in await worker.read(
+                        query, parameters
+                    ):
+                        held[venue_order_id] = (order_id, client_order_id)
+                self._settle_claims(held, rows, claims, refused)
+            await worker.write(self._statements.steps(rows))
+        except BaseException:
+            # A transaction may be open in the worker, or its reply lost: a new worker runs
+            # the batch again (every statement is idempotent).
+            await worker.abandon()
+            raise
+
+    def _settle_claims(
+        self,
+        held: dict[str, tuple[int, str]],
+        rows: JournalRows,
+        claims: list[_Claim],
+        refused: dict[Ticket, BaseException],
+    ) -> None:
         for claim in claims:
             holder = held.get(claim.venue_order_id)
-            if holder is None or holder[0] == claim.order_id or self._on_clash is None:
+            if holder is None or holder[0] == claim.order_id or self.on_clash is None:
                 continue
-            event, error = self._on_clash(claim.order_id, claim.venue_order_id, holder[1])
+            event, error = self.on_clash(claim.order_id, claim.venue_order_id, holder[1])
             rows.events[claim.event_index] = event
             refused[claim.ticket] = error
             self._refused_claims[claim.order_id] = claim.venue_order_id

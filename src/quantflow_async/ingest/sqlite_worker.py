@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 MAIN = Path(__file__).with_name("sqlite_worker_main.py")
 TOKEN_LIFETIME = timedelta(days=1)
 _LOOKUP = ""  # what the reply to a lookup answers (a store's reply answers its token)
+_JOURNAL = "\0journal"  # what the reply to an order journal's read or write answers
 _LOST = (
     anyio.EndOfStream,
     anyio.IncompleteRead,
@@ -143,6 +144,18 @@ class SqliteWorkerStore:
         found = _result(await self._reply_to(_LOOKUP))
         return None if found is None else int(found)
 
+    async def read(self, statement: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of `statement`, read in the transaction of the batch `write` commits next
+        (begun here: the caller abandons the worker if it does not write)."""
+        await self._send(("read", statement, list(parameters)), _JOURNAL)
+        rows: list[tuple[Any, ...]] = _result(await self._reply_to(_JOURNAL))
+        return rows
+
+    async def write(self, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run each (statement, rows) as one executemany, then COMMIT: one transaction."""
+        await self._send(("write", [(sql, list(rows)) for sql, rows in steps]), _JOURNAL)
+        _result(await self._reply_to(_JOURNAL))
+
     async def _send(self, request: tuple[Any, ...], answers: str) -> None:
         process = self._process
         if process is None or process.stdin is None:
@@ -191,7 +204,7 @@ class SqliteWorkerStore:
     async def abandon(self) -> None:
         """Kill the worker at once (it may be stopped or stuck); an open transaction is lost."""
         process, self._process, self._replies = self._process, None, None
-        self._unsure.update(answers for answers in self._awaiting if answers != _LOOKUP)
+        self._unsure.update(a for a in self._awaiting if a not in (_LOOKUP, _JOURNAL))
         self._awaiting.clear()
         if process is None:
             return

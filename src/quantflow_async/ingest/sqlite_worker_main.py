@@ -1,4 +1,5 @@
-"""The SQLite write connection of a TradeWriter, run as a process of its own.
+"""The SQLite write connection of a TradeWriter or an order journal, run as a process of its
+own.
 
 Run as a script (standard library only), never imported by the library. A process has its own
 GIL: inserting here, SQLite binds and steps rows at full speed however busy the caller's event
@@ -13,6 +14,14 @@ request/reply, each message a 4-byte big-endian length and a `marshal` payload:
             is never committed ahead of an earlier one that failed
     request ("lookup", statements, token)
     reply   ("ok", inserted)  or  ("ok", None) when no batch with that token was committed
+    request ("read", statement, parameters)
+            an order journal's batch: BEGIN IMMEDIATE if no transaction is open, then a read
+            in it (the venue order ids a batch claims); the transaction stays open
+    reply   ("ok", rows)
+    request ("write", [(statement, rows), ...])
+            an order journal's batch: BEGIN IMMEDIATE if no transaction is open, one
+            executemany per statement, COMMIT
+    reply   ("ok", None)
     request ("stop",)         the worker closes its connection and exits (no reply)
     any reply may instead be
             ("error", class, name, code, message)   a sqlite3 error; the transaction rolled back
@@ -113,6 +122,36 @@ class Worker:
         self.bound_the_wal()
         return ("ok", inserted)
 
+    def read(self, statement: str, parameters: list[Any]) -> tuple[Any, ...]:
+        connection = self.connection
+        if not connection.in_transaction:
+            connection.execute("BEGIN IMMEDIATE")
+        try:
+            return ("ok", [tuple(row) for row in connection.execute(statement, parameters)])
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def write(self, steps: list[tuple[str, list[Any]]]) -> tuple[Any, ...]:
+        connection = self.connection
+        if not connection.in_transaction:
+            connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement, rows in steps:
+                connection.executemany(statement, rows)
+            if self.replaced():
+                connection.execute("ROLLBACK")
+                return ("replaced", self.path)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        if self.pause_marker:
+            pause_if_marked(self.pause_marker)
+        self.bound_the_wal()
+        return ("ok", None)
+
     def lookup(self, statements: tuple[str, str, str, str], token: str) -> tuple[Any, ...]:
         if self.replaced():
             return ("replaced", self.path)
@@ -176,8 +215,13 @@ def identity(path: str) -> tuple[int, int] | None:
 
 def handle(worker: Worker, request: tuple[Any, ...]) -> tuple[Any, ...]:
     try:
-        if request[0] == "store":
+        kind = request[0]
+        if kind == "store":
             return worker.store(*request[1:])
+        if kind == "write":
+            return worker.write(*request[1:])
+        if kind == "read":
+            return worker.read(*request[1:])
         return worker.lookup(*request[1:])
     except sqlite3.Error as exc:
         return (

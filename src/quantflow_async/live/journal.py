@@ -15,20 +15,19 @@ import logging
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import WriterDefaults
-from quantflow_async.errors import InvalidValue, NotFound, OrderEventRefused, StorageError
+from quantflow_async.config import Settings, WriterDefaults
+from quantflow_async.errors import InvalidValue, OrderEventRefused, StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter, Ticket
 from quantflow_async.live.journal_entries import EventRows, checked_trade
 from quantflow_async.live.journal_lease import JournalLease
+from quantflow_async.live.journal_lookup import OrderLookup
 from quantflow_async.live.journal_memory import KnownOrders, Tracked, tracked
 from quantflow_async.live.journal_refusals import Refusals
 from quantflow_async.live.orders import (
@@ -41,23 +40,13 @@ from quantflow_async.live.orders import (
     OrderStatus,
     Position,
     Restored,
-    check_client_order_id,
     is_duplicate,
 )
 from quantflow_async.live.positions import apply_fill, flat
 from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
-from quantflow_async.store.driver_errors import translated_errors
-from quantflow_async.store.engine import read_transaction
-from quantflow_async.store.order_journal import (
-    DriverForm,
-    DriverRow,
-    JournalEntry,
-    insert_intended,
-    load_journal,
-    order_change,
-)
-from quantflow_async.store.schema import strategies
-from quantflow_async.validation import to_decimal, to_id, to_label, to_utc
+from quantflow_async.store.journal_batch import DriverForm, JournalEntry
+from quantflow_async.store.order_journal import check_strategy, insert_intended, load_journal
+from quantflow_async.validation import to_id, to_label, to_utc
 
 if TYPE_CHECKING:
     from quantflow_async.live.reconcile import ReconcileReport
@@ -75,12 +64,17 @@ class OrderJournal:
     """The order journal of one strategy on one venue. Make one with `Database.journal()`."""
 
     def __init__(
-        self, engine: AsyncEngine, *, strategy_id: int, venue: str, options: WriterDefaults
+        self,
+        engine: AsyncEngine,
+        *,
+        strategy_id: int,
+        venue: str,
+        options: WriterDefaults,
+        settings: Settings | None = None,
     ) -> None:
         self.strategy_id = to_id(strategy_id, "strategy_id")
         self.venue = to_label(venue, "venue", 64)
         self._engine = engine
-        self._writer = JournalWriter(engine, options, venue=self.venue, on_clash=self._refuse_claim)
         self._rows = EventRows(self.strategy_id, self.venue, DriverForm(engine.dialect.name))
         self._known = KnownOrders(engine, self.strategy_id, self.venue)
         self._lease = JournalLease(engine, self.strategy_id, self.venue)
@@ -88,7 +82,10 @@ class OrderJournal:
         self._cursors: dict[str, str] = {}
         self._intents = 0
         self._duplicates = 0
+        self._writer = JournalWriter(engine, options, venue=self.venue, settings=settings)
         self._refusals = Refusals(self._writer, self._rows)
+        self._lookup = OrderLookup(self._known, self._refusals, self._rows)
+        self._writer.on_clash = self._lookup.refuse_claim
         self.state = JournalState.NEW
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -96,13 +93,7 @@ class OrderJournal:
     async def __aenter__(self) -> OrderJournal:
         if self.state is not JournalState.NEW:
             raise StorageError("an OrderJournal opens once; make a new one")
-        with translated_errors(f"opening the journal of strategy {self.strategy_id}"):
-            async with read_transaction(self._engine) as conn:
-                found = await conn.scalar(
-                    select(strategies.c.id).where(strategies.c.id == self.strategy_id)
-                )
-        if found is None:
-            raise NotFound("strategy", self.strategy_id)
+        await check_strategy(self._engine, self.strategy_id)
         await self._lease.acquire()
         try:
             stored = await load_journal(
@@ -153,6 +144,12 @@ class OrderJournal:
     def client_id_prefix(self) -> str:
         """How the client order ids the journal makes begin: ours among a venue's orders."""
         return f"qf{self.strategy_id}x"
+
+    @property
+    def connection_pid(self) -> int | None:
+        """The process of the journal's SQLite write connection (a worker of its own, started
+        at the first batch), or None."""
+        return self._writer.connection_pid
 
     def stats(self) -> JournalStats:
         written = self._intents + self._writer.events_written
@@ -311,51 +308,31 @@ class OrderJournal:
         self._check_open()
         trade = checked_trade(trade)
         change = Change(
-            "fill",
-            quantity=trade.quantity,
-            price=trade.price,
-            venue_order_id=trade.venue_order_id,
-            venue_event_id=trade.trade_id,
-        )
+            "fill", quantity=trade.quantity, price=trade.price,
+            venue_order_id=trade.venue_order_id, venue_event_id=trade.trade_id,
+        )  # fmt: skip
         if client_order_id is None:
-            client_order_id = await self._cid_of(trade.venue_order_id, change)
-        tracked = await self._find(client_order_id, change)
-        owner = await self._venue_id_owner(tracked, change)
+            client_order_id = await self._lookup.client_order_id_of(trade.venue_order_id, change)
+        tracked = await self._lookup.find(client_order_id, change)
+        owner = await self._lookup.venue_id_owner(tracked, change)
         await self._writer.room()
         # From here to the put, nothing awaits: the order's memory and the queue move together.
         if is_duplicate(tracked.state, change):
             self._duplicates += 1
             return False
-        order = tracked.order
-        if (trade.symbol, trade.side) != (order.symbol, order.side):
-            self._refusals.refuse(
-                tracked, change,
-                f"the trade is a {trade.side} of {trade.symbol}, the order a {order.side} of "
-                f"{order.symbol}",
-            )  # fmt: skip
-        self._check_venue_order_id(tracked, change, owner)
+        self._lookup.check_trade(tracked, change, trade)
+        self._lookup.check_venue_order_id(tracked, change, owner)
         state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
-        held = self._positions.get(order.symbol) or flat(
-            self.strategy_id, self.venue, order.symbol, now
-        )
+        symbol = tracked.order.symbol
+        held = self._positions.get(symbol) or flat(self.strategy_id, self.venue, symbol, now)
         position, realized = apply_fill(
-            held, side=order.side, quantity=trade.quantity, price=trade.price, fee=trade.fee,
-            at=now,
+            held, side=tracked.order.side, quantity=trade.quantity, price=trade.price,
+            fee=trade.fee, at=now,
         )  # fmt: skip
-        self._positions[order.symbol] = position
-        moved = self._move(tracked, state, now)
-        event = self._rows.event(
-            "fill", order.id, now, venue_event_id=trade.trade_id, status_after=state.status,
-            quantity=trade.quantity, price=trade.price, fee=trade.fee,
-            fee_asset=trade.fee_asset, reason=reason, occurred_at=trade.executed_at,
-        )  # fmt: skip
-        entry = JournalEntry(
-            event=event,
-            order=order_change(moved, self._rows.form),
-            trade=self._rows.trade(moved, trade, realized, state.status),
-            position=self._rows.position(position),
-        )
+        self._positions[symbol] = position
+        moved = self._lookup.move(tracked, state, now)
+        entry = self._rows.fill(moved, trade, position, realized, reason=reason, now=now)
         await self._settle(self._writer.put(entry), wait)
         return True
 
@@ -379,12 +356,9 @@ class OrderJournal:
         """Store a snapshot of the venue's balances, by asset."""
         self._check_open()
         at = datetime.now(UTC) if taken_at is None else to_utc(taken_at, "taken_at")
-        for asset, balance in balances.items():
-            to_label(asset, "asset", 32)
-            to_decimal(balance.free, f"balances[{asset!r}].free")
-            to_decimal(balance.locked, f"balances[{asset!r}].locked")
+        rows = self._rows.balances(balances, at)  # checked before anything is queued
         await self._writer.room()
-        entry = JournalEntry(balances=self._rows.balances(balances, at))
+        entry = JournalEntry(balances=rows)
         await self._settle(self._writer.put(entry), wait)
 
     # -- the machinery ---------------------------------------------------------------------
@@ -401,101 +375,34 @@ class OrderJournal:
         self._check_open()
         if occurred_at is not None:
             occurred_at = to_utc(occurred_at, "occurred_at")
-        tracked = await self._find(client_order_id, change)
+        tracked = await self._lookup.find(client_order_id, change)
         # An acknowledgement's venue id, new to the journal, is checked against other
         # strategies' and earlier sessions' orders in its batch (JournalWriter), not here:
         # a read per acknowledgement cost more than the rest of recording it.
         acknowledged = change.kind == "acknowledged"
-        owner = None if acknowledged else await self._venue_id_owner(tracked, change)
+        owner = None if acknowledged else await self._lookup.venue_id_owner(tracked, change)
         await self._writer.room()
         # From here to the put, nothing awaits: the order's memory and the queue move together.
         if is_duplicate(tracked.state, change):
             self._duplicates += 1
             return
-        self._check_venue_order_id(tracked, change, owner)
-        claim = change.venue_order_id if acknowledged else None
-        if claim == tracked.order.venue_order_id:
-            claim = None
+        self._lookup.check_venue_order_id(tracked, change, owner)
+        new_id = change.venue_order_id != tracked.order.venue_order_id
+        claim = change.venue_order_id if acknowledged and new_id else None
         state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
-        moved = self._move(tracked, state, now)
+        moved = self._lookup.move(tracked, state, now)
         event = self._rows.event(
             change.kind, moved.id, now, venue_event_id=change.venue_event_id,
             status_after=state.status, reason=reason, occurred_at=occurred_at,
             details=None if change.status is None else {"status": change.status},
         )  # fmt: skip
-        order = order_change(moved, self._rows.form)
-        entry = JournalEntry(event=event, order=order, claim=claim)
+        entry = JournalEntry(event, self._rows.order_change(moved), claim=claim)
         await self._settle(self._writer.put(entry), wait)
-
-    def _refuse_claim(
-        self, order_id: int, venue_order_id: str, holder: str
-    ) -> tuple[DriverRow, OrderEventRefused]:
-        """An acknowledgement's venue id turned out to be another order's: the order forgets
-        it and becomes unknown, for reconciliation; the event is kept as refused."""
-        reason = f"venue_order_id {venue_order_id!r} is {holder!r}'s"
-        cid = self._known.owner_of(venue_order_id)
-        tracked = None if cid is None else self._known.get(cid)
-        order = None
-        if tracked is not None and tracked.order.id == order_id:
-            tracked.state = replace(tracked.state, status="unknown", venue_order_id=None)
-            tracked.order = replace(tracked.order, status="unknown", venue_order_id=None)
-            self._known.forget_venue_id(venue_order_id)
-            order = tracked.order
-        refused = OrderEventRefused(cid, "acknowledged", reason)
-        self._refusals.count_refused(refused)
-        change = Change("acknowledged", venue_order_id=venue_order_id)
-        return self._rows.refused(order, change, reason, datetime.now(UTC)), refused
-
-    async def _venue_id_owner(self, tracked: Tracked, change: Change) -> str | None:
-        if change.venue_order_id in (None, tracked.order.venue_order_id):
-            return None
-        return await self._known.venue_id_owner(change.venue_order_id)
-
-    def _check_venue_order_id(self, tracked: Tracked, change: Change, owner: str | None) -> None:
-        owner = owner or self._known.owner_of(change.venue_order_id)  # taken since the look-up?
-        if owner not in (None, tracked.order.client_order_id):
-            self._refusals.refuse(
-                tracked, change, f"venue_order_id {change.venue_order_id!r} is {owner!r}'s"
-            )
-
-    def _move(self, tracked: Tracked, state: OrderState, now: datetime) -> Order:
-        o = tracked.order
-        moved = Order(
-            o.id, o.strategy_id, o.backtest_id, o.venue, o.client_order_id,
-            state.venue_order_id, o.symbol, o.side, o.type, o.quantity, o.limit_price,
-            o.stop_price, o.time_in_force, state.status, state.filled_quantity,
-            state.average_price, o.metadata, o.created_at, now,
-        )  # fmt: skip
-        tracked.order, tracked.state = moved, state
-        self._known.remember(tracked)
-        return moved
 
     async def _settle(self, ticket: Ticket, wait: bool) -> None:
         if wait:
             await self._writer.committed(ticket)
-
-    async def _find(self, client_order_id: str, change: Change) -> Tracked:
-        """The order from memory, else from the database; unknown orders are refused."""
-        # An id in memory was checked when it came; only a new one is checked here.
-        found = self._known.get(client_order_id) if isinstance(client_order_id, str) else None
-        if found is None:
-            found = await self._known.find(check_client_order_id(client_order_id))
-        if found is not None:
-            return found
-        reason = (
-            f"no order with this client_order_id for strategy {self.strategy_id} on {self.venue!r}"
-        )
-        await self._refusals.store(
-            None, change, OrderEventRefused(client_order_id, change.kind, reason)
-        )
-
-    async def _cid_of(self, venue_order_id: str, change: Change) -> str:
-        found = await self._known.find_by_venue_id(venue_order_id)
-        if found is not None:
-            return found.order.client_order_id
-        reason = f"no order with venue_order_id {venue_order_id!r} on {self.venue!r}"
-        await self._refusals.store(None, change, OrderEventRefused(None, change.kind, reason))
 
     def _check_open(self) -> None:
         if self.state is not JournalState.OPEN:

@@ -12,12 +12,18 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from quantflow_async.errors import InvalidValue
 from quantflow_async.live.orders import Change, Order, OrderRequest, Position
 from quantflow_async.live.venue import AssetBalance, VenueTrade
-from quantflow_async.store.order_journal import DriverForm, DriverRow, json_text
+from quantflow_async.store.journal_batch import (
+    DriverForm,
+    DriverRow,
+    JournalEntry,
+    json_text,
+)
 from quantflow_async.validation import (
     EARLIEST_INSTANT,
     LATEST_INSTANT,
@@ -38,6 +44,26 @@ class EventRows:
         # within it by the counter (a uuid per event cost more than the rest of its key).
         self._local_prefix = f"{venue}:local:{uuid.uuid4().hex}-"
         self._local_count = itertools.count(1)
+        self._last_moment: datetime | None = None
+        self._last_instant: Any = None
+
+    def instant(self, moment: datetime) -> Any:
+        """`moment` in the driver's form; the rows of one event share their `now`, made once."""
+        if moment is not self._last_moment:
+            self._last_moment, self._last_instant = moment, self.form.instant(moment)
+        return self._last_instant
+
+    def order_change(self, order: Order) -> DriverRow:
+        """The driver row of the batch's order update that brings the row to `order`."""
+        decimal, average = self.form.decimal, order.average_price
+        return (
+            order.status,
+            decimal(order.filled_quantity),
+            None if average is None else decimal(average),
+            order.venue_order_id,
+            self.instant(order.updated_at),
+            order.id,
+        )
 
     def event(
         self,
@@ -77,7 +103,7 @@ class EventRows:
             reason,
             json_text(details),
             None if occurred_at is None else form.instant(occurred_at),
-            form.instant(now),
+            self.instant(now),
         )
 
     def refused(
@@ -140,32 +166,6 @@ class EventRows:
             "updated_at": now,
         }
 
-    def trade(self, order: Order, trade: VenueTrade, realized: Decimal, status: str) -> DriverRow:
-        """A trades row (TRADE_COLUMNS)."""
-        form = self.form
-        decimal = form.decimal
-        metadata = {
-            "client_order_id": order.client_order_id,
-            "venue_order_id": trade.venue_order_id,
-            "fee_asset": trade.fee_asset,
-        }
-        return (
-            self.strategy_id,
-            None,
-            order.symbol,
-            order.side,
-            order.type,
-            decimal(trade.quantity),
-            decimal(trade.price),
-            decimal(trade.fee),
-            form.instant(trade.executed_at),
-            "filled" if status == "filled" else "partially_filled",
-            json_text(metadata),
-            decimal(realized),
-            f"{self.venue}:{trade.trade_id}",
-            order.id,
-        )
-
     def position(self, position: Position) -> DriverRow:
         """A positions row (POSITION_COLUMNS)."""
         decimal = self.form.decimal
@@ -178,23 +178,63 @@ class EventRows:
             None if average is None else decimal(average),
             decimal(position.realized_pnl),
             decimal(position.fees),
-            self.form.instant(position.updated_at),
+            self.instant(position.updated_at),
         )
 
     def cursor(self, stream: str, last_id: str, now: datetime) -> DriverRow:
         """A journal_cursors row (CURSOR_COLUMNS)."""
         return (self.strategy_id, self.venue, stream, last_id, self.form.instant(now))
 
+    def fill(
+        self,
+        order: Order,
+        trade: VenueTrade,
+        position: Position,
+        realized: Decimal,
+        *,
+        reason: str | None,
+        now: datetime,
+    ) -> JournalEntry:
+        """What one fill writes: its event, the order's new row (`order`, after the fill), its
+        trade and the position it moved. The trade's values are written once for both rows."""
+        decimal, strategy_id, venue = self.form.decimal, self.strategy_id, self.venue
+        quantity, price, fee = decimal(trade.quantity), decimal(trade.price), decimal(trade.fee)
+        executed_at = self.form.instant(trade.executed_at)
+        event = (
+            order.id, strategy_id, venue, f"{venue}:{trade.trade_id}", "fill", trade.trade_id,
+            order.status, quantity, price, fee, trade.fee_asset, reason, None, executed_at,
+            self.instant(now),
+        )  # fmt: skip
+        metadata = (
+            f'{{"client_order_id":{_json_string(order.client_order_id)},'
+            f'"venue_order_id":{_json_string(trade.venue_order_id)},'
+            f'"fee_asset":{_json_string(trade.fee_asset)}}}'
+        )
+        trade_row = (
+            strategy_id, None, order.symbol, order.side, order.type, quantity, price, fee,
+            executed_at, "filled" if order.status == "filled" else "partially_filled",
+            metadata, decimal(realized), f"{venue}:{trade.trade_id}", order.id,
+        )  # fmt: skip
+        return JournalEntry(event, self.order_change(order), trade_row, self.position(position))
+
     def balances(
         self, balances: Mapping[str, AssetBalance], taken_at: datetime
     ) -> tuple[DriverRow, ...]:
-        """balance_snapshots rows (BALANCE_COLUMNS), by asset."""
+        """balance_snapshots rows (BALANCE_COLUMNS), by asset; InvalidValue naming a bad one."""
+        for asset, balance in balances.items():
+            to_label(asset, "asset", 32)
+            to_decimal(balance.free, f"balances[{asset!r}].free")
+            to_decimal(balance.locked, f"balances[{asset!r}].locked")
         decimal = self.form.decimal
         at = self.form.instant(taken_at)
         return tuple(
             (self.venue, asset, decimal(balance.free), decimal(balance.locked), at)
             for asset, balance in sorted(balances.items())
         )
+
+
+def _json_string(text: str | None) -> str:
+    return "null" if text is None else encode_basestring_ascii(text)
 
 
 def checked_trade(trade: object) -> VenueTrade:

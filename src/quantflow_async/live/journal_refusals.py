@@ -12,7 +12,7 @@ from quantflow_async.ingest.journal_writer import JournalWriter
 from quantflow_async.live.journal_entries import EventRows
 from quantflow_async.live.journal_memory import Tracked
 from quantflow_async.live.orders import Change, Order, OrderState, next_state
-from quantflow_async.store.order_journal import JournalEntry
+from quantflow_async.store.journal_batch import JournalEntry
 
 log = logging.getLogger("quantflow_async.live.journal")
 
