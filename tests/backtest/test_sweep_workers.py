@@ -6,12 +6,16 @@ killer does, at moments the test waits for (a worker writes its pid when it star
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import anyio
+import psutil
 import pytest
 
 from quantflow_async import Database, Settings
@@ -23,7 +27,9 @@ from quantflow_async.backtest import (
     synthetic_bars,
 )
 from tests.backtest.sweep_workers_child import Announced
+from tests.support.processes import reap
 
+ROOT = Path(__file__).resolve().parents[2]
 BARS = synthetic_bars(3_000, seed=1)
 KILLED = "the worker process exited with code -9"
 
@@ -158,3 +164,50 @@ async def test_a_finished_backtest_stays_completed_when_its_worker_dies_on_the_n
     assert await error_of(sqlite_db, result.backtest_ids[1]) == KILLED
     assert (await sqlite_db.backtests.get(result.backtest_ids[2])).status == "completed"
 
+
+def ended(process: psutil.Process) -> bool:
+    """Gone, or a zombie nobody reaps: a process that runs no more."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_workers_inside_long_backtests_exit_within_seconds_of_their_main_process_killed(
+    tmp_path: Path, start_method: str
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sweep.sqlite3'}"
+
+    async def migrate() -> None:
+        async with Database(url) as db:
+            await db.migrate()
+
+    anyio.run(migrate)
+    pid_files = [tmp_path / f"{n}.pid" for n in range(2)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.backtest.sweep_workers_child", "long", url,
+         str(tmp_path), start_method],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    descendants: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not all(pid_file.exists() for pid_file in pid_files):  # both inside a backtest
+            assert child.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        workers = [psutil.Process(int(pid_file.read_text())) for pid_file in pid_files]
+        descendants = psutil.Process(child.pid).children(recursive=True)
+        os.kill(child.pid, signal.SIGKILL)  # the main process alone
+        child.wait()
+        deadline = time.monotonic() + 2
+        while not all(ended(worker) for worker in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [w.pid for w in workers if not ended(w)] == []
+    finally:
+        reap(child)
+        for process in descendants:  # the writer's process and multiprocessing's helpers
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()

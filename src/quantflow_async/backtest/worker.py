@@ -13,20 +13,25 @@ takes at most `OUTBOX_CHUNKS` messages ahead, and a full outbox blocks the worke
 the sweep's back-pressure: the time spent blocked is measured. A job starts only once its
 "started" is in the pipe, and the next is taken only once its outcome is: what is in the
 pipe reaches the main process even if this one dies, what waits in the outbox does not.
-SIGINT is ignored: the main process owns the shutdown and terminates workers.
+SIGINT is ignored: the main process owns the shutdown and terminates workers. A worker
+whose main process dies ends at once, even in the middle of a backtest (`_end_with_parent`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, Final, NamedTuple
 
 from quantflow_async.backtest.bars import Bars
@@ -42,6 +47,10 @@ POLL_SECONDS: Final = 0.5
 """How often a waiting worker checks that the main process is still alive."""
 OUTBOX_CHUNKS: Final = 2
 """Messages a worker may have waiting to be sent before it blocks."""
+WATCH_SECONDS: Final = 0.2
+"""How often a worker's watchdog thread looks at the process that started it."""
+PR_SET_PDEATHSIG: Final = 1
+"""prctl(2)'s option: the signal the kernel sends this process when its parent dies."""
 
 
 class Job(NamedTuple):
@@ -147,6 +156,7 @@ def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -
     by the main process, so it never waits on a worker that is busy or dead.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent()
     # The process that started this one: the main process, or multiprocessing's fork server,
     # which ends with the main process. Either way, a new parent means nobody reads us.
     parent = os.getppid()
@@ -188,6 +198,35 @@ def _next_job(connection: Connection, parent: int) -> int | None:
     except (EOFError, OSError):  # the main process closed its end: the sweep is over
         os._exit(1)
     return position
+
+
+def _end_with_parent() -> None:
+    """End this process as soon as the main process dies, whatever its main thread is doing.
+
+    On Linux the kernel sends SIGKILL when the parent dies (PR_SET_PDEATHSIG; the parent is
+    the main process, or multiprocessing's fork server, which ends with it). Everywhere, a
+    thread also watches the main process's sentinel (a pipe that ends with it) and the
+    parent's pid, which covers a main process that died before prctl took effect.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    watchdog = threading.Thread(
+        target=_watch_parent,
+        args=(multiprocessing.parent_process(), os.getppid()),
+        name="quantflow-sweep-watchdog",
+        daemon=True,
+    )
+    watchdog.start()
+
+
+def _watch_parent(main: BaseProcess | None, parent: int) -> None:
+    while main is None or main.is_alive():
+        _exit_if_orphaned(parent)
+        if main is None:
+            time.sleep(WATCH_SECONDS)
+        else:
+            main.join(WATCH_SECONDS)  # returns as soon as the main process ends
+    os._exit(1)
 
 
 def _exit_if_orphaned(parent: int) -> None:
