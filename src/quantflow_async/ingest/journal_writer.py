@@ -15,8 +15,6 @@ import enum
 import logging
 import warnings
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -26,13 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from quantflow_async.config import Settings, WriterDefaults
 from quantflow_async.errors import StorageError, StorageUnavailable
 from quantflow_async.ingest.batch_store import sqlite_worker_store
+from quantflow_async.ingest.journal_tickets import Claim, ClashHandler, Ticket
 from quantflow_async.ingest.retry import Backoff
 from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
 from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.store.engine import write_transaction
 from quantflow_async.store.journal_batch import (
-    DriverRow,
     JournalEntry,
     JournalRows,
     keeping_venue_id,
@@ -51,57 +49,6 @@ class WriterState(enum.Enum):
     """No more entries are taken; the queue is being drained."""
     CLOSED = "closed"
     FAILED = "failed"
-
-
-class Ticket:
-    """The fate of one queued entry: `await ticket.wait()` returns once it is committed.
-
-    The event is made only for a caller that waits: most entries are never waited for, and
-    making one per entry cost about a tenth of `put` (measured by benchmarks/journal.py).
-    `refused` is set when the batch stored the entry's event as refused (a claim another
-    order holds): the batch committed, and only the entry's own caller hears of it.
-    """
-
-    __slots__ = ("done", "error", "refused", "_event")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.error: BaseException | None = None
-        self.refused: BaseException | None = None
-        self._event: anyio.Event | None = None
-
-    def finish(
-        self, error: BaseException | None = None, *, refused: BaseException | None = None
-    ) -> None:
-        self.error = error
-        self.refused = refused
-        self.done = True
-        if self._event is not None:
-            self._event.set()
-
-    async def wait(self, *, raise_refusal: bool = True) -> None:
-        if not self.done:
-            if self._event is None:
-                self._event = anyio.Event()
-            await self._event.wait()
-        if self.error is not None:
-            raise self.error
-        if self.refused is not None and raise_refusal:
-            raise self.refused
-
-
-ClashHandler = Callable[[int, str, str], tuple[DriverRow, BaseException]]
-"""Called with (order id, venue order id, the holder's client order id) when a batch finds
-the venue order id an entry claims held by another order: the refused event to store in the
-entry's place, and the error its waiting caller gets."""
-
-
-@dataclass(slots=True)
-class _Claim:
-    event_index: int
-    order_id: int
-    venue_order_id: str
-    ticket: Ticket
 
 
 class JournalWriter:
@@ -299,11 +246,11 @@ class JournalWriter:
     async def _commit(self, batch: list[tuple[JournalEntry, Ticket]]) -> None:
         self._in_flight = batch
         rows = JournalRows()
-        claims: list[_Claim] = []
+        claims: list[Claim] = []
         for entry, ticket in batch:
             entry.add_to(rows)
             if entry.claim is not None and entry.order is not None:
-                claims.append(_Claim(len(rows.events) - 1, entry.order[-1], entry.claim, ticket))
+                claims.append(Claim(len(rows.events) - 1, entry.order[-1], entry.claim, ticket))
         self._keep_refused_claims_out(rows)
         refused: dict[Ticket, BaseException] = {}
         backoff = Backoff(self._options)
@@ -327,7 +274,7 @@ class JournalWriter:
             ticket.finish(refused=refused.get(ticket))
 
     async def _attempt(
-        self, rows: JournalRows, claims: list[_Claim], refused: dict[Ticket, BaseException]
+        self, rows: JournalRows, claims: list[Claim], refused: dict[Ticket, BaseException]
     ) -> None:
         with anyio.fail_after(self._options.commit_timeout):
             if self._worker is not None:
@@ -344,7 +291,7 @@ class JournalWriter:
         self,
         worker: SqliteWorkerStore,
         rows: JournalRows,
-        claims: list[_Claim],
+        claims: list[Claim],
         refused: dict[Ticket, BaseException],
     ) -> None:
         if worker.pid is None:
@@ -371,7 +318,7 @@ class JournalWriter:
         self,
         held: dict[str, tuple[int, str]],
         rows: JournalRows,
-        claims: list[_Claim],
+        claims: list[Claim],
         refused: dict[Ticket, BaseException],
     ) -> None:
         for claim in claims:

@@ -24,11 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import Settings, WriterDefaults
 from quantflow_async.errors import InvalidValue, OrderEventRefused, StorageError
-from quantflow_async.ingest.journal_writer import JournalWriter, Ticket
+from quantflow_async.ingest.journal_writer import JournalWriter
 from quantflow_async.live.journal_entries import EventRows, checked_trade
 from quantflow_async.live.journal_lease import JournalLease
 from quantflow_async.live.journal_lookup import OrderLookup
 from quantflow_async.live.journal_memory import KnownOrders, Tracked, tracked
+from quantflow_async.live.journal_recorder import EventRecorder
 from quantflow_async.live.journal_refusals import Refusals
 from quantflow_async.live.orders import (
     OPEN_STATUSES,
@@ -40,9 +41,7 @@ from quantflow_async.live.orders import (
     OrderStatus,
     Position,
     Restored,
-    is_duplicate,
 )
-from quantflow_async.live.positions import apply_fill, flat
 from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
 from quantflow_async.store.journal_batch import DriverForm, JournalEntry
 from quantflow_async.store.order_journal import check_strategy, insert_intended, load_journal
@@ -78,14 +77,13 @@ class OrderJournal:
         self._rows = EventRows(self.strategy_id, self.venue, DriverForm(engine.dialect.name))
         self._known = KnownOrders(engine, self.strategy_id, self.venue)
         self._lease = JournalLease(engine, self.strategy_id, self.venue)
-        self._positions: dict[str, Position] = {}
         self._cursors: dict[str, str] = {}
         self._intents = 0
-        self._duplicates = 0
         self._writer = JournalWriter(engine, options, venue=self.venue, settings=settings)
         self._refusals = Refusals(self._writer, self._rows)
         self._lookup = OrderLookup(self._known, self._refusals, self._rows)
         self._writer.on_clash = self._lookup.refuse_claim
+        self._recorder = EventRecorder(self._writer, self._rows, self._lookup, self._refusals)
         self.state = JournalState.NEW
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -102,7 +100,7 @@ class OrderJournal:
         except BaseException:
             await self._lease.release()
             raise
-        self._positions = {position.symbol: position for position in stored.positions}
+        self._recorder.positions = {p.symbol: p for p in stored.positions}
         self._cursors = dict(stored.cursors)
         self._writer.start()
         self.state = JournalState.OPEN
@@ -153,7 +151,7 @@ class OrderJournal:
 
     def stats(self) -> JournalStats:
         written = self._intents + self._writer.events_written
-        return JournalStats(written, self._duplicates, self._refusals.count)
+        return JournalStats(written, self._recorder.duplicates, self._refusals.count)
 
     async def flush(self) -> None:
         """Return once every event recorded before this call is committed."""
@@ -163,7 +161,7 @@ class OrderJournal:
 
     def position(self, symbol: str) -> Position | None:
         """The position in `symbol` with every fill recorded so far applied; no database read."""
-        return self._positions.get(symbol)
+        return self._recorder.positions.get(symbol)
 
     def cursor(self, stream: str) -> str | None:
         """The last venue event id recorded on `stream` (e.g. "trades:BTCUSDT"), or None."""
@@ -197,12 +195,12 @@ class OrderJournal:
         await self.flush()
         stored = await load_journal(self._engine, self.strategy_id, self.venue, with_orders=True)
         found = [self._known.remember(tracked(memory)) for memory in stored.orders]
-        self._positions = {position.symbol: position for position in stored.positions}
+        self._recorder.positions = {p.symbol: p for p in stored.positions}
         self._cursors = dict(stored.cursors)
         return Restored(
             open_orders=tuple(t.order for t in found if t.order.status in OPEN_STATUSES),
             in_doubt=tuple(t.order for t in found if t.order.status == "intended"),
-            positions=dict(self._positions),
+            positions=dict(self._recorder.positions),
             cursors=dict(self._cursors),
         )
 
@@ -311,30 +309,7 @@ class OrderJournal:
             "fill", quantity=trade.quantity, price=trade.price,
             venue_order_id=trade.venue_order_id, venue_event_id=trade.trade_id,
         )  # fmt: skip
-        if client_order_id is None:
-            client_order_id = await self._lookup.client_order_id_of(trade.venue_order_id, change)
-        tracked = await self._lookup.find(client_order_id, change)
-        owner = await self._lookup.venue_id_owner(tracked, change)
-        await self._writer.room()
-        # From here to the put, nothing awaits: the order's memory and the queue move together.
-        if is_duplicate(tracked.state, change):
-            self._duplicates += 1
-            return False
-        self._lookup.check_trade(tracked, change, trade)
-        self._lookup.check_venue_order_id(tracked, change, owner)
-        state = self._refusals.next(tracked, change)
-        now = datetime.now(UTC)
-        symbol = tracked.order.symbol
-        held = self._positions.get(symbol) or flat(self.strategy_id, self.venue, symbol, now)
-        position, realized = apply_fill(
-            held, side=tracked.order.side, quantity=trade.quantity, price=trade.price,
-            fee=trade.fee, at=now,
-        )  # fmt: skip
-        self._positions[symbol] = position
-        moved = self._lookup.move(tracked, state, now)
-        entry = self._rows.fill(moved, trade, position, realized, reason=reason, now=now)
-        await self._settle(self._writer.put(entry), wait)
-        return True
+        return await self._recorder.fill(trade, change, client_order_id, reason=reason, wait=wait)
 
     async def advance_cursor(self, stream: str, last_id: str, *, wait: bool = False) -> None:
         """Remember the last venue event seen on `stream` (e.g. "trades:BTCUSDT")."""
@@ -344,7 +319,7 @@ class OrderJournal:
         await self._writer.room()
         self._cursors[stream] = last_id
         row = self._rows.cursor(stream, last_id, datetime.now(UTC))
-        await self._settle(self._writer.put(JournalEntry(cursor=row)), wait)
+        await self._recorder.settle(self._writer.put(JournalEntry(cursor=row)), wait)
 
     async def record_balances(
         self,
@@ -359,7 +334,7 @@ class OrderJournal:
         rows = self._rows.balances(balances, at)  # checked before anything is queued
         await self._writer.room()
         entry = JournalEntry(balances=rows)
-        await self._settle(self._writer.put(entry), wait)
+        await self._recorder.settle(self._writer.put(entry), wait)
 
     # -- the machinery ---------------------------------------------------------------------
 
@@ -375,34 +350,9 @@ class OrderJournal:
         self._check_open()
         if occurred_at is not None:
             occurred_at = to_utc(occurred_at, "occurred_at")
-        tracked = await self._lookup.find(client_order_id, change)
-        # An acknowledgement's venue id, new to the journal, is checked against other
-        # strategies' and earlier sessions' orders in its batch (JournalWriter), not here:
-        # a read per acknowledgement cost more than the rest of recording it.
-        acknowledged = change.kind == "acknowledged"
-        owner = None if acknowledged else await self._lookup.venue_id_owner(tracked, change)
-        await self._writer.room()
-        # From here to the put, nothing awaits: the order's memory and the queue move together.
-        if is_duplicate(tracked.state, change):
-            self._duplicates += 1
-            return
-        self._lookup.check_venue_order_id(tracked, change, owner)
-        new_id = change.venue_order_id != tracked.order.venue_order_id
-        claim = change.venue_order_id if acknowledged and new_id else None
-        state = self._refusals.next(tracked, change)
-        now = datetime.now(UTC)
-        moved = self._lookup.move(tracked, state, now)
-        event = self._rows.event(
-            change.kind, moved.id, now, venue_event_id=change.venue_event_id,
-            status_after=state.status, reason=reason, occurred_at=occurred_at,
-            details=None if change.status is None else {"status": change.status},
-        )  # fmt: skip
-        entry = JournalEntry(event, self._rows.order_change(moved), claim=claim)
-        await self._settle(self._writer.put(entry), wait)
-
-    async def _settle(self, ticket: Ticket, wait: bool) -> None:
-        if wait:
-            await self._writer.committed(ticket)
+        await self._recorder.record(
+            client_order_id, change, wait=wait, reason=reason, occurred_at=occurred_at
+        )
 
     def _check_open(self) -> None:
         if self.state is not JournalState.OPEN:
