@@ -24,8 +24,9 @@ server, dropped afterwards):
    journal's (its local event keys are a uuid per journal and a counter, the raw side's a
    uuid each; its times are taken as it runs). The raw orders and intent events are stored
    before the clock starts, as the journal's intents are. The raw side reads nothing; the
-   journal asks the database, once per acknowledgement (a venue order id new to it), whether
-   another order holds that id.
+   journal asks the database, once per batch and in its transaction, whether another order
+   holds a venue order id the batch's acknowledgements claim. On SQLite the journal commits
+   through its worker process (as the library does); the raw side is sqlite3 in this process.
    On PostgreSQL a second raw side copies events and trades with COPY instead (orders and
    positions by executemany). Journal and raw runs alternate, each on a fresh database.
 2. intend: --intents intents per run through intend() (each waits for its commit), then
