@@ -299,14 +299,17 @@ async def test_a_cancelled_wait_for_commit_still_commits_the_queued_fill(
 async def test_cancelling_the_owner_drains_before_the_cancellation_propagates(
     db: Database, strategy_id: int
 ) -> None:
+    submitted = asyncio.Event()
+
     async def bot() -> None:
         async with db.writer(batch_size=1000, max_latency=60) as writer:
             for n in range(40):
                 await writer.submit(make_fill(strategy_id, n))
+            submitted.set()
             await asyncio.sleep(60)
 
     task = asyncio.ensure_future(bot())
-    await asyncio.sleep(0.1)
+    await submitted.wait()  # not a fixed pause: on a loaded machine the writer opens late
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
