@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -192,12 +193,31 @@ def test_a_trade_of_someone_elses_order_is_left_alone_and_the_runner_goes_on(
     runner = _start_runner(exchange.url, sqlite_url)
     wait_until_reconciled(sqlite_url)
     asyncio.run(_manual_market_order(exchange.url))
-    time.sleep(2)  # several decisions, each followed by reading the account's new trades
-    assert runner.poll() is None, runner.communicate()[1]
+    # After each decision the runner reads the account's new trades: it says so on stderr.
+    said = _first_line_with(runner, "left alone: trade", within=60)
+    assert runner.poll() is None
     runner.send_signal(signal.SIGTERM)
     out, err = runner.communicate(timeout=30)
     assert runner.returncode == 0, err
-    assert "left alone: trade" in err
+    assert said is not None, err
+
+
+def _first_line_with(runner: subprocess.Popen[str], text: str, *, within: float) -> str | None:
+    """The first stderr line of `runner` holding `text`, read as it comes, or None."""
+    found: list[str] = []
+    assert runner.stderr is not None
+    stderr = runner.stderr
+
+    def read() -> None:
+        for line in stderr:
+            if text in line:
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(within)
+    return found[0] if found else None
 
 
 def test_sigterm_while_the_venue_is_unreachable_still_stops_cleanly(
