@@ -226,6 +226,7 @@ async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_t
 ) -> None:
     strategy_id = await new_strategy(sqlite_db)
     data = walks(BARS // 2)
+    grid = {"fast": [2, 3], "slow": [5]}  # 4 backtests: the killed worker's and the rest
     killed: list[int] = []
 
     def progress(report: SweepProgress) -> None:
@@ -235,7 +236,7 @@ async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_t
             killed.append(victim.pid)
 
     result = await run_sweep(
-        sqlite_db, "sma_cross", GRID, data, strategy_id=strategy_id, workers=2,
+        sqlite_db, "sma_cross", grid, data, strategy_id=strategy_id, workers=2,
         progress=progress, start_method=start_method,
     )  # fmt: skip
     assert killed
@@ -247,9 +248,8 @@ async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_t
     for backtest in failed:
         assert backtest.results is not None
         assert backtest.results["error"]["message"] == "the worker process exited with code -9"
-    assert (
-        result.completed == len(backtests) - len(failed) == len(GRID["fast"]) * 2 * 2 - len(failed)
-    )
+    everything = len(expand_grid(grid)) * len(data)
+    assert result.completed == len(backtests) - len(failed) == everything - len(failed)
     for backtest in backtests:
         if backtest.status == "completed":
             config = dict(backtest.config["parameters"])
@@ -365,6 +365,7 @@ async def test_cancelling_a_sweep_whose_worker_is_stopped_kills_it_and_returns(
     assert statuses["cancelled"] >= 1
 
 
+@pytest.mark.slow  # a sweep of long backtests in a script; `quantflow sweep`'s Ctrl-C is quick
 def test_sigint_to_a_script_mid_sweep_keeps_committed_fills_and_leaves_no_process(
     tmp_path: Path,
 ) -> None:
