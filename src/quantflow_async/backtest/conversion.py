@@ -18,7 +18,7 @@ from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.broker import Execution
 from quantflow_async.backtest.engine import BacktestResult, check_settings, run_backtest
 from quantflow_async.backtest.metrics import MAX_CURVE_POINTS, downsample
-from quantflow_async.backtest.strategies import STRATEGIES, strategy_class
+from quantflow_async.backtest.strategies import strategy_class, strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.errors import InvalidValue, StrategyConfigError
 from quantflow_async.records import Fill
@@ -154,10 +154,12 @@ class RunSpec:
 
     @property
     def strategy_name(self) -> str:
-        for name, registered in STRATEGIES.items():
-            if registered is self.strategy:
-                return name
-        return f"{self.strategy.__module__}.{self.strategy.__qualname__}"
+        """The reference that finds the strategy again (strategy_reference), or for a class
+        no other process can import, its module and name."""
+        try:
+            return strategy_reference(self.strategy)
+        except StrategyConfigError:
+            return f"{self.strategy.__module__}.{self.strategy.__qualname__}"
 
     def run(self, bars: Bars) -> BacktestResult:
         """The engine's run; a strategy that raises propagates its exception."""

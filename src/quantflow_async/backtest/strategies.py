@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from quantflow_async.backtest.bars import FloatArray
 from quantflow_async.backtest.strategy import Series, Strategy, StrategyConfigError
+from quantflow_async.backtest.strategy_reference import load_strategy, reference_of
 
 
 def sma(values: FloatArray, n: int) -> FloatArray:
@@ -138,12 +139,13 @@ STRATEGIES: Final[Mapping[str, type[Strategy]]] = {
 }
 
 
-def strategy_class(name: str) -> type[Strategy]:
-    """The strategy registered as `name`, or StrategyConfigError listing the known names."""
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        known = ", ".join(sorted(STRATEGIES))
-        raise StrategyConfigError(
-            "strategy", f"unknown strategy {name!r} (known: {known})"
-        ) from None
+def strategy_class(reference: str) -> type[Strategy]:
+    """The strategy `reference` names: a name of `STRATEGIES`, `path/to/file.py:ClassName`,
+    `package.module:ClassName` or an installed strategy's name (backtest/strategy_reference.py);
+    StrategyConfigError says what is wrong in one line."""
+    return load_strategy(reference, dict(STRATEGIES))
+
+
+def strategy_reference(cls: type[Strategy]) -> str:
+    """The reference that finds `cls` again in any process (its name, if built in)."""
+    return reference_of(cls, dict(STRATEGIES))

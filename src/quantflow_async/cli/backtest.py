@@ -106,7 +106,12 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "(on a database `quantflow migrate` made)",
         sigterm_as_ctrl_c(reading(run)),
     )
-    command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGY_NAMES)}")
+    command.add_argument(
+        "strategy",
+        metavar="STRATEGY",
+        help=f"one of {', '.join(STRATEGY_NAMES)}, an installed strategy's name, "
+        "path/to/file.py:ClassName or package.module:ClassName",
+    )
     command.add_argument("--data", required=True, metavar="FILE", help="OHLCV bars: CSV or Parquet")
     command.add_argument(
         "--config",

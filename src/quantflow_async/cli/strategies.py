@@ -1,4 +1,5 @@
-"""`quantflow strategies list|show|create`: the strategies a backtest or a bot trades under."""
+"""`quantflow strategies list|show|create`: the strategies a backtest or a bot trades under;
+`quantflow strategies available`: the strategy classes a backtest can run."""
 
 from __future__ import annotations
 
@@ -73,6 +74,48 @@ def _fields(strategy: Strategy) -> dict[str, object]:
     }
 
 
+def available(args: argparse.Namespace) -> None:
+    from quantflow_async.backtest.strategies import STRATEGIES, strategy_class
+    from quantflow_async.backtest.strategy_reference import installed_strategies
+    from quantflow_async.errors import QuantFlowError
+
+    found: list[dict[str, object]] = [
+        {"name": name, "source": "built-in", "parameters": _parameters(cls)}
+        for name, cls in sorted(STRATEGIES.items())
+    ]
+    for name, reference in sorted(installed_strategies().items()):
+        entry: dict[str, object] = {"name": name, "source": reference}
+        try:
+            entry["parameters"] = _parameters(strategy_class(name))
+        except QuantFlowError as exc:
+            entry["error"] = str(exc)
+        found.append(entry)
+    if args.json:
+        print_json(found)
+        return
+    rows = [
+        (entry["name"], entry["source"], entry.get("error") or _shown(entry.get("parameters")))
+        for entry in found
+    ]
+    print_table(("name", "source", "parameters"), rows)
+
+
+def _parameters(cls: type) -> dict[str, dict[str, object]]:
+    kinds: dict[str, type] = getattr(cls, "parameters", {})
+    return {
+        name: {"type": kind.__name__, "default": getattr(cls, name, None)}
+        for name, kind in kinds.items()
+    }
+
+
+def _shown(parameters: object) -> str:
+    if not isinstance(parameters, dict):
+        return ""
+    return ", ".join(
+        f"{name}: {spec['type']} = {spec['default']}" for name, spec in parameters.items()
+    )
+
+
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
     group = add_command(commands, "strategies", COMMANDS["strategies"].summary, None)
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
@@ -86,6 +129,16 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     show = add_command(verbs, "show", "show one strategy and its backtests", reading(show_strategy))
     show.add_argument("id", type=int, metavar="ID", help="the strategy's id")
     show.add_argument("--json", action="store_true", help="print JSON")
+
+    offered = add_command(
+        verbs,
+        "available",
+        "list the strategy classes a backtest can run: built-in and installed ones (entry-point "
+        "group quantflow.strategies), with their parameters; any FILE.py:CLASS or "
+        "package.module:CLASS runs too",
+        available,
+    )
+    offered.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     create = add_command(verbs, "create", "store a new strategy", reading(create_strategy))
     create.add_argument("name", metavar="NAME", help="a name no other strategy has")
