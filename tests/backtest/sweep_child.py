@@ -34,6 +34,8 @@ from quantflow_async.backtest.worker import _Outbox
 
 GRID = {"fast": [2, 3, 4], "slow": [5, 8]}
 BARS = 100_000
+# `run`'s: thousands of fills, more than its writer's queue holds, so it is killed mid-way
+RUN_BARS = 20_000
 
 
 class Exploding(SmaCross):
@@ -114,7 +116,7 @@ async def sweep(url: str, workers: int) -> None:
 async def run(url: str) -> None:
     async with Database(url) as db:
         strategy = await db.strategies.create(name="child run")
-        bars = synthetic_bars(BARS, seed=7, drift=0.0)
+        bars = synthetic_bars(RUN_BARS, seed=7, drift=0.0)
         async with db.writer(batch_size=500, max_queue=1000) as writer:
             task = asyncio.ensure_future(
                 run_stored_backtest(

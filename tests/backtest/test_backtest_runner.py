@@ -21,7 +21,7 @@ from quantflow_async.backtest import (
 )
 from quantflow_async.backtest.conversion import money
 from quantflow_async.backtest.metrics import max_drawdown_pct
-from tests.backtest.sweep_child import BARS, Exploding
+from tests.backtest.sweep_child import BARS, RUN_BARS, Exploding
 
 ROOT = Path(__file__).resolve().parents[2]
 BARS_2K = synthetic_bars(2_000, seed=5)
@@ -171,7 +171,7 @@ async def test_a_backtest_resumed_after_its_process_was_killed_stores_no_fill_tw
     (backtest,) = await db.backtests.list()
     assert backtest.status == "running"
     before = await db.trades.count(backtest_id=backtest.id)
-    bars = synthetic_bars(BARS, seed=7, drift=0.0)
+    bars = synthetic_bars(RUN_BARS, seed=7, drift=0.0)
     executions = run_backtest("sma_cross", bars, {"fast": 2, "slow": 5}).executions
     assert 0 < before < len(executions)
 
