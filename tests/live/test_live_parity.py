@@ -58,7 +58,10 @@ def test_live_run_on_the_paper_exchange_makes_the_backtests_fills(tmp_path: Path
 
     with paper_process(
         bars, tmp_path / "exchange.sqlite3", symbol=SYMBOL,
-        extra=["--bar-seconds", "0.2", "--cash", "10000", "--commission", COMMISSION],
+        extra=[
+            "--bar-seconds", "0.2", "--cash", "10000", "--commission", COMMISSION,
+            "--start-when-asked",  # the runner, slow to start on a busy machine, misses no bar
+        ],
     ) as paper:  # fmt: skip
         live = quantflow(
             "live", "run", "sma_cross", "--venue", paper.url, "--symbol", SYMBOL,

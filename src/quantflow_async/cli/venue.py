@@ -38,6 +38,7 @@ def serve(args: argparse.Namespace) -> None:
         max_volume_share=args.max_volume_share,
         api_key=args.api_key,
         api_secret=args.api_secret,
+        start_when_asked=args.start_when_asked,
     )
     if not config.data.is_file():
         raise InvalidValue("--data", f"{config.data} is not a file")
@@ -108,6 +109,12 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         default=1.0,
         metavar="S",
         help="wall seconds per bar (1.0; >= 0.001)",
+    )
+    command.add_argument(
+        "--start-when-asked",
+        action="store_true",
+        help="start the replay at the first request for bars (klines), not when a new state "
+        "file is made: a bot slow to start misses no bar",
     )
     command.add_argument(
         "--cash", default="10000", help="the quote asset's starting balance (10000)"

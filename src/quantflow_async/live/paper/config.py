@@ -28,7 +28,9 @@ class PaperExchangeConfig:
     `bar_seconds` of wall time per bar. `max_volume_share` F < 1 lets the resting orders fill
     at most F x a bar's volume at its close, so they fill over several bars; 1 fills them whole,
     as the backtest's broker does. `api_key` and `api_secret` together switch on Binance's
-    signature checks; without them any key and signature are accepted.
+    signature checks; without them any key and signature are accepted. `start_when_asked`
+    starts the replay at the first request for bars (klines) rather than when a new state
+    file is made, so a client slow to start misses no bar.
     """
 
     data: Path
@@ -45,6 +47,7 @@ class PaperExchangeConfig:
     max_volume_share: Decimal = NO_VOLUME_LIMIT
     api_key: str | None = None
     api_secret: str | None = None
+    start_when_asked: bool = False
 
     @classmethod
     def of(
@@ -62,6 +65,7 @@ class PaperExchangeConfig:
         max_volume_share: Decimal | float | str = NO_VOLUME_LIMIT,
         api_key: str | None = None,
         api_secret: str | None = None,
+        start_when_asked: bool = False,
     ) -> PaperExchangeConfig:
         """A config with every value checked; InvalidValue names the first bad one."""
         base, quote_asset = split_symbol(symbol, quote)
@@ -100,6 +104,7 @@ class PaperExchangeConfig:
             max_volume_share=share,
             api_key=api_key,
             api_secret=api_secret,
+            start_when_asked=bool(start_when_asked),
         )
 
     @property

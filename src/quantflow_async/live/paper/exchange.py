@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
@@ -65,7 +66,10 @@ class PaperExchange:
         self.market = market
         self.state = state
         self.clock = clock
-        self.replay = Replay(state.t0_ns, _bar_ns(config), len(market))
+        t0_ns = state.t0_ns
+        self.replay = None if t0_ns is None else Replay(t0_ns, _bar_ns(config), len(market))
+        """None while the replay waits for the first request for bars (`start_when_asked`)."""
+        self.on_start: Callable[[], None] | None = None
 
     @classmethod
     def open(cls, config: PaperExchangeConfig, clock: Clock = time.time_ns) -> PaperExchange:
@@ -78,9 +82,18 @@ class PaperExchange:
             quote=config.quote,
             bar_ns=_bar_ns(config),
             cash=config.cash,
-            now_ns=clock(),
+            now_ns=None if config.start_when_asked else clock(),
         )
         return cls(config, market, state, clock)
+
+    def start(self) -> Replay:
+        """The replay, started now if it was waiting."""
+        if self.replay is None:
+            t0_ns = self.state.start_replay(self.clock())
+            self.replay = Replay(t0_ns, _bar_ns(self.config), len(self.market))
+            if self.on_start is not None:
+                self.on_start()
+        return self.replay
 
     def close(self) -> None:
         self.state.close()
@@ -88,7 +101,8 @@ class PaperExchange:
     # -- the replay -------------------------------------------------------------------------
 
     def forming(self) -> int:
-        return self.replay.forming(self.clock())
+        """The bar forming now: 0 while the replay waits."""
+        return 0 if self.replay is None else self.replay.forming(self.clock())
 
     @property
     def is_closed(self) -> bool:
@@ -104,7 +118,7 @@ class PaperExchange:
 
     def catch_up(self) -> None:
         """Evaluate the resting orders against every bar closed since the last evaluated one."""
-        closed = self.replay.closed(self.clock())
+        closed = 0 if self.replay is None else self.replay.closed(self.clock())
         for index in range(self.state.processed, closed):
             self._evaluate(self.market.bars[index])
 
@@ -241,7 +255,9 @@ class PaperExchange:
     # -- market data ------------------------------------------------------------------------
 
     def klines(self, *, start_ms: int | None, end_ms: int | None, limit: int) -> list[KlineRow]:
-        """Closed bars and the forming one (open = high = low = close = its open, volume 0)."""
+        """Closed bars and the forming one (open = high = low = close = its open, volume 0);
+        the first request starts a replay that waits for it."""
+        self.start()
         forming = self.forming()
         visible = self.market.bars[: forming + 1]
         chosen = [

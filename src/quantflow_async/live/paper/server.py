@@ -93,7 +93,13 @@ class PaperExchangeServer:
 
     async def _close_bars(self) -> None:
         """Evaluate resting orders at each bar boundary, so fills happen without a request."""
-        replay, clock = self.exchange.replay, self.exchange.clock
+        replay = self.exchange.replay
+        if replay is None:  # it waits for the first request for bars
+            started = asyncio.Event()
+            self.exchange.on_start = started.set
+            await started.wait()
+            replay = self.exchange.start()
+        clock = self.exchange.clock
         while (boundary := replay.next_boundary_ns(clock())) is not None:
             await asyncio.sleep(max(0.0, (boundary - clock()) / 1e9) + 0.0005)
             self.exchange.catch_up()

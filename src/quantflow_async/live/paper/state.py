@@ -83,9 +83,10 @@ class State:
         quote: str,
         bar_ns: int,
         cash: Decimal,
-        now_ns: int,
+        now_ns: int | None,
     ) -> State:
-        """The state at `path`, created with `cash` of `quote` and t0 = `now_ns` if new.
+        """The state at `path`, created with `cash` of `quote` and t0 = `now_ns` if new (None:
+        the replay starts later, `start_replay`).
 
         A file made for another symbol or another bar length is refused: its replay position
         would mean something else.
@@ -102,7 +103,7 @@ class State:
             raise
         return state
 
-    def _prepare(self, *, symbol: str, bar_ns: int, cash: Decimal, now_ns: int) -> None:
+    def _prepare(self, *, symbol: str, bar_ns: int, cash: Decimal, now_ns: int | None) -> None:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process kill
@@ -114,7 +115,7 @@ class State:
                     initial = {
                         "symbol": symbol,
                         "bar_ns": str(bar_ns),
-                        "t0_ns": str(now_ns),
+                        "t0_ns": "" if now_ns is None else str(now_ns),
                         "processed": "0",
                         "uid": _new_uid(),
                     }
@@ -159,8 +160,24 @@ class State:
     # -- reads -------------------------------------------------------------------------------
 
     @property
-    def t0_ns(self) -> int:
-        return int(self._meta("t0_ns"))
+    def t0_ns(self) -> int | None:
+        """When bar 0 began to form; None while the replay waits for its first request."""
+        value = self._meta("t0_ns")
+        return int(value) if value else None
+
+    def start_replay(self, now_ns: int) -> int:
+        """Start a replay that waits (t0 = `now_ns`), once; the replay's t0."""
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 't0_ns' AND value = ''", (str(now_ns),)
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"state {self.path}: {exc}") from exc
+        started = self.t0_ns
+        if started is None:  # pragma: no cover - the update above sets it
+            raise StorageError(f"state {self.path}: the replay did not start")
+        return started
 
     @property
     def uid(self) -> int:
