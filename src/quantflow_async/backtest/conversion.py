@@ -107,6 +107,17 @@ class RunSpec:
     exclusive_orders: bool = True
     periods_per_year: float | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The strategy travels as its reference, so a worker process finds a class from a
+        # user's file (loaded under a module name only this process knows) by loading it.
+        return (
+            _spec_from_reference,
+            (
+                strategy_reference(self.strategy), self.parameters, self.symbol, self.cash,
+                self.commission, self.slippage, self.exclusive_orders, self.periods_per_year,
+            ),
+        )  # fmt: skip
+
     @classmethod
     def of(
         cls,
@@ -282,3 +293,7 @@ def _fitted_curve(result: BacktestResult, max_points: int) -> dict[str, list[Any
 def _seconds(micros: int) -> int | float:
     whole, rest = divmod(micros, 1_000_000)
     return whole if not rest else micros / 1e6
+
+
+def _spec_from_reference(reference: str, *values: Any) -> RunSpec:
+    return RunSpec(strategy_class(reference), *values)
