@@ -122,9 +122,9 @@ def _failure(backtest: Backtest) -> dict[str, Any]:
 
 
 def _check_report(path: Path) -> None:
-    from quantflow_async.analysis import INSTALL_HINT, image_format
+    from quantflow_async.analysis import INSTALL_HINT, report_format
 
-    image_format(path)
+    page = report_format(path) == "html"
     if not path.parent.is_dir():
         raise CommandError(f"cannot write {path}: the folder {path.parent} does not exist")
     try:  # a file of our own in the folder, now: the report is drawn after the whole sweep
@@ -132,8 +132,9 @@ def _check_report(path: Path) -> None:
             pass
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    if importlib.util.find_spec("matplotlib") is None:
-        raise CommandError(f"--report needs matplotlib, which is not installed: {INSTALL_HINT}")
+    needed = "bokeh" if page else "matplotlib"
+    if importlib.util.find_spec(needed) is None:
+        raise CommandError(f"--report needs {needed}, which is not installed: {INSTALL_HINT}")
 
 
 def _datasets(files: Sequence[str]) -> dict[str, Bars]:
@@ -319,7 +320,8 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "--report",
         type=Path,
         metavar="FILE",
-        help="also draw the best backtest's report, as `quantflow report` does (.png, .svg, .pdf)",
+        help="also draw the best backtest's report, as `quantflow report` does (.png, .svg, "
+        ".pdf, or an interactive .html page)",
     )
     command.add_argument(
         "--json",
