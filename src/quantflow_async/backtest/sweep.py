@@ -29,6 +29,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.constraints import Constraint, split_configs
 from quantflow_async.backtest.conversion import FILL_CHUNK, error_document
 from quantflow_async.backtest.runner import (
     mark_cancelled,
@@ -95,6 +96,8 @@ class SweepResult:
     blocked_share: float
     writer: WriterStats
     worker_restarts: int
+    excluded: tuple[dict[str, Any], ...] = ()
+    """The grid's configs the constraint left out, in grid order: never stored."""
 
 
 ProgressCallback = Callable[[SweepProgress], None]
@@ -120,6 +123,7 @@ async def run_sweep(
     chunk_size: int = FILL_CHUNK,
     start_method: str = "spawn",
     max_worker_restarts: int = MAX_WORKER_RESTARTS,
+    constraint: Constraint | str | None = None,
 ) -> SweepResult:
     """Run every config of `grid` over every data set in `workers` processes; store it all.
 
@@ -129,7 +133,10 @@ async def run_sweep(
     backtest's name. `progress` is called on the event loop after each chunk of fills and
     each finished backtest; an exception from it stops the sweep as a cancellation would.
     Fills go through `writer` if given (left open), else a writer of its own. `start_method`
-    is "spawn" or "forkserver": workers never rely on fork.
+    is "spawn" or "forkserver": workers never rely on fork. `constraint` keeps only the
+    configs it is true for: a callable taking a config, or a safe expression over the
+    parameters such as "fast < slow" (backtest/constraints.py); the ones it excludes are
+    not stored, and `SweepResult.excluded` lists them.
 
     A worker process that dies (killed, out of memory) fails the backtest it was running,
     which is not run again (what killed its worker would likely kill the next), and a new
@@ -147,6 +154,9 @@ async def run_sweep(
         raise StrategyConfigError(
             "start_method", f"must be one of {', '.join(START_METHODS)}, got {start_method!r}"
         )
+    excluded: list[dict[str, Any]] = []
+    if constraint is not None:
+        grid, excluded = split_configs(expand_grid(grid), constraint)
     datasets = load_datasets(data, symbol)
     jobs = await create_sweep_backtests(
         db, strategy, grid, datasets, strategy_id=strategy_id, name=name, cash=cash,
@@ -188,6 +198,7 @@ async def run_sweep(
         blocked_share=pool.blocked / (pool.count * seconds) if seconds > 0 else 0.0,
         writer=stats,
         worker_restarts=pool.restarts,
+        excluded=tuple(excluded),
     )
 
 

@@ -50,6 +50,34 @@ def is_terminal(stream: TextIO) -> bool:
 
 def json_object(text: str) -> dict[str, Any]:
     """An argparse type: a JSON object given inline, or read from a file as `@path`."""
+    value = json_value(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"{_source(text)} must be a JSON object ({{...}}), got {type(value).__name__}"
+        )
+    return value
+
+
+def json_grid(text: str) -> dict[str, Any] | list[dict[str, Any]]:
+    """An argparse type: a sweep's grid, a JSON object of each parameter's values or a JSON
+    list of configs (objects), inline or from a file as `@path`."""
+    value = json_value(text)
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{_source(text)} must be a JSON object of each parameter's values or a non-empty list "
+        f"of configs (objects), got {type(value).__name__}"
+    )
+
+
+def _source(text: str) -> str:
+    return text[1:] if text.startswith("@") else "the value"
+
+
+def json_value(text: str) -> Any:
+    """JSON given inline, or read from a file as `@path`; ArgumentTypeError saying why not."""
     source = "the value"
     if text.startswith("@"):
         source = text[1:]
@@ -65,10 +93,6 @@ def json_object(text: str) -> dict[str, Any]:
             f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             """write an object such as '{"fast": 10, "slow": 30}' or @config.json"""
         ) from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(
-            f"{source} must be a JSON object ({{...}}), got {type(value).__name__}"
-        )
     return value
 
 

@@ -23,7 +23,7 @@ from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run, stored_strat
 from quantflow_async.cli.output import (
     CommandError,
     is_terminal,
-    json_object,
+    json_grid,
     plain,
     print_table,
     reading,
@@ -46,6 +46,7 @@ SHOWN_FAILURES: Final = 3
 async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     from quantflow_async.analysis import write_report
     from quantflow_async.backtest import expand_grid, run_sweep
+    from quantflow_async.backtest.constraints import split_configs
     from quantflow_async.database import Database
 
     # Every mistake in the input is found before the database is opened.
@@ -53,6 +54,10 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     configs = expand_grid(grid)
     if not configs:
         raise CommandError("--grid has no config to run: give every key at least one value")
+    excluded: list[dict[str, Any]] = []
+    if args.constraint is not None:
+        configs, excluded = split_configs(configs, args.constraint)
+        grid = configs
     for config in configs:
         check_run(args.strategy, config, cash=args.cash, commission=args.commission)
     if args.report is not None:
@@ -75,6 +80,8 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
                 progress=show,
             )
         talk = _say if not args.json else _quiet
+        if excluded:
+            talk(f"{len(excluded)} configs left out by --constraint {args.constraint!r}")
         talk(_summary(args.strategy, result))
         backtests = [await db.backtests.get(i) for i in result.backtest_ids]
         best = ranked(backtests, metric)[: args.top]
@@ -84,6 +91,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     failures = [_failure(b) for b in backtests if b.status == "failed"][:SHOWN_FAILURES]
     if args.json:
         document = _document(args, strategy_id, result, metric, best, failures)
+        document["excluded"] = excluded
         print(json.dumps(plain(document), separators=(",", ":")), flush=True)
     else:
         _print_best(best, metric, len(backtests))
@@ -109,8 +117,11 @@ def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:
     return sorted((b for b in backtests if b.status == "completed"), key=key)
 
 
-def _grid(document: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """Each parameter's values: a list as given, a single value as a list of one."""
+def _grid(document: Mapping[str, Any] | list[dict[str, Any]]) -> Any:
+    """Each parameter's values (a list as given, a single value as a list of one), or the
+    list of configs as given."""
+    if isinstance(document, list):
+        return document
     return {key: value if isinstance(value, list) else [value] for key, value in document.items()}
 
 
@@ -287,11 +298,19 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     command.add_argument(
         "--grid",
-        type=json_object,
+        type=json_grid,
         required=True,
         metavar="JSON",
-        help="""each parameter's values, e.g. '{"fast": [5, 10], "slow": [20, 50]}' or """
-        "@grid.json; every combination runs on every data set",
+        help="""each parameter's values, e.g. '{"fast": [5, 10], "slow": [20, 50]}', or a """
+        """list of configs, e.g. '[{"fast": 5, "slow": 20}]', or @grid.json; every config """
+        "runs on every data set",
+    )
+    command.add_argument(
+        "--constraint",
+        metavar="EXPR",
+        help="run only the configs for which EXPR holds, e.g. 'fast < slow' or "
+        "'slow >= 2 * fast and fast != 7': the parameters, numbers, comparisons, "
+        "+ - * / // %% **, and/or/not; the rest are counted, listed with --json, not stored",
     )
     command.add_argument("--cash", type=float, default=10_000.0, help="starting cash (10000)")
     command.add_argument(
