@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from quantflow_async import Database, InvalidValue, Settings, WriterDefaults
+from quantflow_async import Database, InvalidValue, Settings, WriterOptions
 from quantflow_async.config import MAX_BUSY_TIMEOUT_MS, redact_url
 
 BAD_SETTINGS: list[tuple[str, Any, str]] = [
@@ -27,7 +27,7 @@ BAD_SETTINGS: list[tuple[str, Any, str]] = [
     ("echo", "yes", "True or False"),
     ("sqlite_pragmas", "PRAGMA cache_size=1", "tuple of str"),
     ("sqlite_pragmas", ("PRAGMA a=1; DROP TABLE trades",), "one PRAGMA statement"),
-    ("writer", {"batch_size": 10}, "WriterDefaults"),
+    ("writer", {"batch_size": 10}, "WriterOptions"),
     ("create_sqlite_file", None, "True or False"),
     ("database_url", 42, "expected a str"),
 ]
@@ -59,7 +59,7 @@ def test_a_bad_setting_is_an_invalid_value_naming_it(
 )
 def test_a_bad_writer_default_is_an_invalid_value_naming_it(option: str, value: Any) -> None:
     with pytest.raises(InvalidValue) as caught:
-        WriterDefaults(**{option: value})
+        WriterOptions(**{option: value})
     assert caught.value.field == option
 
 
@@ -145,3 +145,13 @@ def test_a_url_error_never_shows_the_password() -> None:
     with pytest.raises(InvalidValue) as caught:
         Settings(database_url="postgresql://trader@db.example/q?password=s3cret-pw")
     assert "s3cret-pw" not in str(caught.value)
+
+
+def test_the_old_name_writer_defaults_still_works_and_says_it_is_deprecated() -> None:
+    import quantflow_async
+    import quantflow_async.config
+
+    for module in (quantflow_async, quantflow_async.config):
+        with pytest.warns(DeprecationWarning, match="WriterDefaults is now WriterOptions"):
+            old = module.WriterDefaults  # type: ignore[attr-defined]
+        assert old is WriterOptions

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     )
     from quantflow_async.config import (
         Settings,
-        WriterDefaults,
+        WriterOptions,
     )
     from quantflow_async.database import (
         Database,
@@ -86,7 +86,8 @@ _WHERE: dict[str, str] = {
     "run_stored_backtest": "quantflow_async.backtest",
     "run_sweep": "quantflow_async.backtest",
     "Settings": "quantflow_async.config",
-    "WriterDefaults": "quantflow_async.config",
+    "WriterOptions": "quantflow_async.config",
+    "WriterDefaults": "quantflow_async.config",  # deprecated: WriterOptions
     "Database": "quantflow_async.database",
     "BacktestError": "quantflow_async.errors",
     "BacktestFailed": "quantflow_async.errors",
@@ -165,10 +166,10 @@ __all__ = [
     "VenueRejected",
     "VenueUnavailable",
     "WriterClosed",
-    "WriterDefaults",
     "WriterError",
     "WriterFailed",
     "WriterNotRunning",
+    "WriterOptions",
     "WriterStats",
     "resume_backtest",
     "run_stored_backtest",
@@ -183,8 +184,12 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'quantflow_async' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next look-up is a plain one
+    if name not in _DEPRECATED:  # a deprecated name warns at each use
+        globals()[name] = value  # the next look-up is a plain one
     return value
+
+
+_DEPRECATED: frozenset[str] = frozenset({"WriterDefaults"})
 
 
 def __dir__() -> list[str]:

@@ -8,9 +8,10 @@ raised when the Settings is made: before any engine, connection or file exists.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 from quantflow_async.errors import InvalidValue
@@ -55,7 +56,7 @@ def _check_bool(name: str, value: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class WriterDefaults:
+class WriterOptions:
     """Default knobs of `Database.writer()`; each can be overridden per writer.
 
     `commit_timeout` bounds one transaction: past it the writer abandons the connection (its
@@ -118,7 +119,7 @@ class Settings:
     pool_timeout: float = 30.0
     pool_recycle: float | None = None
     echo: bool = False
-    writer: WriterDefaults = WriterDefaults()
+    writer: WriterOptions = WriterOptions()
     sqlite_pragmas: tuple[str, ...] = ()
     create_sqlite_file: bool = True
 
@@ -136,9 +137,9 @@ class Settings:
             _check_number("pool_recycle", self.pool_recycle, "seconds")
         _check_bool("echo", self.echo)
         _check_bool("create_sqlite_file", self.create_sqlite_file)
-        if not isinstance(self.writer, WriterDefaults):
+        if not isinstance(self.writer, WriterOptions):
             kind = type(self.writer).__name__
-            raise InvalidValue("writer", f"expected a WriterDefaults, got {kind}")
+            raise InvalidValue("writer", f"expected a WriterOptions, got {kind}")
         if not isinstance(self.sqlite_pragmas, tuple):
             kind = type(self.sqlite_pragmas).__name__
             raise InvalidValue("sqlite_pragmas", f"expected a tuple of str, got {kind}")
@@ -257,3 +258,14 @@ def _unparseable_preview(text: str) -> str:
 def _is_secret(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in _SECRET_QUERY_WORDS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WriterDefaults":
+        warnings.warn(
+            "WriterDefaults is now WriterOptions; the old name will go in a later release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return WriterOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -133,7 +133,7 @@ class Database:
     ) -> TradeWriter:
         """A TradeWriter on this database; use it as `async with db.writer() as writer:`.
 
-        Options not given come from `settings.writer`; see `WriterDefaults`.
+        Options not given come from `settings.writer`; see `WriterOptions`.
         """
         given: dict[str, Any] = {
             "batch_size": batch_size,

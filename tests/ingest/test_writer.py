@@ -17,8 +17,8 @@ from quantflow_async import (
     InvalidValue,
     QueueFull,
     WriterClosed,
-    WriterDefaults,
     WriterNotRunning,
+    WriterOptions,
 )
 from quantflow_async.store.engine import write_transaction
 
@@ -211,7 +211,7 @@ async def test_bad_writer_options_are_refused_naming_the_option(
 )
 def test_bad_writer_defaults_are_refused_naming_the_option(option: str, value: float) -> None:
     with pytest.raises(InvalidValue, match=f"^{option}: "):
-        WriterDefaults(**{option: value})  # type: ignore[arg-type]
+        WriterOptions(**{option: value})  # type: ignore[arg-type]
 
 
 async def test_an_async_on_reject_is_refused_when_the_writer_is_made(db: Database) -> None:

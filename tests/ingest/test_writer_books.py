@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from quantflow_async import Database, Fill, Settings, WriterDefaults, WriterFailed
+from quantflow_async import Database, Fill, Settings, WriterFailed, WriterOptions
 from quantflow_async.ingest.isolation import RowsRefused, store_isolating
 
 from ..conftest import BACKENDS, T0, make_fill
@@ -138,7 +138,7 @@ def shared(
         url = f"sqlite+aiosqlite:///{Path(tmp_path_factory.mktemp('books')) / 'books.sqlite3'}"
     else:
         url = str(request.getfixturevalue("postgres_database_url"))
-    retries = WriterDefaults(retry_attempts=10, retry_initial_delay=0.01, retry_max_delay=0.05)
+    retries = WriterOptions(retry_attempts=10, retry_initial_delay=0.01, retry_max_delay=0.05)
     with asyncio.Runner() as runner:
         db = Database(settings=Settings(database_url=url, writer=retries))
         runner.run(db.open())

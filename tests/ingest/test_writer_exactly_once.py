@@ -12,13 +12,13 @@ import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
-from quantflow_async import Database, Settings, WriterDefaults
+from quantflow_async import Database, Settings, WriterOptions
 from quantflow_async.ingest.sqlite_worker_main import PAUSE_AFTER_COMMIT_ENV
 
 from ..conftest import make_fill
 from ..support.faults import proxy_to
 
-FAST_RETRIES = WriterDefaults(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
+FAST_RETRIES = WriterOptions(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
 
 
 async def _stopped(pid: int) -> None:

@@ -21,14 +21,14 @@ from quantflow_async import (
     Database,
     FillRejected,
     Settings,
-    WriterDefaults,
     WriterFailed,
+    WriterOptions,
 )
 
 from ..conftest import T0, make_fill
 from ..support.faults import proxy_to
 
-FAST_RETRIES = WriterDefaults(retry_attempts=3, retry_initial_delay=0.01, retry_max_delay=0.05)
+FAST_RETRIES = WriterOptions(retry_attempts=3, retry_initial_delay=0.01, retry_max_delay=0.05)
 
 
 async def _refuse_symbol(db: Database, symbol: str) -> None:
@@ -105,7 +105,7 @@ async def test_sqlite_busy_is_retried_until_the_lock_is_released(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "busy.sqlite3"
-    retries = WriterDefaults(retry_attempts=30, retry_initial_delay=0.02, retry_max_delay=0.1)
+    retries = WriterOptions(retry_attempts=30, retry_initial_delay=0.02, retry_max_delay=0.1)
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{path}", busy_timeout_ms=10, writer=retries
     )
@@ -267,7 +267,7 @@ async def test_postgres_connections_dropped_mid_stream_lose_and_double_nothing(
 ) -> None:
     database_url = postgres_database_url
     url = make_url(database_url)
-    retries = WriterDefaults(retry_attempts=10, retry_initial_delay=0.01, retry_max_delay=0.05)
+    retries = WriterOptions(retry_attempts=10, retry_initial_delay=0.01, retry_max_delay=0.05)
     async with proxy_to(url.host or "127.0.0.1", url.port or 5432) as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         async with Database(settings=Settings(database_url=proxied, writer=retries)) as db:
@@ -306,6 +306,6 @@ async def test_fills_of_a_deleted_backtest_are_refused_in_bulk_without_holding_u
             await writer.submit(make_fill(strategy_id, 99_999), wait=True)
     assert await db.trades.count() == 1
     assert writer.stats().rejected == 20_000
-    assert len(writer.rejected) == WriterDefaults().max_rejected  # the most recent ones
+    assert len(writer.rejected) == WriterOptions().max_rejected  # the most recent ones
     assert writer.rejected[-1].fill == orphans[-1]
     assert f"backtest with backtest_id={deleted.id} does not exist" in writer.rejected[0].reason

@@ -19,7 +19,7 @@ from quantflow_async import (
     Database,
     Settings,
     StorageUnavailable,
-    WriterDefaults,
+    WriterOptions,
 )
 from quantflow_async.ingest import writer as writer_module
 from quantflow_async.store.engine import write_transaction
@@ -27,7 +27,7 @@ from quantflow_async.store.engine import write_transaction
 from ..conftest import make_fill
 from ..support.faults import alive
 
-BOUNDED = WriterDefaults(
+BOUNDED = WriterOptions(
     commit_timeout=1.0, retry_attempts=20, retry_initial_delay=0.01, retry_max_delay=0.1
 )
 

@@ -25,15 +25,15 @@ from quantflow_async import (
     Settings,
     TradeWriter,
     WriterClosed,
-    WriterDefaults,
     WriterFailed,
+    WriterOptions,
 )
 from quantflow_async.ingest.sqlite_worker_main import PAUSE_AT_START_ENV
 
 from ..support.faults import alive
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-FAST = WriterDefaults(retry_attempts=20, retry_initial_delay=0.01, retry_max_delay=0.05)
+FAST = WriterOptions(retry_attempts=20, retry_initial_delay=0.01, retry_max_delay=0.05)
 
 
 def _fills(strategy_id: int, count: int) -> list[Fill]:
@@ -211,7 +211,7 @@ async def test_a_sqlite_worker_killed_while_it_starts_is_a_passing_fault(
 async def test_a_postgres_commit_slower_than_commit_timeout_is_stored_once(
     postgres_database_url: str,
 ) -> None:
-    bounded = WriterDefaults(
+    bounded = WriterOptions(
         commit_timeout=1.0, retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05
     )
     settings = Settings(database_url=postgres_database_url, writer=bounded)
@@ -246,7 +246,7 @@ async def test_a_postgres_commit_slower_than_commit_timeout_is_stored_once(
 async def test_closing_beside_a_stopped_idle_worker_takes_no_longer_than_commit_timeout(
     sqlite_url: str,
 ) -> None:
-    bounded = WriterDefaults(commit_timeout=1.0)
+    bounded = WriterOptions(commit_timeout=1.0)
     async with Database(settings=Settings(database_url=sqlite_url, writer=bounded)) as db:
         await db.migrate()
         strategy_id = (await db.strategies.create(name="s")).id

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from sqlalchemy import text
 
-from quantflow_async import Database, Fill, Settings, WriterDefaults
+from quantflow_async import Database, Fill, Settings, WriterOptions
 from quantflow_async.ingest.sqlite_worker_main import PAUSE_AFTER_COMMIT_ENV
 
 from ..conftest import T0
@@ -25,7 +25,7 @@ from ..conftest import T0
 BATCH = 100
 SENT_BEHIND = "sent behind batch"
 SENT_AGAIN = "sent behind one that failed, sent again"
-FAST_RETRIES = WriterDefaults(
+FAST_RETRIES = WriterOptions(
     commit_timeout=2.0, retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05
 )
 

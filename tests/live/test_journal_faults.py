@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from quantflow_async import Database, Settings, StorageError
-from quantflow_async.config import WriterDefaults
+from quantflow_async.config import WriterOptions
 
 from .journal_support import open_order, trade
 
@@ -52,7 +52,7 @@ async def test_a_batch_the_database_refuses_stops_the_journal_and_stores_nothing
 
 async def test_a_batch_waits_out_a_write_lock_held_elsewhere(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'locked.sqlite3'}"
-    writer = WriterDefaults(retry_initial_delay=0.02, retry_max_delay=0.1, retry_attempts=20)
+    writer = WriterOptions(retry_initial_delay=0.02, retry_max_delay=0.1, retry_attempts=20)
     settings = Settings(database_url=url, busy_timeout_ms=20, writer=writer)
     async with Database(settings=settings) as db:
         await db.migrate()

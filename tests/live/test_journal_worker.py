@@ -13,14 +13,14 @@ import anyio
 import psutil
 import pytest
 
-from quantflow_async import Database, Settings, WriterDefaults
+from quantflow_async import Database, Settings, WriterOptions
 from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
 from quantflow_async.ingest.sqlite_worker_main import PAUSE_AFTER_COMMIT_ENV
 from quantflow_async.live.journal import OrderJournal
 
 from .journal_support import open_order, trade
 
-FAST_RETRIES = WriterDefaults(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
+FAST_RETRIES = WriterOptions(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
 
 
 async def stopped(pid: int) -> None:

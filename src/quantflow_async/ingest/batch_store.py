@@ -7,7 +7,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import Settings, WriterDefaults
+from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.ingest.ahead import NextBatch
 from quantflow_async.ingest.postgres_store import PostgresStore
 from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
@@ -58,14 +58,14 @@ STOP_GRACE_SECONDS = 10.0
 commit_timeout)."""
 
 
-def batch_store_for(engine: AsyncEngine, settings: Settings, options: WriterDefaults) -> BatchStore:
+def batch_store_for(engine: AsyncEngine, settings: Settings, options: WriterOptions) -> BatchStore:
     if engine.dialect.name != "sqlite":
         return PostgresStore(engine)
     return sqlite_worker_store(engine, settings, options)
 
 
 def sqlite_worker_store(
-    engine: AsyncEngine, settings: Settings, options: WriterDefaults
+    engine: AsyncEngine, settings: Settings, options: WriterOptions
 ) -> SqliteWorkerStore:
     """A worker process for the SQLite file of `engine`, not yet started."""
     # The file name exactly as the engine's own connections open it (URI options included).

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import WriterDefaults
+from quantflow_async.config import WriterOptions
 from quantflow_async.errors import StorageError
 from quantflow_async.ingest.ahead import NextBatch
 from quantflow_async.ingest.batch_store import BatchStore
@@ -32,7 +32,7 @@ class Committer:
         self,
         engine: AsyncEngine,
         backend: BatchStore,
-        options: WriterDefaults,
+        options: WriterOptions,
         on_cancelled: Callable[[], None],
     ) -> None:
         self._engine = engine

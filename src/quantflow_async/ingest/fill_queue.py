@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import anyio
 
-from quantflow_async.config import WriterDefaults
+from quantflow_async.config import WriterOptions
 from quantflow_async.records import Fill
 
 _NEVER = math.inf
@@ -23,7 +23,7 @@ class FillQueue:
     """Producers put fills and wait while it is full; the writer's task sleeps until a batch is
     due and takes it."""
 
-    def __init__(self, options: WriterDefaults) -> None:
+    def __init__(self, options: WriterOptions) -> None:
         self.pending: deque[Fill] = deque()
         self._ahead = 0  # fills taken ahead, not yet being written
         self._batch_size = options.batch_size

@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import Settings, WriterDefaults
+from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import StorageError, StorageUnavailable
 from quantflow_async.ingest.batch_store import sqlite_worker_store
 from quantflow_async.ingest.journal_tickets import Claim, ClashHandler, Ticket
@@ -63,7 +63,7 @@ class JournalWriter:
     def __init__(
         self,
         engine: AsyncEngine,
-        options: WriterDefaults,
+        options: WriterOptions,
         *,
         venue: str = "",
         on_clash: ClashHandler | None = None,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from quantflow_async.config import WriterDefaults
+from quantflow_async.config import WriterOptions
 
 
 class Backoff:
     """Delays of `retry_initial_delay`, doubling up to `retry_max_delay`, `retry_attempts`
     times; `attempts` counts the retries handed out so far."""
 
-    def __init__(self, options: WriterDefaults) -> None:
+    def __init__(self, options: WriterOptions) -> None:
         self._limit = options.retry_attempts
         self._delay = options.retry_initial_delay
         self._max_delay = options.retry_max_delay

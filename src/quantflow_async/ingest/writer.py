@@ -27,7 +27,7 @@ import anyio
 import anyio.lowlevel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import Settings, WriterDefaults
+from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import (
     FillRejected,
     InvalidValue,
@@ -68,7 +68,7 @@ class TradeWriter:
         self,
         engine: AsyncEngine,
         settings: Settings,
-        options: WriterDefaults,
+        options: WriterOptions,
         *,
         on_reject: RejectHandler | None = None,
     ) -> None:

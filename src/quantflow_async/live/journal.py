@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.config import Settings, WriterDefaults
+from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import InvalidValue, OrderEventRefused, StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter
 from quantflow_async.live.journal_entries import EventRows, checked_trade
@@ -68,7 +68,7 @@ class OrderJournal:
         *,
         strategy_id: int,
         venue: str,
-        options: WriterDefaults,
+        options: WriterOptions,
         settings: Settings | None = None,
     ) -> None:
         self.strategy_id = to_id(strategy_id, "strategy_id")
