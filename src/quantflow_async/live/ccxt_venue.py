@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,6 +20,7 @@ from quantflow_async.errors import InvalidValue, VenueError, VenueRejected
 from quantflow_async.live.ccxt_calls import PARSE_ERRORS, CcxtCalls, is_duplicate
 from quantflow_async.live.ccxt_client import binance_client
 from quantflow_async.live.credentials import ScrubbingFilter, VenueCredentials
+from quantflow_async.live.trade_selection import chosen_trades, trade_number
 from quantflow_async.live.venue import AssetBalance, Bar, NewOrder, VenueOrder, VenueTrade
 from quantflow_async.live.venue_answers import AnswerReader
 from quantflow_async.live.venue_retry import RetryBudget, RetryPolicy
@@ -210,7 +211,7 @@ class CcxtVenue:
         page by page until none is left."""
         self._check_open()
         await self._name(symbol)
-        after = _trade_number(after_trade_id)
+        after = trade_number(after_trade_id)
         since_ms = None if since is None else round(since.timestamp() * 1000)
         from_id: int | None = 0 if since_ms is None else None
         if after is not None:
@@ -227,8 +228,8 @@ class CcxtVenue:
             trades.update((t.trade_id, t) for t in fresh)
             if len(page) < _TRADES_PAGE or not fresh:
                 break
-            from_id = max(_trade_number(t.trade_id) or 0 for t in page) + 1
-        return _chosen(trades.values(), since, after)
+            from_id = max(trade_number(t.trade_id) or 0 for t in page) + 1
+        return chosen_trades(trades.values(), since, after)
 
     async def account_id(self) -> str | None:
         """The account's id as the venue gives it (Binance's `uid`), or None where it gives none.
@@ -376,31 +377,3 @@ def _order_params(venue_order_id: str | None, client_order_id: str | None) -> di
     if venue_order_id is None and client_order_id is None:
         raise InvalidValue("venue_order_id", "give venue_order_id or client_order_id")
     return {} if client_order_id is None else {"clientOrderId": client_order_id}
-
-
-def _trade_number(trade_id: str | None) -> int | None:
-    if trade_id is None:
-        return None
-    try:
-        return int(trade_id)
-    except ValueError:
-        raise InvalidValue(
-            "after_trade_id", f"must be a numeric trade id, got {trade_id!r}"
-        ) from None
-
-
-def _chosen(
-    trades: Iterable[VenueTrade], since: datetime | None, after: int | None
-) -> list[VenueTrade]:
-    """The trades from `since` and above trade id `after`, oldest first."""
-    chosen = [
-        t
-        for t in trades
-        if (after is None or (_trade_number(t.trade_id) or 0) > after)
-        and (since is None or t.executed_at >= since)
-    ]
-    return sorted(chosen, key=lambda t: (t.executed_at, _sort_key(t.trade_id)))
-
-
-def _sort_key(trade_id: str) -> tuple[int, str]:
-    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
