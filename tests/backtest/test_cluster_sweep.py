@@ -325,6 +325,7 @@ async def test_a_task_writing_when_the_sweep_is_cancelled_stops_after_the_chunks
     assert most < full_count(backtest)
 
 
+@pytest.mark.slow  # a Dask worker killed and its backtest run again
 @pytest.mark.postgres
 async def test_a_worker_killed_mid_backtest_is_run_again_and_no_fill_is_stored_twice(
     pg: Database, client: Client
@@ -360,6 +361,7 @@ async def test_a_worker_killed_mid_backtest_is_run_again_and_no_fill_is_stored_t
     assert result.fills_stored == total
 
 
+@pytest.mark.slow  # connections dropped through a proxy all along a sweep
 @pytest.mark.postgres
 async def test_connections_the_server_drops_mid_sweep_lose_and_double_nothing(
     pg: Database, client: Client, postgres_database_url: str

@@ -239,6 +239,7 @@ def test_sigterm_while_the_venue_is_unreachable_still_stops_cleanly(
     assert json.loads(out)["stopped_by"] == "stop"
 
 
+@pytest.mark.slow  # the venue is down for seconds on purpose
 def test_the_runner_waits_out_a_venue_outage_and_carries_on(
     tmp_path: Path, sqlite_url: str
 ) -> None:

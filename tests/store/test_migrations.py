@@ -240,6 +240,7 @@ async def _alembic(database_url: str, *arguments: str) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.slow  # six Alembic processes against a writer that never pauses
 async def test_alembic_command_waits_for_the_write_lock_while_a_writer_ingests(
     sqlite_url: str,
 ) -> None:
