@@ -43,6 +43,7 @@ import sqlite3
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
@@ -102,25 +103,14 @@ class Worker:
         prune_before: int,
     ) -> tuple[Any, ...]:
         insert, token_insert, token_prune, _ = statements
-        connection = self.connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+
+        def write(connection: sqlite3.Connection) -> int:
             inserted = connection.executemany(insert, rows).rowcount
             connection.execute(token_insert, (token, inserted, now))
             connection.execute(token_prune, (previous, prune_before))
-            # SQLite goes on writing to an unlinked file, and all of it vanishes on close.
-            if self.replaced():
-                connection.execute("ROLLBACK")
-                return ("replaced", self.path)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-        if self.pause_marker:
-            pause_if_marked(self.pause_marker)
-        self.bound_the_wal()
-        return ("ok", inserted)
+            return inserted
+
+        return self.committed(write)
 
     def read(self, statement: str, parameters: list[Any]) -> tuple[Any, ...]:
         connection = self.connection
@@ -133,12 +123,21 @@ class Worker:
             raise
 
     def write(self, steps: list[tuple[str, list[Any]]]) -> tuple[Any, ...]:
+        def write(connection: sqlite3.Connection) -> None:
+            for statement, rows in steps:
+                connection.executemany(statement, rows)
+
+        return self.committed(write)
+
+    def committed(self, write: Callable[[sqlite3.Connection], Any]) -> tuple[Any, ...]:
+        """("ok", what `write` returned) once it and COMMIT ran in one transaction (begun
+        here unless a read began it); rolled back on any error, or if the file was replaced."""
         connection = self.connection
         if not connection.in_transaction:
             connection.execute("BEGIN IMMEDIATE")
         try:
-            for statement, rows in steps:
-                connection.executemany(statement, rows)
+            result = write(connection)
+            # SQLite goes on writing to an unlinked file, and all of it vanishes on close.
             if self.replaced():
                 connection.execute("ROLLBACK")
                 return ("replaced", self.path)
@@ -150,7 +149,7 @@ class Worker:
         if self.pause_marker:
             pause_if_marked(self.pause_marker)
         self.bound_the_wal()
-        return ("ok", None)
+        return ("ok", result)
 
     def lookup(self, statements: tuple[str, str, str, str], token: str) -> tuple[Any, ...]:
         if self.replaced():
