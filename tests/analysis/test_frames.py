@@ -23,8 +23,8 @@ from quantflow_async.analysis import (
     trades_to_dataframe,
 )
 
-from .cli.test_cli_listings import seed_trades
-from .conftest import make_fill
+from ..cli.test_cli_listings import seed_trades
+from ..conftest import make_fill
 
 EDGES = (
     datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
