@@ -20,6 +20,7 @@ from quantflow_async.backtest.engine import BacktestResult, check_settings, run_
 from quantflow_async.backtest.metrics import MAX_CURVE_POINTS, downsample
 from quantflow_async.backtest.strategies import strategy_class, strategy_reference
 from quantflow_async.backtest.strategy import Strategy
+from quantflow_async.backtest.strategy_reference import is_loaded_from_file
 from quantflow_async.errors import InvalidValue, StrategyConfigError
 from quantflow_async.records import Fill
 from quantflow_async.validation import MAX_FRACTION_DIGITS, MAX_JSON_BYTES, MAX_JSON_FLOAT
@@ -108,15 +109,15 @@ class RunSpec:
     periods_per_year: float | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The strategy travels as its reference, so a worker process finds a class from a
-        # user's file (loaded under a module name only this process knows) by loading it.
-        return (
-            _spec_from_reference,
-            (
-                strategy_reference(self.strategy), self.parameters, self.symbol, self.cash,
-                self.commission, self.slippage, self.exclusive_orders, self.periods_per_year,
-            ),
+        values = (
+            self.parameters, self.symbol, self.cash, self.commission, self.slippage,
+            self.exclusive_orders, self.periods_per_year,
         )  # fmt: skip
+        if is_loaded_from_file(self.strategy):
+            # A class from a user's file lives in a module only this process knows: it
+            # travels as its reference, which a worker process loads.
+            return (_spec_from_reference, (strategy_reference(self.strategy), *values))
+        return (RunSpec, (self.strategy, *values))
 
     @classmethod
     def of(

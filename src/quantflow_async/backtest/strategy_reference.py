@@ -84,6 +84,11 @@ def reference_of(cls: type[Strategy], builtin: dict[str, type[Strategy]]) -> str
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def is_loaded_from_file(cls: type) -> bool:
+    """Whether `cls` comes from a file `load_strategy` loaded (a module no other process has)."""
+    return cls.__module__.startswith(_FILE_MODULE_PREFIX)
+
+
 def installed_strategies() -> dict[str, str]:
     """The strategies installed packages declare, by name: {name: "module:Class"}."""
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}

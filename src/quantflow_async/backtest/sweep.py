@@ -36,6 +36,7 @@ from quantflow_async.backtest.runner import (
     mark_completed,
     mark_failed,
 )
+from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep_jobs import (
     DataSource,
@@ -154,6 +155,8 @@ async def run_sweep(
         raise StrategyConfigError(
             "start_method", f"must be one of {', '.join(START_METHODS)}, got {start_method!r}"
         )
+    if not isinstance(strategy, str):
+        strategy_reference(strategy)  # a class the worker processes cannot import: refused now
     excluded: list[dict[str, Any]] = []
     if constraint is not None:
         grid, excluded = split_configs(expand_grid(grid), constraint)

@@ -18,7 +18,6 @@ from typing import Any
 from quantflow_async.backtest.bars import Bars, read_bars
 from quantflow_async.backtest.conversion import RunSpec
 from quantflow_async.backtest.runner import create_backtest, mark_cancelled
-from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.worker import Job
 from quantflow_async.database import Database
@@ -60,8 +59,6 @@ async def create_sweep_backtests(
     configs = expand_grid(grid)
     if not configs:
         raise StrategyConfigError("grid", "no config to run")
-    if not isinstance(strategy, str):
-        strategy_reference(strategy)  # a class worker processes cannot load is refused here
     for bars in datasets.values():
         if len(bars) < 2:
             reason = "one bar: a stored backtest needs a last bar after its first"
