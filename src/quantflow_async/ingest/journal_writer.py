@@ -214,9 +214,11 @@ class JournalWriter:
                 if not isinstance(exc, Exception):
                     raise
             finally:
-                if self._worker is not None:
-                    await self._worker.aclose()
-                self._finished.set()
+                try:
+                    if self._worker is not None:
+                        await self._worker.aclose()
+                finally:
+                    self._finished.set()  # whatever stopping the worker met: aclose() waits
 
     async def _next_batch(self) -> list[tuple[JournalEntry, Ticket]]:
         """Sleep until a batch is full or due, a flush is asked for, or the writer closes."""
