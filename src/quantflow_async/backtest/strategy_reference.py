@@ -14,7 +14,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Final
@@ -32,9 +32,10 @@ def load_strategy(reference: str, builtin: dict[str, type[Strategy]]) -> type[St
     if reference in builtin:
         return builtin[reference]
     if ":" not in reference:
-        installed = installed_strategies()
+        installed = _installed_points()
         if reference in installed:
-            return _checked(_load_entry_point(reference), f"{reference} ({installed[reference]})")
+            point = installed[reference]
+            return _checked(_loaded(point), f"{reference} ({point.value})")
         known = ", ".join(sorted({*builtin, *installed}))
         raise StrategyConfigError(
             "strategy",
@@ -91,16 +92,19 @@ def is_loaded_from_file(cls: type) -> bool:
 
 def installed_strategies() -> dict[str, str]:
     """The strategies installed packages declare, by name: {name: "module:Class"}."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {name: point.value for name, point in _installed_points().items()}
 
 
-def _load_entry_point(name: str) -> object:
-    (point,) = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+def _installed_points() -> dict[str, EntryPoint]:
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _loaded(point: EntryPoint) -> object:
     try:
         return point.load()
     except Exception as exc:
         raise StrategyConfigError(
-            "strategy", f"installed strategy {name!r} ({point.value}) did not load: {exc}"
+            "strategy", f"installed strategy {point.name!r} ({point.value}) did not load: {exc}"
         ) from None
 
 

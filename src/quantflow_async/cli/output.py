@@ -180,12 +180,12 @@ def print_table(
     from rich.table import Table
 
     console = Console(file=sys.stdout)
-    kept = _columns_that_fit(columns, rows, cells, console.width)
+    numeric = {i for i in range(len(columns)) if rows and all(_is_number(r[i]) for r in rows)}
+    kept = _columns_that_fit(columns, cells, numeric, console.width)
     table = Table(title=title or None, title_justify="left")
     for index in kept:
-        if rows and all(_is_number(row[index]) for row in rows):
-            widest = max(len(row[index]) for row in cells) if cells else 1
-            width = max(widest, min(len(columns[index]), 6))  # the header folds to fit
+        if index in numeric:
+            width = _number_width(columns, cells, index)
             table.add_column(columns[index], justify="right", width=width, overflow="fold")
         else:
             table.add_column(columns[index], overflow="fold")
@@ -198,25 +198,25 @@ _NARROWEST_TEXT: Final = 8
 
 
 def _columns_that_fit(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], cells: list[list[str]], width: int
+    columns: Sequence[str], cells: list[list[str]], numeric: set[int], width: int
 ) -> list[int]:
     """The columns to show at `width`: numbers keep every digit on one line, so text columns
     are dropped, last first, while the table would squeeze them below a few characters."""
     kept = list(range(len(columns)))
-    numeric = {i for i in kept if rows and all(_is_number(row[i]) for row in rows)}
 
     def needed(shown: list[int]) -> int:
-        digits = sum(
-            max(min(len(columns[i]), 6), *(len(row[i]) for row in cells))
-            for i in shown
-            if i in numeric
-        )
+        digits = sum(_number_width(columns, cells, i) for i in shown if i in numeric)
         texts = sum(1 for i in shown if i not in numeric)
         return digits + texts * _NARROWEST_TEXT + 3 * len(shown) + 1
 
     while needed(kept) > width and any(i not in numeric for i in kept):
         kept.remove(max(i for i in kept if i not in numeric))
     return kept
+
+
+def _number_width(columns: Sequence[str], cells: list[list[str]], index: int) -> int:
+    """A number column's width: its widest cell; its header folds to fit (at least 6)."""
+    return max(min(len(columns[index]), 6), *(len(row[index]) for row in cells))
 
 
 def _is_number(value: Any) -> bool:
