@@ -93,7 +93,8 @@ def reset_postgres(url: str) -> None:
     _on_server(
         url,
         "DROP TABLE IF EXISTS trades, order_events, positions, balance_snapshots, "
-        "journal_cursors, orders, backtests, strategies, writer_batches, alembic_version CASCADE",
+        "journal_cursors, orders, backtests, sweeps, strategies, writer_batches, alembic_version "
+        "CASCADE",
     )
 
 

@@ -20,6 +20,7 @@ from quantflow_async.store.repositories import (
     TradeRepository,
 )
 from quantflow_async.store.repositories.orders import OrderRepository
+from quantflow_async.store.repositories.sweeps import SweepRepository
 
 if TYPE_CHECKING:
     from quantflow_async.live.journal import OrderJournal
@@ -48,6 +49,7 @@ class Database:
         self._backtests: BacktestRepository | None = None
         self._trades: TradeRepository | None = None
         self._orders: OrderRepository | None = None
+        self._sweeps: SweepRepository | None = None
 
     async def open(self) -> Database:
         if self._engine is not None:
@@ -58,6 +60,7 @@ class Database:
         self._backtests = BacktestRepository(engine)
         self._trades = TradeRepository(engine)
         self._orders = OrderRepository(engine)
+        self._sweeps = SweepRepository(engine)
         return self
 
     async def aclose(self) -> None:
@@ -109,6 +112,11 @@ class Database:
     @property
     def trades(self) -> TradeRepository:
         return self._opened(self._trades)
+
+    @property
+    def sweeps(self) -> SweepRepository:
+        """Sweeps: their record, their jobs, their rankings and counts."""
+        return self._opened(self._sweeps)
 
     @property
     def orders(self) -> OrderRepository:

@@ -12,9 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final, Literal, NoReturn, TypeAlias, get_args
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 from quantflow_async.errors import InvalidValue
+from quantflow_async.json_values import JsonArray as JsonArray
+from quantflow_async.json_values import JsonObject as JsonObject
+from quantflow_async.json_values import freeze_fields
+from quantflow_async.json_values import frozen_json as frozen_json
 from quantflow_async.validation import (
     MAX_SYMBOL_LENGTH,
     decimal_text,
@@ -256,80 +260,6 @@ _POSTGRES_ATTRIBUTES: Final = tuple(
 )
 
 
-class JsonObject(dict[str, Any]):
-    """A JSON object read back from the database: a dict that cannot be changed.
-
-    It compares equal to a plain dict with the same content and `json.dumps` takes it as is;
-    nested objects and arrays are read-only too. `dict(obj)` or `{**obj}` is a changeable
-    (shallow) copy.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, items: Mapping[str, Any] | None = None, /) -> None:
-        if items:
-            super().__init__((key, frozen_json(value)) for key, value in items.items())
-
-    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError("a JsonObject is read-only; change a copy: dict(obj) or {**obj}")
-
-    __setitem__ = __delitem__ = __ior__ = _read_only
-    clear = pop = popitem = setdefault = update = _read_only
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (dict(self),))
-
-
-class JsonArray(list[Any]):
-    """A JSON array read back from the database: a list that cannot be changed.
-
-    It compares equal to a plain list with the same content; `list(array)` is a changeable copy.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, items: Iterable[Any] = (), /) -> None:
-        super().__init__(frozen_json(item) for item in items)
-
-    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError("a JsonArray is read-only; change a copy: list(array)")
-
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
-    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (list(self),))
-
-
-def frozen_json(value: Any) -> Any:
-    """`value` (parsed JSON) with every dict and list replaced by a read-only copy."""
-    kind = type(value)  # exact types first: parsed JSON is made of these, and it is fast
-    if kind in _JSON_SCALARS:
-        return value
-    if kind is list:
-        return JsonArray(value)
-    if kind is dict:
-        return JsonObject(value)
-    if isinstance(value, JsonObject | JsonArray):
-        return value
-    if isinstance(value, Mapping):
-        return JsonObject(value)
-    if isinstance(value, list | tuple):
-        return JsonArray(value)
-    return value
-
-
-_JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
-
-
-def _freeze_fields(record: object, *names: str) -> None:
-    """Replace the JSON fields of a frozen record by read-only copies."""
-    for name in names:
-        value = getattr(record, name)
-        if value is not None and not isinstance(value, JsonObject):
-            object.__setattr__(record, name, JsonObject(value))
-
-
 @dataclass(frozen=True, slots=True)
 class Strategy:
     """A stored strategy, as read back: its unique name, its configuration and its status.
@@ -348,7 +278,7 @@ class Strategy:
     updated_at: datetime
 
     def __post_init__(self) -> None:
-        _freeze_fields(self, "config", "metrics")
+        freeze_fields(self, "config", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,9 +301,13 @@ class Backtest:
     results: Mapping[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    sweep_id: int | None = None
+    """The sweep that ran it (`db.sweeps`), or None for a backtest run on its own."""
+    job_key: str | None = None
+    """Within its sweep, the hash of what it runs: strategy, parameters, data and options."""
 
     def __post_init__(self) -> None:
-        _freeze_fields(self, "config", "metrics", "results")
+        freeze_fields(self, "config", "metrics", "results")
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +337,7 @@ class Trade:
 
     def __post_init__(self) -> None:
         if self.metadata is not None:
-            _freeze_fields(self, "metadata")
+            freeze_fields(self, "metadata")
 
 
 @dataclass(frozen=True, slots=True)

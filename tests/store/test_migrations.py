@@ -24,7 +24,7 @@ from ..conftest import T0, make_fill
 ROOT = Path(__file__).resolve().parents[2]
 SEED_TABLES = {"strategies", "backtests", "trades", "writer_batches"}
 JOURNAL_TABLES = {"orders", "order_events", "positions", "balance_snapshots", "journal_cursors"}
-TABLES = SEED_TABLES | JOURNAL_TABLES
+TABLES = SEED_TABLES | JOURNAL_TABLES | {"sweeps"}
 
 
 async def _tables(db: Database) -> set[str]:
@@ -69,8 +69,10 @@ async def test_migrations_run_one_table_at_a_time(database_url: str) -> None:
         await _run(db, "upgrade", "005")
         assert await _tables(db) == SEED_TABLES
         await _run(db, "upgrade", "006")
+        assert await _tables(db) == SEED_TABLES | JOURNAL_TABLES
+        await _run(db, "upgrade", "007")
         assert await _tables(db) == TABLES
-        assert head_revision() == "006"
+        assert head_revision() == "007"
 
 
 def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
@@ -86,7 +88,7 @@ def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
     result = subprocess.run(
         [*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
-    assert "006 (head)" in result.stdout
+    assert "007 (head)" in result.stdout
 
 
 async def test_migrate_twice_is_harmless(database_url: str) -> None:
@@ -101,7 +103,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "900"
-down_revision = "006"
+down_revision = "007"
 branch_labels = None
 depends_on = None
 
@@ -148,7 +150,7 @@ async def test_rebuilding_a_parent_table_keeps_every_child_row(
         await _run(db, "upgrade", "900", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         assert await db.trades.summary() == before
-        await _run(db, "downgrade", "006", config)
+        await _run(db, "downgrade", "007", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         # The foreign keys are enforced again afterwards.
         with pytest.raises(NotFound):

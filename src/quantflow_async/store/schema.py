@@ -3,6 +3,7 @@
 Delete rules, chosen on purpose:
 - a strategy that still has backtests, trades or orders cannot be deleted (RESTRICT);
 - deleting a backtest deletes its trades (CASCADE): a backtest's fills belong to it;
+- deleting a sweep deletes its backtests (CASCADE), and so their trades;
 - an order that has trades or events cannot be deleted (RESTRICT): the journal is append-only.
 A trade's backtest must belong to the trade's strategy (composite foreign key).
 The order journal's tables (orders, order_events, positions, balance_snapshots,
@@ -31,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from quantflow_async.order_records import EVENT_KINDS, ORDER_STATUSES, ORDER_TYPES
 from quantflow_async.store.column_types import ExactDecimal, UTCDateTime, utc_now
+from quantflow_async.sweep_records import SWEEP_KINDS, SWEEP_STATUSES
 
 # Constraints are named from their short names by this convention: name="side_known" on
 # trades becomes ck_trades_side_known. Alembic applies it to the migrations' operations too,
@@ -59,6 +61,10 @@ def _timestamps() -> tuple[Column[object], Column[object]]:
     )
 
 
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
 strategies = Table(
     "strategies",
     metadata,
@@ -72,6 +78,27 @@ strategies = Table(
     UniqueConstraint("name"),
     CheckConstraint("status IN ('inactive', 'active', 'paused', 'archived')", name="status_known"),
     CheckConstraint("length(name) > 0", name="name_not_empty"),
+)
+
+# One row per sweep; its backtests point back to it with their job key (revision 007).
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("strategy_id", Id, ForeignKey("strategies.id", ondelete="RESTRICT"), nullable=False),
+    Column("strategy", String(1000), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("space", Json, nullable=False),
+    Column("constraints", Text, nullable=True),
+    Column("options", Json, nullable=False),
+    Column("datasets", Json, nullable=False),
+    Column("status", String(20), nullable=False, server_default="running"),
+    *_timestamps(),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    CheckConstraint(_one_of("kind", SWEEP_KINDS), name="kind_known"),
+    CheckConstraint(_one_of("status", SWEEP_STATUSES), name="status_known"),
+    Index(None, "strategy_id"),
 )
 
 backtests = Table(
@@ -102,6 +129,12 @@ backtests = Table(
     CheckConstraint("start_date < end_date", name="start_before_end"),
     CheckConstraint("CAST(initial_capital AS NUMERIC) > 0", name="capital_positive"),
     Index(None, "strategy_id", "status"),
+    # The sweep it belongs to (null for a backtest run on its own) and its job key there;
+    # deleting a sweep deletes its backtests, and their trades with them. Added by 007.
+    Column("sweep_id", Id, ForeignKey("sweeps.id", ondelete="CASCADE"), nullable=True),
+    Column("job_key", String(64), nullable=True),
+    UniqueConstraint("sweep_id", "job_key"),
+    Index(None, "sweep_id", "status"),
 )
 
 trades = Table(
@@ -162,10 +195,6 @@ writer_batches = Table(
 
 
 # -- the order journal ------------------------------------------------------------------------
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(value) for value in values)})"
 
 
 def _strategy_id() -> Column[object]:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Row, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
-from quantflow_async.errors import InvalidTransition, InvalidValue, NotFound
+from quantflow_async.errors import Conflict, InvalidTransition, InvalidValue, NotFound
 from quantflow_async.records import BACKTEST_STATUSES, Backtest, DecimalInput
 from quantflow_async.store.column_types import utc_now
 from quantflow_async.store.driver_errors import translated_errors
-from quantflow_async.store.engine import write_transaction
+from quantflow_async.store.engine import read_transaction, write_transaction
 from quantflow_async.store.repositories._common import (
     UNSET,
     _Unset,
@@ -24,7 +26,7 @@ from quantflow_async.store.repositories._common import (
     optional_json_document,
     write_returning,
 )
-from quantflow_async.store.schema import backtests
+from quantflow_async.store.schema import backtests, sweeps, trades
 from quantflow_async.validation import to_choice, to_decimal, to_id, to_label, to_utc
 
 TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
@@ -38,6 +40,37 @@ TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
 
 A pending backtest may also be cancelled before it starts. Finished states are final.
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which backtests a bulk delete takes: these ids, or those of a sweep and/or in a status."""
+
+    ids: tuple[int, ...] = ()
+    sweep_id: int | None = None
+    status: str | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        if self.ids:
+            if self.sweep_id is not None or self.status is not None:
+                raise InvalidValue("ids", "give backtest ids, or a sweep and/or a status, not both")
+            return [backtests.c.id.in_([to_id(i, "backtest_id") for i in self.ids])]
+        clauses: list[ColumnElement[bool]] = []
+        if self.sweep_id is not None:
+            clauses.append(backtests.c.sweep_id == to_id(self.sweep_id, "sweep_id"))
+        if self.status is not None:
+            clauses.append(backtests.c.status == _status(self.status))
+        if not clauses:
+            raise InvalidValue("selection", "name backtest ids, a sweep or a status")
+        return clauses
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """How many backtests a bulk delete took, and how many fills went with them."""
+
+    backtests: int
+    fills: int
 
 
 def _status(value: object) -> str:
@@ -170,3 +203,46 @@ class BacktestRepository:
             is None
         ):
             raise NotFound("backtest", backtest_id)
+
+    async def count_selected(self, selection: Selection) -> Deleted:
+        """What `delete_selected(selection)` would delete now, counted (NotFound as it would)."""
+        with translated_errors("counting backtests to delete"):
+            async with read_transaction(self._engine) as conn:
+                return await _counted(conn, selection)
+
+    async def delete_selected(self, selection: Selection) -> Deleted:
+        """Delete the selected backtests with their fills, in one transaction.
+
+        An id that is not stored, or a sweep that is not, raises NotFound and deletes
+        nothing; a backtest that orders of the journal refer to raises Conflict.
+        """
+        with translated_errors(
+            "deleting backtests",
+            row_error=lambda exc: Conflict(
+                "a backtest to delete has orders in the journal that refer to it; "
+                "it cannot be deleted"
+            ),
+        ):
+            async with write_transaction(self._engine) as conn:
+                counted = await _counted(conn, selection)
+                await conn.execute(delete(backtests).where(*selection.where()))
+        return counted
+
+
+async def _counted(conn: AsyncConnection, selection: Selection) -> Deleted:
+    where = selection.where()
+    if selection.ids:
+        found = set((await conn.execute(select(backtests.c.id).where(*where))).scalars())
+        missing = [i for i in selection.ids if i not in found]
+        if missing:
+            raise NotFound("backtest", missing[0])
+    if selection.sweep_id is not None:
+        known = await conn.scalar(select(sweeps.c.id).where(sweeps.c.id == selection.sweep_id))
+        if known is None:
+            raise NotFound("sweep", selection.sweep_id)
+    chosen = select(backtests.c.id).where(*where)
+    count = await conn.scalar(select(func.count()).select_from(chosen.subquery()))
+    fills = await conn.scalar(
+        select(func.count()).select_from(trades).where(trades.c.backtest_id.in_(chosen))
+    )
+    return Deleted(int(count or 0), int(fills or 0))
