@@ -19,7 +19,7 @@ from quantflow_async.backtest import (
     run_stored_backtest,
     synthetic_bars,
 )
-from quantflow_async.backtest.conversion import money
+from quantflow_async.backtest.rounding import rounded
 from quantflow_async.backtest.metrics import max_drawdown_pct
 from tests.backtest.sweep_child import BARS, RUN_BARS, Exploding
 
@@ -46,10 +46,10 @@ async def test_every_execution_is_stored_as_a_fill_of_the_backtest(
             "ASSET",
         )
         assert trade.price == Decimal(repr(execution.price))
-        assert trade.fee == money(execution.commission)
+        assert trade.fee == rounded(execution.commission, 8)  # money to 8 decimals, half-even
         assert trade.executed_at == execution.time
         # pnl is the realized FIFO pnl before commissions; None on a fill that only opened
-        assert trade.pnl == (None if execution.pnl is None else money(execution.pnl))
+        assert trade.pnl == (None if execution.pnl is None else rounded(execution.pnl, 8))
 
 
 async def test_stored_pnl_less_stored_fees_is_the_change_in_cash(

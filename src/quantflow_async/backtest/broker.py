@@ -1,20 +1,26 @@
-"""The simulated broker: backtesting.py 0.6's execution rules, one asset, whole units.
+"""The simulated broker: backtesting.py 0.6's `_Broker`, one asset, whole units.
 
-Orders placed on a bar are executed when the engine hands the broker the next bar: a market
-order at that bar's open, a limit order once the price trades through its limit. Every
-execution is kept as a plain `Execution` record; every closed FIFO lot as a `ClosedTrade`.
-Accounting follows the peer exactly: cash moves by commissions and realized pnl, and equity is
-cash plus the open lots marked to a price (docs/backtest.md lists the rules).
+Orders placed on a bar are examined when the engine hands the broker a later bar, in the
+peer's order and by its rules (`_process_orders`): closing orders first, then stop-losses,
+then the rest as placed; stops trigger on the bar's high or low and gap to the open; a trade's
+brackets may fill on the bar it opens. Fills become `Execution` records, closed trades
+`ClosedTrade` records. Cash moves by commissions and realized pnl; equity is cash plus the
+open trades marked to the close (docs/backtest.md lists every rule).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Final, Literal, NamedTuple
+import math
+from typing import Final
 
 from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.clock import Clock
+from quantflow_async.backtest.executions import ClosedTrade as ClosedTrade
+from quantflow_async.backtest.executions import Execution as Execution
+from quantflow_async.backtest.matching import process_orders
+from quantflow_async.backtest.orders import Order
+from quantflow_async.backtest.trades import Position, Trade
 
 logger = logging.getLogger(__name__)
 
@@ -23,63 +29,17 @@ logger = logging.getLogger(__name__)
 FULL_EQUITY: Final = 1 - 2**-52
 
 
-# Executions and closed trades are NamedTuples, not frozen dataclasses: as immutable, and made
-# in about half the time, which a run with many thousands of fills notices.
-class Execution(NamedTuple):
-    """One simulated fill. `pnl` is the FIFO pnl it realized (before commissions), or None.
-
-    `quantity` is in whole units; `commission` is what this execution paid. `sequence` counts
-    executions from 1 within one backtest, so `external_id(backtest_id)` is deterministic.
-    """
-
-    sequence: int
-    bar: int
-    time: datetime
-    symbol: str
-    side: Literal["buy", "sell"]
-    quantity: int
-    price: float
-    commission: float
-    pnl: float | None
-
-    def external_id(self, backtest_id: int) -> str:
-        """The fill id to store: the same backtest run twice gives the same ids."""
-        return f"backtest-{backtest_id}-{self.sequence}"
-
-
-class ClosedTrade(NamedTuple):
-    """A lot from entry to exit. `size` < 0 for a short; `pnl` is net of both commissions."""
-
-    symbol: str
-    size: int
-    entry_bar: int
-    exit_bar: int
-    entry_time: datetime
-    exit_time: datetime
-    entry_price: float
-    exit_price: float
-    commission: float
-    pnl: float
-
-
-@dataclass(slots=True)
-class Order:
-    """A pending order: `size` > 0 buys, < 0 sells; |size| < 1 is a fraction of equity."""
-
-    size: float
-    limit: float | None
-
-
-@dataclass(slots=True)
-class _Lot:
-    size: int
-    price: float
-    bar: int
-    time: datetime
-
-
 class Broker:
-    """Cash, FIFO lots and pending orders of one backtest on one symbol."""
+    """Cash, open trades and waiting orders of one backtest on one symbol.
+
+    `orders` are the orders waiting, `trades` the open trades, `closed_trades` the closed
+    ones; `executions` every fill. The run options are the peer's: `margin` (1 / leverage),
+    `trade_on_close` (market orders fill at the close of the bar they were placed on),
+    `hedging` (opposite orders open their own trades instead of closing FIFO),
+    `exclusive_orders` (a new order cancels the others and closes every trade first) and
+    `spread` (entries pay a fraction of price more). `slippage` is ours: every fill not at
+    a limit price gives that fraction of the price away.
+    """
 
     def __init__(
         self,
@@ -90,203 +50,220 @@ class Broker:
         commission: float,
         slippage: float = 0.0,
         exclusive_orders: bool = True,
+        margin: float = 1.0,
+        trade_on_close: bool = False,
+        hedging: bool = False,
+        spread: float = 0.0,
     ) -> None:
         self.bars = bars
+        self.clock = Clock(len(bars))
         self.symbol = symbol
         self.cash = float(cash)
         self.rate = float(commission)
         self.slippage = float(slippage)
         self.exclusive_orders = exclusive_orders
+        self.leverage = 1 / margin
+        self.trade_on_close = trade_on_close
+        self.hedging = hedging
+        self.spread = float(spread)
         self.position_size = 0
-        self.cost = 0.0  # sum of size * entry price over the open lots
-        self.pending = False  # any order or close waiting for the next bar
+        self.cost = 0.0  # sum of size * entry price over the open trades
         self.cancelled_orders = 0
+        self.orders: list[Order] = []
+        self.trades: list[Trade] = []
+        self.closed_trades: list[ClosedTrade] = []
         self.executions: list[Execution] = []
-        self.trades: list[ClosedTrade] = []
-        self._lots: list[_Lot] = []
-        self._orders: list[Order] = []
-        self._close_requested = False
+        self.position = Position(self)
 
-    # -- what a strategy asks for -----------------------------------------------------------
+    # -- what a strategy asks for -------------------------------------------------------------
 
-    def place(self, size: float, limit: float | None = None) -> None:
-        """Queue an order for the next bar; with exclusive orders, replace everything pending."""
-        if self.exclusive_orders:
-            self._orders.clear()
-            self.close_position()
-        self._orders.append(Order(size, limit))
-        self.pending = True
+    def new_order(
+        self,
+        size: float,
+        limit: float | None = None,
+        stop: float | None = None,
+        sl: float | None = None,
+        tp: float | None = None,
+        tag: object = None,
+        *,
+        trade: Trade | None = None,
+    ) -> Order:
+        """Queue an order; with exclusive orders, a strategy's order first cancels the others
+        (a trade's brackets stay) and closes every open trade. Raises ValueError when sl,
+        the entry price and tp are not in order (sl < entry < tp for a long)."""
+        size = float(size)
+        entry = limit or stop or self.adjusted(size, self.last_price)
+        if size > 0 and not (sl or -math.inf) < entry < (tp or math.inf):
+            raise ValueError(f"a long order needs sl ({sl}) < entry ({entry}) < tp ({tp})")
+        if size < 0 and not (tp or -math.inf) < entry < (sl or math.inf):
+            raise ValueError(f"a short order needs tp ({tp}) < entry ({entry}) < sl ({sl})")
+        order = Order(self, size, limit, stop, sl, tp, trade, tag)
+        if trade is None and self.exclusive_orders:
+            # The peer's loop, removal while iterating included: an order right after a
+            # cancelled one is skipped, and the results agree only if ours skips it too.
+            for other in self.orders:
+                if not other.is_contingent:
+                    other.cancel()
+            for open_trade in self.trades:
+                open_trade.close()
+        # A trade's stop-loss goes first, so that within a bar it is examined before its tp.
+        self.orders.insert(0 if trade is not None and stop else len(self.orders), order)
+        return order
 
     def close_position(self) -> None:
-        """Close every open lot at the next bar's open, before any other pending order."""
-        if self._lots:
-            self._close_requested = True
-            self.pending = True
+        """Close every open trade at the next open, before any other order."""
+        self.position.close()
 
     @property
-    def orders(self) -> tuple[Order, ...]:
-        return tuple(self._orders)
+    def pending(self) -> bool:
+        """Any order waiting."""
+        return bool(self.orders)
+
+    @property
+    def last_price(self) -> float:
+        """The close of the bar the strategy sees last."""
+        return float(self.bars.close[self.clock.end - 1])
 
     def equity(self, price: float) -> float:
-        """Cash plus the open lots marked at `price` (their entry commission already paid)."""
+        """Cash plus the open trades marked at `price` (their entry commission already paid)."""
         return self.cash + (price * self.position_size - self.cost)
+
+    def margin_available(self, price: float) -> float:
+        """Equity at `price` less the margin the open trades hold, never below 0."""
+        leverage = self.leverage
+        used = sum(abs(trade.size) * price / leverage for trade in self.trades)
+        return max(0, self.cash + (price * self.position_size - self.cost) - used)
 
     def restore(self, *, cash: float, size: int, entry_price: float, bar: int) -> None:
         """Start from an account that already holds `size` units entered at `entry_price`.
 
         `cash` is the account's cash as this broker counts it: starting cash moved only by
         commissions and realized pnl (a spot account's quote balance plus `size * entry_price`).
-        Pending orders are dropped. The live runner uses this to mirror a venue's account.
+        Waiting orders are dropped. The live runner uses this to mirror a venue's account.
         """
         self.cash = float(cash)
-        self._orders.clear()
-        self._close_requested = False
-        self.pending = False
-        self._lots = [_Lot(size, entry_price, bar, self.bars.time_at(bar))] if size else []
+        self.orders.clear()
+        self.trades[:] = [Trade(self, size, entry_price, bar, None)] if size else []
         self._update_position()
 
     # -- what the engine drives ---------------------------------------------------------------
 
     def execute(self, bar: int) -> None:
-        """Fill what can be filled on `bar`: the requested close first, then orders in turn."""
-        opening = float(self.bars.open[bar])
-        if self._close_requested:
-            self._close_requested = False
-            if self._lots:
-                long = self.position_size > 0
-                self._fill(-self.position_size, self._slipped(opening, buying=not long), bar)
-        for order in list(self._orders):
-            buying = order.size > 0
-            if order.limit is None:
-                price = self._slipped(opening, buying=buying)
-            elif buying:
-                if self.bars.low[bar] > order.limit:
-                    continue
-                price = min(opening, order.limit)
-            else:
-                if self.bars.high[bar] < order.limit:
-                    continue
-                price = max(opening, order.limit)
-            self._orders.remove(order)
-            self._fill(order.size, price, bar)
-        self.pending = bool(self._orders) or self._close_requested
+        """Fill what the orders waiting can fill on `bar` (the peer's `_process_orders`)."""
+        process_orders(self, bar)
 
     def liquidate(self, bar: int) -> None:
-        """Out of money: close everything at this bar's close; the account stays at 0."""
-        self._orders.clear()
-        self._close_requested = False
-        self.pending = False
-        if self._lots:
-            buying = self.position_size < 0
-            price = self._slipped(float(self.bars.close[bar]), buying=buying)
-            self._fill(-self.position_size, price, bar)
+        """Out of money: close the open trades at this bar's close; the account stays at 0."""
+        price = float(self.bars.close[bar])
+        # The peer removes each trade from the list it iterates, so it closes every other
+        # one; to leave the same trades behind, this does too.
+        for trade in self.trades:
+            size = trade.size
+            fill = self.slipped(price, size < 0)
+            fee, gross = self.close_trade(trade, size, fill, bar)
+            self.record(bar, size < 0, abs(size), fill, fee, gross)
+        self.orders.clear()
         self.cash = 0.0
 
-    # -- the rules ----------------------------------------------------------------------------
+    def finalize(self) -> None:
+        """Place orders closing every open trade, oldest first (`finalize_trades`)."""
+        for trade in reversed(self.trades):
+            trade.close()
 
-    def _slipped(self, price: float, *, buying: bool) -> float:
+    # -- the rules the order processing applies -------------------------------------------------
+
+    def slipped(self, price: float, buying: bool) -> float:
         if not self.slippage:
             return price
         return price * (1 + self.slippage) if buying else price * (1 - self.slippage)
 
-    def _margin_available(self, price: float) -> float:
-        if not self._lots:
-            return max(0.0, self.cash)  # what the general case gives, without the sums
-        held = sum(abs(lot.size) * price for lot in self._lots)
-        return max(0.0, self.equity(price) - held)
+    def adjusted(self, size: float, price: float) -> float:
+        """`price` with the spread an entry pays: higher for a buy, lower for a sell."""
+        if not self.spread:
+            return price
+        return price * (1 + math.copysign(self.spread, size))
 
-    def _fill(self, size: float, price: float, bar: int) -> None:
-        """Execute `size` at `price`: close opposite lots FIFO, then open the rest if paid for."""
-        buying = size > 0
-        magnitude = abs(size)
-        # The peer's arithmetic, operation for operation, so that sizes agree to the unit.
-        per_unit = price + magnitude * price * self.rate / magnitude
-        if magnitude < 1:
-            units = int((self._margin_available(price) * magnitude) // per_unit)
-            if not units:
-                self._cancel(bar, size, "not enough equity for one unit")
-                return
-        else:
-            units = int(magnitude)
-        need = units if buying else -units
-        when = self.bars.time_at(bar)
-        quantity = 0
-        commission = 0.0
-        pnl: float | None = None
-        while need and self._lots and (self._lots[0].size > 0) != buying:
-            lot = self._lots[0]
-            closed = lot.size if abs(need) >= abs(lot.size) else -need
-            fee, gross = self._close_lot(lot, closed, price, bar, when)
-            need += closed
-            quantity += abs(closed)
-            commission += fee
-            pnl = gross if pnl is None else pnl + gross
-        if need:
-            if abs(need) * per_unit > self._margin_available(price):
-                self._cancel(bar, size, "not enough equity")
-            else:
-                fee = abs(need) * price * self.rate
-                self.cash -= fee
-                self._lots.append(_Lot(need, price, bar, when))
-                self._update_position()
-                quantity += abs(need)
-                commission += fee
-        if quantity:
-            self.executions.append(
-                Execution(
-                    sequence=len(self.executions) + 1,
-                    bar=bar,
-                    time=when,
-                    symbol=self.symbol,
-                    side="buy" if buying else "sell",
-                    quantity=quantity,
-                    price=price,
-                    commission=commission,
-                    pnl=pnl,
-                )
-            )
+    def open_trade(self, size: int, price: float, order: Order, bar: int) -> float:
+        """Open a trade of `size` at `price` (spread included) with the order's brackets;
+        return the entry commission paid."""
+        trade = Trade(self, size, price, bar, order.tag)
+        self.trades.append(trade)
+        self._update_position()
+        fee = abs(size) * price * self.rate
+        self.cash -= fee
+        if order.tp:
+            trade.tp = order.tp
+        if order.sl:
+            trade.sl = order.sl
+        return fee
 
-    def _close_lot(
-        self, lot: _Lot, size: int, price: float, bar: int, when: datetime
-    ) -> tuple[float, float]:
-        """Close `size` (same sign as the lot) of `lot`; return (exit commission, gross pnl)."""
+    def close_trade(self, trade: Trade, size: int, price: float, bar: int) -> tuple[float, float]:
+        """Close `size` (same sign as the trade) of `trade` at `price`; return (exit
+        commission, gross pnl). What is left keeps its brackets, resized."""
         exit_fee = abs(size) * price * self.rate
-        entry_fee = abs(size) * lot.price * self.rate
-        gross = size * (price - lot.price)
+        entry_fee = abs(size) * trade.entry_price * self.rate
+        gross = size * (price - trade.entry_price)
         self.cash += gross - exit_fee
         fees = exit_fee + entry_fee
-        self.trades.append(
+        bars = self.bars
+        self.closed_trades.append(
             ClosedTrade(
-                symbol=self.symbol,
-                size=size,
-                entry_bar=lot.bar,
-                exit_bar=bar,
-                entry_time=lot.time,
-                exit_time=when,
-                entry_price=lot.price,
-                exit_price=price,
-                commission=fees,
-                pnl=gross - fees,
+                self.symbol,
+                size,
+                trade.entry_bar,
+                bar,
+                bars.time_at(trade.entry_bar),
+                bars.time_at(bar),
+                trade.entry_price,
+                price,
+                fees,
+                gross - fees,
+                trade.tag,
             )
         )
-        if size == lot.size:
-            self._lots.pop(0)
+        left = trade.size - size
+        if left:
+            trade.size = left
+            for order in (trade.sl_order, trade.tp_order):
+                if order is not None:
+                    order.size = -left
         else:
-            lot.size -= size
+            self.trades.remove(trade)
+            for order in (trade.sl_order, trade.tp_order):
+                if order is not None:
+                    self.orders.remove(order)
         self._update_position()
         return exit_fee, gross
 
+    def record(
+        self, bar: int, buying: bool, quantity: int, price: float, fee: float, pnl: float | None
+    ) -> None:
+        self.executions.append(
+            Execution(
+                len(self.executions) + 1,
+                bar,
+                self.bars.time_at(bar),
+                self.symbol,
+                "buy" if buying else "sell",
+                quantity,
+                price,
+                fee,
+                pnl,
+            )
+        )
+
+    def cancel(self, order: Order, bar: int, reason: str) -> None:
+        self.orders.remove(order)
+        self.cancelled_orders += 1
+        logger.debug("bar %d: order of size %s cancelled: %s", bar, order.size, reason)
+
     def _update_position(self) -> None:
         # Recomputed rather than adjusted, so equity is the peer's sum to the last bit; one
-        # lot (the usual case) gives the same numbers as the sums without running them.
-        lots = self._lots
-        if len(lots) == 1:
-            self.position_size = lots[0].size
-            self.cost = lots[0].size * lots[0].price
+        # trade (the usual case) gives the same numbers as the sums without running them.
+        trades = self.trades
+        if len(trades) == 1:
+            self.position_size = trades[0].size
+            self.cost = trades[0].size * trades[0].entry_price
         else:
-            self.position_size = sum(lot.size for lot in lots)
-            self.cost = sum(lot.size * lot.price for lot in lots)
-
-    def _cancel(self, bar: int, size: float, reason: str) -> None:
-        self.cancelled_orders += 1
-        logger.debug("bar %d: order of size %s cancelled: %s", bar, size, reason)
+            self.position_size = sum(trade.size for trade in trades)
+            self.cost = sum(trade.size * trade.entry_price for trade in trades)

@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import math
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
 from quantflow_async.backtest.bars import Bars
-from quantflow_async.backtest.broker import Execution
 from quantflow_async.backtest.engine import BacktestResult, check_settings, run_backtest
+from quantflow_async.backtest.executions import Execution
 from quantflow_async.backtest.metrics import MAX_CURVE_POINTS, downsample
+from quantflow_async.backtest.rounding import MONEY_DECIMALS, price_decimals, rounded
 from quantflow_async.backtest.strategies import strategy_class, strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.strategy_reference import is_loaded_from_file
-from quantflow_async.errors import InvalidValue, StrategyConfigError
+from quantflow_async.errors import StrategyConfigError
 from quantflow_async.records import Fill
 from quantflow_async.validation import MAX_FRACTION_DIGITS, MAX_JSON_BYTES, MAX_JSON_FLOAT
 
@@ -48,32 +49,33 @@ def money(value: float) -> Decimal:
     return number
 
 
-def execution_fill(execution: Execution, *, strategy_id: int, backtest_id: int) -> Fill:
-    """The Fill of one execution: fee = its commission, pnl = its realized FIFO pnl before
-    commissions (None for an execution that only opened), a deterministic external_id."""
-    try:  # Fill takes a float by its shortest repr; only float noise needs `money` first
-        return _fill(execution, strategy_id, backtest_id, float)
-    except InvalidValue:
-        return _fill(execution, strategy_id, backtest_id, money)
-
-
-def _fill(
+def execution_fill(
     execution: Execution,
+    *,
     strategy_id: int,
     backtest_id: int,
-    amount: Callable[[float], float | Decimal],
+    price_decimals: int | None = None,
+    money_decimals: int = MONEY_DECIMALS,
 ) -> Fill:
+    """The Fill of one execution: fee = its commission, pnl = its realized pnl before
+    commissions (None for an execution that only opened), a deterministic external_id.
+
+    What is stored is rounded once, half-even: the price to `price_decimals` (None: its
+    shortest repr, float noise past the store's 18 decimals rounded away), the fee and the
+    pnl to `money_decimals`.
+    """
     pnl = execution.pnl
+    price = execution.price
     return Fill(
         strategy_id=strategy_id,
         backtest_id=backtest_id,
         symbol=execution.symbol,
         side=execution.side,
         quantity=execution.quantity,
-        price=amount(execution.price),
+        price=money(price) if price_decimals is None else rounded(price, price_decimals),
         executed_at=execution.time,
-        fee=amount(execution.commission),
-        pnl=None if pnl is None else amount(pnl),
+        fee=rounded(execution.commission, money_decimals),
+        pnl=None if pnl is None else rounded(pnl, money_decimals),
         external_id=execution.external_id(backtest_id),
     )
 
@@ -83,9 +85,17 @@ def fill_chunks(
 ) -> Iterator[list[Fill]]:
     """The run's fills in execution order, `size` at a time."""
     executions = result.executions
+    decimals = result.price_decimals
+    money_decimals = result.money_decimals
     for start in range(0, len(executions), size):
         yield [
-            execution_fill(e, strategy_id=strategy_id, backtest_id=backtest_id)
+            execution_fill(
+                e,
+                strategy_id=strategy_id,
+                backtest_id=backtest_id,
+                price_decimals=decimals,
+                money_decimals=money_decimals,
+            )
             for e in executions[start : start + size]
         ]
 
@@ -107,11 +117,20 @@ class RunSpec:
     slippage: float = 0.0
     exclusive_orders: bool = True
     periods_per_year: float | None = None
+    margin: float = 1.0
+    trade_on_close: bool = False
+    hedging: bool = False
+    finalize_trades: bool = False
+    spread: float = 0.0
+    price_decimals: int | None = None
+    money_decimals: int = MONEY_DECIMALS
 
     def __reduce__(self) -> tuple[Any, ...]:
         values = (
             self.parameters, self.symbol, self.cash, self.commission, self.slippage,
-            self.exclusive_orders, self.periods_per_year,
+            self.exclusive_orders, self.periods_per_year, self.margin, self.trade_on_close,
+            self.hedging, self.finalize_trades, self.spread, self.price_decimals,
+            self.money_decimals,
         )  # fmt: skip
         if is_loaded_from_file(self.strategy):
             # A class from a user's file lives in a module only this process knows: it
@@ -130,15 +149,16 @@ class RunSpec:
         StrategyConfigError names a bad key or setting."""
         strategy_type = strategy_class(strategy) if isinstance(strategy, str) else strategy
         spec = cls(strategy_type, dict(strategy_type(config).config), **settings)
-        check_settings(
-            cash=spec.cash,
-            commission=spec.commission,
-            slippage=spec.slippage,
-            exclusive_orders=spec.exclusive_orders,
-            symbol=spec.symbol,
-            periods_per_year=spec.periods_per_year,
-        )
+        check_settings(**spec.settings())
         return spec
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting but the strategy and its parameters, as `run_backtest` takes them."""
+        return {
+            name: getattr(self, name)
+            for name in RunSpec.__dataclass_fields__
+            if name not in ("strategy", "parameters")
+        }
 
     @classmethod
     def from_config(
@@ -149,6 +169,8 @@ class RunSpec:
     ) -> RunSpec:
         """The spec a stored backtest was run with; `strategy` for one not registered by name."""
         try:
+            # Settings added since a backtest was stored take their defaults.
+            added = {key: document[key] for key in _ADDED_SETTINGS if key in document}
             return cls.of(
                 document["strategy"] if strategy is None else strategy,
                 document["parameters"],
@@ -158,6 +180,7 @@ class RunSpec:
                 slippage=document["slippage"],
                 exclusive_orders=document["exclusive_orders"],
                 periods_per_year=document["periods_per_year"],
+                **added,
             )
         except KeyError as exc:
             raise StrategyConfigError(
@@ -174,18 +197,12 @@ class RunSpec:
             return f"{self.strategy.__module__}.{self.strategy.__qualname__}"
 
     def run(self, bars: Bars) -> BacktestResult:
-        """The engine's run; a strategy that raises propagates its exception."""
-        return run_backtest(
-            self.strategy,
-            bars,
-            self.parameters,
-            self.cash,
-            self.commission,
-            exclusive_orders=self.exclusive_orders,
-            slippage=self.slippage,
-            symbol=self.symbol,
-            periods_per_year=self.periods_per_year,
-        )
+        """The engine's run; a strategy that raises propagates its exception. Its fills are
+        to be stored with prices to the data's own precision unless `price_decimals` says."""
+        settings = self.settings()
+        if settings["price_decimals"] is None:
+            settings["price_decimals"] = _data_decimals(bars)
+        return run_backtest(self.strategy, bars, self.parameters, **settings)
 
     def config_document(self, bars: Bars) -> dict[str, Any]:
         """`backtests.config`: everything but the bars (named by `data`) and the cash (the
@@ -200,6 +217,7 @@ class RunSpec:
             "slippage": self.slippage,
             "exclusive_orders": self.exclusive_orders,
             "periods_per_year": self.periods_per_year,
+            **{key: getattr(self, key) for key in _ADDED_SETTINGS},
         }
 
     def default_name(self) -> str:
@@ -294,6 +312,27 @@ def _fitted_curve(result: BacktestResult, max_points: int) -> dict[str, list[Any
 def _seconds(micros: int) -> int | float:
     whole, rest = divmod(micros, 1_000_000)
     return whole if not rest else micros / 1e6
+
+
+_ADDED_SETTINGS: Final = (
+    "margin",
+    "trade_on_close",
+    "hedging",
+    "finalize_trades",
+    "spread",
+    "price_decimals",
+    "money_decimals",
+)
+_last_bars: list[tuple[Bars, int | None]] = []
+
+
+def _data_decimals(bars: Bars) -> int | None:
+    # A sweep runs many specs over the same bars in one process: measure them once.
+    if _last_bars and _last_bars[0][0] is bars:
+        return _last_bars[0][1]
+    decimals = price_decimals(bars)
+    _last_bars[:] = [(bars, decimals)]
+    return decimals
 
 
 def _spec_from_reference(reference: str, *values: Any) -> RunSpec:

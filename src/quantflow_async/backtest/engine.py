@@ -6,7 +6,6 @@ the broker has pending, records close-of-bar equity and calls the strategy's `ne
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,15 +14,17 @@ from typing import Any
 import numpy as np
 
 from quantflow_async.backtest.bars import Bars, FloatArray, IntArray, utc_datetime
-from quantflow_async.backtest.broker import Broker, ClosedTrade, Execution
+from quantflow_async.backtest.broker import Broker
+from quantflow_async.backtest.executions import ClosedTrade, Execution
 from quantflow_async.backtest.metrics import (
     MAX_CURVE_POINTS,
     compute_metrics,
     downsample,
     per_symbol,
 )
+from quantflow_async.backtest.settings import check_settings as check_settings  # and here
 from quantflow_async.backtest.strategies import STRATEGIES, strategy_class
-from quantflow_async.backtest.strategy import Clock, Strategy, StrategyConfigError
+from quantflow_async.backtest.strategy import Clock, Strategy
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -33,6 +34,8 @@ class BacktestResult:
     `equity[i]` is the equity at bar i's close, `times` the bars' UTC epoch microseconds.
     `metrics` and `by_symbol` hold JSON-safe values only. `position` is the open position
     left at the end (in units; it counts in the final equity but not as a trade).
+    `price_decimals` and `money_decimals` are what the stored fills are rounded to (None:
+    prices by their shortest repr).
     """
 
     strategy: str
@@ -46,6 +49,8 @@ class BacktestResult:
     by_symbol: dict[str, dict[str, Any]]
     position: int
     cancelled_orders: int
+    price_decimals: int | None = None
+    money_decimals: int = 8
 
     def equity_curve(self, max_points: int = MAX_CURVE_POINTS) -> list[tuple[datetime, float]]:
         """(time, equity) at most `max_points` long, keeping every drawdown's peak and trough."""
@@ -64,12 +69,26 @@ def run_backtest(
     slippage: float = 0.0,
     symbol: str = "ASSET",
     periods_per_year: float | None = None,
+    margin: float = 1.0,
+    trade_on_close: bool = False,
+    hedging: bool = False,
+    finalize_trades: bool = False,
+    spread: float = 0.0,
+    price_decimals: int | None = None,
+    money_decimals: int = 8,
 ) -> BacktestResult:
     """Run `strategy` (a registered name or a Strategy subclass) over `bars`.
 
     `commission` is a fraction of notional paid at entry and again at exit; `slippage` a
-    fraction of price every market execution gives away. `periods_per_year` overrides the
-    annualisation inferred from the bar spacing. Raises StrategyConfigError for a bad setting.
+    fraction of price every fill not at a limit gives away; `spread` a fraction of price
+    every entry pays; `margin` the share of a position's value the account must hold
+    (0.5: leverage 2). `trade_on_close` fills market orders at the close of the bar they
+    were placed on; `hedging` lets opposite trades stand side by side instead of closing
+    FIFO; `exclusive_orders` makes every new order close the position and cancel the other
+    orders first; `finalize_trades` closes what is open at the last bar so it counts as
+    trades. `periods_per_year` overrides the annualisation inferred from the bar spacing.
+    `price_decimals` and `money_decimals` say how the run's fills are rounded when stored.
+    Raises StrategyConfigError for a bad setting.
     """
     cls = strategy_class(strategy) if isinstance(strategy, str) else strategy
     check_settings(
@@ -79,6 +98,13 @@ def run_backtest(
         exclusive_orders=exclusive_orders,
         symbol=symbol,
         periods_per_year=periods_per_year,
+        margin=margin,
+        trade_on_close=trade_on_close,
+        hedging=hedging,
+        finalize_trades=finalize_trades,
+        spread=spread,
+        price_decimals=price_decimals,
+        money_decimals=money_decimals,
     )
     instance = cls(config)
     broker = Broker(
@@ -88,12 +114,16 @@ def run_backtest(
         commission=commission,
         slippage=slippage,
         exclusive_orders=exclusive_orders,
+        margin=margin,
+        trade_on_close=trade_on_close,
+        hedging=hedging,
+        spread=spread,
     )
     clock = Clock(len(bars))
     instance.attach(bars, broker, clock)
-    equity = _simulate(instance, broker, clock, bars, float(cash))
+    equity = _simulate(instance, broker, clock, bars, float(cash), finalize=finalize_trades)
     executions = tuple(broker.executions)
-    trades = tuple(broker.trades)
+    trades = tuple(broker.closed_trades)
     curve = np.asarray(equity, dtype=np.float64)
     metrics = compute_metrics(
         curve,
@@ -117,11 +147,13 @@ def run_backtest(
         by_symbol=per_symbol(trades, executions),
         position=broker.position_size,
         cancelled_orders=broker.cancelled_orders,
+        price_decimals=price_decimals,
+        money_decimals=money_decimals,
     )
 
 
 def _simulate(
-    strategy: Strategy, broker: Broker, clock: Clock, bars: Bars, cash: float
+    strategy: Strategy, broker: Broker, clock: Clock, bars: Bars, cash: float, *, finalize: bool
 ) -> list[float]:
     """The bar loop; returns close-of-bar equity for every bar.
 
@@ -131,61 +163,30 @@ def _simulate(
     closes = bars.close.tolist()
     equity = [cash] * count
     step = strategy.next
-    for i in range(1 + strategy.warmup, count):
+    orders = broker.orders  # the broker's own list: an order placed shows in it at once
+    start = 1 + strategy.warmup
+    for i in range(start, count):
         clock.end = i + 1
-        if broker.pending:
+        if orders:
             broker.execute(i)
-        size = broker.position_size
-        value = broker.cash + (closes[i] * size - broker.cost)
+        value = broker.cash + (closes[i] * broker.position_size - broker.cost)
         if value <= 0:
             broker.liquidate(i)
             equity[i:] = [0.0] * (count - i)
-            break
+            return equity
         equity[i] = value
         step()
+    if finalize and start < count:
+        # The peer closes what is open with orders filled by one more pass over the last bar.
+        last = count - 1
+        broker.finalize()
+        broker.execute(last)
+        value = broker.cash + (closes[last] * broker.position_size - broker.cost)
+        if value <= 0:
+            broker.liquidate(last)
+            value = 0.0
+        equity[last] = value
     return equity
-
-
-def check_settings(
-    *,
-    cash: float,
-    commission: float,
-    slippage: float,
-    exclusive_orders: bool,
-    symbol: str,
-    periods_per_year: float | None,
-) -> None:
-    """Every run setting but the strategy's parameters, or StrategyConfigError naming it.
-
-    The one check of them: `run_backtest` makes it, and `RunSpec.of` makes it before a
-    stored backtest or a sweep stores anything.
-    """
-    _check_setting("cash", cash, low=0.0, low_inclusive=False)
-    _check_setting("commission", commission, low=0.0, high=1.0)
-    _check_setting("slippage", slippage, low=0.0, high=1.0)
-    if periods_per_year is not None:
-        _check_setting("periods_per_year", periods_per_year, low=0.0, low_inclusive=False)
-    if not isinstance(exclusive_orders, bool):
-        raise StrategyConfigError(
-            "exclusive_orders", f"must be True or False, got {exclusive_orders!r}"
-        )
-    if not isinstance(symbol, str) or not symbol.strip():
-        raise StrategyConfigError("symbol", f"must be a name that is not blank, got {symbol!r}")
-
-
-def _check_setting(
-    key: str,
-    value: float,
-    *,
-    low: float,
-    high: float = math.inf,
-    low_inclusive: bool = True,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise StrategyConfigError(key, f"must be a finite number, got {value!r}")
-    if value < low or (value == low and not low_inclusive) or value >= high:
-        bounds = f"{'[' if low_inclusive else '('}{low}, {high})"
-        raise StrategyConfigError(key, f"must be in {bounds}, got {value!r}")
 
 
 def _name_of(cls: type[Strategy]) -> str:

@@ -52,12 +52,21 @@ async def run_stored_backtest(
     exclusive_orders: bool = True,
     symbol: str = "ASSET",
     periods_per_year: float | None = None,
+    margin: float = 1.0,
+    trade_on_close: bool = False,
+    hedging: bool = False,
+    finalize_trades: bool = False,
+    spread: float = 0.0,
+    price_decimals: int | None = None,
+    money_decimals: int = 8,
     name: str | None = None,
     writer: TradeWriter | None = None,
 ) -> Backtest:
     """Run a backtest and store it: the row, every execution as a fill, metrics and results.
 
-    The settings are those of `run_backtest`. `strategy_id` is the stored strategy the
+    The settings are those of `run_backtest`; the stored fills' prices are rounded to
+    `price_decimals` (default: the most decimals the bars' prices have), their fees and
+    pnl to `money_decimals`, half-even. `strategy_id` is the stored strategy the
     backtest belongs to; `name` defaults to the strategy, symbol and parameters. Fills go
     through `writer` if given (left open), else through a writer of its own. Returns the
     completed backtest. Raises StrategyConfigError before anything is stored for a bad
@@ -73,6 +82,13 @@ async def run_stored_backtest(
         slippage=slippage,
         exclusive_orders=exclusive_orders,
         periods_per_year=periods_per_year,
+        margin=margin,
+        trade_on_close=trade_on_close,
+        hedging=hedging,
+        finalize_trades=finalize_trades,
+        spread=spread,
+        price_decimals=price_decimals,
+        money_decimals=money_decimals,
     )
     backtest = await create_backtest(db, spec, bars, strategy_id=strategy_id, name=name)
     return await _run(db, backtest, spec, bars, writer)

@@ -17,18 +17,13 @@ import numpy as np
 
 from quantflow_async.backtest.bars import Bars, FloatArray
 from quantflow_async.backtest.broker import FULL_EQUITY, Broker
+from quantflow_async.backtest.clock import Clock as Clock  # and from here
+from quantflow_async.backtest.executions import ClosedTrade
+from quantflow_async.backtest.orders import Order
+from quantflow_async.backtest.trades import Position, Trade
 from quantflow_async.errors import StrategyConfigError as StrategyConfigError  # and from here
 
 PARAMETER_TYPES: Final = (int, float, bool, str)
-
-
-class Clock:
-    """How many bars are visible: all of them during `init`, bars 0..i during bar i's `next`."""
-
-    __slots__ = ("end",)
-
-    def __init__(self, end: int) -> None:
-        self.end = end
 
 
 class Series:
@@ -124,33 +119,6 @@ class Data:
     def now(self) -> datetime:
         """The current bar's time (UTC)."""
         return self._bars.time_at(self._clock.end - 1)
-
-
-class Position:
-    """The open position: `size` in units, > 0 long, < 0 short, 0 flat (then it is falsy)."""
-
-    __slots__ = ("_broker",)
-
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-
-    @property
-    def size(self) -> int:
-        return self._broker.position_size
-
-    @property
-    def is_long(self) -> bool:
-        return self._broker.position_size > 0
-
-    @property
-    def is_short(self) -> bool:
-        return self._broker.position_size < 0
-
-    def __bool__(self) -> bool:
-        return self._broker.position_size != 0
-
-    def __repr__(self) -> str:
-        return f"<Position {self.size}>"
 
 
 class Strategy:
@@ -256,23 +224,64 @@ class Strategy:
         self._warmup = max(self._warmup, first)
         return Series(values, self._clock, name)
 
-    def buy(self, *, size: float | None = None, limit: float | None = None) -> None:
-        """Go long: `size` whole units (>= 1) or a fraction of equity (0 < size < 1); all
-        available equity when omitted. A market order fills at the next bar's open; with
-        `limit`, once the price trades at or below it."""
-        self._order(1, size, limit)
+    def buy(
+        self,
+        *,
+        size: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+        sl: float | None = None,
+        tp: float | None = None,
+        tag: object = None,
+    ) -> Order:
+        """Place a long order and return it (backtesting.py's `buy`).
 
-    def sell(self, *, size: float | None = None, limit: float | None = None) -> None:
-        """Go short (or reduce a long, FIFO): the mirror image of `buy`."""
-        self._order(-1, size, limit)
+        `size`: whole units (>= 1) or a fraction of the margin available (0 < size < 1);
+        all of it when omitted. Without `limit` or `stop` it is a market order, filled at
+        the next open; with `limit`, once the price trades at or below it; with `stop`, once
+        the price trades at or above it (then at market, or at `limit` for a stop-limit).
+        `sl` and `tp` become the stop-loss and take-profit orders of the trade it opens.
+        `tag` follows the order to its trade. ValueError for a bad value, or unless
+        sl < entry < tp."""
+        return self._order(1, size, limit, stop, sl, tp, tag)
+
+    def sell(
+        self,
+        *,
+        size: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+        sl: float | None = None,
+        tp: float | None = None,
+        tag: object = None,
+    ) -> Order:
+        """Place a short order (or one reducing a long, FIFO): the mirror image of `buy`,
+        with tp < entry < sl."""
+        return self._order(-1, size, limit, stop, sl, tp, tag)
 
     def close(self) -> None:
-        """Close the whole position at the next bar's open."""
-        self._engine_broker().close_position()
+        """Close every open trade at the next open: `self.position.close()`."""
+        self._engine_broker().position.close()
 
     @property
     def position(self) -> Position:
-        return Position(self._engine_broker())
+        """The net position: size, pl, pl_pct (percent), is_long, is_short, close()."""
+        return self._engine_broker().position
+
+    @property
+    def trades(self) -> tuple[Trade, ...]:
+        """The open trades, oldest first."""
+        return tuple(self._engine_broker().trades)
+
+    @property
+    def closed_trades(self) -> tuple[ClosedTrade, ...]:
+        """The closed trades, in the order they closed."""
+        return tuple(self._engine_broker().closed_trades)
+
+    @property
+    def orders(self) -> tuple[Order, ...]:
+        """The orders waiting, in the order the broker examines them."""
+        return tuple(self._engine_broker().orders)
 
     @property
     def equity(self) -> float:
@@ -294,6 +303,7 @@ class Strategy:
         """
         self._broker = broker
         self._clock = clock
+        broker.clock = clock
         clock.end = len(bars)
         self.data = Data(bars, self._clock)
         self._in_init = True
@@ -312,7 +322,16 @@ class Strategy:
             raise RuntimeError("the strategy is not attached to a backtest")
         return self._broker
 
-    def _order(self, sign: int, size: float | None, limit: float | None) -> None:
+    def _order(
+        self,
+        sign: int,
+        size: float | None,
+        limit: float | None,
+        stop: float | None,
+        sl: float | None,
+        tp: float | None,
+        tag: object,
+    ) -> Order:
         if size is None:
             magnitude = FULL_EQUITY
         elif 0 < size < 1 or (size >= 1 and float(size).is_integer()):
@@ -322,9 +341,10 @@ class Strategy:
                 f"size must be a fraction of equity (0 < size < 1) or whole units >= 1, "
                 f"got {size!r}"
             )
-        if limit is not None and not (math.isfinite(limit) and limit > 0):
-            raise ValueError(f"limit must be a finite price > 0, got {limit!r}")
-        self._engine_broker().place(sign * magnitude, limit)
+        for name, price in (("limit", limit), ("stop", stop), ("sl", sl), ("tp", tp)):
+            if price is not None and not (math.isfinite(price) and price > 0):
+                raise ValueError(f"{name} must be a finite price > 0, got {price!r}")
+        return self._engine_broker().new_order(sign * magnitude, limit, stop, sl, tp, tag)
 
 
 def _coerce(key: str, kind: type, value: Any) -> Any:
