@@ -19,8 +19,8 @@ from quantflow_async.backtest import (
     run_stored_backtest,
     synthetic_bars,
 )
-from quantflow_async.backtest.rounding import rounded
 from quantflow_async.backtest.metrics import max_drawdown_pct
+from quantflow_async.backtest.rounding import rounded
 from tests.backtest.sweep_child import BARS, RUN_BARS, Exploding
 
 ROOT = Path(__file__).resolve().parents[2]
