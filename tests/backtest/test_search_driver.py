@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from quantflow_async.backtest.objective import Objective
+from quantflow_async.backtest import run_backtest, synthetic_bars
+from quantflow_async.backtest.objective import STATISTICS, Objective
 from quantflow_async.backtest.search import (
-    MAX_EXCLUDED_IN_A_ROW,
+    MAX_SKIPPED_IN_A_ROW,
     TrialOutcome,
     TrialRecord,
     drive_search,
@@ -48,7 +49,7 @@ class Scorer:
 
 
 def _score(config: Mapping[str, Any]) -> dict[str, float]:
-    return {"sharpe": -((config["fast"] - 20) ** 2) - (config["k"] - 1) ** 2}
+    return {"sharpe": -((config["fast"] - 20) ** 2) - (config.get("k", 1) - 1) ** 2}
 
 
 def _configs(trials: Sequence[TrialRecord]) -> list[Mapping[str, Any]]:
@@ -103,11 +104,20 @@ async def test_excluded_configs_are_counted_not_run_and_use_none_of_the_trials()
         SPACE, scorer, trials=20, objective=SHARPE, seed=5, constraint="slow > 4 * fast"
     )
     ran = [config for batch in scorer.batches for config in batch]
-    assert len(ran) == outcome.ran == 20
+    assert len(ran) == outcome.ran == len(outcome.trials) == 20
     assert all(config["slow"] > 4 * config["fast"] for config in ran)
     assert outcome.excluded
-    assert all(t.config["slow"] <= 4 * t.config["fast"] for t in outcome.excluded)
-    assert all(t.backtest_id is None and t.value is None for t in outcome.excluded)
+    assert all(config["slow"] <= 4 * config["fast"] for config in outcome.excluded)
+
+
+async def test_a_config_is_tried_once_and_a_space_tried_whole_ends_the_search() -> None:
+    tiny = parse_space({"mode": {"choice": ["a", "b", "c"]}, "fast": 5})
+    scorer = Scorer()
+    outcome = await drive_search(tiny, scorer, trials=10, objective=SHARPE, method="random", seed=1)
+    assert sorted(config["mode"] for batch in scorer.batches for config in batch) == ["a", "b", "c"]
+    assert outcome.ran == 3
+    assert outcome.exhausted
+    assert outcome.repeats >= MAX_SKIPPED_IN_A_ROW
 
 
 async def test_a_constraint_given_as_a_callable_is_applied_too() -> None:
@@ -119,7 +129,7 @@ async def test_a_constraint_given_as_a_callable_is_applied_too() -> None:
 
 async def test_a_constraint_that_excludes_everything_stops_the_search() -> None:
     scorer = Scorer()
-    with pytest.raises(StrategyConfigError, match=f"excluded the last {MAX_EXCLUDED_IN_A_ROW}"):
+    with pytest.raises(StrategyConfigError, match=f"excluded the last {MAX_SKIPPED_IN_A_ROW}"):
         await drive_search(
             SPACE, scorer, trials=5, objective=SHARPE, method="random", constraint="fast > 50"
         )
@@ -203,3 +213,9 @@ async def test_a_bad_option_is_refused_before_any_trial_runs(
 def test_an_unknown_statistic_is_refused_naming_the_stored_ones() -> None:
     with pytest.raises(StrategyConfigError, match="'sharp' is not a stored statistic; one of "):
         Objective("sharp")
+
+
+def test_the_statistics_a_search_may_name_are_the_numbers_every_backtest_stores() -> None:
+    result = run_backtest("sma_cross", synthetic_bars(300), {"fast": 5, "slow": 20})
+    stored = {key for key, value in result.metrics.items() if not isinstance(value, str)}
+    assert set(STATISTICS) == stored

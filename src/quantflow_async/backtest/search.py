@@ -4,15 +4,19 @@ runs each batch of them as backtests, and their statistic goes back to the sampl
 The study lives in memory only. It starts from the trials already stored (`history`): each
 is added to it as it ended, and the ones that never finished are run again first. So the
 database stays the only store of a search, and a search resumed after any stop goes on
-from what it holds. Each trial's sampler is seeded from the search's seed and the trial's
-number, so with a seed the trials depend only on the ones before them: a search is
-repeatable, and a resumed one asks what the uninterrupted one would have.
+from what it holds. A trial is a stored backtest: a proposal the constraint excludes, or one
+that repeats a config already tried, is told to the study as failed (which the samplers
+ignore) and another is asked in its place; it is counted, never stored. Each proposal's
+sampler is seeded from the search's seed, the trial's number and the attempt, so with a
+seed a search is repeatable, and a resumed one asks what the uninterrupted one would have.
 
 Optuna comes with the `optimize` extra and is imported only here, when a search starts.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,14 +38,14 @@ log = logging.getLogger(__name__)
 
 METHODS: Final = ("tpe", "random")
 """How a search proposes configs: Optuna's TPE sampler, or its random one."""
-MAX_EXCLUDED_IN_A_ROW: Final = 1_000
-"""Proposals the constraint may exclude one after another before the search gives up."""
-_SEED_STRIDE: Final = 1_000_003
+MAX_SKIPPED_IN_A_ROW: Final = 1_000
+"""Proposals excluded or repeated one after another before a search stops: its space holds
+no new config the constraint allows (or next to none)."""
 
-TrialState = Literal["completed", "no_value", "failed", "excluded", "unfinished"]
+TrialState = Literal["completed", "no_value", "failed", "unfinished"]
 """How a trial ended: its backtest completed with a value of the statistic, or without one
-(told to the sampler as pruned: worse than any value), its backtest failed, the constraint
-excluded its config (never run, never stored), or it never finished (run again on resume)."""
+(told to the sampler as pruned: worse than any value), its backtest failed, or it never
+finished (it runs again on resume)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,28 +75,29 @@ RunTrials = Callable[[Sequence[dict[str, Any]]], Awaitable[Sequence[TrialOutcome
 
 @dataclass(frozen=True, slots=True)
 class SearchOutcome:
-    """Every trial of the search in the order asked, those of the history too."""
+    """Every trial of the search in the order asked, those of the history too; the proposals
+    the constraint excluded and those that repeated a config, in this run; and whether the
+    search stopped early, finding no new config to try."""
 
     trials: tuple[TrialRecord, ...]
     objective: Objective
+    excluded: tuple[Mapping[str, Any], ...] = ()
+    repeats: int = 0
+    exhausted: bool = False
 
     @property
     def ran(self) -> int:
         """Trials whose backtest ran to an end (completed or failed)."""
-        return sum(1 for t in self.trials if t.state in ("completed", "no_value", "failed"))
-
-    @property
-    def excluded(self) -> tuple[TrialRecord, ...]:
-        return tuple(t for t in self.trials if t.state == "excluded")
+        return sum(1 for t in self.trials if t.state != "unfinished")
 
     @property
     def best(self) -> TrialRecord | None:
         """The completed trial with the best value; the first of equals."""
         best: TrialRecord | None = None
         for trial in self.trials:
-            if trial.value is None or trial.state != "completed":
+            if trial.value is None:
                 continue
-            if best is None or self.objective.better(trial.value, best.value or 0.0):
+            if best is None or best.value is None or self.objective.better(trial.value, best.value):
                 best = trial
         return best
 
@@ -143,38 +148,42 @@ async def drive_search(
     """Run trials of `space` until `trials` backtests have run (the history's count), `batch`
     at a time, and return every trial.
 
-    `history` holds the trials stored so far, by number; its unfinished ones run first, with
-    their own configs. A config `constraint` excludes is told to the sampler as pruned (so
-    it looks elsewhere), counted, and not run: it uses none of `trials`. `on_trial` is called
-    with each trial as it ends. With `seed`, the same history, batch and space give the same
-    trials.
+    `history` holds the trials stored so far, in the order they were asked; its unfinished
+    ones run first, with their own configs. A proposal `constraint` excludes, or one that
+    repeats a config, is not run and uses none of `trials`; after MAX_SKIPPED_IN_A_ROW of
+    them in a row the search stops (StrategyConfigError if no trial has run at all).
+    `on_trial` is called with each trial as it ends. With `seed`, the same history, batch
+    and space give the same trials.
     """
     check = check_search(
         space, trials=trials, method=method, seed=seed, batch=batch, constraint=constraint
     )
     optuna = require_extra("optuna", extra="optimize", purpose="a search")
-    search = _Search(optuna, space, objective, method, seed, check, on_trial)
-    for record in _ordered(history):
+    search = _Search(optuna, space, objective, method, seed, check)
+    for record in history:
         search.add(record)
-    rerun = [n for n, record in search.records.items() if record.state == "unfinished"]
-    ran = sum(1 for record in search.records.values() if record.state != "excluded") - len(rerun)
+    rerun = [n for n, record in enumerate(search.records) if record.state == "unfinished"]
+    ran = len(search.records) - len(rerun)
     while ran < trials or rerun:
         # Unfinished trials run again in batches of their own, as they first ran, so each
         # new trial is asked with the same trials finished as in an uninterrupted search.
         numbers, rerun = rerun[:batch], rerun[batch:]
         if not numbers:
             numbers = search.ask(min(batch, trials - ran))
+        if not numbers:
+            break
         outcomes = await run_trials([dict(search.records[n].config) for n in numbers])
         if len(outcomes) != len(numbers):
             raise RuntimeError(f"run_trials gave {len(outcomes)} outcomes for {len(numbers)}")
         for number, outcome in zip(numbers, outcomes, strict=True):
-            search.tell(number, outcome)
+            record = search.tell(number, outcome)
+            log.debug("search trial %d %s: %s", number, record.state, record.value)
+            if on_trial is not None:
+                on_trial(record)
         ran += len(numbers)
-    return SearchOutcome(tuple(search.records[n] for n in sorted(search.records)), objective)
-
-
-def _ordered(history: Sequence[TrialRecord]) -> list[TrialRecord]:
-    return sorted(history, key=lambda record: record.number)
+    return SearchOutcome(
+        tuple(search.records), objective, tuple(search.excluded), search.repeats, search.exhausted
+    )
 
 
 def _keeps(check: Constraint, config: Mapping[str, Any]) -> bool:
@@ -188,8 +197,12 @@ def _keeps(check: Constraint, config: Mapping[str, Any]) -> bool:
         ) from None
 
 
+def _key(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
 class _Search:
-    """The in-memory Optuna study, and every trial as a record, by number."""
+    """The in-memory Optuna study, and every trial as a record, in order."""
 
     def __init__(
         self,
@@ -199,7 +212,6 @@ class _Search:
         method: str,
         seed: int | None,
         check: Constraint | None,
-        on_trial: Callable[[TrialRecord], None] | None,
     ) -> None:
         self._optuna = optuna
         self._space = space
@@ -207,28 +219,36 @@ class _Search:
         self._method = method
         self._seed = seed
         self._check = check
-        self._on_trial = on_trial
         self._distributions = {
             name: _distribution(optuna, dimension) for name, dimension in space.searched.items()
         }
         self._states = optuna.trial.TrialState
-        self.study = optuna.create_study(direction=objective.direction, sampler=self._sampler(0))
-        self.records: dict[int, TrialRecord] = {}
-        self._excluded_in_a_row = 0
+        self.study = optuna.create_study(direction=objective.direction, sampler=self._sampler(0, 0))
+        self.records: list[TrialRecord] = []
+        self._in_study: list[int] = []  # each trial's number in the study, which has more
+        self._asked = 0  # trials in the study: its .trials would deep-copy every one
+        self._tried: set[str] = set()
+        self.excluded: list[dict[str, Any]] = []
+        self.repeats = 0
+        self.exhausted = False
 
-    def _sampler(self, number: int) -> Any:
-        seed = None if self._seed is None else (self._seed * _SEED_STRIDE + number) % 2**32
+    def _sampler(self, number: int, attempt: int) -> Any:
+        seed = None
+        if self._seed is not None:
+            seed = int.from_bytes(
+                hashlib.blake2b(f"{self._seed}:{number}:{attempt}".encode(), digest_size=4).digest()
+            )
         samplers = self._optuna.samplers
         if self._method == "random":
             return samplers.RandomSampler(seed=seed)
         return samplers.TPESampler(seed=seed)
 
     def add(self, record: TrialRecord) -> None:
-        """A stored trial, added to the study as it ended; numbered as the study numbers it."""
+        """A stored trial, added to the study as it ended."""
         states = self._states
         state = {
             "completed": states.COMPLETE, "no_value": states.PRUNED, "failed": states.FAIL,
-            "excluded": states.PRUNED, "unfinished": states.RUNNING,
+            "unfinished": states.RUNNING,
         }[record.state]  # fmt: skip
         params = {name: record.config[name] for name in self._distributions}
         value = record.value if record.state == "completed" else None
@@ -237,56 +257,69 @@ class _Search:
                 state=state, value=value, params=params, distributions=self._distributions
             )
         )
-        # The study numbers trials as they come; its .trials would deep-copy every one.
-        number = len(self.records)
-        self.records[number] = replace(record, number=number)
+        self._in_study.append(self._asked)
+        self._asked += 1
+        self.records.append(replace(record, number=len(self.records)))
+        self._tried.add(_key(record.config))
 
     def ask(self, count: int) -> list[int]:
-        """The numbers of `count` new trials to run; those the constraint excludes on the way
-        are told to the study as pruned, and recorded."""
+        """The numbers of `count` new trials to run, or fewer if the space has no new config
+        left that the constraint allows."""
         numbers: list[int] = []
+        skipped = 0
         while len(numbers) < count:
             number = len(self.records)
-            self.study.sampler = self._sampler(number)  # this trial's own seed
+            self.study.sampler = self._sampler(number, skipped)
             trial = self.study.ask(self._distributions)
+            self._asked += 1
             fixed = self._space.fixed
             config = {n: fixed[n] if n in fixed else trial.params[n] for n in self._space.names}
-            self.records[number] = TrialRecord(number, config, "unfinished")
-            if self._check is None or _keeps(self._check, config):
-                self._excluded_in_a_row = 0
+            excluded = self._check is not None and not _keeps(self._check, config)
+            repeated = not excluded and _key(config) in self._tried
+            if not excluded and not repeated:
+                self.records.append(TrialRecord(number, config, "unfinished"))
+                self._in_study.append(trial.number)
+                self._tried.add(_key(config))
                 numbers.append(number)
+                skipped = 0
                 continue
-            self.tell(number, None)
-            self._excluded_in_a_row += 1
-            if self._excluded_in_a_row >= MAX_EXCLUDED_IN_A_ROW:
-                raise StrategyConfigError(
-                    "constraint",
-                    f"excluded the last {self._excluded_in_a_row} configs the search "
-                    "proposed: widen the space or loosen the constraint",
-                )
+            # Failed trials are ignored by the samplers: the study goes on as if this one had
+            # never been asked, which is how a resumed search, that never saw it, goes on.
+            self.study.tell(trial, state=self._states.FAIL)
+            if excluded:
+                self.excluded.append(config)
+            else:
+                self.repeats += 1
+            skipped += 1
+            if skipped >= MAX_SKIPPED_IN_A_ROW:
+                if not self.records and not numbers:
+                    raise StrategyConfigError(
+                        "constraint",
+                        f"excluded the last {skipped} configs the search proposed: "
+                        "widen the space or loosen the constraint",
+                    )
+                log.warning("search: %d proposals in a row excluded or repeated; stopping", skipped)
+                self.exhausted = True
+                break
         return numbers
 
-    def tell(self, number: int, outcome: TrialOutcome | None) -> None:
-        """Tell the study how trial `number` ended (None: the constraint excluded it)."""
+    def tell(self, number: int, outcome: TrialOutcome) -> TrialRecord:
+        """Tell the study how trial `number` ended; its record."""
         states, record = self._states, self.records[number]
-        if outcome is None:
-            self.study.tell(number, state=states.PRUNED)
-            record = replace(record, state="excluded")
-        elif outcome.metrics is None:
-            self.study.tell(number, state=states.FAIL)
+        at = self._in_study[number]
+        if outcome.metrics is None:
+            self.study.tell(at, state=states.FAIL)
             record = replace(record, state="failed", backtest_id=outcome.backtest_id)
         elif (value := self._objective.value(outcome.metrics)) is None:
-            self.study.tell(number, state=states.PRUNED)
+            self.study.tell(at, state=states.PRUNED)
             record = replace(record, state="no_value", backtest_id=outcome.backtest_id)
         else:
-            self.study.tell(number, value)
+            self.study.tell(at, value)
             record = replace(
                 record, state="completed", value=value, backtest_id=outcome.backtest_id
             )
         self.records[number] = record
-        log.debug("search trial %d %s: %s", number, record.state, record.value)
-        if self._on_trial is not None:
-            self._on_trial(record)
+        return record
 
 
 def _distribution(optuna: Any, dimension: Dimension) -> Any:
