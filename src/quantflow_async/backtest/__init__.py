@@ -33,7 +33,10 @@ if TYPE_CHECKING:
         sma,
         strategy_class,
     )
+    from quantflow_async.backtest.orders import Order
     from quantflow_async.backtest.strategy import Series, Strategy
+    from quantflow_async.backtest.trades import Position, Trade
+    from quantflow_async.backtest.trailing import TrailingStrategy
     from quantflow_async.backtest.sweep import SweepProgress, SweepResult, expand_grid, run_sweep
     from quantflow_async.errors import BacktestFailed, BarsError, StrategyConfigError
 
@@ -46,6 +49,10 @@ _WHERE: dict[str, str] = {
     "ClusterSweepResult": "quantflow_async.backtest.cluster",
     "run_sweep_on_cluster": "quantflow_async.backtest.cluster",
     "RunSpec": "quantflow_async.backtest.conversion",
+    "Order": "quantflow_async.backtest.orders",
+    "Position": "quantflow_async.backtest.trades",
+    "Trade": "quantflow_async.backtest.trades",
+    "TrailingStrategy": "quantflow_async.backtest.trailing",
     "BacktestResult": "quantflow_async.backtest.engine",
     "run_backtest": "quantflow_async.backtest.engine",
     "resume_backtest": "quantflow_async.backtest.runner",
@@ -76,6 +83,8 @@ __all__ = [
     "ClosedTrade",
     "ClusterSweepResult",
     "Execution",
+    "Order",
+    "Position",
     "RunSpec",
     "STRATEGIES",
     "Series",
@@ -84,6 +93,8 @@ __all__ = [
     "StrategyConfigError",
     "SweepProgress",
     "SweepResult",
+    "Trade",
+    "TrailingStrategy",
     "crossover",
     "expand_grid",
     "read_bars",

@@ -92,6 +92,7 @@ class Broker:
         (a trade's brackets stay) and closes every open trade. Raises ValueError when sl,
         the entry price and tp are not in order (sl < entry < tp for a long)."""
         size = float(size)
+        limit, stop, sl, tp = (None if p is None else float(p) for p in (limit, stop, sl, tp))
         entry = limit or stop or self.adjusted(size, self.last_price)
         if size > 0 and not (sl or -math.inf) < entry < (tp or math.inf):
             raise ValueError(f"a long order needs sl ({sl}) < entry ({entry}) < tp ({tp})")

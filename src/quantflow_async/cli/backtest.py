@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.app import COMMANDS, Parser, add_command
-from quantflow_async.cli.output import CommandError, json_object, plain, print_fields, reading
+from quantflow_async.cli.output import json_object, plain, print_fields, reading
+from quantflow_async.cli.run_options import add_run_options, run_settings, setting_error
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
 from quantflow_async.errors import Conflict, NotFound
@@ -42,7 +43,15 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
     # Every mistake in the input is found before the database is opened.
     bars = read_bars(args.data)
     symbol = args.symbol or Path(args.data).stem.upper()
-    check_run(args.strategy, args.config, cash=args.cash, commission=args.commission, symbol=symbol)
+    options = run_settings(args)
+    check_run(
+        args.strategy,
+        args.config,
+        cash=args.cash,
+        commission=args.commission,
+        symbol=symbol,
+        **options,
+    )
     async with Database(settings=settings) as db:
         strategy_id = await stored_strategy_id(db, args.strategy)
         backtest = await run_stored_backtest(
@@ -55,6 +64,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             commission=args.commission,
             symbol=symbol,
             name=args.name,
+            **options,
         )
         fills = await db.trades.count(backtest_id=backtest.id)
     metrics: dict[str, Any] = dict(backtest.metrics or {})
@@ -79,7 +89,7 @@ def check_run(strategy: str, config: Mapping[str, Any], **settings: Any) -> None
         RunSpec.of(strategy, config, **settings)
     except StrategyConfigError as exc:
         if exc.key in settings:
-            raise CommandError(f"--{exc.key}: {exc.reason}") from exc
+            raise setting_error(exc.key, exc.reason) from exc
         raise
 
 
@@ -124,6 +134,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command.add_argument(
         "--commission", type=float, default=0.0, metavar="RATE", help="fraction of notional (0)"
     )
+    add_run_options(command)
     command.add_argument("--symbol", help="the fills' symbol (default: the file's name)")
     command.add_argument("--name", help="the backtest's name (default: strategy and parameters)")
     command.add_argument(
