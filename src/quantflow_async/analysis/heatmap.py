@@ -4,8 +4,8 @@ by mean, median or min), as a picture (matplotlib) or an interactive HTML page (
     heatmap = heatmap_of(rows, "fast", "slow", "sharpe", agg="mean")
     draw_heatmap(heatmap, "heat.png")
 
-`rows` are each backtest's (parameters, metrics), plain mappings: the store is read by
-`load_heatmap`. A parameter with more than `MAX_LEVELS` numeric values (a search's floats)
+`rows` are each backtest's (parameters, metrics), plain mappings; `load_heatmap` reads a
+stored sweep's instead. A parameter with more than `MAX_LEVELS` numeric values (a search's floats)
 is cut into `BINS` ranges of equal width, so the map stays readable.
 """
 
@@ -24,7 +24,9 @@ import numpy.typing as npt
 from quantflow_async.analysis._extras import import_extra
 from quantflow_async.analysis._files import writing
 from quantflow_async.backtest.objective import check_statistic, statistic
+from quantflow_async.database import Database
 from quantflow_async.errors import InvalidValue
+from quantflow_async.store.repositories.sweep_values import parameter_names, sweep_values
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -77,27 +79,62 @@ def heatmap_of(
     """The heatmap of `metric` over parameters `x` and `y` of `rows` (each a backtest's
     parameters and metrics); InvalidValue for an unknown parameter, statistic or aggregation,
     or no rows."""
+    check_heatmap(x, y, metric, agg)
+    table = [(dict(parameters), metrics) for parameters, metrics in rows]
+    if not table:
+        raise InvalidValue("sweep", "has no completed backtest to draw")
+    check_parameters(x, y, set().union(*(parameters.keys() for parameters, _ in table)))
+    points = [(p.get(x), p.get(y), statistic(metrics, metric)) for p, metrics in table]
+    return _aggregated(points, x, y, metric, agg, title)
+
+
+async def load_heatmap(
+    db: Database, sweep_id: int, x: str, y: str, metric: str, *, agg: str = "max"
+) -> Heatmap:
+    """The heatmap of stored sweep `sweep_id`'s completed backtests (NotFound for a sweep
+    that is not stored, InvalidValue as `heatmap_of` gives, or for a sweep with no completed
+    backtest). Only the two parameters and the statistic are read, picked out in SQL."""
+    check_heatmap(x, y, metric, agg)
+    sweep = await db.sweeps.get(sweep_id)
+    names = await parameter_names(db.engine, sweep.id)
+    if names:
+        check_parameters(x, y, set(names))
+    rows = await sweep_values(db.engine, sweep.id, metric, parameters=[x, y], status="completed")
+    if not rows:
+        raise InvalidValue(
+            "sweep", f"sweep {sweep.id} has no completed backtest to draw (it is {sweep.status})"
+        )
+    points = [(row.parameters[x], row.parameters[y], row.value) for row in rows]
+    title = f"sweep {sweep.id}: {sweep.strategy}" + (f" ({sweep.name})" if sweep.name else "")
+    return _aggregated(points, x, y, metric, agg, title)
+
+
+def check_heatmap(x: str, y: str, metric: str, agg: str) -> None:
+    """InvalidValue (StrategyConfigError for the statistic) unless the choices can make a
+    heatmap: a stored statistic, a known aggregation, two parameters."""
     check_statistic(metric)
     if agg not in AGGREGATIONS:
         raise InvalidValue("agg", f"must be one of {', '.join(AGGREGATIONS)}, got {agg!r}")
     if x == y:
         raise InvalidValue("y", f"is the same parameter as x ({x!r}): choose two")
-    table = [(dict(parameters), metrics) for parameters, metrics in rows]
-    if not table:
-        raise InvalidValue("sweep", "has no completed backtest to draw")
-    names = sorted(set().union(*(parameters.keys() for parameters, _ in table)))
+
+
+def check_parameters(x: str, y: str, names: set[str]) -> None:
     for axis, name in (("x", x), ("y", y)):
         if name not in names:
-            raise InvalidValue(
-                axis, f"no parameter named {name!r} (parameters: {', '.join(names)})"
-            )
-    xs, x_at = _axis([parameters.get(x) for parameters, _ in table])
-    ys, y_at = _axis([parameters.get(y) for parameters, _ in table])
+            known = ", ".join(sorted(names))
+            raise InvalidValue(axis, f"no parameter named {name!r} (parameters: {known})")
+
+
+def _aggregated(
+    points: list[tuple[Any, Any, float | None]], x: str, y: str, metric: str, agg: str, title: str
+) -> Heatmap:
+    xs, x_at = _axis([point[0] for point in points])
+    ys, y_at = _axis([point[1] for point in points])
     cells: dict[tuple[int, int], list[float]] = {}
     counts = np.zeros((len(ys), len(xs)), dtype=np.int64)
-    for row, (_, metrics) in enumerate(table):
+    for row, (_, _, value) in enumerate(points):
         counts[y_at[row], x_at[row]] += 1
-        value = statistic(metrics, metric)
         if value is not None:
             cells.setdefault((y_at[row], x_at[row]), []).append(value)
     values = np.full((len(ys), len(xs)), np.nan)
