@@ -21,7 +21,7 @@ import logging
 import queue
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.constraints import Constraint
 from quantflow_async.backtest.conversion import (
     FILL_CHUNK,
     error_document,
@@ -39,7 +40,8 @@ from quantflow_async.backtest.engine import BacktestResult
 from quantflow_async.backtest.runner import mark_cancelled, mark_completed, mark_failed
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import ProgressCallback, SweepProgress
-from quantflow_async.backtest.sweep_jobs import DataSource, create_sweep_backtests, load_datasets
+from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
+from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
 from quantflow_async.backtest.worker import Job
 from quantflow_async.config import Settings
 from quantflow_async.database import Database
@@ -74,8 +76,9 @@ Outcome = tuple[Any, ...]
 class ClusterSweepResult:
     """What a finished sweep on a cluster did.
 
-    `backtest_ids` in job order (data set by data set, configs in grid order);
-    `fills_stored` counted in the store, backtest by backtest, as each one finished;
+    `backtest_ids` in job order (data set by data set, configs in grid order): every job of
+    the sweep, which `completed` and `failed` count, a resumed sweep's earlier ones too;
+    `fills_stored` counted in the store, backtest by backtest, as each one of this run finished;
     `workers` is the number of Dask workers when the tasks were submitted.
     """
 
@@ -85,12 +88,16 @@ class ClusterSweepResult:
     fills_stored: int
     seconds: float
     workers: int
+    sweep_id: int | None = None
+    """The stored sweep, which `run_sweep_on_cluster(..., resume=sweep_id)` resumes."""
+    skipped: int = 0
+    """Backtests a resumed sweep had completed before: counted in `completed`, not run again."""
 
 
 async def run_sweep_on_cluster(
     db: Database,
     strategy: str | type[Strategy],
-    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    grid: Grid,
     data: DataSource | Mapping[str, DataSource],
     *,
     cluster: Client | str,
@@ -104,6 +111,9 @@ async def run_sweep_on_cluster(
     name: str | None = None,
     progress: ProgressCallback | None = None,
     chunk_size: int = FILL_CHUNK,
+    constraint: Constraint | str | None = None,
+    resume: int | None = None,
+    **run_options: Any,
 ) -> ClusterSweepResult:
     """`run_sweep` on a Dask cluster: every config of `grid` over every data set, one task each.
 
@@ -111,11 +121,15 @@ async def run_sweep_on_cluster(
     "tcp://10.0.0.5:8786" (a client of its own, closed when done). `db` must be PostgreSQL,
     which every worker reaches by the same URL: a SQLite database is refused (InvalidValue)
     before anything is stored, since a file is not shared between machines. The other
-    arguments are `run_sweep`'s. `progress` is called on the event loop after each finished
-    backtest; an exception from it stops the sweep as a cancellation would. Cancellation (a
-    cancelled task, Ctrl-C under `asyncio.run`) cancels the sweep's Dask tasks, keeps every
-    committed fill and marks what had not finished cancelled; a task already running sees
-    it before its next chunk of fills and stops once what its writer holds is committed.
+    arguments are `run_sweep`'s, `constraint` and `resume` too: the sweep is stored with
+    its jobs, and `resume=ID` runs only the jobs of sweep ID that did not complete, each
+    under a new backtest (a task of the stopped sweep still running somewhere then finds
+    its backtest gone and stores nothing). `progress` is called on the event loop after
+    each finished backtest; an exception from it stops the sweep as a cancellation would.
+    Cancellation (a cancelled task, Ctrl-C under `asyncio.run`) cancels the sweep's Dask
+    tasks, keeps every committed fill, marks what had not finished cancelled and the
+    sweep interrupted; a task already running sees it before its next chunk of fills and
+    stops once what its writer holds is committed.
     """
     if db.settings.is_sqlite:
         raise InvalidValue(
@@ -125,31 +139,37 @@ async def run_sweep_on_cluster(
         )
     distributed = _import_distributed()
     _check_cluster(cluster, distributed)
-    datasets = load_datasets(data, symbol)
+    settings = dict(
+        cash=cash, commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
+        periods_per_year=periods_per_year, **run_options,
+    )  # fmt: skip
+    plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     async with _connected(cluster, distributed) as client:
-        jobs = await create_sweep_backtests(
-            db, strategy, grid, datasets, strategy_id=strategy_id, name=name, cash=cash,
-            commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
-            periods_per_year=periods_per_year,
-        )  # fmt: skip
-        sweep = _ClusterSweep(db, client, jobs, progress)
+        stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)
+        sweep = _ClusterSweep(db, client, stored.jobs, progress)
         started = time.perf_counter()
         try:
-            await anyio.to_thread.run_sync(sweep.submit, datasets, db.settings, chunk_size)
-            await sweep.collect()
+            if stored.jobs:
+                await anyio.to_thread.run_sync(sweep.submit, plan.datasets, db.settings, chunk_size)
+                await sweep.collect()
         except BaseException as exc:
             log.info("cluster sweep stopped: %r; cancelling its tasks", exc)
             await sweep.stop()
+            await finish_sweep(db, stored.sweep_id, "interrupted")
             raise
         finally:
             sweep.release()
+    await finish_sweep(db, stored.sweep_id, "completed")
+    counts = await db.sweeps.counts(stored.sweep_id)
     return ClusterSweepResult(
-        backtest_ids=tuple(job.backtest_id for job in jobs),
-        completed=sweep.completed,
-        failed=sweep.failed,
+        backtest_ids=stored.backtest_ids,
+        completed=counts.get("completed", 0),
+        failed=counts.get("failed", 0),
         fills_stored=sweep.fills_stored,
         seconds=time.perf_counter() - started,
         workers=sweep.workers,
+        sweep_id=stored.sweep_id,
+        skipped=stored.skipped,
     )
 
 

@@ -20,7 +20,7 @@ import multiprocessing
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -29,23 +29,16 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from quantflow_async.backtest.bars import Bars
-from quantflow_async.backtest.constraints import Constraint, split_configs
+from quantflow_async.backtest.constraints import Constraint
 from quantflow_async.backtest.conversion import FILL_CHUNK, error_document
-from quantflow_async.backtest.runner import (
-    mark_cancelled,
-    mark_completed,
-    mark_failed,
-)
+from quantflow_async.backtest.runner import mark_completed, mark_failed
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.backtest.sweep_jobs import (
-    DataSource,
-    create_sweep_backtests,
-    load_datasets,
-)
+from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
 from quantflow_async.backtest.sweep_jobs import (
     expand_grid as expand_grid,  # the package names it here
 )
+from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
 from quantflow_async.backtest.worker import Job, Message, SweepFile
 from quantflow_async.backtest.worker_pool import WorkerPool
 from quantflow_async.database import Database
@@ -80,8 +73,9 @@ class SweepProgress:
 class SweepResult:
     """What a finished sweep did.
 
-    `backtest_ids` in job order (data set by data set, configs in grid order).
-    `fills_stored` counts this sweep's own fills, all committed, even on a writer shared
+    `backtest_ids` in job order (data set by data set, configs in grid order): every job of
+    the sweep, `completed` and `failed` count them all, a resumed sweep's earlier ones too.
+    `fills_stored` counts this run's own fills, all committed, even on a writer shared
     with others; `writer` is that writer's whole life. `worker_restarts` counts the worker
     processes started in the place of dead ones.
     `blocked_share` is the share of the wall time the workers spent waiting for room in the
@@ -99,15 +93,20 @@ class SweepResult:
     worker_restarts: int
     excluded: tuple[dict[str, Any], ...] = ()
     """The grid's configs the constraint left out, in grid order: never stored."""
+    sweep_id: int | None = None
+    """The stored sweep (`db.sweeps`), which `run_sweep(..., resume=sweep_id)` resumes."""
+    skipped: int = 0
+    """Backtests a resumed sweep had completed before: counted in `completed`, not run again."""
 
 
 ProgressCallback = Callable[[SweepProgress], None]
+_NOTHING_WRITTEN: Final = WriterStats(0, 0, 0, 0, 0, 0, 0, None, None, None, None)
 
 
 async def run_sweep(
     db: Database,
     strategy: str | type[Strategy],
-    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    grid: Grid,
     data: DataSource | Mapping[str, DataSource],
     *,
     strategy_id: int,
@@ -125,6 +124,8 @@ async def run_sweep(
     start_method: str = "spawn",
     max_worker_restarts: int = MAX_WORKER_RESTARTS,
     constraint: Constraint | str | None = None,
+    resume: int | None = None,
+    **run_options: Any,
 ) -> SweepResult:
     """Run every config of `grid` over every data set in `workers` processes; store it all.
 
@@ -137,7 +138,15 @@ async def run_sweep(
     is "spawn" or "forkserver": workers never rely on fork. `constraint` keeps only the
     configs it is true for: a callable taking a config, or a safe expression over the
     parameters such as "fast < slow" (backtest/constraints.py); the ones it excludes are
-    not stored, and `SweepResult.excluded` lists them.
+    not stored, and `SweepResult.excluded` lists them. `run_options` are further options
+    of a run (RunSpec's), checked with the rest.
+
+    The sweep is stored (`db.sweeps`) with all its pending backtests in one transaction;
+    its id is `SweepResult.sweep_id`. `resume=ID` runs sweep ID again with the same
+    arguments: only its jobs that did not complete run, each under a new backtest that
+    replaces the old one and its fills; the data sets must be unchanged (InvalidValue names
+    one whose content changed). A stopped sweep (cancelled, Ctrl-C, an error) is marked
+    interrupted, one whose process was killed stays running: either can be resumed.
 
     A worker process that dies (killed, out of memory) fails the backtest it was running,
     which is not run again (what killed its worker would likely kill the next), and a new
@@ -157,51 +166,58 @@ async def run_sweep(
         )
     if not isinstance(strategy, str):
         strategy_reference(strategy)  # a class the worker processes cannot import: refused now
-    excluded: list[dict[str, Any]] = []
-    if constraint is not None:
-        grid, excluded = split_configs(expand_grid(grid), constraint)
-    datasets = load_datasets(data, symbol)
-    jobs = await create_sweep_backtests(
-        db, strategy, grid, datasets, strategy_id=strategy_id, name=name, cash=cash,
-        commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
-        periods_per_year=periods_per_year,
+    settings = dict(
+        cash=cash, commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
+        periods_per_year=periods_per_year, **run_options,
     )  # fmt: skip
+    plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
+    stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)
+    jobs = stored.jobs
     sweep = _Sweep(db, jobs, progress, max_worker_restarts)
     started = time.perf_counter()
+    pool: WorkerPool | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
-            sweep_file = Path(folder) / "sweep.pickle"
-            await anyio.to_thread.run_sync(_dump, datasets, jobs, sweep_file)
-            context = multiprocessing.get_context(start_method)
-            pool = WorkerPool(context, min(workers, len(jobs)), sweep_file, chunk_size, jobs)
-            if writer is None:
-                async with db.writer() as own_writer:
-                    await _run_pool(sweep, pool, own_writer)
-                    stats = own_writer.stats()
-            else:
-                await _run_pool(sweep, pool, writer)
-                await writer.flush()  # the sweep's fills are committed when it returns
-                stats = writer.stats()
+        if not jobs:
+            stats = writer.stats() if writer is not None else _NOTHING_WRITTEN
+        else:
+            with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
+                sweep_file = Path(folder) / "sweep.pickle"
+                await anyio.to_thread.run_sync(_dump, plan.datasets, jobs, sweep_file)
+                context = multiprocessing.get_context(start_method)
+                pool = WorkerPool(context, min(workers, len(jobs)), sweep_file, chunk_size, jobs)
+                if writer is None:
+                    async with db.writer() as own_writer:
+                        await _run_pool(sweep, pool, own_writer)
+                        stats = own_writer.stats()
+                else:
+                    await _run_pool(sweep, pool, writer)
+                    await writer.flush()  # the sweep's fills are committed when it returns
+                    stats = writer.stats()
     except anyio.get_cancelled_exc_class():
-        await mark_cancelled(db, sweep.unfinished())
+        await finish_sweep(db, stored.sweep_id, "interrupted", sweep.unfinished())
         raise
     except BaseException as exc:
         # KeyboardInterrupt outside asyncio.run's handling, a storage failure, a bug
         log.error("sweep stopped: %r; marking its unfinished backtests cancelled", exc)
-        await mark_cancelled(db, sweep.unfinished())
+        await finish_sweep(db, stored.sweep_id, "interrupted", sweep.unfinished())
         raise
+    await finish_sweep(db, stored.sweep_id, "completed")
     seconds = time.perf_counter() - started
+    counts = await db.sweeps.counts(stored.sweep_id)
+    count = pool.count if pool is not None else 0
     return SweepResult(
-        backtest_ids=tuple(job.backtest_id for job in jobs),
-        completed=sweep.completed,
-        failed=sweep.failed,
+        backtest_ids=stored.backtest_ids,
+        completed=counts.get("completed", 0),
+        failed=counts.get("failed", 0),
         fills_stored=sweep.fills,
         seconds=seconds,
-        workers=pool.count,
-        blocked_share=pool.blocked / (pool.count * seconds) if seconds > 0 else 0.0,
+        workers=count,
+        blocked_share=pool.blocked / (count * seconds) if pool and seconds > 0 else 0.0,
         writer=stats,
-        worker_restarts=pool.restarts,
-        excluded=tuple(excluded),
+        worker_restarts=pool.restarts if pool is not None else 0,
+        excluded=tuple(plan.excluded),
+        sweep_id=stored.sweep_id,
+        skipped=stored.skipped,
     )
 
 

@@ -48,13 +48,16 @@ COMMANDS: Final = {
     ),
     "count-trades": Command("store_commands", "print how many trades are stored"),
     "strategies": Command("strategies", "list, show and create strategies"),
-    "backtests": Command("backtests", "list and show stored backtests"),
+    "backtests": Command("backtests", "list, show and delete stored backtests"),
     "backtest": Command("backtest", "run a backtest and store it"),
     "sweep": Command(
         "sweep",
         "run a strategy over a grid of parameters and one or more bars files in worker "
         "processes, store every backtest, and show the best configs "
         "(on a database `quantflow migrate` made)",
+    ),
+    "sweeps": Command(
+        "sweeps", "list stored sweeps, or show one: its backtests by status, best configs, failures"
     ),
     "trades": Command("trades", "list stored trades or export them"),
     "orders": Command("orders", "list and show the orders the journal holds"),
@@ -114,6 +117,45 @@ def add_command(
     if handler is not None:
         parser.set_defaults(handler=handler)
     return parser
+
+
+class _AnyWord(dict[str, Parser]):
+    """The verbs of a command with a default verb: every word is a valid choice."""
+
+    def __contains__(self, word: object) -> bool:
+        return True
+
+
+class _VerbsOrDefault(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Verbs whose first word, when it names none of them, is the default verb's first
+    argument: `quantflow sweep STRATEGY ...` runs `sweep run STRATEGY ...`."""
+
+    default_verb = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = _AnyWord()  # checked here, in __call__, instead
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values and values[0] not in self._name_parser_map:
+            values = [self.default_verb, *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_verbs(parser: Parser, *, default: str) -> argparse._SubParsersAction[Parser]:
+    """Verbs of `parser` (add them with `add_command`) where any other first word goes to the
+    verb `default`: `quantflow sweep resume 7` and `quantflow sweep STRATEGY ...` side by side."""
+    verbs = parser.add_subparsers(
+        dest="verb", required=True, metavar="VERB", parser_class=Parser, action=_VerbsOrDefault
+    )
+    verbs.default_verb = default  # type: ignore[attr-defined]
+    return verbs
 
 
 def on_database(command: DatabaseCommand, *, creates_database: bool) -> Handler:

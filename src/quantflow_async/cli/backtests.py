@@ -1,13 +1,22 @@
-"""`quantflow backtests list|show`: stored backtests, their metrics and their trades per symbol."""
+"""`quantflow backtests list|show|delete`: stored backtests, their metrics and their trades per
+symbol; deleting some (by id, by sweep, by status) with their fills, in one transaction."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import astuple
 from typing import Any
 
 from quantflow_async.cli.app import COMMANDS, Parser, add_command
-from quantflow_async.cli.output import print_fields, print_json, print_table, reading
+from quantflow_async.cli.output import (
+    CommandError,
+    is_terminal,
+    print_fields,
+    print_json,
+    print_table,
+    reading,
+)
 from quantflow_async.config import Settings
 from quantflow_async.records import BACKTEST_STATUSES, Backtest
 
@@ -61,10 +70,56 @@ async def show_backtest(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+async def delete_backtests(settings: Settings, args: argparse.Namespace) -> None:
+    from quantflow_async.database import Database
+    from quantflow_async.store.repositories.backtests import Selection
+
+    if bool(args.ids) == (args.sweep is not None or args.status is not None):
+        raise CommandError("name backtest IDs, or --sweep ID and/or --status S, not both")
+    if not args.yes and not is_terminal(sys.stdin):
+        raise CommandError("refusing to delete without --yes: there is no terminal to ask on")
+    selection = Selection(tuple(args.ids), args.sweep, args.status)
+    whole_sweep = args.sweep is not None and args.status is None
+    async with Database(settings=settings) as db:
+        found = await db.backtests.count_selected(selection)
+        if not found.backtests and not whole_sweep:
+            raise CommandError(f"nothing to delete: no backtest {_described(args)}")
+        what = f"{found.backtests:,} backtests and their {found.fills:,} fills"
+        if whole_sweep:
+            what = f"sweep {args.sweep} with its {what}"
+        if not args.yes and not _confirmed(f"delete {what}?"):
+            raise CommandError("nothing deleted")
+        if whole_sweep:
+            deleted = found
+            await db.sweeps.delete(args.sweep)
+        else:
+            deleted = await db.backtests.delete_selected(selection)
+    if args.json:
+        print_json({"backtests": deleted.backtests, "fills": deleted.fills, "sweep": args.sweep})
+        return
+    print(f"deleted {deleted.backtests:,} backtests and their {deleted.fills:,} fills")
+
+
+def _described(args: argparse.Namespace) -> str:
+    parts = []
+    if args.sweep is not None:
+        parts.append(f"of sweep {args.sweep}")
+    if args.status is not None:
+        parts.append(f"is {args.status}")
+    return " and ".join(parts)
+
+
+def _confirmed(question: str) -> bool:
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
 def _fields(backtest: Backtest) -> dict[str, Any]:
     return {
         "id": backtest.id,
         "strategy_id": backtest.strategy_id,
+        "sweep_id": backtest.sweep_id,
         "name": backtest.name,
         "status": backtest.status,
         "start_date": backtest.start_date,
@@ -107,3 +162,16 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     )
     show.add_argument("id", type=int, metavar="ID", help="the backtest's id")
     show.add_argument("--json", action="store_true", help="print JSON, results included")
+
+    deleting = add_command(
+        verbs,
+        "delete",
+        "delete backtests with their fills, in one transaction: these IDs, or those of a sweep "
+        "(--sweep alone deletes the sweep too) and/or in a status",
+        reading(delete_backtests),
+    )
+    deleting.add_argument("ids", type=int, nargs="*", metavar="ID", help="backtests' ids")
+    deleting.add_argument("--sweep", type=int, metavar="ID", help="the backtests of this sweep")
+    deleting.add_argument("--status", choices=BACKTEST_STATUSES, help="those in this status")
+    deleting.add_argument("--yes", action="store_true", help="delete without asking")
+    deleting.add_argument("--json", action="store_true", help="print what was deleted as JSON")

@@ -1,8 +1,10 @@
-"""`quantflow sweep`: a grid of backtests in worker processes, then a table of the best configs.
+"""`quantflow sweep`: a grid of backtests in worker processes, then a table of the best configs;
+`quantflow sweep resume ID` runs a stored sweep's unfinished jobs again.
 
 Every input mistake (strategy, grid, data files, report name) is found before the database is
-opened; the sweep itself is `run_sweep`, whose Ctrl-C keeps committed fills and marks the
-rest cancelled.
+opened; the sweep itself is `run_sweep`, whose Ctrl-C keeps committed fills, marks the rest
+cancelled and the sweep interrupted, for `sweep resume` to finish. More verbs of `sweep` come
+from the modules of `VERB_MODULES`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
+from quantflow_async.cli.app import COMMANDS, Parser, add_command, add_verbs
 from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run, stored_strategy_id
 from quantflow_async.cli.output import (
     CommandError,
@@ -33,7 +35,9 @@ from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
     from quantflow_async.backtest import Bars, SweepProgress, SweepResult
+    from quantflow_async.database import Database
     from quantflow_async.records import Backtest
+    from quantflow_async.sweep_records import Sweep
 
 RANKINGS: Final = {"return": "return_pct", "sharpe": "sharpe"}
 """`--by` and the metric it ranks by, highest first."""
@@ -41,65 +45,125 @@ SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "tra
 """The metrics of each row of the table and of `best` in the JSON."""
 SHOWN_FAILURES: Final = 3
 """How many failed backtests a sweep names, with their errors, before it exits non-zero."""
+VERB_MODULES: Final[tuple[str, ...]] = ()
+"""Modules of `quantflow_async.cli` that add verbs to `quantflow sweep` beside run and resume:
+each has `register_verbs(verbs)`, which adds its own with `add_command(verbs, ...)`."""
 
 
 async def sweep(settings: Settings, args: argparse.Namespace) -> None:
-    from quantflow_async.analysis import write_report
-    from quantflow_async.backtest import expand_grid, run_sweep
+    from quantflow_async.backtest import expand_grid
     from quantflow_async.backtest.constraints import split_configs
-    from quantflow_async.database import Database
 
     # Every mistake in the input is found before the database is opened.
     grid = _grid(args.grid)
     configs = expand_grid(grid)
     if not configs:
         raise CommandError("--grid has no config to run: give every key at least one value")
-    excluded: list[dict[str, Any]] = []
     if args.constraint is not None:
-        configs, excluded = split_configs(configs, args.constraint)
-        grid = configs
+        configs, _ = split_configs(configs, args.constraint)
+    options = {"cash": args.cash, "commission": args.commission}
     for config in configs:
-        check_run(args.strategy, config, cash=args.cash, commission=args.commission)
+        check_run(args.strategy, config, **options)
     if args.report is not None:
         _check_report(args.report)
     datasets = _datasets(args.data)
+    job = SweepJob(args.strategy, grid, args.constraint, datasets, options, len(configs))
+    await run_and_report(settings, args, job)
+
+
+async def resume(settings: Settings, args: argparse.Namespace) -> None:
+    """`quantflow sweep resume ID`: the sweep's jobs that did not complete, run again."""
+    from quantflow_async.database import Database
+
+    if args.report is not None:
+        _check_report(args.report)
+    async with Database(settings=settings) as db:
+        stored = await db.sweeps.get(args.id)
+        configs = await _stored_configs(db, args.id)
+    datasets = _stored_datasets(stored)
+    job = SweepJob(stored.strategy, configs, None, datasets, dict(stored.options), len(configs))
+    await run_and_report(settings, args, job, resume=stored.id)
+
+
+def _stored_datasets(stored: Sweep) -> dict[str, Bars]:
+    """The sweep's data sets, read again from their files (their fingerprints are checked
+    by the sweep itself)."""
+    datasets: dict[str, Bars] = {}
+    for document in stored.datasets:
+        source = Path(str(document["source"]))
+        if not source.is_file():
+            raise CommandError(
+                f"sweep {stored.id}'s data set {document['name']} was read from "
+                f"{document['source']}, which is not a file here; resume it from Python: "
+                f"run_sweep(..., resume={stored.id}) with the same bars"
+            )
+        datasets[str(document["name"])] = _read(source)
+    return datasets
+
+
+async def _stored_configs(db: Database, sweep_id: int) -> list[dict[str, Any]]:
+    """The sweep's configs as its stored backtests ran them (each once, in job order): the
+    constraint is applied already, a callable one too."""
+    configs: dict[str, dict[str, Any]] = {}
+    for backtest in await db.backtests.list(sweep_id=sweep_id):
+        parameters = dict((backtest.config or {}).get("parameters") or {})
+        configs.setdefault(json.dumps(parameters, sort_keys=True), parameters)
+    if not configs:
+        raise CommandError(f"sweep {sweep_id} has no backtest left to resume")
+    return list(configs.values())
+
+
+class SweepJob(NamedTuple):
+    """What a sweep command runs: from the command line, or from a stored sweep."""
+
+    strategy: str
+    grid: Any
+    constraint: str | None
+    datasets: dict[str, Bars]
+    options: dict[str, Any]
+    configs: int
+
+
+async def run_and_report(
+    settings: Settings, args: argparse.Namespace, job: SweepJob, *, resume: int | None = None
+) -> None:
+    """Run the sweep (or resume it), then show its best configs and its first failures."""
+    from quantflow_async.analysis import write_report
+    from quantflow_async.backtest import run_sweep
+    from quantflow_async.database import Database
+
     metric = RANKINGS[args.by]
     async with Database(settings=settings) as db:
-        strategy_id = await stored_strategy_id(db, args.strategy)
-        with _progress_bar(len(configs) * len(datasets)) as show:
+        strategy_id = await stored_strategy_id(db, job.strategy)
+        with _progress_bar(job.configs * len(job.datasets)) as show:
             result = await run_sweep(
-                db,
-                args.strategy,
-                grid,
-                datasets,
-                strategy_id=strategy_id,
-                workers=args.workers,
-                max_worker_restarts=args.max_worker_restarts,
-                cash=args.cash,
-                commission=args.commission,
-                progress=show,
-            )
+                db, job.strategy, job.grid, job.datasets, strategy_id=strategy_id,
+                workers=args.workers, max_worker_restarts=args.max_worker_restarts,
+                progress=show, constraint=job.constraint, resume=resume, **job.options,
+            )  # fmt: skip
         talk = _say if not args.json else _quiet
-        if excluded:
-            talk(f"{len(excluded)} configs left out by --constraint {args.constraint!r}")
-        talk(_summary(args.strategy, result))
-        backtests = [await db.backtests.get(i) for i in result.backtest_ids]
-        best = ranked(backtests, metric)[: args.top]
+        if result.excluded:
+            talk(f"{len(result.excluded)} configs left out by --constraint {job.constraint!r}")
+        talk(_summary(job.strategy, result))
+        sweep_id = int(result.sweep_id or 0)  # always set by run_sweep
+        best = await db.sweeps.best(sweep_id, metric, limit=args.top)
+        failed = await db.sweeps.failures(sweep_id, limit=SHOWN_FAILURES)
         if args.report is not None and best:
             talk(f"drawing backtest {best[0].id}, the best by {metric}, into {args.report}")
             await write_report(db, best[0].id, args.report)
-    failures = [_failure(b) for b in backtests if b.status == "failed"][:SHOWN_FAILURES]
+    failures = [_failure(b) for b in failed]
+    total = len(result.backtest_ids)
     if args.json:
-        document = _document(args, strategy_id, result, metric, best, failures)
-        document["excluded"] = excluded
+        document = _document(args, job.strategy, strategy_id, result, metric, best, failures)
+        document["excluded"] = list(result.excluded)
         print(json.dumps(plain(document), separators=(",", ":")), flush=True)
     else:
-        _print_best(best, metric, len(backtests))
+        _print_best(best, metric, total)
     if result.failed:
         for failure in failures:
             _say(f"backtest {failure['backtest_id']} failed: {failure['error']}")
         raise CommandError(
-            f"{result.failed} of {len(backtests)} backtests failed (the first "
+            f"{result.failed} of {total} backtests failed (the first "
             f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
         )
 
@@ -150,8 +214,6 @@ def _check_report(path: Path) -> None:
 
 def _datasets(files: Sequence[str]) -> dict[str, Bars]:
     """Each file's bars under its symbol: the file's name, upper case (goog.csv is GOOG)."""
-    from quantflow_async.backtest import read_bars
-
     datasets: dict[str, Bars] = {}
     for file in files:
         symbol = Path(file).stem.upper()
@@ -160,8 +222,18 @@ def _datasets(files: Sequence[str]) -> dict[str, Bars]:
                 f"two --data files are named {symbol}; the file name is the symbol, "
                 "so give each data set a name of its own"
             )
-        datasets[symbol] = read_bars(file)
+        datasets[symbol] = _read(Path(file))
     return datasets
+
+
+def _read(path: Path) -> Bars:
+    """The bars of `path`, their source named absolute: the sweep's row keeps it, and a
+    resumed sweep reads the file again from any folder."""
+    import dataclasses
+
+    from quantflow_async.backtest import read_bars
+
+    return dataclasses.replace(read_bars(path), source=str(path.resolve()))
 
 
 @contextlib.contextmanager
@@ -216,8 +288,10 @@ def _print_best(best: Sequence[Backtest], metric: str, total: int) -> None:
 def _summary(strategy: str, result: SweepResult) -> str:
     rate = result.fills_stored / result.seconds if result.seconds > 0 else 0.0
     failed = f", {result.failed} failed" if result.failed else ""
+    before = f" ({result.skipped} of them before this resume)" if result.skipped else ""
     return (
-        f"{strategy}: {result.completed} backtests completed{failed}, "
+        f"sweep {result.sweep_id}, {strategy}: {result.completed} backtests completed"
+        f"{before}{failed}, "
         f"{result.fills_stored:,} fills stored in {result.seconds:.1f} s "
         f"({rate:,.0f} fills/s, {result.workers} worker processes)"
     )
@@ -233,6 +307,7 @@ def _quiet(line: str) -> None:
 
 def _document(
     args: argparse.Namespace,
+    strategy: str,
     strategy_id: int,
     result: SweepResult,
     metric: str,
@@ -240,9 +315,11 @@ def _document(
     failures: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
-        "strategy": args.strategy,
+        "sweep_id": result.sweep_id,
+        "strategy": strategy,
         "strategy_id": strategy_id,
         "backtest_ids": list(result.backtest_ids),
+        "skipped": result.skipped,
         "completed": result.completed,
         "failed": result.failed,
         "fills_stored": result.fills_stored,
@@ -282,10 +359,12 @@ _positive = _at_least(1)
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    group = add_command(commands, "sweep", COMMANDS["sweep"].summary, None)
+    verbs = add_verbs(group, default="run")
     command = add_command(
-        commands,
-        "sweep",
-        COMMANDS["sweep"].summary,
+        verbs,
+        "run",
+        "run a strategy over a grid (the verb may be left out: `quantflow sweep STRATEGY ...`)",
         sigterm_as_ctrl_c(reading(sweep)),
     )
     command.add_argument("strategy", metavar="STRATEGY", help=f"one of {', '.join(STRATEGY_NAMES)}")
@@ -316,6 +395,23 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command.add_argument(
         "--commission", type=float, default=0.0, metavar="RATE", help="fraction of notional (0)"
     )
+    _add_running_options(command)
+    resuming = add_command(
+        verbs,
+        "resume",
+        "run again the jobs of a stored sweep that did not complete (stopped by Ctrl-C, "
+        "SIGTERM or a kill, or failed), reading its data files again; a completed one never",
+        sigterm_as_ctrl_c(reading(resume)),
+    )
+    resuming.add_argument(
+        "id", type=int, metavar="ID", help="the sweep's id (`quantflow sweeps list`)"
+    )
+    _add_running_options(resuming)
+    for module in VERB_MODULES:
+        importlib.import_module(f"quantflow_async.cli.{module}").register_verbs(verbs)
+
+
+def _add_running_options(command: Parser) -> None:
     command.add_argument(
         "--workers", type=_positive, default=2, metavar="N", help="worker processes (2)"
     )

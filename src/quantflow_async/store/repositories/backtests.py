@@ -133,10 +133,17 @@ class BacktestRepository:
         return _record(row)
 
     async def list(
-        self, *, strategy_id: int | None = None, status: str | None = None
+        self,
+        *,
+        strategy_id: int | None = None,
+        status: str | None = None,
+        sweep_id: int | None = None,
     ) -> list[Backtest]:
-        """Backtests, optionally of one strategy and/or in one status, oldest first."""
+        """Backtests, optionally of one strategy, in one status and/or of one sweep, oldest
+        first."""
         query = select(backtests).order_by(backtests.c.id)
+        if sweep_id is not None:
+            query = query.where(backtests.c.sweep_id == to_id(sweep_id, "sweep_id"))
         if strategy_id is not None:
             query = query.where(backtests.c.strategy_id == to_id(strategy_id, "strategy_id"))
         if status is not None:
