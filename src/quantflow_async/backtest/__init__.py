@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from quantflow_async.backtest.cluster import ClusterSweepResult, run_sweep_on_cluster
     from quantflow_async.backtest.conversion import RunSpec
     from quantflow_async.backtest.engine import BacktestResult, run_backtest
+    from quantflow_async.backtest.orders import Order
     from quantflow_async.backtest.runner import resume_backtest, run_stored_backtest
     from quantflow_async.backtest.strategies import (
         STRATEGIES,
@@ -33,11 +34,10 @@ if TYPE_CHECKING:
         sma,
         strategy_class,
     )
-    from quantflow_async.backtest.orders import Order
     from quantflow_async.backtest.strategy import Series, Strategy
+    from quantflow_async.backtest.sweep import SweepProgress, SweepResult, expand_grid, run_sweep
     from quantflow_async.backtest.trades import Position, Trade
     from quantflow_async.backtest.trailing import TrailingStrategy
-    from quantflow_async.backtest.sweep import SweepProgress, SweepResult, expand_grid, run_sweep
     from quantflow_async.errors import BacktestFailed, BarsError, StrategyConfigError
 
 _WHERE: dict[str, str] = {

@@ -55,7 +55,8 @@ class Broker:
         hedging: bool = False,
         spread: float = 0.0,
     ) -> None:
-        self.bars = bars
+        self._bars = bars
+        self._prices: tuple[list[float], list[float], list[float], list[float]] | None = None
         self.clock = Clock(len(bars))
         self.symbol = symbol
         self.cash = float(cash)
@@ -92,12 +93,12 @@ class Broker:
         (a trade's brackets stay) and closes every open trade. Raises ValueError when sl,
         the entry price and tp are not in order (sl < entry < tp for a long)."""
         size = float(size)
-        limit, stop, sl, tp = (None if p is None else float(p) for p in (limit, stop, sl, tp))
-        entry = limit or stop or self.adjusted(size, self.last_price)
-        if size > 0 and not (sl or -math.inf) < entry < (tp or math.inf):
-            raise ValueError(f"a long order needs sl ({sl}) < entry ({entry}) < tp ({tp})")
-        if size < 0 and not (tp or -math.inf) < entry < (sl or math.inf):
-            raise ValueError(f"a short order needs tp ({tp}) < entry ({entry}) < sl ({sl})")
+        limit = None if limit is None else float(limit)
+        stop = None if stop is None else float(stop)
+        sl = None if sl is None else float(sl)
+        tp = None if tp is None else float(tp)
+        if sl or tp:
+            self._check_bracket(size, limit or stop or self.adjusted(size, self.last_price), sl, tp)
         order = Order(self, size, limit, stop, sl, tp, trade, tag)
         if trade is None and self.exclusive_orders:
             # The peer's loop, removal while iterating included: an order right after a
@@ -111,9 +112,37 @@ class Broker:
         self.orders.insert(0 if trade is not None and stop else len(self.orders), order)
         return order
 
+    @staticmethod
+    def _check_bracket(size: float, entry: float, sl: float | None, tp: float | None) -> None:
+        if size > 0 and not (sl or -math.inf) < entry < (tp or math.inf):
+            raise ValueError(f"a long order needs sl ({sl}) < entry ({entry}) < tp ({tp})")
+        if size < 0 and not (tp or -math.inf) < entry < (sl or math.inf):
+            raise ValueError(f"a short order needs tp ({tp}) < entry ({entry}) < sl ({sl})")
+
     def close_position(self) -> None:
         """Close every open trade at the next open, before any other order."""
         self.position.close()
+
+    @property
+    def bars(self) -> Bars:
+        return self._bars
+
+    @bars.setter
+    def bars(self, bars: Bars) -> None:
+        self._bars = bars
+        self._prices = None
+
+    def prices(self) -> tuple[list[float], list[float], list[float], list[float]]:
+        """Open, high, low and close as lists: made on the first fill, read by every one."""
+        if self._prices is None:
+            bars = self._bars
+            self._prices = (
+                bars.open.tolist(),
+                bars.high.tolist(),
+                bars.low.tolist(),
+                bars.close.tolist(),
+            )
+        return self._prices
 
     @property
     def pending(self) -> bool:

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
 def process_orders(broker: Broker, bar: int) -> None:
     """Fill what the orders waiting can fill on `bar`."""
-    bars = broker.bars
-    opening = float(bars.open[bar])
-    high = float(bars.high[bar])
-    low = float(bars.low[bar])
+    opens, highs, lows, closes = broker.prices()
+    opening = opens[bar]
+    high = highs[bar]
+    low = lows[bar]
     again = False
     orders = broker.orders
     for order in list(orders):
@@ -39,7 +39,8 @@ def process_orders(broker: Broker, bar: int) -> None:
                 continue
             order.stop = None  # triggered: from now on a market or limit order
         limit = order.limit
-        contingent = order.is_contingent
+        trade = order.parent_trade
+        contingent = trade is not None and (order is trade.sl_order or order is trade.tp_order)
         if limit:
             if not (low <= limit if is_long else high >= limit):
                 continue
@@ -48,13 +49,12 @@ def process_orders(broker: Broker, bar: int) -> None:
             price = min(stop or opening, limit) if is_long else max(stop or opening, limit)
         else:
             on_close = broker.trade_on_close and not contingent
-            price = float(bars.close[bar - 1]) if on_close else opening
+            price = closes[bar - 1] if on_close else opening
             if stop:
                 price = max(price, stop) if is_long else min(price, stop)
             price = broker.slipped(price, is_long)
         market = not limit and not stop
         when = bar - 1 if market and broker.trade_on_close and not contingent else bar
-        trade = order.parent_trade
         if trade is not None:
             _close_for(broker, order, trade, price, when, stop)
             continue
@@ -88,7 +88,7 @@ def _fill_standalone(broker: Broker, order: Order, price: float, when: int, bar:
     open a trade with the rest if the margin pays for it. True when a trade was opened."""
     size = order.size
     is_long = size > 0
-    close = float(broker.bars.close[bar])  # the peer marks margin at the bar's close
+    close = broker.prices()[3][bar]  # the peer marks margin at the bar's close
     adjusted = broker.adjusted(size, price)
     per_unit = adjusted + abs(size) * price * broker.rate / abs(size)
     if -1 < size < 1:

@@ -271,7 +271,10 @@ class Strategy:
     @property
     def trades(self) -> tuple[Trade, ...]:
         """The open trades, oldest first."""
-        return tuple(self._engine_broker().trades)
+        broker = self._broker  # read on every bar by many strategies: kept short
+        if broker is None:
+            raise RuntimeError("the strategy is not attached to a backtest")
+        return tuple(broker.trades)
 
     @property
     def closed_trades(self) -> tuple[ClosedTrade, ...]:

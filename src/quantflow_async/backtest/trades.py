@@ -91,17 +91,33 @@ class Trade:
     def _set_contingent(self, kind: Literal["sl", "tp"], price: float | None) -> None:
         if price is not None and not 0 < price < math.inf:
             raise ValueError(f"{kind} must be a finite price > 0 or None, got {price!r}")
-        order = self.sl_order if kind == "sl" else self.tp_order
+        orders = self._broker.orders
+        if kind == "sl":
+            # A stop-loss goes first in the queue; one already there is moved in place, which
+            # is what cancelling it and placing it again would give, in a fraction of the time.
+            order = self.sl_order
+            if price and order is not None and orders[0] is order:
+                order.stop = float(price)
+                return
+            if order is not None:
+                order.cancel()
+            if price:
+                self.sl_order = Order(
+                    self._broker, -self.size, stop=float(price), parent_trade=self, tag=self.tag
+                )
+                orders.insert(0, self.sl_order)
+            return
+        order = self.tp_order
+        if price and order is not None and orders[-1] is order:
+            order.limit = float(price)
+            return
         if order is not None:
             order.cancel()
-        if not price:
-            return
-        if kind == "sl":
-            self.sl_order = self._broker.new_order(-self.size, stop=price, trade=self, tag=self.tag)
-        else:
-            self.tp_order = self._broker.new_order(
-                -self.size, limit=price, trade=self, tag=self.tag
+        if price:
+            self.tp_order = Order(
+                self._broker, -self.size, limit=float(price), parent_trade=self, tag=self.tag
             )
+            orders.append(self.tp_order)
 
     def __repr__(self) -> str:
         return f"<Trade size={self.size} entry={self.entry_price} bar={self.entry_bar}>"

@@ -33,11 +33,64 @@ def rolling_mean(values: FloatArray, n: int, *, backfill: bool = False) -> Float
     Its running sum with compensation (one for what enters the window, one for what leaves),
     so the last bits agree with the peer's and a close exactly at a stop ties as it does.
     """
-    data = values.tolist()
+    nan = np.isnan(values)
+    first = int(np.argmin(nan)) if len(values) else 0
+    if nan[first:].any():
+        result = _rolling_mean_with_gaps(values.tolist(), n)
+    else:  # NaN only before the first value, as a true range has: the common case, faster
+        result = np.full(len(values), np.nan)
+        result[first:] = _rolling_mean_dense(values[first:].tolist(), n)
+    if backfill:
+        valid = np.flatnonzero(~np.isnan(result))
+        if len(valid):
+            result[: valid[0]] = result[valid[0]]
+    return result
+
+
+def _rolling_mean_dense(data: list[float], n: int) -> FloatArray:
+    """`_rolling_mean_with_gaps` for data without NaN: the running sum in a tight loop, the
+    rest (a window of one repeated value, the sign rules) with numpy."""
+    count = len(data)
+    out = np.full(count, np.nan)
+    if count < n:
+        return out
+    sums = [0.0] * count
+    total = add_c = remove_c = 0.0
+    for i in range(n):
+        y = data[i] - add_c
+        t = total + y
+        add_c = t - total - y
+        total = t
+    sums[n - 1] = total
+    i = n
+    for old, value in zip(data, data[n:], strict=False):
+        y = -old - remove_c
+        t = total + y
+        remove_c = t - total - y
+        y = value - add_c
+        total = t + y
+        add_c = total - t - y
+        sums[i] = total
+        i += 1
+    values = np.asarray(data)
+    means = np.asarray(sums[n - 1 :]) / n
+    negative = np.convolve(values < 0, np.ones(n, dtype=np.int64), mode="valid")
+    means[((negative == 0) & (means < 0)) | ((negative == n) & (means > 0))] = 0.0
+    # A window of n equal values is that value, whatever the sum's last bits say.
+    changes = np.flatnonzero(np.diff(values)) + 1
+    run_start = np.zeros(count, dtype=np.int64)
+    run_start[changes] = changes
+    run_start = np.maximum.accumulate(run_start)
+    flat = (np.arange(count) - run_start + 1 >= n)[n - 1 :]
+    means[flat] = values[n - 1 :][flat]
+    out[n - 1 :] = means
+    return out
+
+
+def _rolling_mean_with_gaps(data: list[float], n: int) -> FloatArray:
     out = [math.nan] * len(data)
     total = add_c = remove_c = 0.0
-    count = negative = 0
-    same = 0
+    count = negative = same = 0
     previous = data[0] if data else math.nan
     for i, value in enumerate(data):
         if i >= n:
@@ -65,12 +118,7 @@ def rolling_mean(values: FloatArray, n: int, *, backfill: bool = False) -> Float
             elif (negative == 0 and mean < 0) or (negative == count and mean > 0):
                 mean = 0.0
             out[i] = mean
-    result = np.array(out, dtype=np.float64)
-    if backfill:
-        valid = np.flatnonzero(~np.isnan(result))
-        if len(valid):
-            result[: valid[0]] = result[valid[0]]
-    return result
+    return np.array(out, dtype=np.float64)
 
 
 class TrailingStrategy(Strategy):
@@ -85,13 +133,15 @@ class TrailingStrategy(Strategy):
         atr = average_true_range(
             np.asarray(data.high), np.asarray(data.low), np.asarray(data.close), self.atr_periods
         )
-        self._atr = atr.tolist()
+        self._distance = (atr * self.n_atr).tolist()
 
     def next(self) -> None:
-        index = self.bar_index
+        trades = self.trades
+        if not trades:
+            return
         close = self.data.close[-1]
-        distance = self._atr[index] * self.n_atr
-        for trade in self.trades:
+        distance = self._distance[self.bar_index]
+        for trade in trades:
             if trade.is_long:
                 trade.sl = max(trade.sl or -math.inf, close - distance)
             else:
