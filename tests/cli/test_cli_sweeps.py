@@ -1,0 +1,200 @@
+"""`quantflow sweeps list|show`, `quantflow sweep resume` and `quantflow backtests delete`:
+a stored sweep listed, shown, resumed and deleted from the command line, and each mistake a
+line of its own."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quantflow_async import Database
+from tests.backtest.sweep_outcomes import assert_same_sweep, orphans, outcomes
+from tests.cli.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
+from tests.cli.test_cli_sigterm import assert_terminated, start, statuses, terminate
+
+GRID = '{"fast": [3, 5, 8], "slow": [10, 20]}'
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
+    assert quantflow("migrate", "--database-url", url, cwd=tmp_path).returncode == 0
+    return url
+
+
+def run(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return quantflow(*args, "--database-url", url, cwd=cwd)
+
+
+def swept(url: str, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """A sweep of 6 configs over goog.csv, its JSON document."""
+    data = tmp_path / "goog.csv"
+    if not data.exists():
+        write_bars(data, 300)
+    result = run(url, "sweep", "sma_cross", "--data", str(data), "--grid", GRID, "--json",
+                 *args, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def counts(url: str) -> tuple[int, int, int]:
+    """Sweeps, backtests and trades stored."""
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as connection:
+        return tuple(
+            connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("sweeps", "backtests", "trades")
+        )  # type: ignore[return-value]
+
+
+def test_a_sweep_says_its_id_and_sweeps_list_counts_its_backtests(url: str, tmp_path: Path) -> None:
+    document = swept(url, tmp_path)
+    listed = json.loads(run(url, "sweeps", "list", "--json", cwd=tmp_path).stdout)
+    assert [(s["id"], s["status"], s["backtests"], s["counts"]) for s in listed] == [
+        (document["sweep_id"], "completed", 6, {"completed": 6})
+    ]
+    assert listed[0]["datasets"][0]["name"] == "GOOG"
+    table = run(url, "sweeps", "list", cwd=tmp_path)
+    assert table.returncode == 0 and "sma_cross" in table.stdout
+
+
+def test_sweeps_show_ranks_by_a_metric_and_counts_by_status(url: str, tmp_path: Path) -> None:
+    sweep_id = swept(url, tmp_path)["sweep_id"]
+    shown = json.loads(
+        run(url, "sweeps", "show", str(sweep_id), "--by", "return_pct", "--top", "3", "--json",
+            cwd=tmp_path).stdout
+    )  # fmt: skip
+    returns = [b["return_pct"] for b in shown["best"]]
+    assert len(returns) == 3 and returns == sorted(returns, reverse=True)
+    assert shown["counts"] == {"completed": 6} and shown["failures"] == []
+    lowest = json.loads(
+        run(url, "sweeps", "show", str(sweep_id), "--by", "return_pct", "--lowest", "--json",
+            cwd=tmp_path).stdout
+    )  # fmt: skip
+    assert lowest["best"][0]["return_pct"] == min(b["return_pct"] for b in lowest["best"])
+    table = run(url, "sweeps", "show", str(sweep_id), cwd=tmp_path)
+    assert table.returncode == 0 and "\nconstraint\t\n" in table.stdout
+    assert table.stdout.count("fast=") == 6
+
+
+def test_sweeps_show_of_an_unknown_sweep_is_one_line(url: str, tmp_path: Path) -> None:
+    assert_one_line_mistake(run(url, "sweeps", "show", "999", cwd=tmp_path), "sweep with id=999")
+
+
+def test_sweeps_show_by_a_name_that_is_not_a_metric_is_one_line(url: str, tmp_path: Path) -> None:
+    sweep_id = swept(url, tmp_path)["sweep_id"]
+    result = run(url, "sweeps", "show", str(sweep_id), "--by", "sharpe; drop", cwd=tmp_path)
+    assert_one_line_mistake(result, "metric")
+
+
+def test_resuming_a_completed_sweep_runs_nothing_again(url: str, tmp_path: Path) -> None:
+    first = swept(url, tmp_path)
+    result = run(url, "sweep", "resume", str(first["sweep_id"]), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert (again["skipped"], again["completed"], again["fills_stored"]) == (6, 6, 0)
+    assert again["backtest_ids"] == first["backtest_ids"]
+    assert counts(url)[1] == 6
+
+
+def test_resuming_after_the_data_file_changed_is_one_line(url: str, tmp_path: Path) -> None:
+    sweep_id = swept(url, tmp_path)["sweep_id"]
+    write_bars(tmp_path / "goog.csv", 301)
+    result = run(url, "sweep", "resume", str(sweep_id), cwd=tmp_path)
+    assert_one_line_mistake(result, f"changed since sweep {sweep_id} ran")
+
+
+def test_resuming_an_unknown_sweep_is_one_line(url: str, tmp_path: Path) -> None:
+    assert_one_line_mistake(run(url, "sweep", "resume", "999", cwd=tmp_path), "sweep with id=999")
+
+
+def test_deleting_a_sweep_deletes_its_backtests_and_fills(url: str, tmp_path: Path) -> None:
+    sweep_id = swept(url, tmp_path)["sweep_id"]
+    kept = swept(url, tmp_path)["sweep_id"]
+    _, backtests, trades = counts(url)
+    result = run(url, "backtests", "delete", "--sweep", str(sweep_id), "--yes", "--json",
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    deleted = json.loads(result.stdout)
+    assert deleted == {"backtests": 6, "fills": trades // 2, "sweep": sweep_id}
+    assert counts(url) == (1, backtests - 6, trades - deleted["fills"])
+    listed = json.loads(run(url, "sweeps", "list", "--json", cwd=tmp_path).stdout)
+    assert [s["id"] for s in listed] == [kept]
+
+
+def test_deleting_backtests_by_id_takes_their_fills(url: str, tmp_path: Path) -> None:
+    ids = swept(url, tmp_path)["backtest_ids"]
+    result = run(url, "backtests", "delete", str(ids[0]), str(ids[1]), "--yes", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("deleted 2 backtests and their ")
+    assert counts(url)[1] == 4
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as connection:
+        (stray,) = connection.execute(
+            f"SELECT count(*) FROM trades WHERE backtest_id IN ({ids[0]}, {ids[1]})"
+        ).fetchone()
+    assert stray == 0
+
+
+def test_an_unknown_id_deletes_nothing(url: str, tmp_path: Path) -> None:
+    ids = swept(url, tmp_path)["backtest_ids"]
+    result = run(url, "backtests", "delete", str(ids[0]), "999", "--yes", cwd=tmp_path)
+    assert_one_line_mistake(result, "backtest with id=999")
+    assert counts(url)[1] == 6
+
+
+def test_nothing_to_delete_is_one_line(url: str, tmp_path: Path) -> None:
+    swept(url, tmp_path)
+    result = run(url, "backtests", "delete", "--status", "failed", "--yes", cwd=tmp_path)
+    assert_one_line_mistake(result, "nothing to delete: no backtest is failed")
+
+
+def test_an_unknown_status_is_one_line(url: str, tmp_path: Path) -> None:
+    result = run(url, "backtests", "delete", "--status", "finished", "--yes", cwd=tmp_path)
+    assert_one_line_mistake(result, "invalid choice: 'finished'")
+
+
+def test_an_unknown_sweep_deletes_nothing(url: str, tmp_path: Path) -> None:
+    swept(url, tmp_path)
+    result = run(url, "backtests", "delete", "--sweep", "999", "--yes", cwd=tmp_path)
+    assert_one_line_mistake(result, "sweep with id=999")
+    assert counts(url) == (1, 6, counts(url)[2])
+
+
+def test_without_yes_and_without_a_terminal_nothing_is_deleted(url: str, tmp_path: Path) -> None:
+    ids = swept(url, tmp_path)["backtest_ids"]
+    result = run(url, "backtests", "delete", str(ids[0]), cwd=tmp_path)
+    assert_one_line_mistake(result, "refusing to delete without --yes")
+    assert counts(url)[1] == 6
+
+
+def test_ids_and_a_sweep_together_are_one_line(url: str, tmp_path: Path) -> None:
+    result = run(url, "backtests", "delete", "1", "--sweep", "1", "--yes", cwd=tmp_path)
+    assert_one_line_mistake(result, "not both")
+    result = run(url, "backtests", "delete", "--yes", cwd=tmp_path)
+    assert_one_line_mistake(result, "name backtest IDs, or --sweep ID")
+
+
+@pytest.mark.slow
+async def test_a_sweep_stopped_by_sigterm_and_resumed_equals_one_never_stopped(
+    url: str, tmp_path: Path
+) -> None:
+    data = write_bars(tmp_path / "long.csv", 20_000)
+    grid = '{"fast": [2, 3, 4, 5, 6, 7], "slow": [8, 9, 10, 11, 12, 13]}'
+    args = ("sweep", "sma_cross", "--data", str(data), "--grid", grid, "--database-url", url)
+    child = start(tmp_path, *args)
+    status, stderr = terminate(child, lambda: statuses(url)["completed"] >= 3)
+    assert_terminated(status, stderr)
+    assert 3 <= statuses(url)["completed"] < 36
+
+    resumed = quantflow("sweep", "resume", "1", "--json", "--database-url", url, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["completed"] == 36
+    assert quantflow(*args, cwd=tmp_path).returncode == 0  # sweep 2, never stopped
+
+    async with Database(url) as db:
+        assert_same_sweep(await outcomes(db, 1), await outcomes(db, 2))
+        assert await orphans(db) == {"unfinished backtests": 0, "fills of unfinished": 0}
