@@ -7,7 +7,8 @@
 Measures single-process bars/s of SmaCross(10, 20) with cash 10,000, commission 0.002 and
 exclusive orders, in both engines, runs interleaved so that both see the same machine state:
   1. backtesting.py's bundled GOOG daily bars (2,148 bars), the issue's reference case;
-  2. a synthetic daily random walk of --long-bars bars, where per-run overheads vanish.
+  2. a synthetic daily random walk of --long-bars bars, where per-run overheads vanish;
+  3. that walk again with sl/tp brackets and an ATR trailing stop (backtest_orders.py).
 Each run is a whole backtest from bars already in memory to statistics (our `run_backtest`;
 the peer's `Backtest(...).run()`); reading the CSV is timed apart. Both engines' closed trades
 and final equity are checked to agree before any figure is printed. Throughputs are medians
@@ -42,6 +43,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import backtest_orders
 import backtesting
 import backtesting.test
 import pandas as pd
@@ -178,6 +180,7 @@ def engine(args: argparse.Namespace) -> dict[str, Any]:
         compare("GOOG daily", goog, args.repeats),
         compare("synthetic daily", long, max(1, args.repeats // 2)),
     ]
+    orders = backtest_orders.measure(args.long_bars, max(1, args.repeats // 2))
     with tempfile.TemporaryDirectory() as folder:
         long_csv = Path(folder) / "long.csv"
         frame_of(long).to_csv(long_csv)
@@ -210,6 +213,7 @@ def engine(args: argparse.Namespace) -> dict[str, Any]:
         ["bars", "count", "ours", "ours bars/s", "backtesting.py bars/s", "ours/peer", "trades"],
         rows,
     )
+    backtest_orders.report(orders)
     print_table(
         "Reading bars from CSV (read_bars), timed apart from the engine",
         ["file", "bars", "bars/s"],
@@ -226,6 +230,7 @@ def engine(args: argparse.Namespace) -> dict[str, Any]:
             "pandas": version("pandas"),
         },
         "cases": cases,
+        "brackets_and_trailing_stop": orders,
         "read_csv": loads,
     }
 
