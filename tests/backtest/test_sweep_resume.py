@@ -115,9 +115,10 @@ async def test_other_options_or_configs_are_not_the_sweep_to_resume(
         )
 
 
-def start_child(url: str) -> subprocess.Popen[str]:
+def start_child(url: str, *scheduler: str) -> subprocess.Popen[str]:
+    """resume_child's sweep on `url` (its coordinator, given a Dask scheduler's address)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.backtest.resume_child", url],
+        [sys.executable, "-m", "tests.backtest.resume_child", url, *scheduler],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, as a terminal gives a script
     )  # fmt: skip
