@@ -219,3 +219,26 @@ def test_the_statistics_a_search_may_name_are_the_numbers_every_backtest_stores(
     result = run_backtest("sma_cross", synthetic_bars(300), {"fast": 5, "slow": 20})
     stored = {key for key, value in result.metrics.items() if not isinstance(value, str)}
     assert set(STATISTICS) == stored
+
+
+async def test_configs_the_strategy_refuses_are_left_out_as_excluded_ones() -> None:
+    scorer = Scorer()
+    outcome = await drive_search(
+        SPACE, scorer, trials=10, objective=SHARPE, seed=6,
+        refused=lambda config: config["slow"] <= config["fast"] * 3,
+    )  # fmt: skip
+    ran = [config for batch in scorer.batches for config in batch]
+    assert len(ran) == 10 and all(config["slow"] > config["fast"] * 3 for config in ran)
+    assert all(config["slow"] <= config["fast"] * 3 for config in outcome.excluded)
+
+
+def test_a_config_drawn_from_a_space_lies_in_it_and_a_seed_draws_the_same() -> None:
+    import random
+
+    draws, again = random.Random(4), random.Random(4)
+    first = [SPACE.sample(draws) for _ in range(50)]
+    assert first == [SPACE.sample(again) for _ in range(50)]
+    assert len({(c["fast"], c["slow"]) for c in first}) > 40
+    for config in first:
+        assert 2 <= config["fast"] <= 50 and config["slow"] % 5 == 0
+        assert 0.5 <= config["k"] <= 3.0 and config["mode"] in ("a", "b") and config["size"] == 3

@@ -144,6 +144,7 @@ async def drive_search(
     constraint: Constraint | str | None = None,
     history: Sequence[TrialRecord] = (),
     on_trial: Callable[[TrialRecord], None] | None = None,
+    refused: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> SearchOutcome:
     """Run trials of `space` until `trials` backtests have run (the history's count), `batch`
     at a time, and return every trial.
@@ -152,14 +153,15 @@ async def drive_search(
     ones run first, with their own configs. A proposal `constraint` excludes, or one that
     repeats a config, is not run and uses none of `trials`; after MAX_SKIPPED_IN_A_ROW of
     them in a row the search stops (StrategyConfigError if no trial has run at all).
-    `on_trial` is called with each trial as it ends. With `seed`, the same history, batch
-    and space give the same trials.
+    `on_trial` is called with each trial as it ends. A config `refused` is true for (one
+    the strategy does not take, such as slow <= fast) is left out as an excluded one is.
+    With `seed`, the same history, batch and space give the same trials.
     """
     check = check_search(
         space, trials=trials, method=method, seed=seed, batch=batch, constraint=constraint
     )
     optuna = require_extra("optuna", extra="optimize", purpose="a search")
-    search = _Search(optuna, space, objective, method, seed, check)
+    search = _Search(optuna, space, objective, method, seed, check, refused)
     for record in history:
         search.add(record)
     rerun = [n for n, record in enumerate(search.records) if record.state == "unfinished"]
@@ -212,8 +214,10 @@ class _Search:
         method: str,
         seed: int | None,
         check: Constraint | None,
+        refused: Callable[[Mapping[str, Any]], bool] | None,
     ) -> None:
         self._optuna = optuna
+        self._refused = refused
         self._space = space
         self._objective = objective
         self._method = method
@@ -275,6 +279,7 @@ class _Search:
             fixed = self._space.fixed
             config = {n: fixed[n] if n in fixed else trial.params[n] for n in self._space.names}
             excluded = self._check is not None and not _keeps(self._check, config)
+            excluded = excluded or self._refused is not None and self._refused(config)
             repeated = not excluded and _key(config) in self._tried
             if not excluded and not repeated:
                 self.records.append(TrialRecord(number, config, "unfinished"))
@@ -295,8 +300,8 @@ class _Search:
                 if not self.records and not numbers:
                     raise StrategyConfigError(
                         "constraint",
-                        f"excluded the last {skipped} configs the search proposed: "
-                        "widen the space or loosen the constraint",
+                        f"excluded the last {skipped} configs the search proposed (or the "
+                        "strategy refused them): widen the space or loosen the constraint",
                     )
                 log.warning("search: %d proposals in a row excluded or repeated; stopping", skipped)
                 self.exhausted = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -86,6 +87,10 @@ class SearchSpace:
         low = {name: _end(d, first=True) for name, d in self.dimensions}
         high = {name: _end(d, first=False) for name, d in self.dimensions}
         return [low] if low == high else [low, high]
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        """A config drawn at random from the space (to probe a strategy with, not to search)."""
+        return {name: _drawn(d, rng) for name, d in self.dimensions}
 
     def document(self) -> dict[str, Any]:
         """The space as JSON, as `parse_space` reads it."""
@@ -233,3 +238,21 @@ def _document(dimension: Dimension) -> Any:
     elif dimension.step not in (None, 1) or isinstance(dimension, FloatRange) and dimension.step:
         made["step"] = dimension.step
     return made
+
+
+def _drawn(dimension: Dimension, rng: random.Random) -> Any:
+    if isinstance(dimension, Fixed):
+        return dimension.value
+    if isinstance(dimension, Choice):
+        return rng.choice(dimension.options)
+    if isinstance(dimension, IntRange):
+        if dimension.log:
+            drawn = math.exp(rng.uniform(math.log(dimension.low), math.log(dimension.high)))
+            return min(dimension.high, max(dimension.low, round(drawn)))
+        return rng.randrange(dimension.low, dimension.high + 1, dimension.step)
+    if dimension.log:
+        return math.exp(rng.uniform(math.log(dimension.low), math.log(dimension.high)))
+    if dimension.step is not None:
+        steps = round((dimension.high - dimension.low) / dimension.step)
+        return dimension.low + rng.randint(0, steps) * dimension.step
+    return rng.uniform(dimension.low, dimension.high)
