@@ -16,6 +16,7 @@ import numpy as np
 from quantflow_async.backtest.bars import Bars, FloatArray, IntArray, utc_datetime
 from quantflow_async.backtest.broker import Broker
 from quantflow_async.backtest.executions import ClosedTrade, Execution
+from quantflow_async.backtest.matching import process_orders
 from quantflow_async.backtest.metrics import (
     MAX_CURVE_POINTS,
     compute_metrics,
@@ -168,7 +169,7 @@ def _simulate(
     for i in range(start, count):
         clock.end = i + 1
         if orders:
-            broker.execute(i)
+            process_orders(broker, i)  # Broker.execute's work, one call less on every bar
         value = broker.cash + (closes[i] * broker.position_size - broker.cost)
         if value <= 0:
             broker.liquidate(i)

@@ -266,7 +266,10 @@ class Strategy:
     @property
     def position(self) -> Position:
         """The net position: size, pl, pl_pct (percent), is_long, is_short, close()."""
-        return self._engine_broker().position
+        broker = self._broker  # read on every bar by many strategies: kept short
+        if broker is None:
+            raise RuntimeError("the strategy is not attached to a backtest")
+        return broker.position
 
     @property
     def trades(self) -> tuple[Trade, ...]:
