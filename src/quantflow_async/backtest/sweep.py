@@ -153,17 +153,7 @@ async def run_sweep(
     worker takes its place while jobs are waiting, at most `max_worker_restarts` times in
     the sweep (3; 0 replaces none). Jobs that no worker is left to run then end failed.
     """
-    for option, value, least in (
-        ("workers", workers, 1),
-        ("chunk_size", chunk_size, 1),
-        ("max_worker_restarts", max_worker_restarts, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise StrategyConfigError(option, f"must be an int >= {least}, got {value!r}")
-    if start_method not in START_METHODS:
-        raise StrategyConfigError(
-            "start_method", f"must be one of {', '.join(START_METHODS)}, got {start_method!r}"
-        )
+    check_running(workers, chunk_size, start_method, max_worker_restarts)
     if not isinstance(strategy, str):
         strategy_reference(strategy)  # a class the worker processes cannot import: refused now
     settings = dict(
@@ -219,6 +209,23 @@ async def run_sweep(
         sweep_id=stored.sweep_id,
         skipped=stored.skipped,
     )
+
+
+def check_running(
+    workers: int, chunk_size: int, start_method: str, max_worker_restarts: int
+) -> None:
+    """StrategyConfigError naming the first of the running options that is not valid."""
+    for option, value, least in (
+        ("workers", workers, 1),
+        ("chunk_size", chunk_size, 1),
+        ("max_worker_restarts", max_worker_restarts, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise StrategyConfigError(option, f"must be an int >= {least}, got {value!r}")
+    if start_method not in START_METHODS:
+        raise StrategyConfigError(
+            "start_method", f"must be one of {', '.join(START_METHODS)}, got {start_method!r}"
+        )
 
 
 async def _run_pool(sweep: _Sweep, pool: WorkerPool, writer: TradeWriter) -> None:

@@ -10,41 +10,27 @@ from the modules of `VERB_MODULES`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
-import math
-import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.app import COMMANDS, Parser, add_command, add_verbs
-from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run, stored_strategy_id
-from quantflow_async.cli.output import (
-    CommandError,
-    is_terminal,
-    json_grid,
-    plain,
-    print_table,
-    reading,
-)
+from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run
+from quantflow_async.cli.output import CommandError, json_grid, reading
+from quantflow_async.cli.run_options import add_run_options, run_settings
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
+from quantflow_async.cli.sweep_report import RANKINGS, SweepJob, run_and_report
+from quantflow_async.cli.sweep_report import ranked as ranked  # where it was first
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
-    from quantflow_async.backtest import Bars, SweepProgress, SweepResult
+    from quantflow_async.backtest import Bars
     from quantflow_async.database import Database
-    from quantflow_async.records import Backtest
     from quantflow_async.sweep_records import Sweep
 
-RANKINGS: Final = {"return": "return_pct", "sharpe": "sharpe"}
-"""`--by` and the metric it ranks by, highest first."""
-SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
-"""The metrics of each row of the table and of `best` in the JSON."""
-SHOWN_FAILURES: Final = 3
-"""How many failed backtests a sweep names, with their errors, before it exits non-zero."""
 VERB_MODULES: Final[tuple[str, ...]] = ()
 """Modules of `quantflow_async.cli` that add verbs to `quantflow sweep` beside run and resume:
 each has `register_verbs(verbs)`, which adds its own with `add_command(verbs, ...)`."""
@@ -61,12 +47,12 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
         raise CommandError("--grid has no config to run: give every key at least one value")
     if args.constraint is not None:
         configs, _ = split_configs(configs, args.constraint)
-    options = {"cash": args.cash, "commission": args.commission}
+    options = {"cash": args.cash, "commission": args.commission, **run_settings(args)}
     for config in configs:
         check_run(args.strategy, config, **options)
     if args.report is not None:
         _check_report(args.report)
-    datasets = _datasets(args.data)
+    datasets = datasets_of(args.data)
     job = SweepJob(args.strategy, grid, args.constraint, datasets, options, len(configs))
     await run_and_report(settings, args, job)
 
@@ -80,12 +66,12 @@ async def resume(settings: Settings, args: argparse.Namespace) -> None:
     async with Database(settings=settings) as db:
         stored = await db.sweeps.get(args.id)
         configs = await _stored_configs(db, args.id)
-    datasets = _stored_datasets(stored)
+    datasets = stored_datasets(stored)
     job = SweepJob(stored.strategy, configs, None, datasets, dict(stored.options), len(configs))
     await run_and_report(settings, args, job, resume=stored.id)
 
 
-def _stored_datasets(stored: Sweep) -> dict[str, Bars]:
+def stored_datasets(stored: Sweep) -> dict[str, Bars]:
     """The sweep's data sets, read again from their files (their fingerprints are checked
     by the sweep itself)."""
     datasets: dict[str, Bars] = {}
@@ -113,87 +99,12 @@ async def _stored_configs(db: Database, sweep_id: int) -> list[dict[str, Any]]:
     return list(configs.values())
 
 
-class SweepJob(NamedTuple):
-    """What a sweep command runs: from the command line, or from a stored sweep."""
-
-    strategy: str
-    grid: Any
-    constraint: str | None
-    datasets: dict[str, Bars]
-    options: dict[str, Any]
-    configs: int
-
-
-async def run_and_report(
-    settings: Settings, args: argparse.Namespace, job: SweepJob, *, resume: int | None = None
-) -> None:
-    """Run the sweep (or resume it), then show its best configs and its first failures."""
-    from quantflow_async.analysis import write_report
-    from quantflow_async.backtest import run_sweep
-    from quantflow_async.database import Database
-
-    metric = RANKINGS[args.by]
-    async with Database(settings=settings) as db:
-        strategy_id = await stored_strategy_id(db, job.strategy)
-        with _progress_bar(job.configs * len(job.datasets)) as show:
-            result = await run_sweep(
-                db, job.strategy, job.grid, job.datasets, strategy_id=strategy_id,
-                workers=args.workers, max_worker_restarts=args.max_worker_restarts,
-                progress=show, constraint=job.constraint, resume=resume, **job.options,
-            )  # fmt: skip
-        talk = _say if not args.json else _quiet
-        if result.excluded:
-            talk(f"{len(result.excluded)} configs left out by --constraint {job.constraint!r}")
-        talk(_summary(job.strategy, result))
-        sweep_id = int(result.sweep_id or 0)  # always set by run_sweep
-        best = await db.sweeps.best(sweep_id, metric, limit=args.top)
-        failed = await db.sweeps.failures(sweep_id, limit=SHOWN_FAILURES)
-        if args.report is not None and best:
-            talk(f"drawing backtest {best[0].id}, the best by {metric}, into {args.report}")
-            await write_report(db, best[0].id, args.report)
-    failures = [_failure(b) for b in failed]
-    total = len(result.backtest_ids)
-    if args.json:
-        document = _document(args, job.strategy, strategy_id, result, metric, best, failures)
-        document["excluded"] = list(result.excluded)
-        print(json.dumps(plain(document), separators=(",", ":")), flush=True)
-    else:
-        _print_best(best, metric, total)
-    if result.failed:
-        for failure in failures:
-            _say(f"backtest {failure['backtest_id']} failed: {failure['error']}")
-        raise CommandError(
-            f"{result.failed} of {total} backtests failed (the first "
-            f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
-        )
-
-
-def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:
-    """The completed backtests, best `metric` first; a backtest without a value for it last."""
-
-    def key(backtest: Backtest) -> float:
-        value = (backtest.metrics or {}).get(metric)
-        if isinstance(value, str):  # a float too large for the store, kept as its repr
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        return -float(value) if isinstance(value, int | float) else math.inf
-
-    return sorted((b for b in backtests if b.status == "completed"), key=key)
-
-
 def _grid(document: Mapping[str, Any] | list[dict[str, Any]]) -> Any:
     """Each parameter's values (a list as given, a single value as a list of one), or the
     list of configs as given."""
     if isinstance(document, list):
         return document
     return {key: value if isinstance(value, list) else [value] for key, value in document.items()}
-
-
-def _failure(backtest: Backtest) -> dict[str, Any]:
-    """A failed backtest's id and its error on one line: "Type: message"."""
-    error = (backtest.results or {}).get("error") or {}
-    message = " ".join(str(error.get("message", "")).split())
-    return {"backtest_id": backtest.id, "error": f"{error.get('type', 'Error')}: {message}"}
 
 
 def _check_report(path: Path) -> None:
@@ -212,7 +123,7 @@ def _check_report(path: Path) -> None:
         raise CommandError(f"--report needs {needed}, which is not installed: {INSTALL_HINT}")
 
 
-def _datasets(files: Sequence[str]) -> dict[str, Bars]:
+def datasets_of(files: Sequence[str]) -> dict[str, Bars]:
     """Each file's bars under its symbol: the file's name, upper case (goog.csv is GOOG)."""
     datasets: dict[str, Bars] = {}
     for file in files:
@@ -234,110 +145,6 @@ def _read(path: Path) -> Bars:
     from quantflow_async.backtest import read_bars
 
     return dataclasses.replace(read_bars(path), source=str(path.resolve()))
-
-
-@contextlib.contextmanager
-def _progress_bar(total: int) -> Iterator[Callable[[SweepProgress], None] | None]:
-    """A bar of backtests done with the fills stored so far, on stderr when it is a terminal."""
-    if not is_terminal(sys.stderr):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("backtests"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fills]:>11,} fills stored"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(file=sys.stderr)) as bar:
-        task = bar.add_task("sweep", total=total, fills=0)
-
-        def show(progress: SweepProgress) -> None:
-            bar.update(task, completed=progress.done, fills=progress.fills_stored)
-
-        yield show
-
-
-def _row(rank: int, backtest: Backtest) -> list[Any]:
-    config = backtest.config or {}
-    metrics = backtest.metrics or {}
-    parameters = " ".join(f"{k}={v}" for k, v in dict(config.get("parameters", {})).items())
-    return [rank, backtest.id, config.get("symbol"), parameters] + [metrics.get(k) for k in SHOWN]
-
-
-def _print_best(best: Sequence[Backtest], metric: str, total: int) -> None:
-    print_table(
-        ["rank", "backtest", "data", "parameters", *SHOWN],
-        [_row(rank, backtest) for rank, backtest in enumerate(best, start=1)],
-        title=f"the best {len(best)} of {total} backtests by {metric}",
-        empty="no backtest completed",
-    )
-
-
-def _summary(strategy: str, result: SweepResult) -> str:
-    rate = result.fills_stored / result.seconds if result.seconds > 0 else 0.0
-    failed = f", {result.failed} failed" if result.failed else ""
-    before = f" ({result.skipped} of them before this resume)" if result.skipped else ""
-    return (
-        f"sweep {result.sweep_id}, {strategy}: {result.completed} backtests completed"
-        f"{before}{failed}, "
-        f"{result.fills_stored:,} fills stored in {result.seconds:.1f} s "
-        f"({rate:,.0f} fills/s, {result.workers} worker processes)"
-    )
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _quiet(line: str) -> None:
-    """--json: stdout is the object, stderr stays quiet (but for the bar on a terminal)."""
-
-
-def _document(
-    args: argparse.Namespace,
-    strategy: str,
-    strategy_id: int,
-    result: SweepResult,
-    metric: str,
-    best: Sequence[Backtest],
-    failures: Sequence[dict[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "sweep_id": result.sweep_id,
-        "strategy": strategy,
-        "strategy_id": strategy_id,
-        "backtest_ids": list(result.backtest_ids),
-        "skipped": result.skipped,
-        "completed": result.completed,
-        "failed": result.failed,
-        "fills_stored": result.fills_stored,
-        "seconds": round(result.seconds, 3),
-        "workers": result.workers,
-        "ranked_by": metric,
-        "best": [
-            {
-                "backtest_id": backtest.id,
-                "data": (backtest.config or {}).get("symbol"),
-                "parameters": (backtest.config or {}).get("parameters"),
-                **{key: (backtest.metrics or {}).get(key) for key in SHOWN},
-            }
-            for backtest in best
-        ],
-        "report": None if args.report is None or not best else str(args.report),
-        "failures": list(failures),
-    }
 
 
 def _at_least(least: int) -> Callable[[str], int]:
@@ -395,6 +202,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command.add_argument(
         "--commission", type=float, default=0.0, metavar="RATE", help="fraction of notional (0)"
     )
+    add_run_options(command)
     _add_running_options(command)
     resuming = add_command(
         verbs,
