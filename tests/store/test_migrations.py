@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from quantflow_async import Database, NotFound
 from quantflow_async.store.migrations import alembic_config, head_revision
+from quantflow_async.store.repositories.sweeps import JobRow
 from quantflow_async.store.schema import metadata
 
 from ..conftest import T0, make_fill
@@ -308,3 +309,35 @@ async def test_downgrade_from_006_drops_the_journal_and_keeps_every_other_row(
         assert "order_id" in await _trade_columns(db)
         assert await db.trades.summary() == before
         assert await _names_in_database(db) == _names_declared()
+
+
+async def test_downgrade_from_007_drops_the_sweeps_and_keeps_every_backtest(
+    database_url: str,
+) -> None:
+    async with Database(database_url) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        sweep, (backtest_id,) = await db.sweeps.create(
+            strategy_id=strategy.id, strategy="sma_cross", space={"fast": [2]}, options={},
+            datasets=[], jobs=[_job_row()],
+        )  # fmt: skip
+        await db.trades.insert_many([make_fill(strategy.id, n, backtest_id=backtest_id)
+                                     for n in range(20)])  # fmt: skip
+
+        await _run(db, "downgrade", "006")
+        assert await _tables(db) == TABLES - {"sweeps"}
+        async with db.engine.connect() as connection:
+            count = await connection.scalar(text("SELECT count(*) FROM backtests"))
+        assert count == 1
+        assert await db.trades.count(backtest_id=backtest_id) == 20
+
+        await _run(db, "upgrade", "head")
+        assert (await db.backtests.get(backtest_id)).sweep_id is None
+        assert await _names_in_database(db) == _names_declared()
+
+
+def _job_row() -> JobRow:
+    return JobRow(
+        job_key="k", name="b", start_date=T0, end_date=T0.replace(year=2025),
+        initial_capital=1, config={},
+    )  # fmt: skip
