@@ -27,8 +27,19 @@ def process_orders(broker: Broker, bar: int) -> None:
     opening = opens[bar]
     high = highs[bar]
     low = lows[bar]
-    again = False
     orders = broker.orders
+    for order in orders:  # a first look, as most bars fill nothing: stop at one that may
+        stop = order.stop
+        if stop:
+            if high >= stop if order.size > 0 else low <= stop:
+                break
+            continue
+        limit = order.limit
+        if not limit or (low <= limit if order.size > 0 else high >= limit):
+            break
+    else:
+        return
+    again = False
     for order in list(orders):
         if order not in orders:  # the other bracket of a trade just closed
             continue

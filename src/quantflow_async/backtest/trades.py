@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from quantflow_async.backtest.orders import Order
 
 if TYPE_CHECKING:
     from quantflow_async.backtest.broker import Broker
+
+_INF: Final = math.inf
 
 
 class Trade:
@@ -89,7 +91,7 @@ class Trade:
         self._broker.orders.insert(0, Order(self._broker, size, parent_trade=self, tag=self.tag))
 
     def _set_contingent(self, kind: Literal["sl", "tp"], price: float | None) -> None:
-        if price is not None and not 0 < price < math.inf:
+        if price is not None and not 0 < price < _INF:
             raise ValueError(f"{kind} must be a finite price > 0 or None, got {price!r}")
         orders = self._broker.orders
         if kind == "sl":

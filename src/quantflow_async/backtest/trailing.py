@@ -74,7 +74,8 @@ def _rolling_mean_dense(data: list[float], n: int) -> FloatArray:
         i += 1
     values = np.asarray(data)
     means = np.asarray(sums[n - 1 :]) / n
-    negative = np.convolve(values < 0, np.ones(n, dtype=np.int64), mode="valid")
+    below = np.concatenate(([0], np.cumsum(values < 0)))
+    negative = below[n:] - below[:-n]  # negative values in each window
     means[((negative == 0) & (means < 0)) | ((negative == n) & (means > 0))] = 0.0
     # A window of n equal values is that value, whatever the sum's last bits say.
     changes = np.flatnonzero(np.diff(values)) + 1
