@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from quantflow_async.database import Database
     from quantflow_async.sweep_records import Sweep
 
-VERB_MODULES: Final[tuple[str, ...]] = ()
+VERB_MODULES: Final[tuple[str, ...]] = ("sweep_heatmap",)
 """Modules of `quantflow_async.cli` that add verbs to `quantflow sweep` beside run and resume:
 each has `register_verbs(verbs)`, which adds its own with `add_command(verbs, ...)`."""
 
