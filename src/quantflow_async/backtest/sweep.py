@@ -15,58 +15,49 @@ finished cancelled.
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
-import pickle
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.constraints import Constraint
-from quantflow_async.backtest.conversion import FILL_CHUNK, error_document
-from quantflow_async.backtest.runner import mark_completed, mark_failed
+from quantflow_async.backtest.conversion import FILL_CHUNK
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
 from quantflow_async.backtest.sweep_jobs import (
     expand_grid as expand_grid,  # the package names it here
 )
+from quantflow_async.backtest.sweep_outcomes import (
+    ProgressCallback as ProgressCallback,  # cluster.py names them here
+)
+from quantflow_async.backtest.sweep_outcomes import (
+    SweepOutcomes,
+    dump_sweep_file,
+    run_pool,
+)
+from quantflow_async.backtest.sweep_outcomes import (
+    SweepProgress as SweepProgress,  # the package names it here
+)
 from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
-from quantflow_async.backtest.worker import Job, Message, SweepFile
 from quantflow_async.backtest.worker_pool import WorkerPool
 from quantflow_async.database import Database
 from quantflow_async.errors import StrategyConfigError
 from quantflow_async.ingest.stats import WriterStats
 from quantflow_async.ingest.writer import TradeWriter
-from quantflow_async.records import fills_from_rows
 
 log = logging.getLogger(__name__)
 
 _Workers = WorkerPool  # the pool's name when it lived in this module
-RECORD_EVERY_SECONDS: Final = 0.25
-"""Outcomes are recorded in batches at most this often; each batch waits for one flush."""
 MAX_WORKER_RESTARTS: Final = 3
 """How many dead worker processes a sweep replaces, by default, before it runs on without."""
 START_METHODS: Final = ("spawn", "forkserver")
 """How worker processes may start: never by fork, which copies the caller's threads' locks."""
-
-
-@dataclass(frozen=True, slots=True)
-class SweepProgress:
-    """Where a sweep is: backtests finished (completed or failed) of `total`, and the
-    sweep's own fills handed to the writer so far (committed by the time it returns)."""
-
-    total: int
-    done: int
-    failed: int
-    fills_stored: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +90,6 @@ class SweepResult:
     """Backtests a resumed sweep had completed before: counted in `completed`, not run again."""
 
 
-ProgressCallback = Callable[[SweepProgress], None]
 _NOTHING_WRITTEN: Final = WriterStats(0, 0, 0, 0, 0, 0, 0, None, None, None, None)
 
 
@@ -163,7 +153,7 @@ async def run_sweep(
     plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)
     jobs = stored.jobs
-    sweep = _Sweep(db, jobs, progress, max_worker_restarts)
+    sweep = SweepOutcomes(db, jobs, progress, max_worker_restarts)
     started = time.perf_counter()
     pool: WorkerPool | None = None
     try:
@@ -172,15 +162,15 @@ async def run_sweep(
         else:
             with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
                 sweep_file = Path(folder) / "sweep.pickle"
-                await anyio.to_thread.run_sync(_dump, plan.datasets, jobs, sweep_file)
+                await anyio.to_thread.run_sync(dump_sweep_file, plan.datasets, jobs, sweep_file)
                 context = multiprocessing.get_context(start_method)
                 pool = WorkerPool(context, min(workers, len(jobs)), sweep_file, chunk_size, jobs)
                 if writer is None:
                     async with db.writer() as own_writer:
-                        await _run_pool(sweep, pool, own_writer)
+                        await run_pool(sweep, pool, own_writer)
                         stats = own_writer.stats()
                 else:
-                    await _run_pool(sweep, pool, writer)
+                    await run_pool(sweep, pool, writer)
                     await writer.flush()  # the sweep's fills are committed when it returns
                     stats = writer.stats()
     except anyio.get_cancelled_exc_class():
@@ -225,188 +215,4 @@ def check_running(
     if start_method not in START_METHODS:
         raise StrategyConfigError(
             "start_method", f"must be one of {', '.join(START_METHODS)}, got {start_method!r}"
-        )
-
-
-async def _run_pool(sweep: _Sweep, pool: WorkerPool, writer: TradeWriter) -> None:
-    try:
-        pool.start()
-        await sweep.run(pool, writer)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(pool.stop)
-
-
-def _dump(datasets: Mapping[str, Bars], jobs: list[Job], path: Path) -> None:
-    with path.open("wb") as file:
-        pickle.dump(SweepFile(dict(datasets), jobs), file, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-class _Sweep:
-    """The event loop's side: fills to the writer, outcomes to the store, in order."""
-
-    def __init__(
-        self,
-        db: Database,
-        jobs: list[Job],
-        progress: ProgressCallback | None,
-        max_worker_restarts: int,
-    ) -> None:
-        self.db = db
-        self.jobs = jobs
-        self.progress = progress
-        self.max_worker_restarts = max_worker_restarts
-        self.completed = 0
-        self.failed = 0
-        self.fills = 0  # handed to the writer: this sweep's own, whoever else uses the writer
-        self._finished: set[int] = set()
-        self._in_flight: dict[int, int] = {}  # worker index -> backtest id
-        self._exited: set[int] = set()
-        self._writer: TradeWriter | None = None
-        # Held while fills are submitted, and while outcomes are recorded: on SQLite a writer
-        # that always has a batch to commit holds the write lock almost all the time, and
-        # the status updates, polling for it in SQLite's busy handler with growing sleeps,
-        # could wait for many batches. With no new fills, they wait for one at most.
-        self._store_turn = anyio.Lock()
-
-    def unfinished(self) -> list[int]:
-        return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
-
-    async def run(self, pool: WorkerPool, writer: TradeWriter) -> None:
-        self._writer = writer
-        send, receive = anyio.create_memory_object_stream[Message](max_buffer_size=math.inf)
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._record_outcomes, receive)
-                async with send:
-                    await self._pump(pool, writer, send)
-        except BaseExceptionGroup as group:
-            # One of the two tasks failed (the store, the progress callback): raise its error
-            # as itself, as a caller of one coroutine expects.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from group
-            raise
-
-    async def _pump(
-        self, pool: WorkerPool, writer: TradeWriter, outcomes: MemoryObjectSendStream[Message]
-    ) -> None:
-        """Read the workers' messages until every worker has exited."""
-        while len(self._exited) < pool.count:
-            # Abandoned on cancellation (messages it then reads are dropped: the sweep is
-            # stopping): a shielded wait would swallow asyncio's own Task.cancel(), which
-            # is what Ctrl-C under asyncio.run sends.
-            messages = await anyio.to_thread.run_sync(pool.receive, abandon_on_cancel=True)
-            for message in messages:
-                await self._take(message, pool, writer, outcomes)
-        # Jobs a dead worker gave back after every other worker had been told to stop, or
-        # once no replacement was left.
-        error = ChildProcessError(
-            "every worker process exited before this backtest ran ("
-            f"{pool.restarts} of max_worker_restarts={self.max_worker_restarts} replacements made)"
-        )
-        while pool.pending:
-            job = pool.jobs[pool.pending.popleft()]
-            await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
-
-    async def _take(
-        self,
-        message: Message,
-        pool: WorkerPool,
-        writer: TradeWriter,
-        outcomes: MemoryObjectSendStream[Message],
-    ) -> None:
-        kind, worker = message[0], message[1]
-        if kind == "fills":
-            async with self._store_turn:
-                await writer.submit_many(fills_from_rows(message[3]))
-            self.fills += len(message[3])
-            self._report()
-        elif kind == "started":
-            self._in_flight[worker] = message[2]
-            pool.started(worker, message[2])
-            await outcomes.send(message)
-        elif kind in ("completed", "failed"):
-            self._in_flight.pop(worker, None)
-            pool.finished(worker)
-            await outcomes.send(message)
-        elif kind == "exit":
-            self._exited.add(worker)
-            pool.blocked += message[2]
-            pool.busy += message[3]
-        elif kind == "gone" and worker not in self._exited:
-            code = await anyio.to_thread.run_sync(pool.exit_code, worker)
-            await self._bury(pool, worker, code, outcomes)
-
-    async def _bury(
-        self,
-        pool: WorkerPool,
-        worker: int,
-        code: int | None,
-        outcomes: MemoryObjectSendStream[Message],
-    ) -> None:
-        """A worker that died (killed, out of memory) fails the backtest it was running and
-        gives back the ones it had not started, for the other workers and for the new worker
-        started in its place while jobs wait and replacements are left."""
-        self._exited.add(worker)
-        log.error("sweep: worker %d exited with code %s", worker, code)
-        returned = pool.give_back(worker)
-        backtest_id = self._in_flight.pop(worker, None)
-        if backtest_id is not None:
-            error = ChildProcessError(f"the worker process exited with code {code}")
-            await outcomes.send(("failed", worker, backtest_id, error_document(error)))
-        if returned:
-            log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
-        if pool.pending and pool.restarts < self.max_worker_restarts:
-            pool.replace(worker)
-            self._exited.discard(worker)
-
-    async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
-        async with outcomes:
-            async for first in outcomes:
-                await anyio.sleep(RECORD_EVERY_SECONDS)  # let outcomes gather: fewer flushes
-                batch = [first]
-                while True:  # take what else is waiting, so one flush covers it all
-                    try:
-                        batch.append(outcomes.receive_nowait())
-                    except anyio.WouldBlock:
-                        break
-                    except anyio.EndOfStream:
-                        break
-                if self._writer is not None and any(m[0] == "completed" for m in batch):
-                    # A backtest is completed once its fills are in: every one of them was
-                    # submitted before its outcome was read. Fills go on flowing meanwhile.
-                    await self._writer.flush()
-                async with self._store_turn:
-                    for message in batch:
-                        await self._record(message)
-
-    async def _record(self, message: Message) -> None:
-        kind, _, backtest_id = message[:3]
-        if kind == "started":
-            await self.db.backtests.set_status(backtest_id, "running")
-            return
-        if backtest_id in self._finished:
-            return
-        if kind == "completed":
-            await mark_completed(self.db, backtest_id, message[3], message[4])
-            self.completed += 1
-        else:
-            backtest = await self.db.backtests.get(backtest_id)
-            if backtest.status == "pending":  # died before it could say it started
-                await self.db.backtests.set_status(backtest_id, "running")
-            await mark_failed(self.db, backtest_id, message[3])
-            self.failed += 1
-        self._finished.add(backtest_id)
-        self._report()
-
-    def _report(self) -> None:
-        if self.progress is None or self._writer is None:
-            return
-        self.progress(
-            SweepProgress(
-                total=len(self.jobs),
-                done=self.completed + self.failed,
-                failed=self.failed,
-                fills_stored=self.fills,
-            )
         )

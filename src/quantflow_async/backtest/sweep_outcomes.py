@@ -1,0 +1,233 @@
+"""The event loop's side of a sweep: the workers' fills to the writer, their outcomes to the
+store, in order (`SweepOutcomes`), while `run_pool` runs the worker processes.
+
+`run_sweep` (sweep.py) runs one set of jobs this way; a search (sweep_runner.py) adds jobs
+batch by batch to workers that wait for more, and waits for each batch's outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.conversion import error_document
+from quantflow_async.backtest.runner import mark_completed, mark_failed
+from quantflow_async.backtest.worker import Job, Message, SweepFile
+from quantflow_async.backtest.worker_pool import WorkerPool
+from quantflow_async.database import Database
+from quantflow_async.ingest.writer import TradeWriter
+from quantflow_async.records import fills_from_rows
+
+log = logging.getLogger(__name__)
+
+RECORD_EVERY_SECONDS: Final = 0.25
+"""Outcomes are recorded in batches at most this often; each batch waits for one flush."""
+
+
+@dataclass(frozen=True, slots=True)
+class SweepProgress:
+    """Where a sweep is: backtests finished (completed or failed) of `total`, and the
+    sweep's own fills handed to the writer so far (committed by the time it returns)."""
+
+    total: int
+    done: int
+    failed: int
+    fills_stored: int
+
+
+ProgressCallback = Callable[[SweepProgress], None]
+
+
+async def run_pool(sweep: SweepOutcomes, pool: WorkerPool, writer: TradeWriter) -> None:
+    """Start the pool's workers, run `sweep` on them, and stop them however it ends."""
+    try:
+        pool.start()
+        await sweep.run(pool, writer)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(pool.stop)
+
+
+def dump_sweep_file(datasets: Mapping[str, Bars], jobs: list[Job], path: Path) -> None:
+    """Write the file every worker reads once: the data sets and the jobs known now."""
+    with path.open("wb") as file:
+        pickle.dump(SweepFile(dict(datasets), jobs), file, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class SweepOutcomes:
+    """The event loop's side: fills to the writer, outcomes to the store, in order."""
+
+    def __init__(
+        self,
+        db: Database,
+        jobs: list[Job],
+        progress: ProgressCallback | None,
+        max_worker_restarts: int,
+    ) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.progress = progress
+        self.max_worker_restarts = max_worker_restarts
+        self.completed = 0
+        self.failed = 0
+        self.fills = 0  # handed to the writer: this sweep's own, whoever else uses the writer
+        self._finished: set[int] = set()
+        self._in_flight: dict[int, int] = {}  # worker index -> backtest id
+        self._exited: set[int] = set()
+        self._writer: TradeWriter | None = None
+        # Held while fills are submitted, and while outcomes are recorded: on SQLite a writer
+        # that always has a batch to commit holds the write lock almost all the time, and
+        # the status updates, polling for it in SQLite's busy handler with growing sleeps,
+        # could wait for many batches. With no new fills, they wait for one at most.
+        self._store_turn = anyio.Lock()
+
+    def unfinished(self) -> list[int]:
+        return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
+
+    async def run(self, pool: WorkerPool, writer: TradeWriter) -> None:
+        self._writer = writer
+        send, receive = anyio.create_memory_object_stream[Message](max_buffer_size=math.inf)
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._record_outcomes, receive)
+                async with send:
+                    await self._pump(pool, writer, send)
+        except BaseExceptionGroup as group:
+            # One of the two tasks failed (the store, the progress callback): raise its error
+            # as itself, as a caller of one coroutine expects.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group
+            raise
+
+    async def _pump(
+        self, pool: WorkerPool, writer: TradeWriter, outcomes: MemoryObjectSendStream[Message]
+    ) -> None:
+        """Read the workers' messages until every worker has exited."""
+        while len(self._exited) < pool.count:
+            # Abandoned on cancellation (messages it then reads are dropped: the sweep is
+            # stopping): a shielded wait would swallow asyncio's own Task.cancel(), which
+            # is what Ctrl-C under asyncio.run sends.
+            messages = await anyio.to_thread.run_sync(pool.receive, abandon_on_cancel=True)
+            for message in messages:
+                await self._take(message, pool, writer, outcomes)
+        # Jobs a dead worker gave back after every other worker had been told to stop, or
+        # once no replacement was left.
+        error = ChildProcessError(
+            "every worker process exited before this backtest ran ("
+            f"{pool.restarts} of max_worker_restarts={self.max_worker_restarts} replacements made)"
+        )
+        while pool.pending:
+            job = pool.jobs[pool.pending.popleft()]
+            await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
+
+    async def _take(
+        self,
+        message: Message,
+        pool: WorkerPool,
+        writer: TradeWriter,
+        outcomes: MemoryObjectSendStream[Message],
+    ) -> None:
+        kind, worker = message[0], message[1]
+        if kind == "fills":
+            async with self._store_turn:
+                await writer.submit_many(fills_from_rows(message[3]))
+            self.fills += len(message[3])
+            self._report()
+        elif kind == "started":
+            self._in_flight[worker] = message[2]
+            pool.started(worker, message[2])
+            await outcomes.send(message)
+        elif kind in ("completed", "failed"):
+            self._in_flight.pop(worker, None)
+            pool.finished(worker)
+            await outcomes.send(message)
+        elif kind == "exit":
+            self._exited.add(worker)
+            pool.blocked += message[2]
+            pool.busy += message[3]
+        elif kind == "gone" and worker not in self._exited:
+            code = await anyio.to_thread.run_sync(pool.exit_code, worker)
+            await self._bury(pool, worker, code, outcomes)
+
+    async def _bury(
+        self,
+        pool: WorkerPool,
+        worker: int,
+        code: int | None,
+        outcomes: MemoryObjectSendStream[Message],
+    ) -> None:
+        """A worker that died (killed, out of memory) fails the backtest it was running and
+        gives back the ones it had not started, for the other workers and for the new worker
+        started in its place while jobs wait and replacements are left."""
+        self._exited.add(worker)
+        log.error("sweep: worker %d exited with code %s", worker, code)
+        returned = pool.give_back(worker)
+        backtest_id = self._in_flight.pop(worker, None)
+        if backtest_id is not None:
+            error = ChildProcessError(f"the worker process exited with code {code}")
+            await outcomes.send(("failed", worker, backtest_id, error_document(error)))
+        if returned:
+            log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
+        if pool.pending and pool.restarts < self.max_worker_restarts:
+            pool.replace(worker)
+            self._exited.discard(worker)
+
+    async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
+        async with outcomes:
+            async for first in outcomes:
+                await anyio.sleep(RECORD_EVERY_SECONDS)  # let outcomes gather: fewer flushes
+                batch = [first]
+                while True:  # take what else is waiting, so one flush covers it all
+                    try:
+                        batch.append(outcomes.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                    except anyio.EndOfStream:
+                        break
+                if self._writer is not None and any(m[0] == "completed" for m in batch):
+                    # A backtest is completed once its fills are in: every one of them was
+                    # submitted before its outcome was read. Fills go on flowing meanwhile.
+                    await self._writer.flush()
+                async with self._store_turn:
+                    for message in batch:
+                        await self._record(message)
+
+    async def _record(self, message: Message) -> None:
+        kind, _, backtest_id = message[:3]
+        if kind == "started":
+            await self.db.backtests.set_status(backtest_id, "running")
+            return
+        if backtest_id in self._finished:
+            return
+        if kind == "completed":
+            await mark_completed(self.db, backtest_id, message[3], message[4])
+            self.completed += 1
+        else:
+            backtest = await self.db.backtests.get(backtest_id)
+            if backtest.status == "pending":  # died before it could say it started
+                await self.db.backtests.set_status(backtest_id, "running")
+            await mark_failed(self.db, backtest_id, message[3])
+            self.failed += 1
+        self._finished.add(backtest_id)
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is None or self._writer is None:
+            return
+        self.progress(
+            SweepProgress(
+                total=len(self.jobs),
+                done=self.completed + self.failed,
+                failed=self.failed,
+                fills_stored=self.fills,
+            )
+        )
