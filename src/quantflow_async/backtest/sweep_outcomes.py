@@ -89,6 +89,7 @@ class SweepOutcomes:
         # the status updates, polling for it in SQLite's busy handler with growing sleeps,
         # could wait for many batches. With no new fills, they wait for one at most.
         self._store_turn = anyio.Lock()
+        self.record_every = RECORD_EVERY_SECONDS
 
     def unfinished(self) -> list[int]:
         return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
@@ -184,7 +185,7 @@ class SweepOutcomes:
     async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
         async with outcomes:
             async for first in outcomes:
-                await anyio.sleep(RECORD_EVERY_SECONDS)  # let outcomes gather: fewer flushes
+                await anyio.sleep(self.record_every)  # let outcomes gather: fewer flushes
                 batch = [first]
                 while True:  # take what else is waiting, so one flush covers it all
                     try:

@@ -86,6 +86,17 @@ async def store_sweep(
     )
 
 
+async def store_more_jobs(
+    db: Database, sweep_id: int, plan: SweepPlan, *, strategy_id: int, name: str | None
+) -> list[Job]:
+    """Store `plan`'s jobs as pending backtests of sweep `sweep_id`, in one transaction (one
+    of the same key that did not complete is replaced, with its fills): a search's next
+    trials. If the storing is stopped, what it stored is marked cancelled before it raises."""
+    rows = [job.row(plan.datasets[job.data], name) for job in plan.jobs]
+    ids = await _stored(db, db.sweeps.store_jobs(sweep_id, rows), lambda ids: (sweep_id, ids))
+    return [_job(job, i, strategy_id) for job, i in zip(plan.jobs, ids, strict=True)]
+
+
 async def finish_sweep(
     db: Database, sweep_id: int, status: SweepStatus, unfinished: Sequence[int] = ()
 ) -> None:

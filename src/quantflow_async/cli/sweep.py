@@ -24,6 +24,12 @@ from quantflow_async.cli.run_options import add_run_options, run_settings
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.cli.sweep_report import RANKINGS, SweepJob, run_and_report
 from quantflow_async.cli.sweep_report import ranked as ranked  # where it was first
+from quantflow_async.cli.sweep_search import (
+    add_search_options,
+    check_search_options,
+    resume_search,
+    search,
+)
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +47,13 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     from quantflow_async.backtest.constraints import split_configs
 
     # Every mistake in the input is found before the database is opened.
+    check_search_options(args)
+    if args.search is not None:
+        options = {"cash": args.cash, "commission": args.commission, **run_settings(args)}
+        await search(settings, args, options)
+        return
+    if args.grid is None:
+        raise CommandError("give --grid JSON, or --search tpe|random with --space JSON")
     grid = _grid(args.grid)
     configs = expand_grid(grid)
     if not configs:
@@ -51,7 +64,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     for config in configs:
         check_run(args.strategy, config, **options)
     if args.report is not None:
-        _check_report(args.report)
+        check_report(args.report)
     datasets = datasets_of(args.data)
     job = SweepJob(args.strategy, grid, args.constraint, datasets, options, len(configs))
     await run_and_report(settings, args, job)
@@ -62,10 +75,13 @@ async def resume(settings: Settings, args: argparse.Namespace) -> None:
     from quantflow_async.database import Database
 
     if args.report is not None:
-        _check_report(args.report)
+        check_report(args.report)
     async with Database(settings=settings) as db:
         stored = await db.sweeps.get(args.id)
-        configs = await _stored_configs(db, args.id)
+        configs = [] if stored.kind == "search" else await _stored_configs(db, args.id)
+    if stored.kind == "search":
+        await resume_search(settings, args, stored)
+        return
     datasets = stored_datasets(stored)
     job = SweepJob(stored.strategy, configs, None, datasets, dict(stored.options), len(configs))
     await run_and_report(settings, args, job, resume=stored.id)
@@ -107,7 +123,7 @@ def _grid(document: Mapping[str, Any] | list[dict[str, Any]]) -> Any:
     return {key: value if isinstance(value, list) else [value] for key, value in document.items()}
 
 
-def _check_report(path: Path) -> None:
+def check_report(path: Path) -> None:
     from quantflow_async.analysis import INSTALL_HINT, report_format
 
     page = report_format(path) == "html"
@@ -185,7 +201,6 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command.add_argument(
         "--grid",
         type=json_grid,
-        required=True,
         metavar="JSON",
         help="""each parameter's values, e.g. '{"fast": [5, 10], "slow": [20, 50]}', or a """
         """list of configs, e.g. '[{"fast": 5, "slow": 20}]', or @grid.json; every config """
@@ -203,6 +218,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "--commission", type=float, default=0.0, metavar="RATE", help="fraction of notional (0)"
     )
     add_run_options(command)
+    add_search_options(command)
     _add_running_options(command)
     resuming = add_command(
         verbs,

@@ -1,0 +1,120 @@
+"""`quantflow sweep STRATEGY --search tpe|random ...`: a search stored as a sweep, resumed by
+`quantflow sweep resume ID`, drawn by `quantflow sweep heatmap ID`; each mistake one line
+before anything is stored."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.cli.test_cli_backtest import assert_one_line_mistake, migrated, quantflow, write_bars
+
+__all__ = ["migrated"]  # the fixture, used by name
+
+SPACE = json.dumps({"fast": {"int": [2, 12]}, "slow": {"int": [15, 60], "step": 5}})
+
+
+def search(url: str, data: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return quantflow(
+        "sweep", "sma_cross", "--search", "tpe", "--space", SPACE, "--data", str(data),
+        "--constraint", "fast < slow", "--workers", "2", "--database-url", url, *args, cwd=cwd,
+    )  # fmt: skip
+
+
+def test_a_seeded_search_prints_its_sweep_and_best_trials_and_repeats_itself(
+    tmp_path: Path, migrated: str
+) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    options = ("--trials", "4", "--maximize", "sharpe", "--seed", "3", "--json")
+    first = search(migrated, data, *options, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    document = json.loads(first.stdout)
+    assert (document["trials"], document["maximize"]) == (4, "sharpe")
+    sharpes = [row["sharpe"] for row in document["best"]]
+    assert len(sharpes) == 4 and sharpes == sorted(sharpes, reverse=True)
+    second = json.loads(search(migrated, data, *options, cwd=tmp_path).stdout)
+    assert second["sweep_id"] == document["sweep_id"] + 1
+    assert [r["parameters"] for r in second["best"]] == [r["parameters"] for r in document["best"]]
+    shown = quantflow(
+        "sweeps", "show", str(document["sweep_id"]), "--json", "--database-url", migrated,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["kind"] == "search"
+
+
+def test_minimize_ranks_the_lowest_first(tmp_path: Path, migrated: str) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    done = search(
+        migrated, data, "--search", "random", "--trials", "3", "--minimize", "max_drawdown_pct",
+        "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    values = [row["max_drawdown_pct"] for row in json.loads(done.stdout)["best"]]
+    assert values == sorted(values)
+
+
+def test_resume_of_a_finished_search_runs_no_trial(tmp_path: Path, migrated: str) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    done = search(migrated, data, "--trials", "2", "--maximize", "sharpe", "--json", cwd=tmp_path)
+    sweep_id = json.loads(done.stdout)["sweep_id"]
+    again = quantflow(
+        "sweep", "resume", str(sweep_id), "--json", "--database-url", migrated, cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["trials"] == 2
+    listed = quantflow("backtests", "list", "--json", "--database-url", migrated, cwd=tmp_path)
+    assert len(json.loads(listed.stdout)) == 2
+
+
+def test_the_heatmap_of_a_search_is_drawn(tmp_path: Path, migrated: str) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    done = search(migrated, data, "--trials", "4", "--maximize", "sharpe", "--json", cwd=tmp_path)
+    sweep_id = json.loads(done.stdout)["sweep_id"]
+    drawn = quantflow(
+        "sweep", "heatmap", str(sweep_id), "-x", "fast", "-y", "slow", "--metric", "sharpe",
+        "-o", "heat.png", "--database-url", migrated, cwd=tmp_path,
+    )  # fmt: skip
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout.startswith(f"wrote heat.png: sweep {sweep_id}, sharpe over ")
+    with Image.open(tmp_path / "heat.png") as image:
+        assert image.format == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--maximize", "sharp"), "'sharp' is not a stored statistic"),
+        (("--maximize", "sharpe", "--minimize", "sharpe"), "--maximize STAT or --minimize"),
+        (("--trials", "0", "--maximize", "sharpe"), "--trials must be a whole number >= 1"),
+        (("--maximize", "sharpe", "--grid", '{"fast": [3]}'), "give --grid for a grid, or"),
+        (("--maximize", "sharpe", "--constraint", "fast < slw"), "no parameter named 'slw'"),
+    ],
+)
+def test_a_mistake_in_a_search_is_one_line_and_nothing_is_stored(
+    tmp_path: Path, migrated: str, args: tuple[str, ...], message: str
+) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    assert_one_line_mistake(search(migrated, data, *args, cwd=tmp_path), message)
+    listed = quantflow("sweeps", "list", "--json", "--database-url", migrated, cwd=tmp_path)
+    assert json.loads(listed.stdout) == []
+
+
+def test_a_bad_space_is_one_line_naming_the_parameter(tmp_path: Path, migrated: str) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    result = quantflow(
+        "sweep", "sma_cross", "--search", "tpe", "--space", '{"fast": {"int": [12, 2]}}',
+        "--maximize", "sharpe", "--data", str(data), "--database-url", migrated, cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_mistake(result, "space: fast: low 12 is above high 2")
+
+
+def test_the_methods_the_command_lists_are_the_librarys() -> None:
+    from quantflow_async.backtest.search import METHODS
+    from quantflow_async.cli.sweep_search import METHODS as LISTED
+
+    assert LISTED == METHODS
