@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from quantflow_async.backtest import (
+        SearchResult,
         SweepProgress,
         SweepResult,
         resume_backtest,
+        run_search,
         run_stored_backtest,
         run_sweep,
     )
@@ -80,9 +82,11 @@ if TYPE_CHECKING:
     )
 
 _WHERE: dict[str, str] = {
+    "SearchResult": "quantflow_async.backtest",
     "SweepProgress": "quantflow_async.backtest",
     "SweepResult": "quantflow_async.backtest",
     "resume_backtest": "quantflow_async.backtest",
+    "run_search": "quantflow_async.backtest",
     "run_stored_backtest": "quantflow_async.backtest",
     "run_sweep": "quantflow_async.backtest",
     "Settings": "quantflow_async.config",
@@ -152,6 +156,7 @@ __all__ = [
     "Position",
     "QuantFlowError",
     "QueueFull",
+    "SearchResult",
     "Settings",
     "StorageError",
     "StorageUnavailable",
@@ -172,6 +177,7 @@ __all__ = [
     "WriterOptions",
     "WriterStats",
     "resume_backtest",
+    "run_search",
     "run_stored_backtest",
     "run_sweep",
 ]

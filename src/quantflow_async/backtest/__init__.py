@@ -5,7 +5,8 @@
 
 `run_backtest` is pure and in memory. `run_stored_backtest` (and `resume_backtest`) store
 one run: the backtest, its fills through the writer, its metrics and results; `run_sweep`
-stores a grid of them, run in worker processes; `run_sweep_on_cluster` runs one on a Dask
+stores a grid of them, run in worker processes, and `run_search` the trials of a search
+(Optuna's samplers, the `optimize` extra); `run_sweep_on_cluster` runs one on a Dask
 cluster (the `cluster` extra), each worker storing its own fills in PostgreSQL.
 
 Each name loads its module when first used (PEP 562), so importing one module of the
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from quantflow_async.backtest.engine import BacktestResult, run_backtest
     from quantflow_async.backtest.orders import Order
     from quantflow_async.backtest.runner import resume_backtest, run_stored_backtest
+    from quantflow_async.backtest.search_sweep import SearchResult, run_search
     from quantflow_async.backtest.strategies import (
         STRATEGIES,
         Bollinger,
@@ -57,6 +59,8 @@ _WHERE: dict[str, str] = {
     "run_backtest": "quantflow_async.backtest.engine",
     "resume_backtest": "quantflow_async.backtest.runner",
     "run_stored_backtest": "quantflow_async.backtest.runner",
+    "SearchResult": "quantflow_async.backtest.search_sweep",
+    "run_search": "quantflow_async.backtest.search_sweep",
     "STRATEGIES": "quantflow_async.backtest.strategies",
     "Bollinger": "quantflow_async.backtest.strategies",
     "SmaCross": "quantflow_async.backtest.strategies",
@@ -87,6 +91,7 @@ __all__ = [
     "Position",
     "RunSpec",
     "STRATEGIES",
+    "SearchResult",
     "Series",
     "SmaCross",
     "Strategy",
@@ -100,6 +105,7 @@ __all__ = [
     "read_bars",
     "resume_backtest",
     "run_backtest",
+    "run_search",
     "run_stored_backtest",
     "run_sweep",
     "run_sweep_on_cluster",
