@@ -4,8 +4,10 @@ new worker, and every statement in it is idempotent."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,14 @@ import psutil
 import pytest
 
 from quantflow_async import Database, Settings, WriterOptions
-from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
 from quantflow_async.ingest.sqlite_worker_main import PAUSE_AFTER_COMMIT_ENV
 from quantflow_async.live.journal import OrderJournal
+from quantflow_async.live.orders import OrderRequest
 
 from .journal_support import open_order, trade
+
+WRITER_LOG = "quantflow_async.ingest.journal_writer"
+BUY = OrderRequest(symbol="BTCUSDT", side="buy", quantity=Decimal(1))
 
 FAST_RETRIES = WriterOptions(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
 
@@ -113,24 +118,58 @@ async def test_a_worker_killed_while_idle_is_replaced_at_the_next_batch(
     await check_stored_once(file_db, [first, second])
 
 
-async def test_a_worker_lost_between_the_claims_read_and_the_write_runs_the_batch_again(
-    file_db: Database, monkeypatch: pytest.MonkeyPatch
+async def test_a_worker_killed_with_a_batch_sent_behind_runs_both_again_in_order(
+    file_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    """The acknowledgement's venue id is read in the batch's transaction, then the batch is
-    written: a worker that dies in between leaves its transaction open, never committed."""
-    killed: list[int] = []
-    write = SqliteWorkerStore.write
-
-    async def die_before_the_first_write(self: SqliteWorkerStore, steps: Any) -> None:
-        if not killed and self.pid is not None:
-            killed.append(self.pid)
-            os.kill(self.pid, signal.SIGKILL)
-        await write(self, steps)
-
-    monkeypatch.setattr(SqliteWorkerStore, "write", die_before_the_first_write)
+    """The worker goes from one batch to the next sent right behind it; killed after the first
+    commits, the new worker runs both again, in their order, and nothing is doubled."""
+    caplog.set_level(logging.DEBUG, logger=WRITER_LOG)
+    marker = tmp_path / "pause-once"
+    monkeypatch.setenv(PAUSE_AFTER_COMMIT_ENV, str(marker))
     strategy = await file_db.strategies.create(name="s")
-    async with file_db.journal(strategy_id=strategy.id, venue="paper") as journal:
-        only = await fill_in_four(journal, 1)
+    async with file_db.journal(strategy_id=strategy.id, venue="paper", batch_size=2) as journal:
+        first = await fill_in_four(journal, 1)
         await journal.flush()
-        assert killed and journal.connection_pid != killed[0]
-    await check_stored_once(file_db, [only])
+        worker = journal.connection_pid
+        assert worker is not None
+        marker.touch()  # the next commit stops its worker before the reply
+        later = [await fill_in_four(journal, 10 * n) for n in range(1, 4)]
+        async with anyio.create_task_group() as group:
+            group.start_soon(journal.flush)
+            await stopped(worker)
+            os.kill(worker, signal.SIGKILL)
+        assert journal.connection_pid not in (None, worker)
+        assert journal.stats().duplicates == 0
+    assert "sent behind" in caplog.text
+    await check_stored_once(file_db, [first, *later])
+
+
+async def test_a_batch_sent_behind_a_refused_claim_is_written_after_it(
+    file_db: Database, caplog: Any
+) -> None:
+    """A claim found held by another order is settled and its batch sent again; the batch
+    sent behind it, which the worker left alone, goes after it."""
+    caplog.set_level(logging.DEBUG, logger=WRITER_LOG)
+    holder = await file_db.strategies.create(name="holder")
+    async with file_db.journal(strategy_id=holder.id, venue="paper") as journal:
+        await open_order(journal, venue_id="7")
+    strategy = await file_db.strategies.create(name="s")
+    async with file_db.journal(strategy_id=strategy.id, venue="paper", batch_size=1) as journal:
+        other = await open_order(journal, venue_id="9")
+        order = await journal.intend(BUY)
+        await journal.acknowledged(order.client_order_id, "7")  # refused at its commit
+        for n in range(3):
+            await journal.filled(trade(other, f"t{n}", "0.25"))
+        await journal.flush()
+        assert journal.stats().refused == 1
+    assert "sent behind" in caplog.text
+
+    refused = await file_db.orders.get_by_client_order_id(order.client_order_id)
+    assert refused.status == "unknown"
+    refusal = (await file_db.orders.events(refused.id))[-1]
+    assert refusal.kind == "refused"
+    filled = await file_db.orders.get_by_client_order_id(other.client_order_id)
+    assert filled.filled_quantity == Decimal("0.75")
+    events = await file_db.orders.events(filled.id)
+    assert [event.kind for event in events][-3:] == ["fill", "fill", "fill"]
+    assert refusal.id < events[-3].id

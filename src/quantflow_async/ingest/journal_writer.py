@@ -24,18 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import StorageError, StorageUnavailable
 from quantflow_async.ingest.batch_store import sqlite_worker_store
-from quantflow_async.ingest.journal_tickets import Claim, ClashHandler, Ticket
+from quantflow_async.ingest.journal_batches import ClaimSettler, JournalBatch, holders
+from quantflow_async.ingest.journal_tickets import ClashHandler, Ticket
 from quantflow_async.ingest.retry import Backoff
-from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
+from quantflow_async.ingest.sqlite_worker import (
+    JOURNAL_KEY_PREFIX,
+    JournalGuard,
+    SqliteWorkerStore,
+)
 from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.store.engine import write_transaction
-from quantflow_async.store.journal_batch import (
-    JournalEntry,
-    JournalRows,
-    keeping_venue_id,
-    statements_for,
-)
+from quantflow_async.store.journal_batch import JournalEntry, statements_for
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ class JournalWriter:
     own transaction, one read per batch. A claim another order holds is refused there: the
     entry's event is stored as refused (`on_clash`), and its order, in this batch and after,
     is written with the venue order id it had and status unknown, for reconciliation.
+
+    On a SQLite file, the next batch, when one is ready, is sent to the worker process right
+    behind the one in flight, so that the worker goes on to it without waiting for this event
+    loop; the worker runs it only if the batch before it committed.
     """
 
     def __init__(
@@ -77,8 +81,7 @@ class JournalWriter:
         if settings is not None and engine.dialect.name == "sqlite":
             self._worker = sqlite_worker_store(engine, settings, options)
         self._venue = venue
-        self.on_clash = on_clash
-        self._refused_claims: dict[int, str] = {}
+        self._claims = ClaimSettler(on_clash)
         self._statements = statements_for(engine.dialect.name)
         self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
         self._first_arrival: float | None = None
@@ -86,7 +89,9 @@ class JournalWriter:
         self._space = anyio.Event()
         self._finished = anyio.Event()
         self._flush_wanted = False
-        self._in_flight: list[tuple[JournalEntry, Ticket]] = []
+        self._in_flight: JournalBatch | None = None
+        self._ahead: JournalBatch | None = None  # taken from the queue behind the one in flight
+        self._batches_taken = 0
         self._last: Ticket | None = None
         self._task: asyncio.Task[None] | None = None
         self._failure: StorageError | None = None
@@ -95,6 +100,14 @@ class JournalWriter:
         self.batches = 0
         self._since_look = 0
         self._last_turn = 0.0
+
+    @property
+    def on_clash(self) -> ClashHandler | None:
+        return self._claims.on_clash
+
+    @on_clash.setter
+    def on_clash(self, handler: ClashHandler | None) -> None:
+        self._claims.on_clash = handler
 
     @property
     def connection_pid(self) -> int | None:
@@ -137,6 +150,16 @@ class JournalWriter:
                 self._space = anyio.Event()
             await self._space.wait()
         self.check()
+
+    def room_now(self) -> bool:
+        """Whether `put` may go at once, with no `await room()` first: counted as one call of
+        room() that neither waited nor gave the loop a turn. A caller that gets False awaits
+        room()."""
+        if self._since_look + 1 >= _LOOK_EVERY or len(self._queue) >= self._options.max_queue:
+            return False
+        self._since_look += 1
+        self.check()
+        return True
 
     def put(self, entry: JournalEntry) -> Ticket:
         """Queue `entry` now (after `room()`), in the order of the calls."""
@@ -206,7 +229,7 @@ class JournalWriter:
     async def _run(self) -> None:
         with anyio.CancelScope(shield=True):
             try:
-                while batch := await self._next_batch():
+                while batch := await self._take():
                     await self._commit(batch)
                 self.state = WriterState.CLOSED
             except BaseException as exc:
@@ -220,17 +243,15 @@ class JournalWriter:
                 finally:
                     self._finished.set()  # whatever stopping the worker met: aclose() waits
 
-    async def _next_batch(self) -> list[tuple[JournalEntry, Ticket]]:
-        """Sleep until a batch is full or due, a flush is asked for, or the writer closes."""
-        while self.state is WriterState.RUNNING:
-            queued = len(self._queue)
-            if queued >= self._options.batch_size or (queued and self._flush_wanted):
-                break
+    async def _take(self) -> JournalBatch | None:
+        """The batch sent ahead, if any; else the next one, once it is due."""
+        if self._ahead is not None:
+            batch, self._ahead = self._ahead, None
+            return batch
+        while self.state is WriterState.RUNNING and not self._ready():
             try:
-                if queued and self._first_arrival is not None:
+                if self._queue and self._first_arrival is not None:
                     due = self._first_arrival + self._options.max_latency - anyio.current_time()
-                    if due <= 0:
-                        break
                     with anyio.move_on_after(due):
                         await self._wakeup.wait()
                 else:
@@ -238,27 +259,36 @@ class JournalWriter:
             except anyio.get_cancelled_exc_class():
                 self._absorb_cancellation()
             self._wakeup = anyio.Event()
+        return self._taken() if self._queue else None
+
+    def _ready(self) -> bool:
+        """Whether a batch is full or due, a flush is asked for, or the writer closes."""
+        queued = len(self._queue)
+        if not queued:
+            return False
+        if queued >= self._options.batch_size or self._flush_wanted:
+            return True
+        if self.state is not WriterState.RUNNING:
+            return True
+        first = self._first_arrival
+        return first is not None and anyio.current_time() >= first + self._options.max_latency
+
+    def _taken(self) -> JournalBatch:
         size = min(len(self._queue), self._options.batch_size)
-        batch = [self._queue.popleft() for _ in range(size)]
+        entries = [self._queue.popleft() for _ in range(size)]
         self._first_arrival = anyio.current_time() if self._queue else None
         self._flush_wanted = self._flush_wanted and bool(self._queue)
         self._space.set()
-        return batch
+        self._batches_taken += 1
+        return JournalBatch.of(entries, f"{JOURNAL_KEY_PREFIX}{self._batches_taken}")
 
-    async def _commit(self, batch: list[tuple[JournalEntry, Ticket]]) -> None:
+    async def _commit(self, batch: JournalBatch) -> None:
         self._in_flight = batch
-        rows = JournalRows()
-        claims: list[Claim] = []
-        for entry, ticket in batch:
-            entry.add_to(rows)
-            if entry.claim is not None and entry.order is not None:
-                claims.append(Claim(len(rows.events) - 1, entry.order[-1], entry.claim, ticket))
-        self._keep_refused_claims_out(rows)
-        refused: dict[Ticket, BaseException] = {}
+        self._claims.keep_refused_claims_out(batch.rows)
         backoff = Backoff(self._options)
         while True:
             try:
-                await self._attempt(rows, claims, refused)
+                await self._attempt(batch)
                 break
             except anyio.get_cancelled_exc_class():
                 self._absorb_cancellation()  # the batch is run again: every statement is idempotent
@@ -269,78 +299,75 @@ class JournalWriter:
                 delay = backoff.next_delay()
                 log.warning("journal: %s; retrying the batch in %.2fs", describe(exc), delay)
             await self._pause(delay)
-        self._in_flight = []
+        self._in_flight = None
         self.batches += 1
-        self.events_written += len(rows.events)
-        for _, ticket in batch:
-            ticket.finish(refused=refused.get(ticket))
+        self.events_written += len(batch.rows.events)
+        for _, ticket in batch.entries:
+            ticket.finish(refused=batch.refused.get(ticket))
 
-    async def _attempt(
-        self, rows: JournalRows, claims: list[Claim], refused: dict[Ticket, BaseException]
-    ) -> None:
+    async def _attempt(self, batch: JournalBatch) -> None:
         with anyio.fail_after(self._options.commit_timeout):
             if self._worker is not None:
-                await self._attempt_in_worker(self._worker, rows, claims, refused)
+                await self._attempt_in_worker(self._worker, batch)
                 return
             async with write_transaction(self._engine) as conn:
-                if claims:
-                    ids = [claim.venue_order_id for claim in claims]
+                if batch.claims:
+                    ids = [claim.venue_order_id for claim in batch.claims]
                     held = await self._statements.holders(conn, self._venue, ids)
-                    self._settle_claims(held, rows, claims, refused)
-                await self._statements.write(conn, rows)
+                    self._claims.settle(held, batch)
+                await self._statements.write(conn, batch.rows)
 
-    async def _attempt_in_worker(
-        self,
-        worker: SqliteWorkerStore,
-        rows: JournalRows,
-        claims: list[Claim],
-        refused: dict[Ticket, BaseException],
-    ) -> None:
+    async def _attempt_in_worker(self, worker: SqliteWorkerStore, batch: JournalBatch) -> None:
         if worker.pid is None:
             await worker.open()
         try:
-            if claims:
-                held: dict[str, tuple[int, str]] = {}
-                for query, parameters in self._statements.holder_queries(
-                    self._venue, [claim.venue_order_id for claim in claims]
-                ):
-                    for order_id, client_order_id, venue_order_id in await worker.read(
-                        query, parameters
-                    ):
-                        held[venue_order_id] = (order_id, client_order_id)
-                self._settle_claims(held, rows, claims, refused)
-            await worker.write(self._statements.steps(rows))
+            while True:
+                if not batch.sent:
+                    await self._send(worker, batch, after=False)
+                await self._send_ahead(worker)
+                reply = await worker.journal_reply(batch.key)
+                batch.sent = False
+                if reply[0] == "ok":
+                    return
+                if reply[0] == "held":
+                    self._claims.settle(holders(reply[1]), batch)
+                    await self._skipped_ahead(worker)
+                # held or skipped: nothing of it was written; it goes again
         except BaseException:
-            # A transaction may be open in the worker, or its reply lost: a new worker runs
-            # the batch again (every statement is idempotent).
+            # A transaction may be open in the worker, or a reply lost: a new worker runs the
+            # batch again, and the one sent ahead after it (every statement is idempotent).
+            batch.sent = False
+            if self._ahead is not None:
+                self._ahead.sent = False
             await worker.abandon()
             raise
 
-    def _settle_claims(
-        self,
-        held: dict[str, tuple[int, str]],
-        rows: JournalRows,
-        claims: list[Claim],
-        refused: dict[Ticket, BaseException],
-    ) -> None:
-        for claim in claims:
-            holder = held.get(claim.venue_order_id)
-            if holder is None or holder[0] == claim.order_id or self.on_clash is None:
-                continue
-            event, error = self.on_clash(claim.order_id, claim.venue_order_id, holder[1])
-            rows.events[claim.event_index] = event
-            refused[claim.ticket] = error
-            self._refused_claims[claim.order_id] = claim.venue_order_id
-        claims.clear()  # settled once: a batch run again does not ask again
-        self._keep_refused_claims_out(rows)
+    async def _skipped_ahead(self, worker: SqliteWorkerStore) -> None:
+        """Read the reply to the batch sent behind one that did not commit (the worker left it
+        alone), so that it goes again after that one, never before it."""
+        ahead = self._ahead
+        if ahead is not None and ahead.sent:
+            await worker.journal_reply(ahead.key)
+            ahead.sent = False
 
-    def _keep_refused_claims_out(self, rows: JournalRows) -> None:
-        """Orders whose claim was refused keep their stored venue order id, as unknown."""
-        for order_id, venue_order_id in self._refused_claims.items():
-            order = rows.orders.get(order_id)
-            if order is not None and order[3] == venue_order_id:
-                del rows.orders[order_id]
-                rows.orders_keeping_venue_id[order_id] = keeping_venue_id(order, "unknown")
+    async def _send_ahead(self, worker: SqliteWorkerStore) -> None:
+        if self._ahead is None:
+            if self.state is WriterState.FAILED or not self._ready():
+                return
+            self._ahead = self._taken()
+        if not self._ahead.sent:
+            await self._send(worker, self._ahead, after=True)
+            log.debug("journal: batch %d sent behind the one in flight", self._batches_taken)
+
+    async def _send(self, worker: SqliteWorkerStore, batch: JournalBatch, *, after: bool) -> None:
+        self._claims.keep_refused_claims_out(batch.rows)
+        guard: JournalGuard | None = None
+        if batch.claims:
+            claimed = batch.claimed()
+            reads = self._statements.holder_queries(self._venue, list(claimed))
+            guard = ([(query, list(parameters)) for query, parameters in reads], claimed)
+        await worker.send_journal(batch.key, guard, self._statements.steps(batch.rows), after=after)
+        batch.sent = True
 
     async def _pause(self, seconds: float) -> None:
         try:
@@ -372,7 +399,11 @@ class JournalWriter:
         self._failure = failure
         self.state = WriterState.FAILED
         log.error("%s", failure)
-        for _, ticket in [*self._in_flight, *self._queue]:
+        taken = [batch for batch in (self._in_flight, self._ahead) if batch is not None]
+        for ticket in [
+            *(t for batch in taken for t in batch.tickets),
+            *(t for _, t in self._queue),
+        ]:
             ticket.finish(failure)
         self._queue.clear()
         self._space.set()

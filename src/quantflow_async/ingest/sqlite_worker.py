@@ -48,7 +48,12 @@ log = logging.getLogger(__name__)
 MAIN = Path(__file__).with_name("sqlite_worker_main.py")
 TOKEN_LIFETIME = timedelta(days=1)
 _LOOKUP = ""  # what the reply to a lookup answers (a store's reply answers its token)
-_JOURNAL = "\0journal"  # what the reply to an order journal's read or write answers
+JOURNAL_KEY_PREFIX = "\0journal:"
+"""What the reply to an order journal's batch answers: this prefix and the writer's batch
+number (a store's reply answers its token, which never starts with NUL)."""
+JournalGuard = tuple[list[tuple[str, list[Any]]], dict[str, int]]
+"""The reads of who holds the venue order ids a journal batch claims, and the claims (venue
+order id: the claiming order's id): the worker writes the batch only if no other order does."""
 _LOST = (
     anyio.EndOfStream,
     anyio.IncompleteRead,
@@ -144,17 +149,29 @@ class SqliteWorkerStore:
         found = _result(await self._reply_to(_LOOKUP))
         return None if found is None else int(found)
 
-    async def read(self, statement: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Rows of `statement`, read in the transaction of the batch `write` commits next
-        (begun here: the caller abandons the worker if it does not write)."""
-        await self._send(("read", statement, list(parameters)), _JOURNAL)
-        rows: list[tuple[Any, ...]] = _result(await self._reply_to(_JOURNAL))
-        return rows
+    async def send_journal(
+        self,
+        key: str,
+        guard: JournalGuard | None,
+        steps: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        after: bool,
+    ) -> None:
+        """Send an order journal's batch as one transaction (see sqlite_worker_main.py,
+        "journal"); `journal_reply(key)` reads how it went. With `after`, the worker leaves it
+        alone if the batch sent before it did not commit."""
+        rows = [(sql, list(batch)) for sql, batch in steps]
+        await self._send(("journal", guard, rows, after), key)
 
-    async def write(self, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run each (statement, rows) as one executemany, then COMMIT: one transaction."""
-        await self._send(("write", [(sql, list(rows)) for sql, rows in steps]), _JOURNAL)
-        _result(await self._reply_to(_JOURNAL))
+    async def journal_reply(self, key: str) -> tuple[Any, ...]:
+        """The reply to the journal batch sent as `key`: ("ok", None), ("held", rows) or
+        ("skipped",); any other reply is raised as its error."""
+        reply = self._early.pop(key, None)
+        if reply is None:
+            reply = await self._reply_to(key)
+        if reply[0] not in ("held", "skipped"):
+            _result(reply)
+        return reply
 
     async def _send(self, request: tuple[Any, ...], answers: str) -> None:
         process = self._process
@@ -204,7 +221,9 @@ class SqliteWorkerStore:
     async def abandon(self) -> None:
         """Kill the worker at once (it may be stopped or stuck); an open transaction is lost."""
         process, self._process, self._replies = self._process, None, None
-        self._unsure.update(a for a in self._awaiting if a not in (_LOOKUP, _JOURNAL))
+        self._unsure.update(
+            a for a in self._awaiting if a != _LOOKUP and not a.startswith(JOURNAL_KEY_PREFIX)
+        )
         self._awaiting.clear()
         if process is None:
             return

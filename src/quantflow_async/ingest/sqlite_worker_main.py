@@ -14,14 +14,15 @@ request/reply, each message a 4-byte big-endian length and a `marshal` payload:
             is never committed ahead of an earlier one that failed
     request ("lookup", statements, token)
     reply   ("ok", inserted)  or  ("ok", None) when no batch with that token was committed
-    request ("read", statement, parameters)
-            an order journal's batch: BEGIN IMMEDIATE if no transaction is open, then a read
-            in it (the venue order ids a batch claims); the transaction stays open
-    reply   ("ok", rows)
-    request ("write", [(statement, rows), ...])
-            an order journal's batch: BEGIN IMMEDIATE if no transaction is open, one
-            executemany per statement, COMMIT
+    request ("journal", guard, [(statement, rows), ...], after)
+            an order journal's batch, one transaction: BEGIN IMMEDIATE, the guard, one
+            executemany per statement, COMMIT. `guard` is None or (reads, claims): reads are
+            (statement, parameters) giving rows (order id, client order id, venue order id),
+            claims map a venue order id to the order that claims it in this batch
     reply   ("ok", None)
+            or ("held", rows) when a read found a claimed venue order id held by another
+            order: nothing was written, the parent settles the claims and sends it again
+            or ("skipped",) as for "store"
     request ("stop",)         the worker closes its connection and exits (no reply)
     any reply may instead be
             ("error", class, name, code, message)   a sqlite3 error; the transaction rolled back
@@ -112,26 +113,49 @@ class Worker:
 
         return self.committed(write)
 
-    def read(self, statement: str, parameters: list[Any]) -> tuple[Any, ...]:
-        connection = self.connection
-        if not connection.in_transaction:
-            connection.execute("BEGIN IMMEDIATE")
-        try:
-            return ("ok", [tuple(row) for row in connection.execute(statement, parameters)])
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+    def journal(
+        self,
+        guard: tuple[list[tuple[str, list[Any]]], dict[str, int]] | None,
+        steps: list[tuple[str, list[Any]]],
+        after: bool,
+    ) -> tuple[Any, ...]:
+        if after and not self.last_committed:
+            return ("skipped",)
+        self.last_committed = False
+        if guard is not None:
+            held = self.held_elsewhere(*guard)
+            if held:
+                return ("held", held)
 
-    def write(self, steps: list[tuple[str, list[Any]]]) -> tuple[Any, ...]:
         def write(connection: sqlite3.Connection) -> None:
             for statement, rows in steps:
                 connection.executemany(statement, rows)
 
-        return self.committed(write)
+        reply = self.committed(write)
+        self.last_committed = reply[0] == "ok"
+        return reply
+
+    def held_elsewhere(
+        self, reads: list[tuple[str, list[Any]]], claims: dict[str, int]
+    ) -> list[tuple[Any, ...]]:
+        """Begin the batch's transaction and read who holds the claimed venue order ids:
+        every row found if another order holds one (rolled back), else [] (still open)."""
+        connection = self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            rows = [tuple(row) for read in reads for row in connection.execute(*read)]
+            if all(claims.get(row[2]) == row[0] for row in rows):
+                return []
+            connection.execute("ROLLBACK")
+            return rows
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
 
     def committed(self, write: Callable[[sqlite3.Connection], Any]) -> tuple[Any, ...]:
         """("ok", what `write` returned) once it and COMMIT ran in one transaction (begun
-        here unless a read began it); rolled back on any error, or if the file was replaced."""
+        here unless the journal's guard began it); rolled back on any error, or if the file
+        was replaced."""
         connection = self.connection
         if not connection.in_transaction:
             connection.execute("BEGIN IMMEDIATE")
@@ -217,10 +241,8 @@ def handle(worker: Worker, request: tuple[Any, ...]) -> tuple[Any, ...]:
         kind = request[0]
         if kind == "store":
             return worker.store(*request[1:])
-        if kind == "write":
-            return worker.write(*request[1:])
-        if kind == "read":
-            return worker.read(*request[1:])
+        if kind == "journal":
+            return worker.journal(*request[1:])
         return worker.lookup(*request[1:])
     except sqlite3.Error as exc:
         return (

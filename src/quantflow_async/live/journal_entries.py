@@ -16,6 +16,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from quantflow_async.errors import InvalidValue
+from quantflow_async.live.journal_memory import Tracked
 from quantflow_async.live.orders import Change, Order, OrderRequest, Position
 from quantflow_async.live.venue import AssetBalance, VenueTrade
 from quantflow_async.store.journal_batch import (
@@ -53,16 +54,17 @@ class EventRows:
             self._last_moment, self._last_instant = moment, self.form.instant(moment)
         return self._last_instant
 
-    def order_change(self, order: Order) -> DriverRow:
-        """The driver row of the batch's order update that brings the row to `order`."""
-        decimal, average = self.form.decimal, order.average_price
+    def order_change(self, order: Tracked) -> DriverRow:
+        """The driver row of the batch's order update that brings the row to `order`'s state."""
+        decimal, state = self.form.decimal, order.state
+        average = state.average_price
         return (
-            order.status,
-            decimal(order.filled_quantity),
+            state.status,
+            decimal(state.filled_quantity),
             None if average is None else decimal(average),
-            order.venue_order_id,
+            state.venue_order_id,
             self.instant(order.updated_at),
-            order.id,
+            order.placed.id,
         )
 
     def event(
@@ -187,7 +189,7 @@ class EventRows:
 
     def fill(
         self,
-        order: Order,
+        tracked: Tracked,
         trade: VenueTrade,
         position: Position,
         realized: Decimal,
@@ -195,14 +197,15 @@ class EventRows:
         reason: str | None,
         now: datetime,
     ) -> JournalEntry:
-        """What one fill writes: its event, the order's new row (`order`, after the fill), its
-        trade and the position it moved. The trade's values are written once for both rows."""
+        """What one fill writes: its event, the order's new row (`tracked`, after the fill),
+        its trade and the position it moved. The trade's values are written once for both."""
         decimal, strategy_id, venue = self.form.decimal, self.strategy_id, self.venue
+        order, status = tracked.placed, tracked.state.status
         quantity, price, fee = decimal(trade.quantity), decimal(trade.price), decimal(trade.fee)
         executed_at = self.form.instant(trade.executed_at)
         event = (
             order.id, strategy_id, venue, f"{venue}:{trade.trade_id}", "fill", trade.trade_id,
-            order.status, quantity, price, fee, trade.fee_asset, reason, None, executed_at,
+            status, quantity, price, fee, trade.fee_asset, reason, None, executed_at,
             self.instant(now),
         )  # fmt: skip
         metadata = (
@@ -212,10 +215,10 @@ class EventRows:
         )
         trade_row = (
             strategy_id, None, order.symbol, order.side, order.type, quantity, price, fee,
-            executed_at, "filled" if order.status == "filled" else "partially_filled",
+            executed_at, "filled" if status == "filled" else "partially_filled",
             metadata, decimal(realized), f"{venue}:{trade.trade_id}", order.id,
         )  # fmt: skip
-        return JournalEntry(event, self.order_change(order), trade_row, self.position(position))
+        return JournalEntry(event, self.order_change(tracked), trade_row, self.position(position))
 
     def balances(
         self, balances: Mapping[str, AssetBalance], taken_at: datetime

@@ -3,7 +3,8 @@ and by venue order id, loaded from the database the first time an event names it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import fields
+from datetime import datetime
 from decimal import Decimal
 
 import anyio
@@ -11,14 +12,44 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.live.orders import WIDE, Order, OrderState
 from quantflow_async.store.order_journal import OrderMemory, VenueIdHolders, load_order
+from quantflow_async.store.repositories.trade_rows import record_maker
 
 
-@dataclass(slots=True)
 class Tracked:
-    """One order as the journal knows it now; changed only together with the queue."""
+    """One order as the journal knows it now; changed only together with the queue.
 
-    order: Order
-    state: OrderState
+    Recording an event moves `state` and makes no Order: `order` is made from `placed` (what
+    an event never changes) and `state` when it is asked for.
+    """
+
+    __slots__ = ("placed", "state", "updated_at", "_order")
+
+    def __init__(self, order: Order, state: OrderState) -> None:
+        self.placed = order
+        self.state = state
+        self.updated_at = order.updated_at
+        self._order: Order | None = order
+
+    @property
+    def order(self) -> Order:
+        if self._order is None:
+            p, s = self.placed, self.state
+            self._order = _make_order(
+                p.id, p.strategy_id, p.backtest_id, p.venue, p.client_order_id,
+                s.venue_order_id, p.symbol, p.side, p.type, p.quantity, p.limit_price,
+                p.stop_price, p.time_in_force, s.status, s.filled_quantity, s.average_price,
+                p.metadata, p.created_at, self.updated_at,
+            )  # fmt: skip
+        return self._order
+
+    def move(self, state: OrderState, now: datetime) -> None:
+        self.state = state
+        self.updated_at = now
+        self._order = None
+
+
+# Without a frozen dataclass's __init__: a third of the cost of making an Order.
+_make_order = record_maker(Order, [field.name for field in fields(Order)])
 
 
 def tracked(memory: OrderMemory) -> Tracked:
@@ -54,14 +85,18 @@ class KnownOrders:
     def get(self, client_order_id: str) -> Tracked | None:
         return self._orders.get(client_order_id)
 
+    def by_venue_id(self, venue_order_id: str) -> Tracked | None:
+        cid = self._by_venue_id.get(venue_order_id)
+        return None if cid is None else self._orders[cid]
+
     def owner_of(self, venue_order_id: str | None) -> str | None:
         return None if venue_order_id is None else self._by_venue_id.get(venue_order_id)
 
     def remember(self, entry: Tracked) -> Tracked:
-        order = entry.order
-        self._orders[order.client_order_id] = entry
-        if order.venue_order_id is not None:
-            self._by_venue_id[order.venue_order_id] = order.client_order_id
+        state = entry.state
+        self._orders[state.client_order_id] = entry
+        if state.venue_order_id is not None:
+            self._by_venue_id[state.venue_order_id] = state.client_order_id
         return entry
 
     def forget_venue_id(self, venue_order_id: str) -> None:

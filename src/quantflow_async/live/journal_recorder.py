@@ -40,31 +40,35 @@ class EventRecorder:
         occurred_at: datetime | None = None,
     ) -> None:
         """An event that is not a fill; `occurred_at` already checked."""
-        lookup = self._lookup
-        tracked = await lookup.find(client_order_id, change)
+        lookup, writer = self._lookup, self._writer
+        tracked = lookup.known(client_order_id) or await lookup.find(client_order_id, change)
         # An acknowledgement's venue id, new to the journal, is checked against other
         # strategies' and earlier sessions' orders in its batch (JournalWriter), not here:
         # a read per acknowledgement cost more than the rest of recording it.
         acknowledged = change.kind == "acknowledged"
-        owner = None if acknowledged else await lookup.venue_id_owner(tracked, change)
-        await self._writer.room()
+        owner = None
+        if not acknowledged and lookup.names_a_new_venue_id(tracked, change):
+            owner = await lookup.venue_id_owner(tracked, change)
+        if not writer.room_now():
+            await writer.room()
         # From here to the put, nothing awaits: the order's memory and the queue move together.
         if is_duplicate(tracked.state, change):
             self.duplicates += 1
             return
         lookup.check_venue_order_id(tracked, change, owner)
-        new_id = change.venue_order_id != tracked.order.venue_order_id
+        new_id = change.venue_order_id != tracked.state.venue_order_id
         claim = change.venue_order_id if acknowledged and new_id else None
         state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
-        moved = lookup.move(tracked, state, now)
+        lookup.move(tracked, state, now)
         event = self._rows.event(
-            change.kind, moved.id, now, venue_event_id=change.venue_event_id,
+            change.kind, tracked.placed.id, now, venue_event_id=change.venue_event_id,
             status_after=state.status, reason=reason, occurred_at=occurred_at,
             details=None if change.status is None else {"status": change.status},
         )  # fmt: skip
-        entry = JournalEntry(event, self._rows.order_change(moved), claim=claim)
-        await self.settle(self._writer.put(entry), wait)
+        ticket = writer.put(JournalEntry(event, self._rows.order_change(tracked), claim=claim))
+        if wait:
+            await writer.committed(ticket)
 
     async def fill(
         self,
@@ -76,12 +80,19 @@ class EventRecorder:
         wait: bool,
     ) -> bool:
         """A checked trade of an order; False for a counted duplicate."""
-        lookup = self._lookup
+        lookup, writer = self._lookup, self._writer
         if client_order_id is None:
-            client_order_id = await lookup.client_order_id_of(trade.venue_order_id, change)
-        tracked = await lookup.find(client_order_id, change)
-        owner = await lookup.venue_id_owner(tracked, change)
-        await self._writer.room()
+            tracked = lookup.known_by_venue_id(trade.venue_order_id)
+            if tracked is None:
+                client_order_id = await lookup.client_order_id_of(trade.venue_order_id, change)
+                tracked = await lookup.find(client_order_id, change)
+        else:
+            tracked = lookup.known(client_order_id) or await lookup.find(client_order_id, change)
+        owner = None
+        if lookup.names_a_new_venue_id(tracked, change):
+            owner = await lookup.venue_id_owner(tracked, change)
+        if not writer.room_now():
+            await writer.room()
         # From here to the put, nothing awaits: the order's memory and the queue move together.
         if is_duplicate(tracked.state, change):
             self.duplicates += 1
@@ -90,7 +101,7 @@ class EventRecorder:
         lookup.check_venue_order_id(tracked, change, owner)
         state = self._refusals.next(tracked, change)
         now = datetime.now(UTC)
-        order = tracked.order
+        order = tracked.placed
         rows = self._rows
         held = self.positions.get(order.symbol) or flat(
             rows.strategy_id, rows.venue, order.symbol, now
@@ -100,9 +111,10 @@ class EventRecorder:
             at=now,
         )  # fmt: skip
         self.positions[order.symbol] = position
-        moved = lookup.move(tracked, state, now)
-        entry = rows.fill(moved, trade, position, realized, reason=reason, now=now)
-        await self.settle(self._writer.put(entry), wait)
+        lookup.move(tracked, state, now)
+        ticket = writer.put(rows.fill(tracked, trade, position, realized, reason=reason, now=now))
+        if wait:
+            await writer.committed(ticket)
         return True
 
     async def settle(self, ticket: Ticket, wait: bool) -> None:
