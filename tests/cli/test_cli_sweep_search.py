@@ -5,7 +5,11 @@ before anything is stored."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +122,57 @@ def test_the_methods_the_command_lists_are_the_librarys() -> None:
     from quantflow_async.cli.sweep_search import METHODS as LISTED
 
     assert LISTED == METHODS
+
+
+def _trials(url: str, sweep_id: int, cwd: Path) -> list[tuple[str, object]]:
+    """The sweep's completed backtests: (parameters, return_pct)."""
+    listed = quantflow("backtests", "list", "--json", "--database-url", url, cwd=cwd)
+    return [
+        (json.dumps(row["config"]["parameters"], sort_keys=True), row["metrics"]["return_pct"])
+        for row in json.loads(listed.stdout)
+        if row["sweep_id"] == sweep_id and row["status"] == "completed"
+    ]
+
+
+@pytest.mark.slow
+def test_a_search_stopped_by_ctrl_c_and_resumed_ends_as_one_never_stopped(
+    tmp_path: Path, migrated: str
+) -> None:
+    data = write_bars(tmp_path / "long.csv", 20_000)
+    options = ("--trials", "12", "--maximize", "return_pct", "--seed", "5")
+    whole = search(migrated, data, *options, "--json", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    whole_id = json.loads(whole.stdout)["sweep_id"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "quantflow_async.cli", "sweep", "sma_cross", "--search", "tpe",
+         "--space", SPACE, "--data", str(data), "--constraint", "fast < slow", "--workers", "2",
+         *options, "--database-url", migrated],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )  # fmt: skip
+    stopped_id = whole_id + 1
+    try:
+        while len(_trials(migrated, stopped_id, tmp_path)) < 4:  # pytest's timeout bounds it
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.1)
+        os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert child.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "quantflow: error: interrupted"
+    assert len(_trials(migrated, stopped_id, tmp_path)) < 12
+    resumed = quantflow(
+        "sweep", "resume", str(stopped_id), "--json", "--database-url", migrated, cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    # A trial run again is stored after the others of its batch: the same trials, in any order.
+    assert sorted(_trials(migrated, stopped_id, tmp_path)) == sorted(
+        _trials(migrated, whole_id, tmp_path)
+    )
