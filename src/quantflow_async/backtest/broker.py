@@ -57,6 +57,7 @@ class Broker:
     ) -> None:
         self._bars = bars
         self._prices: tuple[list[float], list[float], list[float], list[float]] | None = None
+        self._reads = 0
         self.clock = Clock(len(bars))
         self.symbol = symbol
         self.cash = float(cash)
@@ -131,18 +132,31 @@ class Broker:
     def bars(self, bars: Bars) -> None:
         self._bars = bars
         self._prices = None
+        self._reads = 0
 
-    def prices(self) -> tuple[list[float], list[float], list[float], list[float]]:
-        """Open, high, low and close as lists: made on the first fill, read by every one."""
-        if self._prices is None:
+    def bar_prices(self, bar: int) -> tuple[float, float, float]:
+        """Open, high and low of `bar`, for the order processing."""
+        prices = self._prices
+        if prices is None:
+            self._reads += 1
+            if self._reads * 16 < len(self._bars):
+                # Orders on few bars (a crossover strategy's): read the arrays; once orders
+                # wait on many (brackets), lists made once are faster to read.
+                bars = self._bars
+                return float(bars.open[bar]), float(bars.high[bar]), float(bars.low[bar])
             bars = self._bars
-            self._prices = (
+            prices = self._prices = (
                 bars.open.tolist(),
                 bars.high.tolist(),
                 bars.low.tolist(),
                 bars.close.tolist(),
             )
-        return self._prices
+        return prices[0][bar], prices[1][bar], prices[2][bar]
+
+    def close_at(self, bar: int) -> float:
+        """The close of `bar`."""
+        prices = self._prices
+        return float(self._bars.close[bar]) if prices is None else prices[3][bar]
 
     @property
     def pending(self) -> bool:
@@ -160,6 +174,8 @@ class Broker:
 
     def margin_available(self, price: float) -> float:
         """Equity at `price` less the margin the open trades hold, never below 0."""
+        if not self.trades:
+            return max(0, self.cash)  # what the sums below give with no trade, without them
         leverage = self.leverage
         used = sum(abs(trade.size) * price / leverage for trade in self.trades)
         return max(0, self.cash + (price * self.position_size - self.cost) - used)

@@ -23,10 +23,7 @@ if TYPE_CHECKING:
 
 def process_orders(broker: Broker, bar: int) -> None:
     """Fill what the orders waiting can fill on `bar`."""
-    opens, highs, lows, closes = broker.prices()
-    opening = opens[bar]
-    high = highs[bar]
-    low = lows[bar]
+    opening, high, low = broker.bar_prices(bar)
     orders = broker.orders
     for order in orders:  # a first look, as most bars fill nothing: stop at one that may
         stop = order.stop
@@ -60,7 +57,7 @@ def process_orders(broker: Broker, bar: int) -> None:
             price = min(stop or opening, limit) if is_long else max(stop or opening, limit)
         else:
             on_close = broker.trade_on_close and not contingent
-            price = closes[bar - 1] if on_close else opening
+            price = broker.close_at(bar - 1) if on_close else opening
             if stop:
                 price = max(price, stop) if is_long else min(price, stop)
             price = broker.slipped(price, is_long)
@@ -99,7 +96,7 @@ def _fill_standalone(broker: Broker, order: Order, price: float, when: int, bar:
     open a trade with the rest if the margin pays for it. True when a trade was opened."""
     size = order.size
     is_long = size > 0
-    close = broker.prices()[3][bar]  # the peer marks margin at the bar's close
+    close = broker.close_at(bar)  # the peer marks margin at the bar's close
     adjusted = broker.adjusted(size, price)
     per_unit = adjusted + abs(size) * price * broker.rate / abs(size)
     if -1 < size < 1:

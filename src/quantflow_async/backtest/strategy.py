@@ -347,9 +347,10 @@ class Strategy:
                 f"size must be a fraction of equity (0 < size < 1) or whole units >= 1, "
                 f"got {size!r}"
             )
-        for name, price in (("limit", limit), ("stop", stop), ("sl", sl), ("tp", tp)):
-            if price is not None and not (math.isfinite(price) and price > 0):
-                raise ValueError(f"{name} must be a finite price > 0, got {price!r}")
+        if limit is not None or stop is not None or sl is not None or tp is not None:
+            for name, price in (("limit", limit), ("stop", stop), ("sl", sl), ("tp", tp)):
+                if price is not None and not (math.isfinite(price) and price > 0):
+                    raise ValueError(f"{name} must be a finite price > 0, got {price!r}")
         return self._engine_broker().new_order(sign * magnitude, limit, stop, sl, tp, tag)
 
 
