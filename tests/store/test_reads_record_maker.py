@@ -12,8 +12,9 @@ from decimal import Decimal
 
 import pytest
 
+from quantflow_async.record_maker import record_maker
 from quantflow_async.records import JsonObject, Trade
-from quantflow_async.store.repositories.trade_rows import TRADE_COLUMNS, make_trade, record_maker
+from quantflow_async.store.repositories.trade_rows import TRADE_COLUMNS, make_trade
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
 VALUES = (

@@ -11,8 +11,8 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.live.orders import WIDE, Order, OrderState
+from quantflow_async.record_maker import record_maker
 from quantflow_async.store.order_journal import OrderMemory, VenueIdHolders, load_order
-from quantflow_async.store.repositories.trade_rows import record_maker
 
 
 class Tracked:

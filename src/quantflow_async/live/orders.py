@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Final, TypeAlias
 
@@ -62,6 +62,7 @@ from quantflow_async.order_records import (
     OrderType,
     Position,
 )
+from quantflow_async.record_maker import record_maker
 from quantflow_async.records import SIDES
 from quantflow_async.validation import MAX_FRACTION_DIGITS, to_choice, to_decimal, to_label
 
@@ -209,6 +210,10 @@ class OrderState:
         return stored_decimal(ARITHMETIC.divide(self.notional, self.filled_quantity))
 
 
+# Every recorded event makes one: see record_maker.
+_make_state: Final = record_maker(OrderState, [f.name for f in fields(OrderState)])
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One event offered to the state machine. `status` is the target of a "status" event;
@@ -265,7 +270,7 @@ def next_state(state: OrderState, change: Change) -> OrderState:
         seen = seen | {change.venue_event_id}
     if change.kind == "fill":
         return _filled(state, change, refuse, venue_order_id, seen)
-    return OrderState(
+    return _make_state(
         state.client_order_id, _target(state, change, refuse), state.quantity,
         state.filled_quantity, state.notional, venue_order_id, seen,
     )  # fmt: skip
@@ -338,7 +343,7 @@ def _filled(
     filled = ARITHMETIC.add(state.filled_quantity, quantity)
     if filled > state.quantity:
         raise refuse(f"filled would be {filled}, more than the order's quantity {state.quantity}")
-    return OrderState(
+    return _make_state(
         state.client_order_id,
         "filled" if filled == state.quantity else "partially_filled",
         state.quantity,

@@ -8,14 +8,18 @@ fill's price. Prices and pnl keep at most 18 digits after the point, as the colu
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
 from quantflow_async.live.orders import ARITHMETIC, Position, stored_decimal
+from quantflow_async.record_maker import record_maker
 from quantflow_async.records import Side
 
 _ZERO: Final = Decimal(0)
+# Every fill makes one: see record_maker.
+_make_position: Final = record_maker(Position, [field.name for field in fields(Position)])
 
 
 def flat(strategy_id: int, venue: str, symbol: str, at: datetime) -> Position:
@@ -49,7 +53,7 @@ def apply_fill(
             average = price  # flipped: what is held now was opened by this fill
         else:
             average = entry
-    moved = Position(
+    moved = _make_position(
         position.strategy_id,
         position.venue,
         position.symbol,
