@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantflow_async.ingest.journal_tickets import Claim, ClashHandler, Ticket
-from quantflow_async.store.journal_batch import JournalEntry, JournalRows, keeping_venue_id
+from quantflow_async.ingest.sqlite_worker import JournalGuard, SqliteWorkerStore
+from quantflow_async.store.journal_batch import (
+    JournalEntry,
+    JournalRows,
+    JournalStatements,
+    keeping_venue_id,
+)
 
 Holders = dict[str, tuple[int, str]]
 """Venue order id: the (order id, client order id) of the order that holds it."""
@@ -41,9 +47,22 @@ class JournalBatch:
     def tickets(self) -> list[Ticket]:
         return [ticket for _, ticket in self.entries]
 
-    def claimed(self) -> dict[str, int]:
-        """Venue order id: the id of the order this batch gives it to."""
-        return {claim.venue_order_id: claim.order_id for claim in self.claims}
+    async def send(
+        self,
+        worker: SqliteWorkerStore,
+        statements: JournalStatements,
+        venue: str,
+        *,
+        after: bool,
+    ) -> None:
+        """Send the batch to the SQLite worker, guarded by the reads of its claims."""
+        guard: JournalGuard | None = None
+        if self.claims:
+            claimed = {claim.venue_order_id: claim.order_id for claim in self.claims}
+            reads = statements.holder_queries(venue, list(claimed))
+            guard = ([(query, list(parameters)) for query, parameters in reads], claimed)
+        await worker.send_journal(self.key, guard, statements.steps(self.rows), after=after)
+        self.sent = True
 
 
 class ClaimSettler:

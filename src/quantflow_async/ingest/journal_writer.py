@@ -27,11 +27,7 @@ from quantflow_async.ingest.batch_store import sqlite_worker_store
 from quantflow_async.ingest.journal_batches import ClaimSettler, JournalBatch, holders
 from quantflow_async.ingest.journal_tickets import ClashHandler, Ticket
 from quantflow_async.ingest.retry import Backoff
-from quantflow_async.ingest.sqlite_worker import (
-    JOURNAL_KEY_PREFIX,
-    JournalGuard,
-    SqliteWorkerStore,
-)
+from quantflow_async.ingest.sqlite_worker import JOURNAL_KEY_PREFIX, SqliteWorkerStore
 from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.store.engine import write_transaction
@@ -361,13 +357,7 @@ class JournalWriter:
 
     async def _send(self, worker: SqliteWorkerStore, batch: JournalBatch, *, after: bool) -> None:
         self._claims.keep_refused_claims_out(batch.rows)
-        guard: JournalGuard | None = None
-        if batch.claims:
-            claimed = batch.claimed()
-            reads = self._statements.holder_queries(self._venue, list(claimed))
-            guard = ([(query, list(parameters)) for query, parameters in reads], claimed)
-        await worker.send_journal(batch.key, guard, self._statements.steps(batch.rows), after=after)
-        batch.sent = True
+        await batch.send(worker, self._statements, self._venue, after=after)
 
     async def _pause(self, seconds: float) -> None:
         try:
