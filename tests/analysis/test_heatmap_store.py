@@ -3,6 +3,7 @@ SQL on both backends, equal the heatmap of the same backtests read one by one.""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,11 @@ from PIL import Image
 from quantflow_async import Database
 from quantflow_async.analysis.heatmap import draw_heatmap, heatmap_of, load_heatmap
 from quantflow_async.backtest import run_sweep, synthetic_bars
+from quantflow_async.backtest.runner import mark_completed
 from quantflow_async.errors import InvalidValue, NotFound
+from quantflow_async.store.repositories.sweeps import JobRow
+
+from ..conftest import T0
 
 GRID = {"fast": [3, 5, 8], "slow": [20, 30]}
 BARS = synthetic_bars(200, seed=5)
@@ -60,3 +65,26 @@ async def test_a_sweep_that_is_not_stored_or_has_no_completed_backtest_has_no_he
     )
     with pytest.raises(InvalidValue, match=f"sweep {sweep.id} has no completed backtest to draw"):
         await load_heatmap(db, sweep.id, "fast", "slow", "sharpe")
+
+
+async def test_choices_of_every_json_kind_read_back_as_they_were_stored(
+    db: Database, strategy_id: int
+) -> None:
+    modes = ["a", True, None, 2.5, 7]
+    rows = [
+        JobRow(
+            job_key=f"{n:064x}", name=f"job {n}", start_date=T0, end_date=T0 + timedelta(days=1),
+            initial_capital=1000, config={"parameters": {"mode": mode, "fast": 3}},
+        )
+        for n, mode in enumerate(modes)
+    ]  # fmt: skip
+    sweep, ids = await db.sweeps.create(
+        strategy_id=strategy_id, strategy="sma_cross", kind="search", space={}, options={},
+        datasets=[], jobs=rows,
+    )  # fmt: skip
+    for n, backtest_id in enumerate(ids):
+        await db.backtests.set_status(backtest_id, "running")
+        await mark_completed(db, backtest_id, {"sharpe": float(n)}, {})
+    heatmap = await load_heatmap(db, sweep.id, "mode", "fast", "sharpe")
+    assert heatmap.xs == ("2.5", "7", "a", "null", "true")
+    assert heatmap.values.tolist() == [[3.0, 4.0, 0.0, 2.0, 1.0]]
