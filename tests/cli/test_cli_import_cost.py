@@ -3,13 +3,15 @@ analysis stack: only the command that runs imports what it runs on."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from quantflow_async.cli.app import COMMANDS
+from quantflow_async.cli.app import COMMANDS, Parser, _add_commands, build_parser
 
 HEAVY = (
     "sqlalchemy", "numpy", "pandas", "matplotlib", "pyarrow", "ccxt", "aiohttp", "asyncpg",
@@ -24,6 +26,7 @@ COMMAND_LINES = (
     "strategies",
     "strategies list",
     "strategies show",
+    "strategies available",
     "strategies create",
     "backtests",
     "backtests list",
@@ -34,6 +37,7 @@ COMMAND_LINES = (
     "sweep",
     "sweep run",
     "sweep resume",
+    "sweep heatmap",
     "sweeps",
     "sweeps list",
     "sweeps show",
@@ -86,8 +90,23 @@ def test_quantflow_help_imports_nothing_heavy() -> None:
     assert heavy_modules_after_help() == []
 
 
+def command_lines(parser: Parser, words: tuple[str, ...] = ()) -> Iterator[str]:
+    """Every command and verb `parser` accepts, each group before its verbs."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action._name_parser_map.items():
+                yield " ".join((*words, name))
+                yield from command_lines(command, (*words, name))
+
+
 def test_every_command_of_quantflow_is_checked() -> None:
     assert [line for line in COMMAND_LINES if " " not in line] == ["help", *COMMANDS]
+
+
+def test_every_verb_of_every_command_is_checked() -> None:
+    parser = build_parser()
+    _add_commands(parser, list(COMMANDS))  # every command in full, as if each were named
+    assert list(command_lines(parser)) == list(COMMAND_LINES)
 
 
 @pytest.mark.parametrize("command_line", COMMAND_LINES)
