@@ -31,6 +31,7 @@ COMMANDS: dict[str, list[str]] = {
     "python -c 'import quantflow_async'": [PYTHON, "-c", "import quantflow_async"],
     "quantflow --help": [*QUANTFLOW, "--help"],
     "quantflow backtest run --help": [*QUANTFLOW, "backtest", "run", "--help"],
+    "quantflow sweep run --help": [*QUANTFLOW, "sweep", "run", "--help"],
 }
 BARE = "python -c pass"
 
