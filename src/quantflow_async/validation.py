@@ -29,7 +29,9 @@ MAX_JSON_FLOAT: Final = 1e16  # PostgreSQL's jsonb gives larger floats back as i
 EARLIEST_INSTANT: Final = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 LATEST_INSTANT: Final = datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC)
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""1970-01-01 UTC: every instant the store, the bars and the engine hold as an int is
+microseconds after it."""
 
 
 def to_decimal(value: object, field: str) -> Decimal:
@@ -141,13 +143,17 @@ def to_utc(value: object, field: str) -> datetime:
 
 def epoch_micros(moment: datetime) -> int:
     """Microseconds since 1970-01-01 UTC of an aware datetime."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return span_micros(moment - EPOCH)
+
+
+def span_micros(span: timedelta) -> int:
+    """The whole microseconds of a timedelta, exactly (no float on the way)."""
+    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
 
 
 def from_epoch_micros(micros: int) -> datetime:
     """The aware UTC datetime `micros` microseconds after 1970-01-01 (inverse of epoch_micros)."""
-    return _EPOCH + timedelta(microseconds=micros)
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def to_id(value: object, field: str) -> int:

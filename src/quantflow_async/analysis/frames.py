@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Final
@@ -17,6 +16,7 @@ from typing import Any, Final
 from quantflow_async.analysis._extras import import_extra
 from quantflow_async.errors import InvalidValue
 from quantflow_async.records import Trade
+from quantflow_async.validation import epoch_micros
 
 TRADE_FIELDS: Final = tuple(field.name for field in fields(Trade))
 """The columns of every DataFrame, Arrow table, CSV and Parquet file of trades, in order."""
@@ -28,8 +28,6 @@ ARROW_PRECISION: Final = 38
 ARROW_SCALE: Final = 18
 # decimal128(38, 18) leaves 20 digits before the point; the store allows up to 38.
 _ARROW_LIMIT: Final = Decimal(10) ** (ARROW_PRECISION - ARROW_SCALE)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 _row_of = attrgetter(*TRADE_FIELDS)
 
 Columns = dict[str, list[Any]]
@@ -76,17 +74,13 @@ def _dataframe(columns: Columns) -> Any:
     for name in TRADE_FIELDS:
         values = columns[name]
         if name in TIME_FIELDS:
-            micros = numpy.array([_micros(moment) for moment in values], dtype="int64")
+            micros = numpy.array([epoch_micros(moment) for moment in values], dtype="int64")
             data[name] = pd.Series(micros.view("datetime64[us]")).dt.tz_localize("UTC")
         elif name in ID_FIELDS:
             data[name] = pd.Series(values, dtype="Int64" if name == "backtest_id" else "int64")
         else:
             data[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(data)
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 async def _collect_columns(trades: AsyncIterable[Trade], chunk: int = 5000) -> Columns:

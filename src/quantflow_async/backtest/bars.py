@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from quantflow_async.errors import BarsError as BarsError  # still importable from here
+from quantflow_async.validation import epoch_micros, from_epoch_micros, span_micros
 
 TIME_COLUMNS: Final = ("date", "datetime", "timestamp", "time")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_UNITS: Final = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))
 """An epoch number below each limit is read in the unit its scale makes microseconds of
 (seconds, milliseconds, microseconds); from 1e17 on it is nanoseconds."""
@@ -137,7 +137,7 @@ def synthetic_bars(
     high = np.maximum(open_, close) * np.exp(reach[0])
     low = np.minimum(open_, close) * np.exp(-reach[1])
     volume = np.round(rng.lognormal(13.0, 0.5, count))
-    step = _micros_of(interval)
+    step = span_micros(interval)
     times = _micros(start) + step * np.arange(count, dtype=np.int64)
     return Bars(times, open_, high, low, close, volume, source=f"<synthetic seed={seed}>")
 
@@ -247,19 +247,13 @@ def epoch_numbers_to_micros(numbers: FloatArray) -> IntArray | None:
     return micros.astype(np.int64)
 
 
-def utc_datetime(micros: int) -> datetime:
-    """The timezone-aware UTC datetime of epoch microseconds."""
-    return EPOCH + timedelta(microseconds=micros)
+utc_datetime: Final = from_epoch_micros
+"""The timezone-aware UTC datetime of epoch microseconds (the engine's name for it)."""
 
 
 def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return _micros_of(moment - EPOCH)
-
-
-def _micros_of(span: timedelta) -> int:
-    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+    """Epoch microseconds of `moment`, a naive one read as UTC."""
+    return epoch_micros(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
 
 
 def _index(index: int) -> int:

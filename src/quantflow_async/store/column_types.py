@@ -8,7 +8,7 @@ Migrations import these types, so their storage must never change in place.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +18,7 @@ from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.sql.type_api import TypeEngine
 from sqlalchemy.types import TypeDecorator
 
-from quantflow_async.validation import decimal_text, epoch_micros
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from quantflow_async.validation import decimal_text, epoch_micros, from_epoch_micros
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -73,10 +71,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, datetime):
             return value.astimezone(UTC)
         return from_epoch_micros(int(value))
-
-
-def from_epoch_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 class utc_now(FunctionElement[datetime]):  # noqa: N801 - reads as a SQL function

@@ -16,21 +16,20 @@ import json
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final, Protocol, TypeVar
 
 from quantflow_async.record_maker import record_maker
 from quantflow_async.records import TRADE_INSERT_COLUMNS, SymbolSummary, Trade
 from quantflow_async.store.schema import trades
-from quantflow_async.validation import epoch_micros, to_id, to_label, to_utc
+from quantflow_async.validation import EPOCH, epoch_micros, to_id, to_label, to_utc
 
 R = TypeVar("R")
 
 TRADE_COLUMNS: Final = ("id", *TRADE_INSERT_COLUMNS, "created_at", "updated_at")
 """The columns a trade read selects, in the order the row converters below unpack them."""
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # Enough digits for sums of 38-digit products over billions of rows; Inexact is trapped,
 # so a sum that would ever need rounding raises instead of drifting.
 _SUM_PRECISION: Final = 120
@@ -174,7 +173,7 @@ class _Instants(dict[int, datetime]):
     __slots__ = ()
 
     def __missing__(self, micros: int) -> datetime:
-        moment = self[micros] = _EPOCH + timedelta(0, 0, micros)
+        moment = self[micros] = EPOCH + timedelta(0, 0, micros)
         return moment
 
 
@@ -231,7 +230,7 @@ class SqliteBackend:
             return self.records(await self.fetch(driver, query))
 
     def records(self, rows: Iterable[Sequence[Any]]) -> list[Trade]:
-        make, number, loads, epoch, delta = make_trade, Decimal, json.loads, _EPOCH, timedelta
+        make, number, loads, epoch, delta = make_trade, Decimal, json.loads, EPOCH, timedelta
         # created_at and updated_at are shared by every fill of a writer's batch: each instant
         # is made once per page (a dict lookup after that) instead of once per row.
         stamps = _Instants()
