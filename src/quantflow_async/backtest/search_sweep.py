@@ -13,7 +13,6 @@ on to `trials`: the database is the only store of the study.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ import anyio
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.constraints import Constraint, parse_constraint
 from quantflow_async.backtest.conversion import FILL_CHUNK, RunSpec
-from quantflow_async.backtest.objective import Direction, Objective
+from quantflow_async.backtest.objective import Objective
 from quantflow_async.backtest.search import (
     SearchOutcome,
     TrialOutcome,
@@ -50,8 +49,6 @@ from quantflow_async.database import Database
 from quantflow_async.errors import InvalidValue, StrategyConfigError
 from quantflow_async.store.repositories.sweep_values import sweep_values
 from quantflow_async.sweep_records import Sweep
-
-log = logging.getLogger(__name__)
 
 PROBES: Final = 32
 """Configs drawn at random from a space to find one the strategy takes, before a search."""
@@ -315,8 +312,7 @@ def _objective(maximize: str | None, minimize: str | None) -> Objective:
         )
     if maximize is not None:
         return Objective(maximize, "maximize")
-    direction: Direction = "minimize"
-    return Objective(str(minimize), direction)
+    return Objective(str(minimize), "minimize")
 
 
 def _check_same_search(sweep: Sweep, settings: Mapping[str, Any]) -> None:
