@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import sys
@@ -245,30 +246,59 @@ def print_fields(pairs: Sequence[tuple[str, Any]], *, title: str = "") -> None:
 # -- progress ---------------------------------------------------------------------------------
 
 
+ProgressUpdate = Callable[..., None]
+"""Moves a bar on: `update(completed=N)` or `update(advance=1)`, and the bar's own fields."""
+
+
 @contextlib.contextmanager
-def progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A function to call with how much is done; it draws a bar on stderr when stderr is a
-    terminal and does nothing otherwise."""
+def progress_bar(
+    description: str,
+    total: int | None,
+    *,
+    shown: Sequence[str] = (),
+    remaining: bool = True,
+    **fields: Any,
+) -> Iterator[ProgressUpdate | None]:
+    """The one progress bar of `quantflow`, on stderr when it is a terminal (else None).
+
+    It shows `description`, the bar, done of `total` and the time taken; then a column for
+    each of `shown` (Rich text such as "best {task.fields[best]}", whose `fields` start as
+    given) and, when `remaining`, an estimate of the time left.
+    """
     if not is_terminal(sys.stderr):
-        yield lambda done: None
+        yield None
         return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    columns = (
+    columns: list[ProgressColumn] = [
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *(TextColumn(text) for text in shown),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    ]
+    if remaining:
+        columns.append(TimeRemainingColumn())
     with Progress(*columns, console=Console(file=sys.stderr)) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
+        task = bar.add_task(description, total=total, **fields)
+        yield functools.partial(bar.update, task)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A function to call with how much is done; it draws a bar on stderr when stderr is a
+    terminal and does nothing otherwise."""
+    with progress_bar(description, total) as update:
+        if update is None:
+            yield lambda done: None
+        else:
+            yield lambda done: update(completed=done)
