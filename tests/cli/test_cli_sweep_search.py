@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -176,3 +178,36 @@ def test_a_search_stopped_by_ctrl_c_and_resumed_ends_as_one_never_stopped(
     assert sorted(_trials(migrated, stopped_id, tmp_path)) == sorted(
         _trials(migrated, whole_id, tmp_path)
     )
+
+
+@pytest.mark.parametrize(("direction", "best"), [("--maximize", max), ("--minimize", min)])
+def test_a_terminal_shows_a_bar_of_trials_done_and_the_best_value_so_far(
+    tmp_path: Path, migrated: str, direction: str, best: Any
+) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    terminal, child_end = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "quantflow_async.cli", "sweep", "sma_cross", "--search", "tpe",
+         "--space", SPACE, "--data", str(data), "--constraint", "fast < slow", "--trials", "4",
+         direction, "return_pct", "--seed", "2", "--json", "--database-url", migrated],
+        cwd=tmp_path, env={**env, "COLUMNS": "120"}, stdout=subprocess.PIPE, stderr=child_end,
+    )  # fmt: skip
+    os.close(child_end)
+    shown = b""
+    while chunk := _read(terminal):
+        shown += chunk
+    stdout, _ = child.communicate(timeout=60)
+    os.close(terminal)
+    assert child.returncode == 0, shown
+    text = shown.decode(errors="replace")
+    values = [row["return_pct"] for row in json.loads(stdout)["best"]]
+    assert "trials" in text and "4/4" in text
+    assert f"best {best(values):,.4g}" in text
+
+
+def _read(terminal: int) -> bytes:
+    try:
+        return os.read(terminal, 4096)
+    except OSError:  # the child closed the terminal
+        return b""

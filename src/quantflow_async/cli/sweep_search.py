@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.cli.output import CommandError, is_terminal, json_value, plain, print_table
+from quantflow_async.cli.output import (
+    CommandError,
+    json_value,
+    plain,
+    print_table,
+    progress_bar,
+)
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -146,7 +152,8 @@ async def run_search_command(
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
     async with Database(settings=settings) as db:
         strategy_id = await strategy_id_of(db, strategy)
-        with _progress(arguments["trials"]) as show:
+        highest = arguments.get("maximize") is not None
+        with _progress(arguments["trials"], highest=highest) as show:
             result = await run_search(
                 db, strategy, arguments.pop("space"), datasets, strategy_id=strategy_id,
                 workers=args.workers, max_worker_restarts=args.max_worker_restarts,
@@ -199,29 +206,19 @@ def _check_arguments(space: Any, arguments: dict[str, Any], workers: int) -> Non
 
 
 @contextmanager
-def _progress(total: int) -> Iterator[Callable[[TrialRecord], None] | None]:
+def _progress(total: int, *, highest: bool) -> Iterator[Callable[[TrialRecord], None] | None]:
     """A bar of trials done, with the best value so far, on stderr when it is a terminal."""
-    if not is_terminal(sys.stderr):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("trials"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("best {task.fields[best]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=Console(file=sys.stderr)) as bar:
-        task = bar.add_task("search", total=total, best="-")
+    with progress_bar("trials", total, shown=("best {task.fields[best]}",), best="-") as update:
+        if update is None:
+            yield None
+            return
         values: list[float] = []
 
         def show(trial: TrialRecord) -> None:
             if trial.value is not None:
                 values.append(trial.value)
-            bar.update(task, advance=1, best=f"{max(values):,.4g}" if values else "-")
+            best = (max if highest else min)(values) if values else None
+            update(advance=1, best="-" if best is None else f"{best:,.4g}")
 
         yield show
 
