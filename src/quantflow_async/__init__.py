@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         LiveError,
         MalformedVenueAnswer,
         MigrationError,
+        MissingExtra,
         NotFound,
         OrderEventRefused,
         QuantFlowError,
@@ -57,9 +58,6 @@ if TYPE_CHECKING:
         WriterError,
         WriterFailed,
         WriterNotRunning,
-    )
-    from quantflow_async.extras import (
-        MissingExtra,
     )
     from quantflow_async.ingest.stats import (
         WriterStats,
@@ -104,6 +102,7 @@ _WHERE: dict[str, str] = {
     "LiveError": "quantflow_async.errors",
     "MalformedVenueAnswer": "quantflow_async.errors",
     "MigrationError": "quantflow_async.errors",
+    "MissingExtra": "quantflow_async.errors",
     "NotFound": "quantflow_async.errors",
     "OrderEventRefused": "quantflow_async.errors",
     "QuantFlowError": "quantflow_async.errors",
@@ -118,7 +117,6 @@ _WHERE: dict[str, str] = {
     "WriterError": "quantflow_async.errors",
     "WriterFailed": "quantflow_async.errors",
     "WriterNotRunning": "quantflow_async.errors",
-    "MissingExtra": "quantflow_async.extras",
     "WriterStats": "quantflow_async.ingest.stats",
     "TradeWriter": "quantflow_async.ingest.writer",
     "BalanceSnapshot": "quantflow_async.order_records",

@@ -11,6 +11,8 @@
     │   └── StorageUnavailable                the database is gone for good (disk full, read-only,
     │                                         missing directory, server down past the retry budget)
     ├── MigrationError                        the schema could not be brought to the head revision
+    ├── MissingExtra (a ModuleNotFoundError)  a package of an optional extra is not installed;
+    │                                         the message names the extra to install
     ├── BacktestError                         raised by the backtest engine, runner and sweep
     │   ├── BarsError (also a ValueError)     a bars file or array that cannot be simulated;
     │   │                                     `.path`, `.row`, `.column`
@@ -47,6 +49,13 @@ if TYPE_CHECKING:
 
 class QuantFlowError(Exception):
     """Base class of every error the library raises on purpose."""
+
+
+class MissingExtra(QuantFlowError, ModuleNotFoundError):
+    """A package of an optional extra is not installed; the message says how to install it.
+
+    A ModuleNotFoundError, so code that already handles a missing import handles this too.
+    """
 
 
 class DatabaseNotOpen(QuantFlowError):

@@ -5,17 +5,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from quantflow_async.errors import QuantFlowError
-
-
-class MissingExtra(QuantFlowError, ModuleNotFoundError):
-    """A package of an optional extra is not installed; the message says how to install it.
-
-    A ModuleNotFoundError, so code that already handles a missing import handles this too.
-    """
+from quantflow_async.errors import MissingExtra as MissingExtra  # still importable from here
 
 
 def install_hint(extra: str) -> str:
+    """The command that installs `extra`."""
     return f"pip install 'quantflow-async[{extra}]'"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from quantflow_async.extras import MissingExtra, install_hint, require_extra
+from quantflow_async.errors import MissingExtra
+from quantflow_async.extras import install_hint, require_extra
 
 INSTALL_HINT: Final = install_hint("analysis")
 

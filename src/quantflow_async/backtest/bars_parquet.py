@@ -22,6 +22,8 @@ from quantflow_async.backtest.bars import (
     parse_floats,
     parse_times,
 )
+from quantflow_async.errors import MissingExtra
+from quantflow_async.extras import require_extra
 
 
 def read_parquet_bars(path: Path) -> Bars:
@@ -29,14 +31,9 @@ def read_parquet_bars(path: Path) -> Bars:
     the 1-based row and the column of the first fault."""
     source = str(path)
     try:
-        pq = importlib.import_module("pyarrow.parquet")
-    except ImportError as exc:
-        raise BarsError(
-            source,
-            None,
-            None,
-            "reading Parquet needs pyarrow: pip install 'quantflow-async[analysis]'",
-        ) from exc
+        pq = require_extra("pyarrow.parquet", extra="analysis", purpose="reading Parquet")
+    except MissingExtra as exc:
+        raise BarsError(source, None, None, str(exc)) from exc
     try:
         # A file is read as a file: pq.read_table() loads pandas; a folder (a dataset of
         # several files, as Spark writes them) takes read_table all the same.

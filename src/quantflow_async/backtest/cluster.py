@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
 import queue
 import time
@@ -46,6 +45,7 @@ from quantflow_async.backtest.worker import Job
 from quantflow_async.config import Settings
 from quantflow_async.database import Database
 from quantflow_async.errors import InvalidTransition, InvalidValue
+from quantflow_async.extras import require_extra
 
 if TYPE_CHECKING:
     # distributed leaves Client.scatter, Client.nthreads and Future's add_done_callback and
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT: Final = "pip install 'quantflow-async[cluster]'"
 TASK_RETRIES: Final = 2
 """How many times Dask runs a task again after it raised (the store failed under it). A task
 run again stores only the fills that are missing: their external ids are deterministic."""
@@ -174,13 +173,10 @@ async def run_sweep_on_cluster(
 
 
 def _import_distributed() -> ModuleType:
-    try:
-        return importlib.import_module("distributed")
-    except ImportError as exc:
-        raise ModuleNotFoundError(
-            f"a sweep on a cluster needs distributed, which is not installed: {INSTALL_HINT}",
-            name="distributed",
-        ) from exc
+    distributed: ModuleType = require_extra(
+        "distributed", extra="cluster", purpose="a sweep on a cluster"
+    )
+    return distributed
 
 
 def _check_cluster(cluster: object, distributed: ModuleType) -> None:

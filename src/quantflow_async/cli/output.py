@@ -18,8 +18,7 @@ from typing import Any, Final, TextIO
 
 from quantflow_async.cli.app import Handler, on_database
 from quantflow_async.config import Settings
-from quantflow_async.errors import QuantFlowError
-from quantflow_async.extras import MissingExtra
+from quantflow_async.errors import MissingExtra, QuantFlowError
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 
