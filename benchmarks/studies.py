@@ -14,8 +14,9 @@ through `db.sweeps.create`, then one UPDATE giving each its outcome. Then, --rep
   sharpe over fast and slow (`load_heatmap`, without drawing it).
 
 Search overhead. A --trials trial TPE search (seed 1) of sma_cross over 500 bars, where the
-backtest itself takes about a millisecond, so what is measured is what goes around it:
-- ours: `run_search` on SQLite, every trial a stored backtest run in --workers processes;
+backtest itself takes a few milliseconds, so what is measured is what goes around it:
+- ours: `run_search` on SQLite (and PostgreSQL), every trial a stored backtest run in
+  --workers processes;
 - Optuna, in memory: `study.optimize` with Optuna's own in-memory storage, the same
   backtest run in process as the objective, nothing stored;
 - Optuna, on SQLite: the same with Optuna's RDBStorage in a SQLite file (durable, as ours).
@@ -196,17 +197,18 @@ async def ours(url: str, trials: int, workers: int) -> dict[str, Any]:
     return {"seconds_per_trial": seconds / trials, "ran": result.search.ran}
 
 
-def measure_search(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure_search(folder: Path, args: argparse.Namespace, postgres: str | None) -> dict[str, Any]:
     load = load_average()
-    url = f"sqlite+aiosqlite:///{folder / 'search.sqlite3'}"
     figures = {
-        "ours_sqlite": asyncio.run(ours(url, args.trials, args.workers)),
-        "optuna_memory": {"seconds_per_trial": optuna_in_process(args.trials, None)},
-        "optuna_sqlite": {
-            "seconds_per_trial": optuna_in_process(
-                args.trials, f"sqlite:///{folder / 'optuna.sqlite3'}"
-            )
-        },
+        "ours_sqlite": asyncio.run(
+            ours(f"sqlite+aiosqlite:///{folder / 'search.sqlite3'}", args.trials, args.workers)
+        )
+    }
+    if postgres is not None:
+        figures["ours_postgresql"] = asyncio.run(ours(postgres, args.trials, args.workers))
+    figures["optuna_memory"] = {"seconds_per_trial": optuna_in_process(args.trials, None)}
+    figures["optuna_sqlite"] = {
+        "seconds_per_trial": optuna_in_process(args.trials, f"sqlite:///{folder / 'optuna.db'}")
     }
     return {**figures, "load_average": {"start": load, "end": load_average()}}
 
@@ -227,24 +229,27 @@ def report(args: argparse.Namespace, reads: dict[str, Any], search: dict[str, An
         rows,
     )
     memory = search["optuna_memory"]["seconds_per_trial"]
+    loops = {
+        "ours_sqlite": (f"ours, run_search ({args.workers} workers)", "every backtest, SQLite"),
+        "ours_postgresql": (
+            f"ours, run_search ({args.workers} workers)",
+            "every backtest, PostgreSQL",
+        ),
+        "optuna_memory": ("Optuna, in-memory storage", "nothing"),
+        "optuna_sqlite": ("Optuna, RDBStorage on SQLite", "its trials, SQLite"),
+    }
     print_table(
         f"A {args.trials:,}-trial TPE search (sma_cross over {BARS} bars): wall time per trial; "
         f"load average {search['load_average']['start']:.2f}..{search['load_average']['end']:.2f}",
         ["loop", "stores", "per trial", "vs Optuna in memory"],
         [
             (
-                f"ours, run_search ({args.workers} worker processes)",
-                "every backtest, in SQLite",
-                f"{search['ours_sqlite']['seconds_per_trial'] * 1000:.1f} ms",
-                f"{search['ours_sqlite']['seconds_per_trial'] / memory:.1f}x",
-            ),
-            ("Optuna, in-memory storage", "nothing", f"{memory * 1000:.1f} ms", "1.0x"),
-            (
-                "Optuna, RDBStorage on SQLite",
-                "its trials, in SQLite",
-                f"{search['optuna_sqlite']['seconds_per_trial'] * 1000:.1f} ms",
-                f"{search['optuna_sqlite']['seconds_per_trial'] / memory:.1f}x",
-            ),
+                *loops[key],
+                f"{search[key]['seconds_per_trial'] * 1000:.1f} ms",
+                f"{search[key]['seconds_per_trial'] / memory:.1f}x",
+            )
+            for key in loops
+            if key in search
         ],
     )
 
@@ -267,12 +272,16 @@ def main() -> None:
         for backend, url in backends.items():
             print(f"{backend}:")
             reads[backend] = asyncio.run(measure_reads(url, args))
-        if args.postgres:
+        if not args.postgres:
+            print("search:")
+            search = measure_search(folder, args, None)
+        else:
             with own_postgres_database(args.postgres) as postgres_url:
                 print("postgresql:")
                 reads["postgresql"] = asyncio.run(measure_reads(postgres_url, args))
-        print("search:")
-        search = measure_search(folder, args)
+            with own_postgres_database(args.postgres) as postgres_url:
+                print("search:")
+                search = measure_search(folder, args, postgres_url)
     report(args, reads, search)
     write_json(
         "studies-quick" if args.quick else "studies",
