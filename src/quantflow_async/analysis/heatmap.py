@@ -275,8 +275,8 @@ def heatmap_page(heatmap: Heatmap) -> str:
     figure = plotting.figure(
         name="heatmap", x_range=list(heatmap.xs), y_range=list(heatmap.ys),
         x_axis_label=heatmap.x, y_axis_label=heatmap.y, tools="hover,box_zoom,reset,save",
-        toolbar_location="above", width=min(1400, max(500, 40 * len(heatmap.xs) + 200)),
-        height=min(1000, max(400, 28 * len(heatmap.ys) + 150)),
+        toolbar_location="above", width=min(1400, max(760, 50 * len(heatmap.xs) + 260)),
+        height=min(1000, max(540, 34 * len(heatmap.ys) + 200)),
         tooltips=[(heatmap.x, "@x"), (heatmap.y, "@y"), (heatmap.metric, "@shown"),
                   ("backtests", "@count")],
     )  # fmt: skip
