@@ -1,181 +1,34 @@
 """The parser of `quantflow` and its one rule: a user mistake is one line on stderr, no traceback.
 
-Options common to every command (`--database-url`, `-v`) are accepted before or after the
-command's name. A command module registers its verbs with `add_command`; a group of verbs
-(`quantflow backtest run ...`) is a command whose parser gets subcommands of its own. Only the
-modules of the commands a command line names are imported (`COMMANDS`), so `quantflow --help`
-loads none of them.
+A command module registers its verbs with the pieces of `parsing.py` (which never imports this
+module); a group of verbs (`quantflow backtest run ...`) is a command whose parser gets
+subcommands of its own. Only the modules of the commands a command line names are imported
+(`COMMANDS`), so `quantflow --help` loads none of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
+from collections.abc import Sequence
 
 from quantflow_async import __version__
+
+# Still importable from here: the pieces of `parsing.py` a command module builds with.
+from quantflow_async.cli.parsing import COMMANDS as COMMANDS
+from quantflow_async.cli.parsing import DATABASE_URL_ENV as DATABASE_URL_ENV
+from quantflow_async.cli.parsing import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+from quantflow_async.cli.parsing import Command as Command
+from quantflow_async.cli.parsing import Handler as Handler
+from quantflow_async.cli.parsing import Parser as Parser
+from quantflow_async.cli.parsing import add_command as add_command
+from quantflow_async.cli.parsing import add_verbs as add_verbs
+from quantflow_async.cli.parsing import common_options
+from quantflow_async.cli.parsing import on_database as on_database
 from quantflow_async.errors import QuantFlowError
-
-if TYPE_CHECKING:
-    from quantflow_async.config import Settings
-
-    DatabaseCommand = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
-
-Handler = Callable[[argparse.Namespace], None]
-
-# `quantflow_async.config`'s, repeated for the help of --database-url: importing config costs
-# `quantflow --help` more than all the rest of its work (a test checks the two agree).
-DATABASE_URL_ENV: Final = "QUANTFLOW_DATABASE_URL"
-DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///./dev.sqlite3"
-
-
-class Command(NamedTuple):
-    module: str
-    """The module of `quantflow_async.cli` whose `register` adds the command."""
-    summary: str
-    """Its line in `quantflow --help`, which its own help starts with."""
-
-
-COMMANDS: Final = {
-    "migrate": Command(
-        "store_commands",
-        "create or upgrade the schema (Alembic head); creates a SQLite file if needed",
-    ),
-    "count-trades": Command("store_commands", "print how many trades are stored"),
-    "strategies": Command("strategies", "list, show and create strategies"),
-    "backtests": Command("backtests", "list, show and delete stored backtests"),
-    "backtest": Command("backtest", "run a backtest and store it"),
-    "sweep": Command(
-        "sweep",
-        "run a strategy over a grid of parameters and one or more bars files in worker "
-        "processes, store every backtest, and show the best configs "
-        "(on a database `quantflow migrate` made)",
-    ),
-    "sweeps": Command(
-        "sweeps", "list stored sweeps, or show one: its backtests by status, best configs, failures"
-    ),
-    "trades": Command("trades", "list stored trades or export them"),
-    "orders": Command("orders", "list and show the orders the journal holds"),
-    "positions": Command(
-        "orders",
-        "net positions per strategy, venue and symbol, then the latest balance of each asset "
-        "per venue (--venue narrows both; balances belong to a venue, not a strategy)",
-    ),
-    "report": Command(
-        "report",
-        "draw a backtest's price and trades, equity curve and drawdowns, as a picture or an "
-        "HTML page to zoom and pan (analysis extra)",
-    ),
-    "bars": Command("bars", "make bars to try things on"),
-    "venue": Command("venue", "run a trading venue"),
-    "live": Command("live", "trade a strategy live through the order journal"),
-}
-"""The commands of `quantflow`, in the order its help lists them (a module's side by side)."""
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line that says where the help is."""
-
-    def error(self, message: str) -> NoReturn:
-        command = self.prog.removeprefix("quantflow").strip()
-        see = f"quantflow help {command}".strip()
-        self.exit(2, f"{self.prog}: error: {message} (see `{see}`)\n")
-
-
-@functools.cache  # one parent for every command: making a parser is most of `--help`'s work
-def _common_options(*, in_command: bool) -> Parser:
-    """--database-url and -v; a command's copy leaves them unset unless given after it."""
-    options = Parser(add_help=False)
-    unset = argparse.SUPPRESS if in_command else None
-    options.add_argument(
-        "--database-url",
-        default=unset,
-        help=f"database URL (default: ${DATABASE_URL_ENV}, else {DEFAULT_DATABASE_URL})",
-    )
-    options.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=unset if in_command else False,
-        help="log what the library does",
-    )
-    return options
-
-
-def add_command(
-    commands: argparse._SubParsersAction[Parser], name: str, help: str, handler: Handler | None
-) -> Parser:
-    """A verb of `quantflow` (or of a group), accepting the common options too."""
-    parser = commands.add_parser(
-        name, help=help, description=help, parents=[_common_options(in_command=True)]
-    )
-    if handler is not None:
-        parser.set_defaults(handler=handler)
-    return parser
-
-
-class _AnyWord(dict[str, Parser]):
-    """The verbs of a command with a default verb: every word is a valid choice."""
-
-    def __contains__(self, word: object) -> bool:
-        return True
-
-
-class _VerbsOrDefault(argparse._SubParsersAction):  # type: ignore[type-arg]
-    """Verbs whose first word, when it names none of them, is the default verb's first
-    argument: `quantflow sweep STRATEGY ...` runs `sweep run STRATEGY ...`."""
-
-    default_verb = ""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.choices = _AnyWord()  # checked here, in __call__, instead
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        if values and values[0] not in self._name_parser_map:
-            values = [self.default_verb, *values]
-        super().__call__(parser, namespace, values, option_string)
-
-
-def add_verbs(parser: Parser, *, default: str) -> argparse._SubParsersAction[Parser]:
-    """Verbs of `parser` (add them with `add_command`) where any other first word goes to the
-    verb `default`: `quantflow sweep resume 7` and `quantflow sweep STRATEGY ...` side by side."""
-    verbs = parser.add_subparsers(
-        dest="verb", required=True, metavar="VERB", parser_class=Parser, action=_VerbsOrDefault
-    )
-    verbs.default_verb = default  # type: ignore[attr-defined]
-    return verbs
-
-
-def on_database(command: DatabaseCommand, *, creates_database: bool) -> Handler:
-    """A handler that runs `command` with the Settings the options and environment give.
-
-    A command that only reads (`creates_database=False`) never creates a SQLite file.
-    """
-
-    def handle(args: argparse.Namespace) -> None:
-        import asyncio
-        from dataclasses import replace
-
-        from quantflow_async.config import Settings
-
-        settings = Settings.from_env(database_url=args.database_url)
-        if not creates_database:
-            settings = replace(settings, create_sqlite_file=False)
-        asyncio.run(command(settings, args))
-
-    return handle
 
 
 class _Quantflow(Parser):
@@ -201,7 +54,7 @@ def build_parser() -> Parser:
     parser = _Quantflow(
         prog="quantflow",
         description="QuantFlow's trade store: migrations and queries.",
-        parents=[_common_options(in_command=False)],
+        parents=[common_options(in_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser

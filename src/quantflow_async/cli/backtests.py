@@ -8,7 +8,6 @@ import sys
 from dataclasses import astuple
 from typing import Any
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import (
     CommandError,
     is_terminal,
@@ -17,6 +16,7 @@ from quantflow_async.cli.output import (
     print_table,
     reading,
 )
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.config import Settings
 from quantflow_async.records import BACKTEST_STATUSES, Backtest
 

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.errors import InvalidValue
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

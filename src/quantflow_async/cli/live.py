@@ -11,8 +11,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command, on_database
 from quantflow_async.cli.output import json_object, plain
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, on_database
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:

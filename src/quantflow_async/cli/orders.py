@@ -9,7 +9,6 @@ from dataclasses import fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import (
     is_terminal,
     print_fields,
@@ -17,6 +16,7 @@ from quantflow_async.cli.output import (
     print_table,
     reading,
 )
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.config import Settings
 from quantflow_async.errors import NotFound
 from quantflow_async.order_records import ORDER_STATUSES

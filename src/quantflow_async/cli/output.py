@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from quantflow_async.cli.app import Handler, on_database
+from quantflow_async.cli.parsing import Handler, on_database
 from quantflow_async.config import Settings
 from quantflow_async.errors import MissingExtra, QuantFlowError
 

@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import reading
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.config import Settings
 
 

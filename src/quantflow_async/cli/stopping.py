@@ -10,7 +10,7 @@ import sys
 import threading
 from types import FrameType
 
-from quantflow_async.cli.app import Handler
+from quantflow_async.cli.parsing import Handler
 
 
 def sigterm_as_ctrl_c(handler: Handler) -> Handler:

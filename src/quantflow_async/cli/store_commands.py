@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command, on_database
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, on_database
 from quantflow_async.config import Settings, redact_url
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import (
     json_object,
     print_fields,
@@ -13,6 +12,7 @@ from quantflow_async.cli.output import (
     print_table,
     reading,
 )
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.config import Settings
 from quantflow_async.records import STRATEGY_STATUSES, Strategy
 

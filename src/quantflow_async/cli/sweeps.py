@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import print_fields, print_json, print_table, reading
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:

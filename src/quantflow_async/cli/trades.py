@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypedDict
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import (
     instant,
     is_terminal,
@@ -19,6 +18,7 @@ from quantflow_async.cli.output import (
     progress,
     reading,
 )
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
 from quantflow_async.errors import InvalidValue

@@ -9,7 +9,7 @@ import argparse
 import signal
 from typing import TYPE_CHECKING
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.errors import InvalidValue
 
 if TYPE_CHECKING:
