@@ -149,6 +149,8 @@ def _axis(values: list[Any]) -> tuple[tuple[str, ...], list[int]]:
     levels = sorted(set(map(_level, values)))
     numeric = all(kind == 0 for kind, _ in levels)
     if numeric and len(levels) > MAX_LEVELS:
+        if all(isinstance(value, int) for value in values):
+            return _binned_whole(values)
         return _binned([float(v) for v in values])
     at = {level: position for position, level in enumerate(levels)}
     return tuple(_label(value) for _, value in levels), [at[_level(v)] for v in values]
@@ -169,6 +171,17 @@ def _binned(values: list[float]) -> tuple[tuple[str, ...], list[int]]:
     at = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, BINS - 1)
     labels = tuple(f"{_number(edges[i])}..{_number(edges[i + 1])}" for i in range(BINS))
     return labels, [int(i) for i in at]
+
+
+def _binned_whole(values: list[int]) -> tuple[tuple[str, ...], list[int]]:
+    """Whole numbers in ranges of whole numbers, as few as make at most BINS of them."""
+    low, high = min(values), max(values)
+    width = -(-(high - low + 1) // BINS)
+    count = -(-(high - low + 1) // width)
+    labels = tuple(
+        f"{low + i * width}..{min(high, low + (i + 1) * width - 1)}" for i in range(count)
+    )
+    return labels, [(value - low) // width for value in values]
 
 
 def _label(value: Any) -> str:
