@@ -77,6 +77,14 @@ def test_many_numeric_values_are_cut_into_ranges_of_equal_width() -> None:
     assert int(heatmap.counts.sum()) == 200
 
 
+def test_many_whole_numbers_are_cut_into_ranges_of_whole_numbers() -> None:
+    rows: list[Row] = [({"fast": fast, "k": 1}, {"sharpe": float(fast)}) for fast in range(2, 41)]
+    heatmap = heatmap_of(rows, "fast", "k", "sharpe", agg="min")
+    assert heatmap.xs[:2] == ("2..3", "4..5") and heatmap.xs[-1] == "40"
+    assert len(heatmap.xs) == BINS
+    assert heatmap.values[0, :2].tolist() == [2.0, 4.0]
+
+
 @pytest.mark.parametrize(
     ("x", "y", "metric", "agg", "error", "message"),
     [
