@@ -178,9 +178,8 @@ def _binned_whole(values: list[int]) -> tuple[tuple[str, ...], list[int]]:
     low, high = min(values), max(values)
     width = -(-(high - low + 1) // BINS)
     count = -(-(high - low + 1) // width)
-    labels = tuple(
-        f"{low + i * width}..{min(high, low + (i + 1) * width - 1)}" for i in range(count)
-    )
+    ends = [(low + i * width, min(high, low + (i + 1) * width - 1)) for i in range(count)]
+    labels = tuple(str(first) if first == last else f"{first}..{last}" for first, last in ends)
     return labels, [(value - low) // width for value in values]
 
 
