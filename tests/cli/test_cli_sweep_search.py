@@ -211,3 +211,23 @@ def _read(terminal: int) -> bytes:
         return os.read(terminal, 4096)
     except OSError:  # the child closed the terminal
         return b""
+
+
+@pytest.mark.parametrize("option", [("--seed", "0"), ("--trials", "5"), ("--maximize", "sharpe")])
+def test_an_option_of_a_search_on_a_grid_is_one_line(
+    tmp_path: Path, migrated: str, option: tuple[str, str]
+) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    result = quantflow(
+        "sweep", "sma_cross", "--grid", '{"fast": [3], "slow": [20]}', *option, "--data",
+        str(data), "--database-url", migrated, cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_mistake(result, f"{option[0]} is an option of a search: add --search")
+
+
+def test_neither_a_grid_nor_a_search_is_one_line(tmp_path: Path, migrated: str) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    result = quantflow(
+        "sweep", "sma_cross", "--data", str(data), "--database-url", migrated, cwd=tmp_path
+    )
+    assert_one_line_mistake(result, "give --grid JSON, or --search tpe|random with --space JSON")

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 METHODS: Final = ("tpe", "random")
 """backtest/search.py's, repeated so that `--help` imports no Optuna (a test checks they agree)."""
+TRIALS: Final = 100
+"""How many trials a search runs unless --trials says."""
 SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "trades")
 SHOWN_FAILURES: Final = 3
 
@@ -64,7 +66,7 @@ def add_search_options(command: argparse.ArgumentParser) -> None:
         """"b"]}}', or @space.json; a plain value fixes a parameter""",
     )
     group.add_argument(
-        "--trials", type=int, default=100, metavar="N", help="backtests to run, at most (100)"
+        "--trials", type=int, metavar="N", help=f"backtests to run, at most ({TRIALS})"
     )
     group.add_argument(
         "--maximize", metavar="STAT", help="the stored statistic to maximize, e.g. sharpe"
@@ -79,7 +81,8 @@ def check_search_options(args: argparse.Namespace) -> None:
     """One line for options that only a search takes given without --search, or the other
     way round."""
     if args.search is None:
-        given = [f"--{o}" for o in ("space", "maximize", "minimize", "seed") if getattr(args, o)]
+        options = ("space", "trials", "maximize", "minimize", "seed")
+        given = [f"--{o}" for o in options if getattr(args, o) is not None]
         if given:
             raise CommandError(f"{given[0]} is an option of a search: add --search tpe|random")
         return
@@ -102,7 +105,7 @@ async def search(settings: Settings, args: argparse.Namespace, options: dict[str
     arguments = {
         "space": space.document(),
         "method": args.search,
-        "trials": args.trials,
+        "trials": TRIALS if args.trials is None else args.trials,
         "seed": args.seed,
         "maximize": args.maximize,
         "minimize": args.minimize,
