@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command, add_verbs
 from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run
 from quantflow_async.cli.output import CommandError, json_grid, reading
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, add_verbs
 from quantflow_async.cli.run_options import add_run_options, run_settings
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.cli.sweep_report import RANKINGS, SweepJob, run_and_report

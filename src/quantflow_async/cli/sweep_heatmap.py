@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from quantflow_async.cli.app import Parser, add_command
 from quantflow_async.cli.output import reading
+from quantflow_async.cli.parsing import Parser, add_command
 from quantflow_async.config import Settings
 
 AGGREGATIONS = ("max", "mean", "median", "min")
