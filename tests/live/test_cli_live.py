@@ -167,6 +167,22 @@ def wait_until_reconciled(database_url: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def wait_until_an_order_is_placed(
+    database_url: str, runner: subprocess.Popen[str], timeout: float = 60
+) -> None:
+    """Until the runner has decided on a bar and placed an order (beside the resting one)."""
+
+    async def orders() -> int:
+        async with Database(settings=Settings(database_url=database_url)) as db:
+            return len(await db.orders.list())
+
+    deadline = time.monotonic() + timeout
+    while asyncio.run(orders()) < 2:
+        assert runner.poll() is None, runner.communicate()[1]
+        assert time.monotonic() < deadline, "the runner placed no order"
+        time.sleep(0.2)
+
+
 def _start_runner(url: str, database_url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         live_command(url, "--venue-name", "paper", "--json"),
@@ -254,7 +270,7 @@ def test_the_runner_waits_out_a_venue_outage_and_carries_on(
     assert runner.poll() is None, runner.communicate()[1]
     with paper_process(bars, state, extra=["--bar-seconds", "0.1", "--port", port]) as again:
         assert again.url.endswith(port)
-        time.sleep(3)
+        wait_until_an_order_is_placed(sqlite_url, runner)
         runner.send_signal(signal.SIGTERM)
         out, err = runner.communicate(timeout=30)
     assert runner.returncode == 0, err
