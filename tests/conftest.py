@@ -234,6 +234,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def migrated_sqlite_url(sqlite_url: str, tmp_path: Path, migrated_sqlite_file: Path) -> str:
+    """`sqlite_url`, its file a copy of one migrated to head (quicker than migrating it)."""
+    shutil.copyfile(migrated_sqlite_file, tmp_path / "test.sqlite3")
+    return sqlite_url
+
+
+@pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """An open, migrated database of the backend under test."""
     async with Database(settings=Settings(database_url=database_url)) as database:

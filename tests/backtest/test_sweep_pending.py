@@ -27,8 +27,8 @@ LARGE_GRID = {"fast": [2], "slow": list(range(3, 3003))}  # 3,000 configs
 
 
 @pytest.fixture
-async def sqlite_db(sqlite_url: str) -> Database:
-    async with Database(settings=Settings(database_url=sqlite_url)) as db:
+async def sqlite_db(migrated_sqlite_url: str) -> Database:
+    async with Database(settings=Settings(database_url=migrated_sqlite_url)) as db:
         await db.migrate()
         yield db  # type: ignore[misc]
 

@@ -27,8 +27,8 @@ class HoldPart(Strategy):
 
 
 @pytest.fixture
-async def db(sqlite_url: str) -> Database:  # type: ignore[misc]
-    async with Database(sqlite_url) as made:
+async def db(migrated_sqlite_url: str) -> Database:  # type: ignore[misc]
+    async with Database(migrated_sqlite_url) as made:
         await made.migrate()
         yield made
 

@@ -35,8 +35,8 @@ KILLED = "the worker process exited with code -9"
 
 
 @pytest.fixture
-async def sqlite_db(sqlite_url: str) -> Database:
-    async with Database(settings=Settings(database_url=sqlite_url)) as db:
+async def sqlite_db(migrated_sqlite_url: str) -> Database:
+    async with Database(settings=Settings(database_url=migrated_sqlite_url)) as db:
         await db.migrate()
         yield db  # type: ignore[misc]
 

@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -106,10 +107,10 @@ def execution(
     )  # fmt: skip
 
 
-@pytest.fixture
-async def db(sqlite_url: str) -> AsyncIterator[Database]:
-    """A migrated SQLite database holding the journal of two strategies, "sma-cross" (id 1)
-    and "2024" (id 2, a name of digits), on two venues; orders by id and client order id:
+async def _write_journal(url: str) -> None:
+    """Migrate the SQLite database at `url` and write into it the journal of two strategies,
+    "sma-cross" (id 1) and "2024" (id 2, a name of digits), on two venues; orders by id and
+    client order id:
 
     1 `btc-1`   sma-cross, paper:   limit buy 0.5 BTCUSDT, filled in two, then a fill refused
     2 `eth-2`   sma-cross, paper:   limit sell 2 ETHUSDT, 0.5 filled, then cancelled
@@ -118,7 +119,7 @@ async def db(sqlite_url: str) -> AsyncIterator[Database]:
 
     and two balance snapshots on paper, the second one hour later, with USDT only.
     """
-    async with Database(settings=Settings(database_url=sqlite_url)) as database:
+    async with Database(settings=Settings(database_url=url)) as database:
         await database.migrate()
         sma = await database.strategies.create(name="sma-cross")
         other = await database.strategies.create(name="2024")
@@ -172,6 +173,22 @@ async def db(sqlite_url: str) -> AsyncIterator[Database]:
                 OrderRequest(symbol="BTCUSDT", side="buy", quantity=Decimal("1"),
                              client_order_id="4")
             )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def journal_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The journal of `_write_journal`, written once for the module's tests to copy."""
+    path = tmp_path_factory.mktemp("journal") / "journal.sqlite3"
+    asyncio.run(_write_journal(f"sqlite+aiosqlite:///{path}"))
+    assert not path.with_name(f"{path.name}-wal").exists()  # every page is in the file itself
+    return path
+
+
+@pytest.fixture
+async def db(sqlite_url: str, tmp_path: Path, journal_file: Path) -> AsyncIterator[Database]:
+    """An open copy of the journal of `_write_journal`, at `sqlite_url`."""
+    shutil.copyfile(journal_file, tmp_path / "test.sqlite3")
+    async with Database(settings=Settings(database_url=sqlite_url)) as database:
         yield database
 
 
