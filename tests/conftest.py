@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from quantflow_async import Database, Fill, Settings
+from tests.support.databases import migrated_file
 
 # A run started in the background of a non-interactive shell (a CI script, `cmd &`) inherits
 # SIGINT ignored, and every program the tests start would too: the tests that press Ctrl-C
@@ -184,17 +185,9 @@ def _migrated_postgres(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def migrated_sqlite_file() -> Path:
     """A SQLite file migrated to head once per run, for tests to start from a copy of."""
-    path = tmp_path_factory.mktemp("migrated") / "migrated.sqlite3"
-
-    async def migrate() -> None:
-        async with Database(settings=Settings(database_url=f"sqlite+aiosqlite:///{path}")) as db:
-            await db.migrate()
-
-    asyncio.run(migrate())
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no WAL left behind
-    return path
+    return migrated_file()
 
 
 @pytest.fixture(params=BACKENDS)

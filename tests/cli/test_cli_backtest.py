@@ -12,6 +12,7 @@ import pytest
 
 from quantflow_async.backtest import read_bars, run_backtest, synthetic_bars
 from tests.support import cli
+from tests.support.databases import migrated_sqlite
 
 METRIC_KEYS = {
     "trades", "final_equity", "return_pct", "max_drawdown_pct", "win_rate_pct",
@@ -47,9 +48,7 @@ def write_bars(path: Path, count: int = 500) -> Path:
 
 @pytest.fixture
 def migrated(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
-    assert quantflow("migrate", "--database-url", url, cwd=tmp_path).returncode == 0
-    return url
+    return migrated_sqlite(tmp_path / "db.sqlite3")
 
 
 def assert_one_line_mistake(result: subprocess.CompletedProcess[str], message: str) -> None:

@@ -15,17 +15,16 @@ from pathlib import Path
 import psutil
 
 from quantflow_async import Database, Settings
-from tests.cli.test_cli_backtest import quantflow, write_bars
+from tests.cli.test_cli_backtest import write_bars
 from tests.conftest import make_fill
+from tests.support.databases import migrated_sqlite
 from tests.support.processes import reap
 
 TERMINATED = 128 + signal.SIGTERM
 
 
 def migrated(folder: Path) -> str:
-    url = f"sqlite+aiosqlite:///{folder / 'db.sqlite3'}"
-    assert quantflow("migrate", "--database-url", url, cwd=folder).returncode == 0
-    return url
+    return migrated_sqlite(folder / "db.sqlite3")
 
 
 def statuses(url: str) -> Counter[str]:

@@ -19,6 +19,7 @@ import pytest
 
 from quantflow_async.backtest import expand_grid, read_bars, run_backtest
 from tests.cli.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
+from tests.support.databases import migrated_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = {"fast": [3, 5], "slow": [10, 20]}
@@ -26,9 +27,7 @@ GRID = {"fast": [3, 5], "slow": [10, 20]}
 
 @pytest.fixture
 def migrated(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
-    assert quantflow("migrate", "--database-url", url, cwd=tmp_path).returncode == 0
-    return url
+    return migrated_sqlite(tmp_path / "db.sqlite3")
 
 
 @pytest.fixture

@@ -16,15 +16,14 @@ from quantflow_async import Database
 from tests.backtest.sweep_outcomes import assert_same_sweep, orphans, outcomes
 from tests.cli.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
 from tests.cli.test_cli_sigterm import assert_terminated, start, statuses, terminate
+from tests.support.databases import migrated_sqlite
 
 GRID = '{"fast": [3, 5, 8], "slow": [10, 20]}'
 
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"
-    assert quantflow("migrate", "--database-url", url, cwd=tmp_path).returncode == 0
-    return url
+    return migrated_sqlite(tmp_path / "db.sqlite3")
 
 
 def run(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
