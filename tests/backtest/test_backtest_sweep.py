@@ -287,6 +287,7 @@ async def test_a_dead_workers_unstarted_job_is_run_by_the_worker_left(
         assert count == expected_fills(Sleepy, config, SMALL["A"])
 
 
+@pytest.mark.slow  # the main process is kept busy for seconds, with each start method
 @pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
 async def test_a_main_process_busy_for_seconds_keeps_every_worker(
     sqlite_db: Database, start_method: str
@@ -337,6 +338,7 @@ def test_a_worker_that_cannot_finish_a_message_is_seen_gone_not_waited_for(
     assert not pool.processes[0].is_alive()
 
 
+@pytest.mark.slow  # a stopped worker is killed only after its grace period
 async def test_cancelling_a_sweep_whose_worker_is_stopped_kills_it_and_returns(
     sqlite_db: Database,
 ) -> None:

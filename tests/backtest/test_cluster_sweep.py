@@ -259,6 +259,7 @@ async def test_no_worker_holds_a_database_connection_once_the_sweep_returns(
     assert held == []
 
 
+@pytest.mark.slow  # Dask tasks of long backtests cancelled part way
 @pytest.mark.postgres
 async def test_cancelling_the_sweep_cancels_its_dask_tasks_and_marks_the_rest_cancelled(
     pg: Database, client: Client

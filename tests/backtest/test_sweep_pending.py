@@ -51,6 +51,7 @@ async def test_a_one_bar_data_set_is_refused_before_any_backtest_is_stored(
     assert await sqlite_db.backtests.list() == []
 
 
+@pytest.mark.slow  # 3,000 pending backtests stored, then cancelled
 async def test_a_timeout_once_the_pending_backtests_are_stored_leaves_them_cancelled(
     sqlite_db: Database,
 ) -> None:
@@ -76,6 +77,7 @@ async def test_a_timeout_once_the_pending_backtests_are_stored_leaves_them_cance
     assert [s.sweep.status for s in await sqlite_db.sweeps.list()] == ["interrupted"]
 
 
+@pytest.mark.slow  # 3,000 pending backtests stored in a script, then cancelled
 def test_ctrl_c_once_the_pending_backtests_are_stored_leaves_them_cancelled(
     tmp_path: Path,
 ) -> None:

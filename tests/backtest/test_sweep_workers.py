@@ -122,6 +122,7 @@ async def test_a_bad_max_worker_restarts_is_named_and_stores_nothing(
     assert await sqlite_db.backtests.list() == []
 
 
+@pytest.mark.slow  # waits out a 5 s deadline when all is well
 async def test_a_finished_backtest_stays_completed_when_its_worker_dies_on_the_next_job(
     sqlite_db: Database, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+import pytest
 
 from quantflow_async import Database, Settings
 from tests.cli.test_cli_backtest import write_bars
@@ -66,6 +67,7 @@ def assert_terminated(status: int, stderr: str) -> None:
     assert stderr.splitlines()[-1] == "quantflow: error: terminated"
 
 
+@pytest.mark.slow  # a sweep in a new process, stopped part way
 def test_sigterm_mid_sweep_marks_the_unfinished_cancelled_and_leaves_no_process(
     tmp_path: Path,
 ) -> None:

@@ -73,6 +73,7 @@ def test_a_report_into_a_folder_that_cannot_be_written_fails_before_the_sweep(
     assert statuses(url) == Counter()
 
 
+@pytest.mark.slow  # a worker killed inside a backtest of 40,000 bars, in a new process
 def test_a_sweep_in_which_a_backtest_failed_prints_the_reason_and_exits_non_zero(
     tmp_path: Path,
 ) -> None:
