@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from quantflow_async.cli import main as quantflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +92,7 @@ def test_ingest_example_stores_what_it_reports(tmp_path: Path) -> None:
     assert "trades stored in all: 4,000" in result.stdout
 
 
+@pytest.mark.slow  # the example script ingests for seconds in a new process
 def test_ingest_example_reports_progress_while_it_ingests(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'example.sqlite3'}"
     assert quantflow(["--database-url", url, "migrate"]) == 0

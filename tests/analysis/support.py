@@ -11,6 +11,7 @@ from pathlib import Path
 
 from quantflow_async import Backtest, Database
 from quantflow_async.backtest import read_bars, run_stored_backtest, synthetic_bars
+from tests.support import cli
 
 
 def write_bars_csv(path: Path, count: int, *, seed: int = 2) -> Path:
@@ -38,13 +39,18 @@ async def backtest_of_file(db: Database, strategy_id: int, path: Path) -> Backte
 def quantflow(
     url: str, *args: str, cwd: Path, missing: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`quantflow ARGS` on the database at `url`, with no other QUANTFLOW_ setting; with
-    `missing`, as where that package is not installed."""
+    """`quantflow ARGS` on the database at `url`, with no other QUANTFLOW_ setting, run in this
+    process; with `missing`, in a new process, as where that package is not installed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
+    env["QUANTFLOW_DATABASE_URL"] = url
+    if missing is None:
+        return cli.quantflow(*args, cwd=cwd, env=env)
     # A None in sys.modules makes an import fail as it does where the package is not installed.
-    hide = f"sys.modules[{missing!r}] = None; " if missing else ""
-    code = f"import sys; {hide}from quantflow_async.cli.app import main; sys.exit(main())"
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None; "
+        "from quantflow_async.cli.app import main; sys.exit(main())"
+    )
     return subprocess.run(
         [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
-        timeout=120, env={**env, "QUANTFLOW_DATABASE_URL": url},
+        timeout=120, env=env,
     )  # fmt: skip

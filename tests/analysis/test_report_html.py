@@ -95,6 +95,7 @@ async def test_the_page_loads_with_no_error_and_shows_every_panel(
         assert _pixels_of(picture, boxes[name], LOST) > 20, name
 
 
+@pytest.mark.slow  # hovers and clicks in a browser; the page's load is checked by default
 async def test_each_trade_links_its_entry_and_exit_fills_across_the_panels(
     tmp_path: Path, db: Database, strategy_id: int
 ) -> None:
@@ -213,6 +214,7 @@ async def test_a_200000_bar_backtest_gives_a_light_page_that_loads(
     assert all(_share_not_white(picture, boxes[name]) > 0.03 for name in PANELS)
 
 
+@pytest.mark.slow  # zooms in a browser; the page's load is checked by default
 async def test_zooming_one_panel_zooms_them_all_and_fits_the_price_to_what_is_in_view(
     tmp_path: Path, db: Database, strategy_id: int
 ) -> None:

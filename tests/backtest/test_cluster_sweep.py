@@ -297,6 +297,7 @@ async def test_cancelling_the_sweep_cancels_its_dask_tasks_and_marks_the_rest_ca
             assert count <= full_count(backtest)
 
 
+@pytest.mark.slow  # Dask tasks of long backtests cancelled part way
 @pytest.mark.postgres
 async def test_a_task_writing_when_the_sweep_is_cancelled_stops_after_the_chunks_it_queued(
     pg: Database, client: Client, postgres_database_url: str

@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from quantflow_async.backtest import expand_grid, run_backtest
 from tests.cli.test_cli_backtest import write_bars
 
@@ -83,6 +85,7 @@ def test_run_backtest_twice_reuses_its_strategy_and_adds_a_backtest(tmp_path: Pa
     ]
 
 
+@pytest.mark.slow  # the example script, a sweep in a new process
 def test_sweep_stores_every_config_on_every_market_and_prints_the_best_by_return(
     tmp_path: Path,
 ) -> None:

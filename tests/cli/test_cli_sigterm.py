@@ -93,6 +93,7 @@ def test_sigterm_mid_sweep_marks_the_unfinished_cancelled_and_leaves_no_process(
     assert sum(found.values()) == 72
 
 
+@pytest.mark.slow  # a backtest in a new process, stopped part way
 def test_sigterm_mid_backtest_run_leaves_it_cancelled_not_running(tmp_path: Path) -> None:
     url = migrated(tmp_path)
     data = write_bars(tmp_path / "long.csv", 300_000)

@@ -221,6 +221,7 @@ def test_a_database_without_the_schema_says_to_migrate(tmp_path: Path, data: lis
     assert_one_line_mistake(result, "quantflow migrate")
 
 
+@pytest.mark.slow  # a sweep in a new process, Ctrl-C part way
 def test_ctrl_c_mid_sweep_keeps_committed_fills_marks_the_rest_cancelled_and_leaves_no_process(
     tmp_path: Path, migrated: str
 ) -> None:

@@ -64,6 +64,7 @@ def first(folder: Path) -> Run:
     return Run(result, statuses, fills, best)
 
 
+@pytest.mark.slow  # the demo script: 96 backtests in a new process, then a picture
 def test_the_demo_stores_96_backtests_prints_the_best_five_and_draws_the_first(
     folder: Path, first: Run
 ) -> None:
@@ -79,6 +80,7 @@ def test_the_demo_stores_96_backtests_prints_the_best_five_and_draws_the_first(
     assert [p for p in folder.iterdir() if p.is_dir()] == []  # its CSV folder is removed
 
 
+@pytest.mark.slow  # the demo script again
 @pytest.mark.slow  # a second whole run of the demo
 def test_the_demo_runs_again_on_the_same_database(folder: Path, first: Run) -> None:
     second = demo(folder)

@@ -67,6 +67,7 @@ async def test_aclose_inside_move_on_after_finishes_though_the_worker_is_stopped
         assert await db.trades.count() == 300
 
 
+@pytest.mark.slow  # waits out commit_timeout, then the retries
 async def test_a_commit_blocked_past_commit_timeout_is_abandoned_and_retried(
     db: Database, strategy_id: int
 ) -> None:
