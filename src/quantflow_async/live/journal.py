@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +41,7 @@ from quantflow_async.live.orders import (
     OrderStatus,
     Position,
     Restored,
+    make_change,
 )
 from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
 from quantflow_async.store.journal_batch import DriverForm, JournalEntry
@@ -51,6 +52,11 @@ if TYPE_CHECKING:
     from quantflow_async.live.reconcile import ReconcileReport
 
 log = logging.getLogger(__name__)
+
+# The events that carry nothing but their kind: one Change each, made once.
+_SUBMITTED: Final = Change("submitted")
+_CANCEL_REQUESTED: Final = Change("cancel_requested")
+_CANCELLED: Final = Change("cancelled")
 
 
 class JournalState(enum.Enum):
@@ -234,7 +240,7 @@ class OrderJournal:
 
     async def submitted(self, client_order_id: str, *, wait: bool = False) -> None:
         """The order is on its way to the venue."""
-        await self._record(client_order_id, Change("submitted"), wait=wait)
+        await self._record(client_order_id, _SUBMITTED, wait=wait)
 
     async def acknowledged(
         self,
@@ -246,12 +252,12 @@ class OrderJournal:
     ) -> None:
         """The venue has the order, under `venue_order_id`: it is open."""
         venue_order_id = to_label(venue_order_id, "venue_order_id")
-        change = Change("acknowledged", venue_order_id=venue_order_id)
+        change = make_change("acknowledged", None, None, None, venue_order_id, None)
         await self._record(client_order_id, change, wait=wait, occurred_at=occurred_at)
 
     async def cancel_requested(self, client_order_id: str, *, wait: bool = False) -> None:
         """A cancel is on its way; the order's status stays until the venue answers."""
-        await self._record(client_order_id, Change("cancel_requested"), wait=wait)
+        await self._record(client_order_id, _CANCEL_REQUESTED, wait=wait)
 
     async def cancelled(
         self,
@@ -262,7 +268,11 @@ class OrderJournal:
         wait: bool = False,
     ) -> None:
         """The venue cancelled the order; what filled before stays filled."""
-        change = Change("cancelled", venue_event_id=venue_event_id)
+        change = (
+            _CANCELLED
+            if venue_event_id is None
+            else Change("cancelled", venue_event_id=venue_event_id)
+        )
         await self._record(client_order_id, change, wait=wait, reason=reason)
 
     async def rejected(self, client_order_id: str, *, reason: str, wait: bool = False) -> None:
@@ -305,10 +315,9 @@ class OrderJournal:
         transaction. False when the trade id was already journaled (a counted duplicate)."""
         self._check_open()
         trade = checked_trade(trade)
-        change = Change(
-            "fill", quantity=trade.quantity, price=trade.price,
-            venue_order_id=trade.venue_order_id, venue_event_id=trade.trade_id,
-        )  # fmt: skip
+        change = make_change(
+            "fill", None, trade.quantity, trade.price, trade.venue_order_id, trade.trade_id
+        )
         return await self._recorder.fill(trade, change, client_order_id, reason=reason, wait=wait)
 
     async def advance_cursor(self, stream: str, last_id: str, *, wait: bool = False) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
@@ -19,6 +20,7 @@ from quantflow_async.errors import InvalidValue
 from quantflow_async.live.journal_memory import Tracked
 from quantflow_async.live.orders import Change, Order, OrderRequest, Position
 from quantflow_async.live.venue import AssetBalance, VenueTrade
+from quantflow_async.record_maker import record_maker
 from quantflow_async.store.journal_batch import (
     DriverForm,
     DriverRow,
@@ -250,7 +252,7 @@ def checked_trade(trade: object) -> VenueTrade:
         executed_at = to_utc(executed_at, "trade.executed_at")
     elif not EARLIEST_INSTANT <= executed_at <= LATEST_INSTANT:
         to_utc(executed_at, "trade.executed_at")  # raises, naming the bound
-    return VenueTrade(
+    return _make_venue_trade(
         to_label(trade.trade_id, "trade.trade_id"),
         to_label(trade.venue_order_id, "trade.venue_order_id"),
         trade.symbol,
@@ -261,3 +263,7 @@ def checked_trade(trade: object) -> VenueTrade:
         trade.fee_asset,
         executed_at,
     )
+
+
+# Every fill is checked into a new one: see record_maker.
+_make_venue_trade = record_maker(VenueTrade, [field.name for field in fields(VenueTrade)])

@@ -228,6 +228,9 @@ class Change:
     venue_event_id: str | None = None
 
 
+make_change: Final = record_maker(Change, [f.name for f in fields(Change)])
+"""Change(...) with every field given in order, made for each recorded event (record_maker)."""
+
 _NON_FINAL: Final[frozenset[OrderStatus]] = frozenset(ORDER_STATUSES) - FINAL_STATUSES
 _REPORTED: Final[frozenset[OrderStatus]] = frozenset(
     {"open", "partially_filled", "filled", "cancelled", "rejected", "expired"}
