@@ -51,6 +51,7 @@ async def test_flush_returns_though_the_sqlite_worker_is_stopped(sqlite_url: str
         assert not alive(stopped)
 
 
+@pytest.mark.slow  # waits out the 2 s of move_on_after by design
 async def test_aclose_inside_move_on_after_finishes_though_the_worker_is_stopped(
     sqlite_url: str,
 ) -> None:

@@ -76,6 +76,7 @@ async def test_migrations_run_one_table_at_a_time(database_url: str) -> None:
         assert head_revision() == "007"
 
 
+@pytest.mark.slow  # the alembic command, four times in new processes
 def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
     database_url: str,
 ) -> None:
