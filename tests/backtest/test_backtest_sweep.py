@@ -220,9 +220,9 @@ def worker_processes() -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.parametrize(
-    "start_method", ["spawn", pytest.param("forkserver", marks=pytest.mark.slow)]
-)  # the default start method by default, both in CI
+# Long backtests, so that the kill lands inside one; test_sweep_workers.py kills by default.
+@pytest.mark.slow
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
 async def test_a_worker_killed_mid_sweep_fails_its_backtest_and_the_other_runs_the_rest(
     sqlite_db: Database, start_method: str
 ) -> None:

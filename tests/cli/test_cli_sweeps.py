@@ -5,6 +5,7 @@ line of its own."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -41,6 +42,26 @@ def swept(url: str, tmp_path: Path, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+@pytest.fixture(scope="module")
+def stored_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A database holding one sweep of `swept`, made once for the tests that only read it or
+    delete from it, each on a copy; its data file stays where it was swept."""
+    folder = tmp_path_factory.mktemp("swept")
+    document = swept(migrated_sqlite(folder / "db.sqlite3"), folder)
+    assert not (folder / "db.sqlite3-wal").exists()  # every page is in the file itself
+    return folder / "db.sqlite3", document
+
+
+@pytest.fixture
+def a_sweep(
+    tmp_path: Path, stored_sweep: tuple[Path, dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """The URL of a copy of `stored_sweep`'s database, and its sweep's JSON document."""
+    path, document = stored_sweep
+    shutil.copyfile(path, tmp_path / "db.sqlite3")
+    return f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}", document
+
+
 def counts(url: str) -> tuple[int, int, int]:
     """Sweeps, backtests and trades stored."""
     with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as connection:
@@ -50,8 +71,10 @@ def counts(url: str) -> tuple[int, int, int]:
         )  # type: ignore[return-value]
 
 
-def test_a_sweep_says_its_id_and_sweeps_list_counts_its_backtests(url: str, tmp_path: Path) -> None:
-    document = swept(url, tmp_path)
+def test_a_sweep_says_its_id_and_sweeps_list_counts_its_backtests(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, document = a_sweep
     listed = json.loads(run(url, "sweeps", "list", "--json", cwd=tmp_path).stdout)
     assert [(s["id"], s["status"], s["backtests"], s["counts"]) for s in listed] == [
         (document["sweep_id"], "completed", 6, {"completed": 6})
@@ -61,8 +84,11 @@ def test_a_sweep_says_its_id_and_sweeps_list_counts_its_backtests(url: str, tmp_
     assert table.returncode == 0 and "sma_cross" in table.stdout
 
 
-def test_sweeps_show_ranks_by_a_metric_and_counts_by_status(url: str, tmp_path: Path) -> None:
-    sweep_id = swept(url, tmp_path)["sweep_id"]
+def test_sweeps_show_ranks_by_a_metric_and_counts_by_status(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, document = a_sweep
+    sweep_id = document["sweep_id"]
     shown = json.loads(
         run(url, "sweeps", "show", str(sweep_id), "--by", "return_pct", "--top", "3", "--json",
             cwd=tmp_path).stdout
@@ -84,14 +110,19 @@ def test_sweeps_show_of_an_unknown_sweep_is_one_line(url: str, tmp_path: Path) -
     assert_one_line_mistake(run(url, "sweeps", "show", "999", cwd=tmp_path), "sweep with id=999")
 
 
-def test_sweeps_show_by_a_name_that_is_not_a_metric_is_one_line(url: str, tmp_path: Path) -> None:
-    sweep_id = swept(url, tmp_path)["sweep_id"]
+def test_sweeps_show_by_a_name_that_is_not_a_metric_is_one_line(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, document = a_sweep
+    sweep_id = document["sweep_id"]
     result = run(url, "sweeps", "show", str(sweep_id), "--by", "sharpe; drop", cwd=tmp_path)
     assert_one_line_mistake(result, "metric")
 
 
-def test_resuming_a_completed_sweep_runs_nothing_again(url: str, tmp_path: Path) -> None:
-    first = swept(url, tmp_path)
+def test_resuming_a_completed_sweep_runs_nothing_again(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, first = a_sweep
     result = run(url, "sweep", "resume", str(first["sweep_id"]), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     again = json.loads(result.stdout)
@@ -125,8 +156,11 @@ def test_deleting_a_sweep_deletes_its_backtests_and_fills(url: str, tmp_path: Pa
     assert [s["id"] for s in listed] == [kept]
 
 
-def test_deleting_backtests_by_id_takes_their_fills(url: str, tmp_path: Path) -> None:
-    ids = swept(url, tmp_path)["backtest_ids"]
+def test_deleting_backtests_by_id_takes_their_fills(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, document = a_sweep
+    ids = document["backtest_ids"]
     result = run(url, "backtests", "delete", str(ids[0]), str(ids[1]), "--yes", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("deleted 2 backtests and their ")
@@ -138,15 +172,16 @@ def test_deleting_backtests_by_id_takes_their_fills(url: str, tmp_path: Path) ->
     assert stray == 0
 
 
-def test_an_unknown_id_deletes_nothing(url: str, tmp_path: Path) -> None:
-    ids = swept(url, tmp_path)["backtest_ids"]
+def test_an_unknown_id_deletes_nothing(a_sweep: tuple[str, dict[str, Any]], tmp_path: Path) -> None:
+    url, document = a_sweep
+    ids = document["backtest_ids"]
     result = run(url, "backtests", "delete", str(ids[0]), "999", "--yes", cwd=tmp_path)
     assert_one_line_mistake(result, "backtest with id=999")
     assert counts(url)[1] == 6
 
 
-def test_nothing_to_delete_is_one_line(url: str, tmp_path: Path) -> None:
-    swept(url, tmp_path)
+def test_nothing_to_delete_is_one_line(a_sweep: tuple[str, dict[str, Any]], tmp_path: Path) -> None:
+    url, _ = a_sweep
     result = run(url, "backtests", "delete", "--status", "failed", "--yes", cwd=tmp_path)
     assert_one_line_mistake(result, "nothing to delete: no backtest is failed")
 
@@ -156,15 +191,20 @@ def test_an_unknown_status_is_one_line(url: str, tmp_path: Path) -> None:
     assert_one_line_mistake(result, "invalid choice: 'finished'")
 
 
-def test_an_unknown_sweep_deletes_nothing(url: str, tmp_path: Path) -> None:
-    swept(url, tmp_path)
+def test_an_unknown_sweep_deletes_nothing(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, _ = a_sweep
     result = run(url, "backtests", "delete", "--sweep", "999", "--yes", cwd=tmp_path)
     assert_one_line_mistake(result, "sweep with id=999")
     assert counts(url) == (1, 6, counts(url)[2])
 
 
-def test_without_yes_and_without_a_terminal_nothing_is_deleted(url: str, tmp_path: Path) -> None:
-    ids = swept(url, tmp_path)["backtest_ids"]
+def test_without_yes_and_without_a_terminal_nothing_is_deleted(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, document = a_sweep
+    ids = document["backtest_ids"]
     result = run(url, "backtests", "delete", str(ids[0]), cwd=tmp_path)
     assert_one_line_mistake(result, "refusing to delete without --yes")
     assert counts(url)[1] == 6
