@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -90,6 +90,18 @@ class SweepOutcomes:
         # could wait for many batches. With no new fills, they wait for one at most.
         self._store_turn = anyio.Lock()
         self.record_every = RECORD_EVERY_SECONDS
+        self._changed = anyio.Event()  # set, and replaced, each time a backtest is recorded
+        self.over = False  # every worker has exited: nothing more will be recorded
+
+    def add(self, jobs: Sequence[Job]) -> None:
+        """More jobs, which an open-ended pool runs (a search's next trials)."""
+        self.jobs.extend(jobs)
+
+    async def wait_for(self, backtest_ids: Sequence[int]) -> None:
+        """Return once each of these backtests is recorded finished, or once every worker is
+        gone (the sweep is stopping, or no worker is left to run them)."""
+        while not self.over and not all(i in self._finished for i in backtest_ids):
+            await self._changed.wait()
 
     def unfinished(self) -> list[int]:
         return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
@@ -108,6 +120,9 @@ class SweepOutcomes:
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from group
             raise
+        finally:
+            self.over = True
+            self._changed.set()
 
     async def _pump(
         self, pool: WorkerPool, writer: TradeWriter, outcomes: MemoryObjectSendStream[Message]
@@ -178,7 +193,7 @@ class SweepOutcomes:
             await outcomes.send(("failed", worker, backtest_id, error_document(error)))
         if returned:
             log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
-        if pool.pending and pool.restarts < self.max_worker_restarts:
+        if (pool.pending or pool.open_ended) and pool.restarts < self.max_worker_restarts:
             pool.replace(worker)
             self._exited.discard(worker)
 
@@ -219,6 +234,8 @@ class SweepOutcomes:
             await mark_failed(self.db, backtest_id, message[3])
             self.failed += 1
         self._finished.add(backtest_id)
+        self._changed.set()
+        self._changed = anyio.Event()
         self._report()
 
     def _report(self) -> None:

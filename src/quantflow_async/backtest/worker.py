@@ -75,7 +75,8 @@ class SweepFile(NamedTuple):
 #   ("completed", worker, backtest_id, metrics, results)
 #   ("failed", worker, backtest_id, error document)
 #   ("exit", worker, seconds blocked on a full outbox, seconds busy running jobs)
-# The main process sends a worker positions of jobs in the sweep file, then None.
+# The main process sends a worker positions of jobs in the sweep file (or a Job itself,
+# for a job added once the workers ran), then None.
 Message = tuple[Any, ...]
 
 
@@ -164,8 +165,9 @@ def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -
         sweep: SweepFile = pickle.load(file)  # noqa: S301 - our own file
     outbox = _Outbox(connection, parent)
     busy = 0.0
-    while (position := _next_job(connection, parent)) is not None:
-        job = sweep.jobs[position]
+    while (given := _next_job(connection, parent)) is not None:
+        # A position in the sweep file, or a job added once the workers ran (a search's)
+        job = sweep.jobs[given] if isinstance(given, int) else given
         outbox.put(("started", index, job.backtest_id))
         outbox.deliver()  # if the job kills this process, its backtest is known to have run
         started = time.perf_counter()
@@ -190,14 +192,14 @@ def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> 
     outbox.put(("completed", index, job.backtest_id, result.metrics, results_document(result)))
 
 
-def _next_job(connection: Connection, parent: int) -> int | None:
+def _next_job(connection: Connection, parent: int) -> int | Job | None:
     while not connection.poll(POLL_SECONDS):
         _exit_if_orphaned(parent)
     try:
-        position: int | None = connection.recv()
+        given: int | Job | None = connection.recv()
     except (EOFError, OSError):  # the main process closed its end: the sweep is over
         os._exit(1)
-    return position
+    return given
 
 
 def _end_with_parent() -> None:

@@ -51,9 +51,13 @@ class WorkerPool:
         chunk_size: int,
         jobs: Sequence[Job],
         target: Callable[..., None] = work,
+        *,
+        open_ended: bool = False,
     ) -> None:
         self.count = count
         self.jobs = list(jobs)
+        self.open_ended = open_ended
+        self._in_file = len(self.jobs)  # jobs added later travel down the pipe themselves
         self.pending: deque[int] = deque(range(len(jobs)))  # positions in `jobs`
         self.restarts = 0
         self._context = context
@@ -149,20 +153,38 @@ class WorkerPool:
         self._settle()
         return [self.jobs[position] for position in returned]
 
+    def add(self, jobs: Sequence[Job]) -> None:
+        """More jobs, for an open-ended pool: idle workers get them at once."""
+        start = len(self.jobs)
+        self.jobs.extend(jobs)
+        self.pending.extend(range(start, len(self.jobs)))
+        self._settle()
+
+    def close(self) -> None:
+        """No job will be added any more: each worker stops once nothing is left for it."""
+        self.open_ended = False
+        self._settle()
+
     def _settle(self) -> None:
-        """Give pending jobs to idle workers; stop the idle ones once no job is left."""
+        """Give pending jobs to idle workers; stop the idle ones once no job is left (and
+        none may be added)."""
         while self.pending and self._idle:
             self._give(self._idle.pop())
         unstarted = any(self._sent[i] for i in range(self.count) if i not in self._gone)
-        if not self.pending and not unstarted:
+        if not self.pending and not unstarted and not self.open_ended:
             while self._idle:
                 self._give(self._idle.pop())
 
     def _give(self, index: int) -> None:
-        """Send worker `index` the next pending job, or None once there is none left."""
+        """Send worker `index` the next pending job, or None once there is none left; in an
+        open-ended pool, a worker with nothing to do waits for jobs to be added."""
+        if not self.pending and self.open_ended:
+            self._idle.add(index)
+            return
         position = self.pending.popleft() if self.pending else None
+        given = position if position is None or position < self._in_file else self.jobs[position]
         try:
-            self._connections[index].send(position)  # a small int: never waits
+            self._connections[index].send(given)  # an int, or one small job: never waits
         except OSError:  # the worker is gone: its end will be read, and it is buried
             if position is not None:
                 self.pending.appendleft(position)
