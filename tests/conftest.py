@@ -33,6 +33,11 @@ REQUIRE_POSTGRES_ENV = "QUANTFLOW_REQUIRE_POSTGRES"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+POSTGRES_ROUND_IN_CI = pytest.mark.parametrize(
+    "backend",
+    ["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])],
+)
+"""For a test that takes seconds on each backend: SQLite by default, PostgreSQL too in CI."""
 
 
 def _server_url() -> str:

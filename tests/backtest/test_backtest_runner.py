@@ -22,6 +22,7 @@ from quantflow_async.backtest import (
 from quantflow_async.backtest.metrics import max_drawdown_pct
 from quantflow_async.backtest.rounding import rounded
 from tests.backtest.sweep_child import BARS, RUN_BARS, Exploding
+from tests.conftest import POSTGRES_ROUND_IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
 BARS_2K = synthetic_bars(2_000, seed=5)
@@ -132,6 +133,7 @@ async def test_a_bad_parameter_is_refused_before_anything_is_stored(
     assert await db.backtests.list() == []
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_a_cancelled_run_is_marked_cancelled_and_keeps_its_committed_fills(
     db: Database, strategy_id: int
 ) -> None:
@@ -158,6 +160,7 @@ async def test_a_cancelled_run_is_marked_cancelled_and_keeps_its_committed_fills
     assert committed <= stored < executions  # what was accepted is committed, not the rest
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_a_backtest_resumed_after_its_process_was_killed_stores_no_fill_twice(
     db: Database, database_url: str
 ) -> None:

@@ -172,6 +172,7 @@ async def test_a_bad_sweep_option_is_named_and_stores_nothing(
     assert await sqlite_db.backtests.list() == []
 
 
+@pytest.mark.slow  # long backtests, so that the cancel lands inside them
 async def test_cancelling_the_sweep_task_stops_the_workers_and_marks_the_rest_cancelled(
     sqlite_db: Database,
 ) -> None:

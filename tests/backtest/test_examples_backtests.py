@@ -74,6 +74,7 @@ def test_run_backtest_takes_a_csv_and_names_the_symbol_after_it(tmp_path: Path) 
     assert query(tmp_path, "SELECT DISTINCT symbol FROM trades") == [("GOOG",)]
 
 
+@pytest.mark.slow  # the example script, twice in new processes
 def test_run_backtest_twice_reuses_its_strategy_and_adds_a_backtest(tmp_path: Path) -> None:
     for _ in range(2):
         result = run("run_backtest", folder=tmp_path)

@@ -19,6 +19,7 @@ from quantflow_async import Database, InvalidValue, NotFound
 from quantflow_async.backtest import SweepProgress, run_sweep, synthetic_bars
 from tests.backtest import resume_child
 from tests.backtest.sweep_outcomes import assert_same_sweep, orphans, outcomes
+from tests.conftest import POSTGRES_ROUND_IN_CI
 from tests.support.processes import reap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +45,7 @@ async def uninterrupted(db: Database, strategy_id: int, grid: object, data: obje
     return result.sweep_id
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_a_stopped_sweep_resumed_equals_one_never_stopped(
     db: Database, strategy_id: int
 ) -> None:
@@ -75,6 +77,7 @@ async def test_a_stopped_sweep_resumed_equals_one_never_stopped(
     assert await orphans(db) == {"unfinished backtests": 0, "fills of unfinished": 0}
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_resuming_a_completed_sweep_runs_nothing(db: Database, strategy_id: int) -> None:
     first = await run_sweep(db, "sma_cross", SMALL_GRID, SMALL_DATA, strategy_id=strategy_id)
     again = await run_sweep(
@@ -84,6 +87,7 @@ async def test_resuming_a_completed_sweep_runs_nothing(db: Database, strategy_id
     assert again.backtest_ids == first.backtest_ids
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_a_data_set_whose_content_changed_is_refused_on_resume(
     db: Database, strategy_id: int
 ) -> None:
@@ -95,6 +99,7 @@ async def test_a_data_set_whose_content_changed_is_refused_on_resume(
         )
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_other_options_or_configs_are_not_the_sweep_to_resume(
     db: Database, strategy_id: int
 ) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from quantflow_async import Database
 
-from ..conftest import make_fill
+from ..conftest import POSTGRES_ROUND_IN_CI, make_fill
 
 QUEUED = 10_000
 COUNT_CTRL_C = 5_000
@@ -113,6 +113,7 @@ async def test_a_failing_sibling_in_a_task_group_lets_the_writer_drain(
     assert await db.trades.count() == QUEUED
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_cancelled_mid_batch_the_batch_is_stored_once_and_not_handed_back(
     db: Database, strategy_id: int
 ) -> None:

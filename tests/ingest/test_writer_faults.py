@@ -25,7 +25,7 @@ from quantflow_async import (
     WriterOptions,
 )
 
-from ..conftest import T0, make_fill
+from ..conftest import POSTGRES_ROUND_IN_CI, T0, make_fill
 from ..support.faults import proxy_to
 
 FAST_RETRIES = WriterOptions(retry_attempts=3, retry_initial_delay=0.01, retry_max_delay=0.05)
@@ -286,6 +286,7 @@ async def test_postgres_connections_dropped_mid_stream_lose_and_double_nothing(
     assert caplog.text.count("retrying") >= 3
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_fills_of_a_deleted_backtest_are_refused_in_bulk_without_holding_up_others(
     db: Database, strategy_id: int
 ) -> None:

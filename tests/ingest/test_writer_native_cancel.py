@@ -29,6 +29,7 @@ from quantflow_async import (
     WriterOptions,
 )
 from quantflow_async.ingest.sqlite_worker_main import PAUSE_AT_START_ENV
+from tests.conftest import POSTGRES_ROUND_IN_CI
 
 from ..support.faults import alive
 
@@ -55,6 +56,7 @@ def _writer_tasks() -> list[asyncio.Task[object]]:
     return [task for task in asyncio.all_tasks() if "TradeWriter._run" in task.get_name()]
 
 
+@POSTGRES_ROUND_IN_CI
 async def test_task_cancel_of_the_writers_own_task_loses_and_doubles_nothing(
     database_url: str,
 ) -> None:
