@@ -13,6 +13,8 @@ from quantflow_async.backtest import run_backtest, run_sweep_on_cluster
 from tests.backtest.test_storing_faults import FLAT, RISING, BuyAndHold, RaisesNul
 
 distributed = pytest.importorskip("distributed")
+# Each module starts a Dask cluster of worker processes: seconds before its first test runs.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

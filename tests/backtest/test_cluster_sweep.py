@@ -40,6 +40,8 @@ GRID = {"fast": [3, 5], "slow": [10, 20]}
 LONG = {f"S{i}": synthetic_bars(50_000, seed=i, drift=0.0) for i in range(2)}
 LONG_GRID = {"fast": [2, 3], "slow": [5, 8]}
 KEY_PREFIX = "quantflow-backtest-"
+# Each module starts a Dask cluster of worker processes: seconds before its first test runs.
+pytestmark = pytest.mark.slow
 
 Fills = list[tuple[Any, ...]]
 
