@@ -14,11 +14,14 @@ from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from quantflow_async.cli.parsing import Handler, on_database
 from quantflow_async.config import Settings
 from quantflow_async.errors import MissingExtra, QuantFlowError
+
+if TYPE_CHECKING:
+    from quantflow_async.records import Backtest
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]
 
@@ -150,6 +153,13 @@ def text(value: Any) -> str:
     if isinstance(value, Mapping | list):
         return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False)
     return str(value)
+
+
+def error_text(backtest: Backtest) -> str:
+    """A failed backtest's stored error on one line: "Type: message"."""
+    error = (backtest.results or {}).get("error") or {}
+    message = " ".join(str(error.get("message", "")).split())
+    return f"{error.get('type', 'Error')}: {message}"
 
 
 def float_text(value: float) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.cli.output import print_fields, print_json, print_table, reading
+from quantflow_async.cli.output import error_text, print_fields, print_json, print_table, reading
 from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.config import Settings
 
@@ -135,13 +135,11 @@ def _ranked(backtest: Backtest, metric: str) -> dict[str, Any]:
 
 
 def _failure(backtest: Backtest) -> dict[str, Any]:
-    error = (backtest.results or {}).get("error") or {}
-    message = " ".join(str(error.get("message", "")).split())
     return {
         "backtest_id": backtest.id,
         "data": _symbol(backtest),
         "parameters": _parameters(backtest),
-        "error": f"{error.get('type', 'Error')}: {message}",
+        "error": error_text(backtest),
     }
 
 
