@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -32,5 +34,22 @@ def test_a_missing_folder_is_one_line_and_no_file(
 ) -> None:
     assert main(["bars", "synth", "-o", str(tmp_path / "no" / "b.csv")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is not a directory" in err[0]
+    assert len(err) == 1 and "choose a folder that exists" in err[0]
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_new_file_gets_the_mode_a_shell_gives_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    umask = os.umask(0o022)
+    try:
+        new, old = tmp_path / "new.csv", tmp_path / "old.csv"
+        old.write_text("")
+        old.chmod(0o640)
+        for target in (new, old):
+            assert main(["bars", "synth", "-o", str(target), "--count", "5"]) == 0
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        assert stat.S_IMODE(old.stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)
     assert list(tmp_path.iterdir()) == []

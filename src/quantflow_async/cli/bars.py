@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -23,34 +22,26 @@ def interval(text: str) -> timedelta:
 
 
 def synth(args: argparse.Namespace) -> None:
-    import tempfile
-
+    from quantflow_async.analysis._files import check_output, writing
     from quantflow_async.backtest.bars import synthetic_bars
 
     if not 1 <= args.count <= 10_000_000:
         raise InvalidValue("count", f"must be from 1 to 10,000,000, got {args.count}")
+    check_output(args.output)
     bars = synthetic_bars(
         args.count, seed=args.seed, interval=args.interval, volatility=args.volatility,
         price=args.price,
     )  # fmt: skip
     target = Path(args.output)
-    if not target.parent.is_dir():
-        raise InvalidValue("output", f"cannot write {target}: {target.parent} is not a directory")
-    # Written beside the target and renamed: a failure leaves no half file.
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".bars-", suffix=".csv")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write("time,open,high,low,close,volume\n")
-            for i in range(len(bars)):
-                prices = ",".join(
-                    f"{float(column[i]):.2f}"
-                    for column in (bars.open, bars.high, bars.low, bars.close)
-                )
-                file.write(f"{bars.time_at(i):%Y-%m-%dT%H:%M:%SZ},{prices},{bars.volume[i]:.2f}\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Written whole or not at all, as every output file is (a new file gets 0666 less the
+    # umask, an old one keeps its mode; a FIFO is written through).
+    with writing(target) as temporary, temporary.open("w") as file:
+        file.write("time,open,high,low,close,volume\n")
+        for i in range(len(bars)):
+            prices = ",".join(
+                f"{float(column[i]):.2f}" for column in (bars.open, bars.high, bars.low, bars.close)
+            )
+            file.write(f"{bars.time_at(i):%Y-%m-%dT%H:%M:%SZ},{prices},{bars.volume[i]:.2f}\n")
     print(f"wrote {len(bars):,} bars to {target}")
 
 
