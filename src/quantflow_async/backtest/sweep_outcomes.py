@@ -7,9 +7,12 @@ batch by batch to workers that wait for more, and waits for each batch's outcome
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import pickle
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +56,38 @@ async def run_pool(sweep: SweepOutcomes, pool: WorkerPool, writer: TradeWriter) 
         pool.start()
         await sweep.run(pool, writer)
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(pool.stop)
+        await stop_pool(pool)
+
+
+async def stop_pool(pool: WorkerPool) -> None:
+    """Stop the pool's workers in a daemon thread of its own, and wait for it, shielded.
+
+    Not in one of anyio's worker threads: starting one is Python code, where a second Ctrl-C
+    (asyncio.run's KeyboardInterrupt, raised wherever the main thread is) can land between
+    the thread's start and its job, leaving a thread that never runs `pool.stop` and that the
+    interpreter waits for at exit forever. This thread has its job from the start and never
+    holds up the exit; the workers die with this process in any case (worker.py).
+    """
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[None] = loop.create_future()
+
+    def stop() -> None:
+        try:
+            pool.stop()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, stopped)
+
+    threading.Thread(target=stop, name="quantflow-sweep-stop", daemon=True).start()
+    # asyncio's own Task.cancel() passes through the shield, as it did through the wait for
+    # anyio's thread: the thread stops the workers all the same.
+    with anyio.CancelScope(shield=True):
+        await asyncio.shield(stopped)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def dump_sweep_file(datasets: Mapping[str, Bars], jobs: list[Job], path: Path) -> None:
