@@ -25,6 +25,7 @@ from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import StorageError, StorageUnavailable
 from quantflow_async.ingest.batch_store import sqlite_worker_store
 from quantflow_async.ingest.journal_batches import ClaimSettler, JournalBatch, holders
+from quantflow_async.ingest.journal_postgres import PostgresJournalStore
 from quantflow_async.ingest.journal_tickets import ClashHandler, Ticket
 from quantflow_async.ingest.retry import Backoff
 from quantflow_async.ingest.sqlite_worker import JOURNAL_KEY_PREFIX, SqliteWorkerStore
@@ -79,6 +80,11 @@ class JournalWriter:
         self._venue = venue
         self._claims = ClaimSettler(on_clash)
         self._statements = statements_for(engine.dialect.name)
+        # On PostgreSQL, a connection of its own, driven raw: a pooled one per batch cost a
+        # checkout, a ping and a reset each (benchmarks/journal.py).
+        self._postgres: PostgresJournalStore | None = None
+        if engine.dialect.name == "postgresql":
+            self._postgres = PostgresJournalStore(engine, self._statements, venue)
         self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
         self._first_arrival: float | None = None
         self._wakeup = anyio.Event()
@@ -107,8 +113,10 @@ class JournalWriter:
 
     @property
     def connection_pid(self) -> int | None:
-        """The SQLite worker process holding the journal's write connection, while it runs;
-        None on PostgreSQL."""
+        """The process holding the journal's write connection while it has one: the SQLite
+        worker process, or the PostgreSQL server process serving it."""
+        if self._postgres is not None:
+            return self._postgres.pid
         return None if self._worker is None else self._worker.pid
 
     def start(self) -> None:
@@ -236,6 +244,8 @@ class JournalWriter:
                 try:
                     if self._worker is not None:
                         await self._worker.aclose()
+                    if self._postgres is not None:
+                        await self._postgres.aclose()
                 finally:
                     self._finished.set()  # whatever stopping the worker met: aclose() waits
 
@@ -305,6 +315,9 @@ class JournalWriter:
         with anyio.fail_after(self._options.commit_timeout):
             if self._worker is not None:
                 await self._attempt_in_worker(self._worker, batch)
+                return
+            if self._postgres is not None:
+                await self._postgres.write(batch, self._claims)
                 return
             async with write_transaction(self._engine) as conn:
                 if batch.claims:

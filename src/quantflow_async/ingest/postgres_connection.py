@@ -1,0 +1,68 @@
+"""One pooled PostgreSQL connection a writer keeps for its batches, driven through its raw
+asyncpg connection: no checkout, ping or reset per batch.
+
+A batch cut short (cancelled, timed out, the connection lost) leaves its transaction in
+doubt: the connection is dropped whole, and before anything asks what it committed or runs
+it again, the server process that served it is ended and waited out, since a slow COMMIT
+goes on without its client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from quantflow_async.store.trade_insert import driver_connection
+
+
+class KeptConnection:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+        self._driver: Any = None
+        self._server_pid: int | None = None
+        self._abandoned_pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server process serving the connection (what `pg_terminate_backend` takes)."""
+        return None if self._driver is None else self._server_pid
+
+    async def open(self) -> Any:
+        """The asyncpg connection, opened if there is none, once an abandoned one's server
+        process is gone."""
+        if self._driver is None:
+            self._connection = await self._engine.connect()
+            self._driver = await driver_connection(self._connection)
+            self._server_pid = int(self._driver.get_server_pid())
+        if self._abandoned_pid is not None:
+            await self._outlive(self._abandoned_pid)
+            self._abandoned_pid = None
+        return self._driver
+
+    async def _outlive(self, pid: int) -> None:
+        driver = self._driver
+        await driver.execute("SELECT pg_terminate_backend($1)", pid)
+        # The server offers no event for a process's end: ask until it is gone.
+        while await driver.fetchval(  # noqa: ASYNC110
+            "SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid
+        ):
+            await anyio.sleep(0.01)
+
+    async def abandon(self) -> None:
+        """Drop the connection at once, without a goodbye to a server that may not answer."""
+        driver = self._driver
+        if driver is not None:
+            self._abandoned_pid = self._server_pid
+            driver.terminate()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        connection, self._connection, self._driver = self._connection, None, None
+        if connection is not None:
+            with anyio.CancelScope(shield=True):
+                # A broken connection must not go back to the pool.
+                await connection.invalidate()
+                await connection.close()

@@ -1,0 +1,143 @@
+"""On PostgreSQL the journal commits its batches on a connection of its own. A batch cut
+short there (its connection ended by the server, the journal's task cancelled while the
+batch waits on a lock) is in doubt: the connection is dropped, its server process waited
+out, and the batch run again on a new one; everything is stored once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import asyncpg
+import pytest
+
+from quantflow_async import Database, Settings, WriterOptions
+
+from .journal_support import open_order, trade
+
+FAST_RETRIES = WriterOptions(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
+WRITER_LOG = "quantflow_async.ingest.journal_writer"
+
+
+@pytest.fixture
+async def pg(postgres_database_url: str) -> AsyncIterator[Database]:
+    settings = Settings(database_url=postgres_database_url, writer=FAST_RETRIES)
+    async with Database(settings=settings) as database:
+        await database.migrate()
+        yield database
+
+
+def dsn(db: Database) -> str:
+    url = db.engine.url.set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def server_processes(db: Database) -> set[int]:
+    connection = await asyncpg.connect(dsn(db))
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        return {row["pid"] for row in rows}
+    finally:
+        await connection.close()
+
+
+async def blocked_on_a_lock(db: Database, pid: int) -> None:
+    connection = await asyncpg.connect(dsn(db))
+    try:
+        with anyio.fail_after(30):
+            while not await connection.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                await anyio.sleep(0.01)
+    finally:
+        await connection.close()
+
+
+async def stored_once(db: Database, client_order_id: str, fills: int) -> None:
+    order = await db.orders.get_by_client_order_id(client_order_id)
+    assert (order.status, order.filled_quantity) == ("filled", 1)
+    kinds = [event.kind for event in await db.orders.events(order.id)]
+    assert kinds == ["intent", "submitted", "acknowledged", *["fill"] * fills]
+    assert await db.trades.count() == fills
+    (position,) = await db.orders.positions()
+    assert position.quantity == 1
+
+
+async def test_the_journal_commits_on_a_server_process_of_its_own_given_back_at_close(
+    pg: Database,
+) -> None:
+    strategy = await pg.strategies.create(name="s")
+    journal = pg.journal(strategy_id=strategy.id, venue="paper")
+    async with journal:
+        await open_order(journal)
+        await journal.flush()
+        pid = journal.connection_pid
+        assert pid is not None and pid in await server_processes(pg)
+    assert journal.connection_pid is None
+
+
+async def test_a_batch_whose_connection_the_server_ends_mid_way_is_stored_once(
+    pg: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    strategy = await pg.strategies.create(name="s")
+    async with pg.journal(strategy_id=strategy.id, venue="paper") as journal:
+        order = await open_order(journal)
+        await journal.flush()
+        first = journal.connection_pid
+        assert first is not None
+        locker = await asyncpg.connect(dsn(pg))
+        try:
+            locking = locker.transaction()
+            await locking.start()
+            await locker.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order.id)
+            filling = asyncio.create_task(
+                journal.filled(trade(order, "1", "1"), wait=True)
+            )  # its batch waits for the row
+            await blocked_on_a_lock(pg, first)
+            with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+                await locker.execute("SELECT pg_terminate_backend($1)", first)
+                await locking.rollback()
+                assert await filling
+        finally:
+            await locker.close()
+        assert journal.connection_pid not in (None, first)
+        assert "retrying the batch" in caplog.text
+    await stored_once(pg, order.client_order_id, fills=1)
+
+
+async def test_a_batch_cut_short_by_a_cancellation_runs_again_after_its_server_process(
+    pg: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio's own Task.cancel() (the loop shutting down) reaches the journal's task inside
+    a batch: the batch is run again on a new connection, never beside the old one."""
+    strategy = await pg.strategies.create(name="s")
+    async with pg.journal(strategy_id=strategy.id, venue="paper") as journal:
+        order = await open_order(journal)
+        await journal.flush()
+        first = journal.connection_pid
+        assert first is not None
+        locker = await asyncpg.connect(dsn(pg))
+        try:
+            locking = locker.transaction()
+            await locking.start()
+            await locker.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order.id)
+            filling = asyncio.create_task(journal.filled(trade(order, "1", "1"), wait=True))
+            await blocked_on_a_lock(pg, first)
+            (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "JournalWriter"]
+            with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+                task.cancel()
+                # The new connection first waits for the old server process to end: it still
+                # holds its half-done batch, blocked on the row.
+                await anyio.sleep(0.2)
+                assert not filling.done()
+                assert first not in await server_processes(pg)
+                await locking.rollback()
+                assert await filling
+        finally:
+            await locker.close()
+        assert "cancelled from outside" in caplog.text  # and so the journal closes
+    await stored_once(pg, order.client_order_id, fills=1)
