@@ -3,10 +3,13 @@ is replaced, never handed to a reader."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
 from quantflow_async import Database, InvalidValue, Settings
+from quantflow_async.store.engine import WRITE_OPTION
 
 from ..conftest import make_fill
 
@@ -52,3 +55,28 @@ async def test_readers_and_the_writer_survive_the_server_dropping_every_connecti
             await writer.submit_many(make_fill(strategy_id, n) for n in range(100, 200))
         assert await db.trades.count() == 200
         assert writer.stats().written == 200
+
+
+async def test_a_sqlite_connection_dropped_mid_statement_leaves_no_lock_behind(
+    tmp_path: Path,
+) -> None:
+    """A connection dropped while a cursor still holds its statement (a task cancelled
+    mid-query, the cancellation's traceback keeping the cursor alive) used to stay open in
+    SQLite with its write lock, and the next writer waited out its busy timeout for ever."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'a.sqlite3'}"
+    async with Database(settings=Settings(database_url=url, busy_timeout_ms=3000)) as db:
+        await db.migrate()
+        first = await db.strategies.create(name="s0")
+        for n in range(1, 20):
+            await db.strategies.create(name=f"s{n}")
+        async with db.engine.connect() as dropped:
+            dropped = await dropped.execution_options(**{WRITE_OPTION: True})
+            await dropped.begin()
+            await dropped.execute(text("UPDATE strategies SET description = 'first'"))
+            unfinished = await dropped.stream(text("SELECT id FROM strategies"))
+            await unfinished.fetchmany(1)
+            await dropped.invalidate()
+        # It raised "database is locked" once the busy timeout was over.
+        await db.strategies.update(first.id, description="second")
+        assert (await db.strategies.get(first.id)).description == "second"
+        del unfinished

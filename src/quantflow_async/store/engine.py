@@ -9,8 +9,10 @@ The file is created (owner-only) when the engine is made; every connection opens
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -132,7 +134,10 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         hide_parameters=True,
-        connect_args={"timeout": settings.busy_timeout_ms / 1000},
+        connect_args={
+            "timeout": settings.busy_timeout_ms / 1000,
+            "factory": RollingBackConnection,
+        },
         **_pool_options(settings),
     )
     pragmas = sqlite_pragmas(settings)
@@ -168,6 +173,27 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
     _PINNED[engine.sync_engine] = pinned
     log.info("opened %s (synchronous=%s)", redact_url(settings.database_url), settings.synchronous)
     return engine
+
+
+class RollingBackConnection(sqlite3.Connection):
+    """A sqlite3 connection that ends its transaction when it is closed.
+
+    Since Python 3.11, closing a connection leaves a statement that a live cursor still holds
+    unfinalized, and SQLite then keeps the connection open as a "zombie" until that cursor is
+    collected, with its transaction and its write lock. A connection dropped while a statement
+    runs (a task cancelled mid-query: SQLAlchemy invalidates and closes it) would so lock out
+    every other writer of the file, this process's own included, for as long as anything,
+    such as the cancellation's traceback, keeps the cursor alive. ROLLBACK aborts such
+    statements, so the zombie holds nothing.
+    """
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(sqlite3.Error):  # closed already: closing is all that is left
+                if self.in_transaction:
+                    self.rollback()
+        finally:
+            super().close()
 
 
 def _never_creating(database: str, *, uri: bool) -> str:
