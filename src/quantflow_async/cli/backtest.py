@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.cli.app import COMMANDS, Parser, add_command
 from quantflow_async.cli.output import json_object, plain, print_fields, reading
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
 from quantflow_async.cli.run_options import add_run_options, run_settings, setting_error
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from quantflow_async.cli.backtest import stored_strategy_id
-from quantflow_async.cli.output import CommandError, is_terminal, plain, print_table
+from quantflow_async.cli.output import CommandError, plain, print_table, progress_bar
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -106,32 +106,14 @@ def _failure(backtest: Backtest) -> dict[str, Any]:
 @contextlib.contextmanager
 def _progress_bar(total: int) -> Iterator[Callable[[SweepProgress], None] | None]:
     """A bar of backtests done with the fills stored so far, on stderr when it is a terminal."""
-    if not is_terminal(sys.stderr):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("backtests"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fills]:>11,} fills stored"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(file=sys.stderr)) as bar:
-        task = bar.add_task("sweep", total=total, fills=0)
+    shown = ("{task.fields[fills]:>11,} fills stored",)
+    with progress_bar("backtests", total, shown=shown, fills=0) as update:
+        if update is None:
+            yield None
+            return
 
         def show(progress: SweepProgress) -> None:
-            bar.update(task, completed=progress.done, fills=progress.fills_stored)
+            update(completed=progress.done, fills=progress.fills_stored)
 
         yield show
 
