@@ -22,7 +22,7 @@ from quantflow_async.live.orders import OrderRequest
 
 from .journal_support import open_order, trade
 
-WRITER_LOG = "quantflow_async.ingest.journal_writer"
+STORES_LOG = "quantflow_async.ingest.journal_stores"
 BUY = OrderRequest(symbol="BTCUSDT", side="buy", quantity=Decimal(1))
 
 FAST_RETRIES = WriterOptions(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
@@ -123,7 +123,7 @@ async def test_a_worker_killed_with_a_batch_sent_behind_runs_both_again_in_order
 ) -> None:
     """The worker goes from one batch to the next sent right behind it; killed after the first
     commits, the new worker runs both again, in their order, and nothing is doubled."""
-    caplog.set_level(logging.DEBUG, logger=WRITER_LOG)
+    caplog.set_level(logging.DEBUG, logger=STORES_LOG)
     marker = tmp_path / "pause-once"
     monkeypatch.setenv(PAUSE_AFTER_COMMIT_ENV, str(marker))
     strategy = await file_db.strategies.create(name="s")
@@ -149,7 +149,7 @@ async def test_a_batch_sent_behind_a_refused_claim_is_written_after_it(
 ) -> None:
     """A claim found held by another order is settled and its batch sent again; the batch
     sent behind it, which the worker left alone, goes after it."""
-    caplog.set_level(logging.DEBUG, logger=WRITER_LOG)
+    caplog.set_level(logging.DEBUG, logger=STORES_LOG)
     holder = await file_db.strategies.create(name="holder")
     async with file_db.journal(strategy_id=holder.id, venue="paper") as journal:
         await open_order(journal, venue_id="7")

@@ -23,16 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import StorageError, StorageUnavailable
-from quantflow_async.ingest.batch_store import sqlite_worker_store
-from quantflow_async.ingest.journal_batches import ClaimSettler, JournalBatch, holders
-from quantflow_async.ingest.journal_postgres import PostgresJournalStore
+from quantflow_async.ingest.journal_batches import ClaimSettler, JournalBatch
+from quantflow_async.ingest.journal_stores import journal_store
 from quantflow_async.ingest.journal_tickets import ClashHandler, Ticket
 from quantflow_async.ingest.retry import Backoff
-from quantflow_async.ingest.sqlite_worker import JOURNAL_KEY_PREFIX, SqliteWorkerStore
+from quantflow_async.ingest.sqlite_worker import JOURNAL_KEY_PREFIX
 from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
-from quantflow_async.store.engine import write_transaction
-from quantflow_async.store.journal_batch import JournalEntry, statements_for
+from quantflow_async.store.journal_batch import JournalEntry
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +68,11 @@ class JournalWriter:
         on_clash: ClashHandler | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self._engine = engine
         self._options = options
-        # On a SQLite file, batches go to a worker process of their own, as the TradeWriter's
-        # do: binding and stepping rows on a thread of ours took the GIL from the producers.
-        self._worker: SqliteWorkerStore | None = None
-        if settings is not None and engine.dialect.name == "sqlite":
-            self._worker = sqlite_worker_store(engine, settings, options)
-        self._venue = venue
         self._claims = ClaimSettler(on_clash)
-        self._statements = statements_for(engine.dialect.name)
-        # On PostgreSQL, a connection of its own, driven raw: a pooled one per batch cost a
-        # checkout, a ping and a reset each (benchmarks/journal.py).
-        self._postgres: PostgresJournalStore | None = None
-        if engine.dialect.name == "postgresql":
-            self._postgres = PostgresJournalStore(engine, self._statements, venue)
+        self._store = journal_store(
+            engine, settings, options, venue=venue, claims=self._claims, next_ready=self._next_ready
+        )
         self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
         self._first_arrival: float | None = None
         self._wakeup = anyio.Event()
@@ -92,7 +80,6 @@ class JournalWriter:
         self._finished = anyio.Event()
         self._flush_wanted = False
         self._in_flight: JournalBatch | None = None
-        self._ahead: JournalBatch | None = None  # taken from the queue behind the one in flight
         self._batches_taken = 0
         self._last: Ticket | None = None
         self._task: asyncio.Task[None] | None = None
@@ -115,9 +102,7 @@ class JournalWriter:
     def connection_pid(self) -> int | None:
         """The process holding the journal's write connection while it has one: the SQLite
         worker process, or the PostgreSQL server process serving it."""
-        if self._postgres is not None:
-            return self._postgres.pid
-        return None if self._worker is None else self._worker.pid
+        return self._store.pid
 
     def start(self) -> None:
         if self.state is not WriterState.NEW:
@@ -242,18 +227,15 @@ class JournalWriter:
                     raise
             finally:
                 try:
-                    if self._worker is not None:
-                        await self._worker.aclose()
-                    if self._postgres is not None:
-                        await self._postgres.aclose()
+                    await self._store.aclose()
                 finally:
                     self._finished.set()  # whatever stopping the worker met: aclose() waits
 
     async def _take(self) -> JournalBatch | None:
         """The batch sent ahead, if any; else the next one, once it is due."""
-        if self._ahead is not None:
-            batch, self._ahead = self._ahead, None
-            return batch
+        ahead = self._store.take_ahead()
+        if ahead is not None:
+            return ahead
         while self.state is WriterState.RUNNING and not self._ready():
             try:
                 if self._queue and self._first_arrival is not None:
@@ -313,64 +295,13 @@ class JournalWriter:
 
     async def _attempt(self, batch: JournalBatch) -> None:
         with anyio.fail_after(self._options.commit_timeout):
-            if self._worker is not None:
-                await self._attempt_in_worker(self._worker, batch)
-                return
-            if self._postgres is not None:
-                await self._postgres.write(batch, self._claims)
-                return
-            async with write_transaction(self._engine) as conn:
-                if batch.claims:
-                    ids = [claim.venue_order_id for claim in batch.claims]
-                    held = await self._statements.holders(conn, self._venue, ids)
-                    self._claims.settle(held, batch)
-                await self._statements.write(conn, batch.rows)
+            await self._store.write(batch)
 
-    async def _attempt_in_worker(self, worker: SqliteWorkerStore, batch: JournalBatch) -> None:
-        if worker.pid is None:
-            await worker.open()
-        try:
-            while True:
-                if not batch.sent:
-                    await self._send(worker, batch, after=False)
-                await self._send_ahead(worker)
-                reply = await worker.journal_reply(batch.key)
-                batch.sent = False
-                if reply[0] == "ok":
-                    return
-                if reply[0] == "held":
-                    self._claims.settle(holders(reply[1]), batch)
-                    await self._skipped_ahead(worker)
-                # held or skipped: nothing of it was written; it goes again
-        except BaseException:
-            # A transaction may be open in the worker, or a reply lost: a new worker runs the
-            # batch again, and the one sent ahead after it (every statement is idempotent).
-            batch.sent = False
-            if self._ahead is not None:
-                self._ahead.sent = False
-            await worker.abandon()
-            raise
-
-    async def _skipped_ahead(self, worker: SqliteWorkerStore) -> None:
-        """Read the reply to the batch sent behind one that did not commit (the worker left it
-        alone), so that it goes again after that one, never before it."""
-        ahead = self._ahead
-        if ahead is not None and ahead.sent:
-            await worker.journal_reply(ahead.key)
-            ahead.sent = False
-
-    async def _send_ahead(self, worker: SqliteWorkerStore) -> None:
-        if self._ahead is None:
-            if self.state is WriterState.FAILED or not self._ready():
-                return
-            self._ahead = self._taken()
-        if not self._ahead.sent:
-            await self._send(worker, self._ahead, after=True)
-            log.debug("journal: batch %d sent behind the one in flight", self._batches_taken)
-
-    async def _send(self, worker: SqliteWorkerStore, batch: JournalBatch, *, after: bool) -> None:
-        self._claims.keep_refused_claims_out(batch.rows)
-        await batch.send(worker, self._statements, self._venue, after=after)
+    def _next_ready(self) -> JournalBatch | None:
+        """The next batch, taken from the queue if it is ready to go behind the one in flight."""
+        if self.state is WriterState.FAILED or not self._ready():
+            return None
+        return self._taken()
 
     async def _pause(self, seconds: float) -> None:
         try:
@@ -402,7 +333,7 @@ class JournalWriter:
         self._failure = failure
         self.state = WriterState.FAILED
         log.error("%s", failure)
-        taken = [batch for batch in (self._in_flight, self._ahead) if batch is not None]
+        taken = [batch for batch in (self._in_flight, self._store.ahead) if batch is not None]
         for ticket in [
             *(t for batch in taken for t in batch.tickets),
             *(t for _, t in self._queue),
