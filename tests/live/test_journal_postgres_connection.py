@@ -1,7 +1,8 @@
 """On PostgreSQL the journal commits its batches on a connection of its own. A batch cut
 short there (its connection ended by the server, the journal's task cancelled while the
 batch waits on a lock) is in doubt: the connection is dropped, its server process waited
-out, and the batch run again on a new one; everything is stored once."""
+out, and the batch run again on a new one; everything is stored once. Many events and fills
+go by COPY, and a batch whose rows are stored already (run again) stores none twice."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import asyncpg
 import pytest
 
 from quantflow_async import Database, Settings, WriterOptions
+from quantflow_async.ingest.journal_batches import JournalBatch
+from quantflow_async.ingest.journal_stores import PostgresJournalStore
+from quantflow_async.live.journal import OrderJournal
 
+from ..conftest import make_fill
 from .journal_support import open_order, trade
 
 FAST_RETRIES = WriterOptions(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
@@ -141,3 +146,46 @@ async def test_a_batch_cut_short_by_a_cancellation_runs_again_after_its_server_p
             await locker.close()
         assert "cancelled from outside" in caplog.text  # and so the journal closes
     await stored_once(pg, order.client_order_id, fills=1)
+
+
+async def many_fills(journal: OrderJournal, count: int) -> str:
+    """An order of `count` filled in `count` trades of 1, all in one batch; its client id."""
+    order = await open_order(journal, str(count))
+    await journal.flush()
+    for n in range(count):
+        await journal.filled(trade(order, str(n), "1"))
+    await journal.flush()
+    return order.client_order_id
+
+
+async def test_a_large_batch_run_twice_its_reply_lost_is_stored_once(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many events and fills go by COPY; a batch run again (committed, the reply lost) finds
+    them stored, and its INSERT ... ON CONFLICT stores none of them twice."""
+    write = PostgresJournalStore.write
+
+    async def committed_then_run_again(store: PostgresJournalStore, batch: JournalBatch) -> None:
+        await write(store, batch)
+        await write(store, batch)
+
+    monkeypatch.setattr(PostgresJournalStore, "write", committed_then_run_again)
+    strategy = await pg.strategies.create(name="s")
+    async with pg.journal(strategy_id=strategy.id, venue="paper", batch_size=1000) as journal:
+        client_order_id = await many_fills(journal, 300)
+    order = await pg.orders.get_by_client_order_id(client_order_id)
+    assert (order.status, order.filled_quantity) == ("filled", 300)
+    assert len(await pg.orders.events(order.id)) == 3 + 300
+    assert await pg.trades.count() == 300
+
+
+async def test_a_large_batch_with_a_fill_stored_already_stores_the_others_once(
+    pg: Database,
+) -> None:
+    strategy = await pg.strategies.create(name="s")
+    await pg.trades.insert_many([make_fill(strategy.id, 0, external_id="paper:7")])
+    async with pg.journal(strategy_id=strategy.id, venue="paper", batch_size=1000) as journal:
+        client_order_id = await many_fills(journal, 300)
+    order = await pg.orders.get_by_client_order_id(client_order_id)
+    assert order.filled_quantity == 300
+    assert await pg.trades.count() == 300  # 299 of the order's, and the one stored before

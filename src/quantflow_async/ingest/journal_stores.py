@@ -6,15 +6,16 @@ doubt and is run again as is (every statement of a batch is idempotent).
   one in flight, so the worker goes on to it without waiting for the event loop, and runs it
   only if the one before committed.
 - PostgreSQL: a connection of the journal's own, driven raw (a pooled one per batch cost a
-  checkout, a ping and a reset each, measured by benchmarks/journal.py).
+  checkout, a ping and a reset each, measured by benchmarks/journal.py); a batch's events
+  and fills are COPied when there are many.
 - Any other engine (an OrderJournal made without settings): a pooled connection per batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,7 +25,13 @@ from quantflow_async.ingest.journal_batches import ClaimSettler, JournalBatch, h
 from quantflow_async.ingest.postgres_connection import KeptConnection
 from quantflow_async.ingest.sqlite_worker import SqliteWorkerStore
 from quantflow_async.store.engine import write_transaction
-from quantflow_async.store.journal_batch import JournalStatements, statements_for
+from quantflow_async.store.journal_batch import (
+    EVENT_COLUMNS,
+    TRADE_COLUMNS,
+    JournalStatements,
+    statements_for,
+)
+from quantflow_async.store.trade_insert import PG_COPY_FROM
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,10 @@ class PostgresJournalStore(_NothingAhead):
         self._statements = statements
         self._venue = venue
         self._claims = claims
+        self._copied = {
+            statements.events: ("order_events", EVENT_COLUMNS),
+            statements.trades: ("trades", TRADE_COLUMNS),
+        }
 
     @property
     def pid(self) -> int | None:
@@ -109,13 +120,31 @@ class PostgresJournalStore(_NothingAhead):
                     ]
                     self._claims.settle(holders(held), batch)
                 for statement, rows in self._statements.steps(batch.rows):
-                    await driver.executemany(statement, rows)
+                    copied = self._copied.get(statement)
+                    if copied is None or len(rows) < PG_COPY_FROM:
+                        await driver.executemany(statement, rows)
+                    elif not await _copied_whole(driver, *copied, rows):
+                        await driver.executemany(statement, rows)
         except BaseException:
             await self._kept.abandon()
             raise
 
     async def aclose(self) -> None:
         await self._kept.aclose()
+
+
+async def _copied_whole(driver: Any, table: str, columns: Sequence[str], rows: list[Any]) -> bool:
+    """COPY `rows` into `table` in a savepoint: at COPY's speed, events and fills of a batch
+    run for the first time. False, with nothing copied, if a row breaks a rule (a batch run
+    again finds its rows stored): the batch's own INSERT ... ON CONFLICT then decides."""
+    try:
+        async with driver.transaction():
+            await driver.copy_records_to_table(table, records=rows, columns=columns)
+    except Exception as exc:
+        if str(getattr(exc, "sqlstate", ""))[:2] != "23":  # not a rule a row broke
+            raise
+        return False
+    return True
 
 
 class SqliteJournalStore:
