@@ -1,0 +1,203 @@
+"""Benchmark: the README's sweep, `quantflow sweep` with 2 worker processes and with 1,
+against backtesting.py's `optimize` over the same grid and files, each a whole process.
+
+    python benchmarks/sweep_run.py [--bars 30000] [--rounds 3]
+
+The files are the demo's (scripts/demo): six seeded random walks of --bars hourly bars,
+alpha.csv to zeta.csv. The grid is the demo's, {"fast": [3, 5, 8, 13], "slow": [21, 34, 55,
+89]}, on every file (96 backtests), cash 100,000, commission 0.0005, exclusive orders.
+Each round runs the three, one after the other, who goes first turning round, so that all
+see the same machine:
+  - `quantflow sweep sma_cross --data ... --grid ... --workers 2 --json` into a migrated
+    SQLite file of its own (copied from a template before the clock starts): imports, reading
+    the six CSVs, the backtests in two worker processes, storing every backtest, its metrics
+    and results, and every fill;
+  - the same with `--workers 1`;
+  - `python benchmarks/peer_optimize.py` (backtesting.py: pandas' read_csv, then
+    `Backtest(...).optimize(fast=..., slow=...)` on each file, in its own worker processes;
+    it stores nothing).
+All run once untimed first (file cache, bytecode). Before any figure is printed, every fill a
+sweep reports must be stored, and its best config on each file must be backtesting.py's, with
+the same return. A figure is the median (min..max) of the rounds, wall and CPU (the process
+and its children); a ratio is the median of each round's own ratio. The load average is
+recorded at the start and the end. Prints a table and writes benchmarks/results/sweep-run.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from _common import load_average, print_table, shown, spread, write_json
+from backtest_run import HERE, PYTHON, QUANTFLOW, database_url, timed
+
+from quantflow_async.backtest import synthetic_bars
+
+MARKETS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
+FAST = (3, 5, 8, 13)
+SLOW = (21, 34, 55, 89)
+CASH = 100_000
+COMMISSION = 0.0005
+
+
+def write_markets(folder: Path, count: int) -> list[Path]:
+    """The demo's six markets as CSV files."""
+    files = []
+    for seed, market in enumerate(MARKETS, start=1):
+        bars = synthetic_bars(
+            count, seed=seed, interval=timedelta(hours=1), volatility=0.004, drift=0.00002
+        )
+        columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
+        path = folder / f"{market}.csv"
+        with path.open("w") as file:
+            file.write("time,open,high,low,close,volume\n")
+            for i in range(count):
+                prices = ",".join(f"{float(column[i]):.6f}" for column in columns)
+                file.write(f"{bars.time_at(i):%Y-%m-%dT%H:%M:%SZ},{prices}\n")
+        files.append(path)
+    return files
+
+
+def ours(folder: Path, template: Path, files: list[Path], workers: int, n: int) -> list[str]:
+    database = folder / f"run-{workers}-{n}.sqlite3"
+    shutil.copyfile(template, database)
+    grid = json.dumps({"fast": FAST, "slow": SLOW})
+    data = [argument for path in files for argument in ("--data", str(path))]
+    return [
+        *QUANTFLOW, "--database-url", database_url(database), "sweep", "run", "sma_cross",
+        *data, "--grid", grid, "--cash", str(CASH), "--commission", str(COMMISSION),
+        "--workers", str(workers), "--top", "96", "--json",
+    ]  # fmt: skip
+
+
+def peer(files: list[Path]) -> list[str]:
+    return [
+        PYTHON, str(HERE / "peer_optimize.py"), *map(str, files),
+        "--fast", *map(str, FAST), "--slow", *map(str, SLOW),
+        "--cash", str(CASH), "--commission", str(COMMISSION),
+    ]  # fmt: skip
+
+
+def stored_fills(database: Path) -> int:
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute("SELECT count(*) FROM trades").fetchone()[0])
+
+
+def best_by_market(result: dict[str, Any]) -> dict[str, tuple[int, int, float]]:
+    """Our best config on each file (its symbol is the file name, upper case): (fast, slow,
+    return %)."""
+    best: dict[str, tuple[int, int, float]] = {}
+    for row in result["best"]:
+        market, parameters = row["data"].lower(), row["parameters"]
+        figure = (parameters["fast"], parameters["slow"], row["return_pct"])
+        if market not in best or figure[2] > best[market][2]:
+            best[market] = figure
+    return best
+
+
+def check(result: dict[str, Any], peer_result: dict[str, Any], fills: int) -> None:
+    if result["fills_stored"] != fills:
+        raise SystemExit(f"{result['fills_stored']} fills reported, {fills} stored")
+    ours_best = best_by_market(result)
+    for market, theirs in peer_result["best"].items():
+        if market not in ours_best:
+            raise SystemExit(f"{market}: not among our data sets {sorted(ours_best)}")
+        fast, slow, return_pct = ours_best[market]
+        same = (fast, slow) == (theirs["fast"], theirs["slow"]) and math.isclose(
+            return_pct, theirs["return_pct"], rel_tol=1e-9, abs_tol=1e-9
+        )
+        if not same:
+            raise SystemExit(f"{market}: ours {ours_best[market]}, backtesting.py {theirs}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=30_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    runs = ("ours-2", "ours-1", "peer")
+    with tempfile.TemporaryDirectory(prefix="sweep-run-") as name:
+        folder = Path(name)
+        files = write_markets(folder, args.bars)
+        template = folder / "template.sqlite3"
+        subprocess.run(
+            [*QUANTFLOW, "--database-url", database_url(template), "migrate"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+        def command(who: str, n: int) -> list[str]:
+            if who == "peer":
+                return peer(files)
+            return ours(folder, template, files, int(who[-1]), n)
+
+        for who in runs:  # warm: file cache, bytecode
+            timed(command(who, 0))
+        load_at_start = load_average()
+        seconds: dict[str, list[float]] = {who: [] for who in runs}
+        cpu: dict[str, list[float]] = {who: [] for who in runs}
+        results: dict[str, dict[str, Any]] = {}
+        for n in range(1, args.rounds + 1):
+            shift = (n - 1) % len(runs)  # who goes first turns round
+            for who in runs[shift:] + runs[:shift]:
+                elapsed, used, results[who] = timed(command(who, n))
+                seconds[who].append(elapsed)
+                cpu[who].append(used)
+                print(f"  round {n}: {who} {elapsed:.2f} s", file=sys.stderr, flush=True)
+            for workers in (2, 1):
+                fills = stored_fills(folder / f"run-{workers}-{n}.sqlite3")
+                check(results[f"ours-{workers}"], results["peer"], fills)
+        load_at_end = load_average()
+
+    def ratio(slow: str, fast: str, of: dict[str, list[float]]) -> dict[str, Any]:
+        return spread([s / f for s, f in zip(of[slow], of[fast], strict=True)])
+
+    wall = {who: spread(values) for who, values in seconds.items()}
+    used = {who: spread(values) for who, values in cpu.items()}
+    ratios = {
+        "peer_over_2_workers": ratio("peer", "ours-2", seconds),
+        "peer_over_1_worker": ratio("peer", "ours-1", seconds),
+        "1_worker_over_2": ratio("ours-1", "ours-2", seconds),
+    }
+    fills = results["ours-2"]["fills_stored"]
+    print_table(
+        f"The README's sweep: 96 backtests (6 x {args.bars:,} hourly bars, a 4 x 4 grid), whole "
+        f"process; median (min..max) of {args.rounds} rounds (load {load_at_start:.2f} -> "
+        f"{load_at_end:.2f})",
+        ["process", "wall, s", "CPU, s", "keeps"],
+        [
+            ["quantflow sweep, 2 workers", shown(wall["ours-2"]), shown(used["ours-2"]),
+             f"96 backtests, {fills:,} fills"],
+            ["quantflow sweep, 1 worker", shown(wall["ours-1"]), shown(used["ours-1"]),
+             f"96 backtests, {fills:,} fills"],
+            ["backtesting.py 0.6 optimize", shown(wall["peer"]), shown(used["peer"]), "nothing"],
+            ["backtesting.py / quantflow 2 workers, per round",
+             shown(ratios["peer_over_2_workers"]) + "x", "", ""],
+            ["1 worker / 2 workers, per round", shown(ratios["1_worker_over_2"]) + "x", "", ""],
+        ],
+    )  # fmt: skip
+    write_json(
+        "sweep-run",
+        {
+            "bars": args.bars,
+            "rounds": args.rounds,
+            "backtests": 96,
+            "fills": fills,
+            "load_average": {"start": load_at_start, "end": load_at_end},
+            "wall_seconds": wall,
+            "cpu_seconds": used,
+            "ratios": ratios,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
