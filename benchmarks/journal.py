@@ -29,9 +29,9 @@ server, dropped afterwards):
    through its worker process (as the library does); the raw side is sqlite3 in this process.
    On PostgreSQL the journal COPies a batch's events and fills (200 and more) in a savepoint,
    falling back to its INSERT ... ON CONFLICT for rows stored already; so a second raw side
-   copies events and trades with COPY too (orders and positions by executemany). Journal and raw runs alternate, each on a fresh database. The
-   stream and the raw rows, made once, are frozen out of the garbage collector's passes
-   (gc.freeze) for the runs.
+   copies events and trades with COPY too (orders and positions by executemany). Journal and
+   raw runs alternate, each on a fresh database. The stream and the raw rows, made once, are
+   frozen out of the garbage collector's passes (gc.freeze) for the runs.
 2. intend: --intents intents per run through intend() (each waits for its commit), then
    submitted(wait=True) and filled(wait=True) on each order; latency of every call.
 3. restore: --open orders still open or in doubt (half of the open ones filled in part) and
