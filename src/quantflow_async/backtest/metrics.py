@@ -190,20 +190,26 @@ def per_symbol(
     return breakdown
 
 
-def downsample(equity: FloatArray, max_points: int = MAX_CURVE_POINTS) -> npt.NDArray[np.intp]:
+Episodes = tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]
+
+
+def downsample(
+    equity: FloatArray, max_points: int = MAX_CURVE_POINTS, *, episodes: Episodes | None = None
+) -> npt.NDArray[np.intp]:
     """Indices of at most `max_points` bars that keep the curve's shape and its drawdowns.
 
     Kept: the first and last bar, the peak and trough of every drawdown (of the deepest
     ones, when their pairs would take more than half the budget), and evenly spaced bars for
     the rest. Drawdowns measured on the kept points equal those of the full curve for every
-    kept pair, so the maximum drawdown is always preserved.
+    kept pair, so the maximum drawdown is always preserved. `episodes` are the curve's
+    `drawdown_episodes`, when the caller has them already.
     """
     count = len(equity)
     if max_points < 4:
         raise ValueError(f"max_points must be >= 4, got {max_points}")
     if count <= max_points:
         return np.arange(count, dtype=np.intp)
-    peaks, troughs, _ = drawdown_episodes(equity)
+    peaks, troughs, _ = drawdown_episodes(equity) if episodes is None else episodes
     pairs = len(peaks)
     if 2 * pairs + 2 > max_points:
         pairs = (max_points - 2) // 4

@@ -38,10 +38,9 @@ from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.conversion import (
     RunSpec,
     error_document,
-    fill_chunks,
+    fill_rows,
     results_document,
 )
-from quantflow_async.records import sqlite_rows
 
 POLL_SECONDS: Final = 0.5
 """How often a waiting worker checks that the main process is still alive."""
@@ -185,10 +184,10 @@ def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> 
     except Exception as exc:  # the strategy's error becomes the failed backtest's results
         outbox.put(("failed", index, job.backtest_id, error_document(exc)))
         return
-    for chunk in fill_chunks(
+    for rows in fill_rows(
         result, strategy_id=job.strategy_id, backtest_id=job.backtest_id, size=chunk_size
     ):
-        outbox.put(("fills", index, job.backtest_id, sqlite_rows(chunk)))
+        outbox.put(("fills", index, job.backtest_id, rows))
     outbox.put(("completed", index, job.backtest_id, result.metrics, results_document(result)))
 
 
