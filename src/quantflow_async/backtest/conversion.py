@@ -137,7 +137,7 @@ def fill_rows(
                         strategy_id, backtest_id, e.symbol, e.side, "market", str(e.quantity),
                         decimal_text(price), decimal_text(fee), epoch_micros(e.time), "filled",
                         None, None if pnl is None else decimal_text(pnl),
-                        f"backtest-{backtest_id}-{e.sequence}",
+                        e.external_id(backtest_id),
                     )
                 )  # fmt: skip
                 continue
