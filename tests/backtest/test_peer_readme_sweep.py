@@ -8,56 +8,29 @@ from __future__ import annotations
 
 import math
 import warnings
-from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from backtesting import Backtest, Strategy
-from backtesting.lib import crossover
-from backtesting.test import SMA
+from backtesting import Backtest
 
 from quantflow_async import Database
-from quantflow_async.backtest import run_sweep, synthetic_bars
+from quantflow_async.backtest import run_sweep
+from tests.analysis.support import write_bars_csv
+
+from .test_peer import PeerSmaCross
 
 MARKETS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
 GRID = {"fast": [3, 5, 8, 13], "slow": [21, 34, 55, 89]}
 CASH, COMMISSION, BARS = 100_000, 0.0005, 30_000
 
 
-class PeerSmaCross(Strategy):
-    fast = 10
-    slow = 20
-
-    def init(self) -> None:
-        self.fast_ma = self.I(SMA, self.data.Close, self.fast)
-        self.slow_ma = self.I(SMA, self.data.Close, self.slow)
-
-    def next(self) -> None:
-        if crossover(self.fast_ma, self.slow_ma):
-            self.position.close()
-            self.buy()
-        elif crossover(self.slow_ma, self.fast_ma):
-            self.position.close()
-            self.sell()
-
-
 def write_demo_markets(folder: Path) -> dict[str, Path]:
-    """The six CSV files scripts/demo writes, made as it makes them."""
-    files = {}
-    for seed, market in enumerate(MARKETS, start=1):
-        bars = synthetic_bars(
-            BARS, seed=seed, interval=timedelta(hours=1), volatility=0.004, drift=0.00002
-        )
-        columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
-        path = folder / f"{market}.csv"
-        with path.open("w") as file:
-            file.write("time,open,high,low,close,volume\n")
-            for i in range(BARS):
-                prices = ",".join(f"{float(column[i]):.6f}" for column in columns)
-                file.write(f"{bars.time_at(i):%Y-%m-%dT%H:%M:%SZ},{prices}\n")
-        files[market.upper()] = path
-    return files
+    """The six CSV files scripts/demo writes, by symbol."""
+    return {
+        market.upper(): write_bars_csv(folder / f"{market}.csv", BARS, seed=seed)
+        for seed, market in enumerate(MARKETS, start=1)
+    }
 
 
 def peer_backtest(path: Path) -> Backtest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import asyncpg
@@ -18,6 +19,7 @@ from quantflow_async import Database, Settings, WriterOptions
 from quantflow_async.ingest.journal_batches import JournalBatch
 from quantflow_async.ingest.journal_stores import PostgresJournalStore
 from quantflow_async.live.journal import OrderJournal
+from quantflow_async.live.orders import Order
 
 from ..conftest import make_fill
 from .journal_support import open_order, trade
@@ -62,6 +64,26 @@ async def blocked_on_a_lock(db: Database, pid: int) -> None:
         await connection.close()
 
 
+@asynccontextmanager
+async def a_fill_waiting_on_its_row(
+    db: Database, journal: OrderJournal, order: Order
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncio.Task[bool]]]:
+    """A fill of `order` recorded with wait=True, its batch blocked on the order's row, which
+    another connection holds in an open transaction: that connection (ROLLBACK frees the row)
+    and the waiting call."""
+    locker = await asyncpg.connect(dsn(db))
+    try:
+        await locker.execute("BEGIN")
+        await locker.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order.id)
+        filling = asyncio.create_task(journal.filled(trade(order, "1", "1"), wait=True))
+        pid = journal.connection_pid
+        assert pid is not None
+        await blocked_on_a_lock(db, pid)
+        yield locker, filling
+    finally:
+        await locker.close()
+
+
 async def stored_once(db: Database, client_order_id: str, fills: int) -> None:
     order = await db.orders.get_by_client_order_id(client_order_id)
     assert (order.status, order.filled_quantity) == ("filled", 1)
@@ -94,21 +116,11 @@ async def test_a_batch_whose_connection_the_server_ends_mid_way_is_stored_once(
         await journal.flush()
         first = journal.connection_pid
         assert first is not None
-        locker = await asyncpg.connect(dsn(pg))
-        try:
-            locking = locker.transaction()
-            await locking.start()
-            await locker.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order.id)
-            filling = asyncio.create_task(
-                journal.filled(trade(order, "1", "1"), wait=True)
-            )  # its batch waits for the row
-            await blocked_on_a_lock(pg, first)
+        async with a_fill_waiting_on_its_row(pg, journal, order) as (locker, filling):
             with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
                 await locker.execute("SELECT pg_terminate_backend($1)", first)
-                await locking.rollback()
+                await locker.execute("ROLLBACK")
                 assert await filling
-        finally:
-            await locker.close()
         assert journal.connection_pid not in (None, first)
         assert "retrying the batch" in caplog.text
     await stored_once(pg, order.client_order_id, fills=1)
@@ -125,13 +137,7 @@ async def test_a_batch_cut_short_by_a_cancellation_runs_again_after_its_server_p
         await journal.flush()
         first = journal.connection_pid
         assert first is not None
-        locker = await asyncpg.connect(dsn(pg))
-        try:
-            locking = locker.transaction()
-            await locking.start()
-            await locker.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", order.id)
-            filling = asyncio.create_task(journal.filled(trade(order, "1", "1"), wait=True))
-            await blocked_on_a_lock(pg, first)
+        async with a_fill_waiting_on_its_row(pg, journal, order) as (locker, filling):
             (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "JournalWriter"]
             with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
                 task.cancel()
@@ -140,10 +146,8 @@ async def test_a_batch_cut_short_by_a_cancellation_runs_again_after_its_server_p
                 await anyio.sleep(0.2)
                 assert not filling.done()
                 assert first not in await server_processes(pg)
-                await locking.rollback()
+                await locker.execute("ROLLBACK")
                 assert await filling
-        finally:
-            await locker.close()
         assert "cancelled from outside" in caplog.text  # and so the journal closes
     await stored_once(pg, order.client_order_id, fills=1)
 
