@@ -136,6 +136,13 @@ def _trials(url: str, sweep_id: int, cwd: Path) -> list[tuple[str, object]]:
     ]
 
 
+# `quantflow`, with its threads' stacks printed on SIGUSR1, for a run that does not stop.
+STACKS_ON_SIGUSR1 = (
+    "import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+    "from quantflow_async.cli.app import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 @pytest.mark.slow
 def test_a_search_stopped_by_ctrl_c_and_resumed_ends_as_one_never_stopped(
     tmp_path: Path, migrated: str
@@ -147,7 +154,7 @@ def test_a_search_stopped_by_ctrl_c_and_resumed_ends_as_one_never_stopped(
     whole_id = json.loads(whole.stdout)["sweep_id"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
     child = subprocess.Popen(
-        [sys.executable, "-m", "quantflow_async.cli", "sweep", "sma_cross", "--search", "tpe",
+        [sys.executable, "-c", STACKS_ON_SIGUSR1, "sweep", "sma_cross", "--search", "tpe",
          "--space", SPACE, "--data", str(data), "--constraint", "fast < slow", "--workers", "2",
          *options, "--database-url", migrated],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -159,7 +166,14 @@ def test_a_search_stopped_by_ctrl_c_and_resumed_ends_as_one_never_stopped(
             assert child.poll() is None, child.communicate()
             time.sleep(0.1)
         os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        _, stderr = child.communicate(timeout=60)
+        try:
+            _, stderr = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(child.pid, signal.SIGUSR1)  # every thread's stack, on its stderr
+            time.sleep(1)
+            os.killpg(child.pid, signal.SIGKILL)
+            _, stderr = child.communicate()
+            pytest.fail(f"the search did not exit within 60 s of its Ctrl-C:\n{stderr[-8000:]}")
     finally:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
@@ -188,7 +202,7 @@ def test_a_terminal_shows_a_bar_of_trials_done_and_the_best_value_so_far(
     terminal, child_end = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
     child = subprocess.Popen(
-        [sys.executable, "-m", "quantflow_async.cli", "sweep", "sma_cross", "--search", "tpe",
+        [sys.executable, "-c", STACKS_ON_SIGUSR1, "sweep", "sma_cross", "--search", "tpe",
          "--space", SPACE, "--data", str(data), "--constraint", "fast < slow", "--trials", "4",
          direction, "return_pct", "--seed", "2", "--json", "--database-url", migrated],
         cwd=tmp_path, env={**env, "COLUMNS": "120"}, stdout=subprocess.PIPE, stderr=child_end,
