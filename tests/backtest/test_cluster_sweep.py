@@ -365,6 +365,38 @@ async def test_a_worker_killed_mid_backtest_is_run_again_and_no_fill_is_stored_t
     assert result.fills_stored == total
 
 
+@pytest.mark.slow  # every worker holding a data set killed mid-sweep
+@pytest.mark.postgres
+async def test_every_copy_of_a_data_set_lost_with_its_workers_is_made_again(
+    pg: Database, client: Client
+) -> None:
+    strategy_id = await new_strategy(pg)
+    pids = await worker_pids(client)
+    killed: list[str] = []  # the workers that held a copy of a data set
+
+    async def kill_every_worker_holding_data() -> None:
+        await a_backtest_half_written(pg, strategy_id)
+        who_has: dict[str, list[str]] = await anyio.to_thread.run_sync(client.who_has)
+        for key, holders in who_has.items():
+            if not str(key).startswith(KEY_PREFIX):  # a data set, not a backtest's task
+                killed.extend(address for address in holders if address not in killed)
+        for address in killed:
+            os.kill(pids[address], signal.SIGKILL)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(kill_every_worker_holding_data)
+        result = await run_sweep_on_cluster(
+            pg, "sma_cross", LONG_GRID, LONG, strategy_id=strategy_id, cluster=client
+        )
+        tasks.cancel_scope.cancel()
+
+    assert killed
+    assert (result.completed, result.failed) == (8, 0)
+    for backtest_id in result.backtest_ids:
+        backtest = await pg.backtests.get(backtest_id)
+        assert await pg.trades.count(backtest_id=backtest_id) == full_count(backtest)
+
+
 @pytest.mark.slow  # connections dropped through a proxy all along a sweep
 @pytest.mark.postgres
 async def test_connections_the_server_drops_mid_sweep_lose_and_double_nothing(

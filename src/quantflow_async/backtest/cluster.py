@@ -20,6 +20,7 @@ import logging
 import queue
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -28,14 +29,12 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.cluster_task import Outcome, backtest_task, data_task
 from quantflow_async.backtest.constraints import Constraint
 from quantflow_async.backtest.conversion import (
     FILL_CHUNK,
     error_document,
-    fill_chunks,
-    results_document,
 )
-from quantflow_async.backtest.engine import BacktestResult
 from quantflow_async.backtest.runner import mark_cancelled, mark_completed, mark_failed
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import ProgressCallback, SweepProgress
@@ -44,11 +43,11 @@ from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
 from quantflow_async.backtest.worker import Job
 from quantflow_async.config import Settings
 from quantflow_async.database import Database
-from quantflow_async.errors import InvalidTransition, InvalidValue
+from quantflow_async.errors import InvalidValue
 from quantflow_async.extras import require_extra
 
 if TYPE_CHECKING:
-    # distributed leaves Client.scatter, Client.nthreads and Future's add_done_callback and
+    # distributed leaves Client.nthreads and Future's add_done_callback and
     # release unannotated: their calls carry `type: ignore[no-untyped-call]`, nothing else.
     from distributed import Client, Future
 
@@ -63,12 +62,8 @@ STOP_SECONDS: Final = 30.0
 """How long cancelling the tasks, or closing a client of our own, may take once stopping."""
 KEY_PREFIX: Final = "quantflow-backtest"
 """Task keys are "quantflow-backtest-{backtest id}-{sweep}", as the dashboard shows them."""
-
-# What a task returns, kind first:
-#   ("completed", metrics, results)
-#   ("failed", error document)     the strategy raised
-#   ("stopped",)                   the backtest was finished elsewhere (cancelled) first
-Outcome = tuple[Any, ...]
+DATA_KEY_PREFIX: Final = "quantflow-bars"
+"""A data set's key is "quantflow-bars-{hash of its contents}"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,20 +227,29 @@ class _ClusterSweep:
 
     def submit(self, datasets: Mapping[str, Bars], settings: Settings, chunk_size: int) -> None:
         """Send each data set to the cluster once, then one task per job (blocking)."""
-        # On every worker: scattered data cannot be computed again, so a copy held by one
-        # worker only would be lost with it, and every backtest of that data set with it.
-        # Keys are made from the bars' contents, never their symbols: two sweeps sharing a
-        # cluster must not take each other's data.
-        values = list(datasets.values())
-        self._data = list(self.client.scatter(values, broadcast=True, hash=True))  # type: ignore[no-untyped-call]
-        scattered = dict(zip(datasets, self._data, strict=True))
+        # A task that returns the bars, not scattered data: Dask's memory manager keeps one
+        # copy of a result that no waiting task needs, and scattered data whose one copy is
+        # on a worker that dies cannot be made again, so every backtest of it would fail. A
+        # task's bars travel in its graph (the scheduler keeps them until the sweep releases
+        # them) and are computed again elsewhere when their worker is lost. Keys are made
+        # from the bars' contents, never their symbols: two sweeps sharing a cluster must not
+        # take each other's data.
+        from dask.base import tokenize  # with the cluster extra, as distributed is
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            self._data = [
+                self.client.submit(data_task, bars, key=f"{DATA_KEY_PREFIX}-{tokenize(bars)}")
+                for bars in datasets.values()
+            ]
+        data_of = dict(zip(datasets, self._data, strict=True))
         sweep = uuid.uuid4().hex[:12]
         for job in self.jobs:
             future = self.client.submit(
-                _run_task,
+                backtest_task,
                 settings,
                 job,
-                scattered[job.data],
+                data_of[job.data],
                 chunk_size,
                 key=f"{KEY_PREFIX}-{job.backtest_id}-{sweep}",
                 retries=TASK_RETRIES,
@@ -336,55 +340,3 @@ def _outcomes(futures: list[Future[Outcome]]) -> list[tuple[Future[Outcome], Out
         except Exception as exc:
             found.append((future, ("failed", error_document(exc))))
     return found
-
-
-def _run_task(settings: Settings, job: Job, bars: Bars, chunk_size: int) -> Outcome:
-    """A Dask task: one backtest run and stored from a worker's thread, with an event loop,
-    a Database and a writer of its own, all closed before it returns."""
-    return anyio.run(_run_and_store, settings, job, bars, chunk_size)
-
-
-async def _run_and_store(settings: Settings, job: Job, bars: Bars, chunk_size: int) -> Outcome:
-    # A Database per task rather than one kept per worker: nothing is left open on a worker
-    # between tasks, and a task Dask runs again (its worker was lost) starts from nothing.
-    # Opening one costs a few milliseconds beside a backtest's run.
-    async with Database(settings=settings) as db:
-        if not await _start(db, job.backtest_id):
-            return ("stopped",)
-        try:
-            result = await anyio.to_thread.run_sync(job.spec.run, bars)
-        except Exception as exc:  # the strategy's error becomes the failed backtest's results
-            return ("failed", error_document(exc))
-        if not await _store_fills(db, job, result, chunk_size):
-            return ("stopped",)
-        return ("completed", result.metrics, results_document(result))
-
-
-async def _start(db: Database, backtest_id: int) -> bool:
-    """Mark the backtest running; False if it was finished (cancelled) before it could start."""
-    backtest = await db.backtests.get(backtest_id)
-    if backtest.status == "running":  # run again by Dask: carry on where it left off
-        return True
-    try:
-        await db.backtests.set_status(backtest_id, "running")
-    except InvalidTransition:
-        return False
-    return True
-
-
-async def _store_fills(db: Database, job: Job, result: BacktestResult, chunk_size: int) -> bool:
-    """Write the run's fills chunk by chunk; False once the backtest was cancelled (the fills
-    submitted until then are committed as the writer closes)."""
-    chunks = fill_chunks(
-        result, strategy_id=job.strategy_id, backtest_id=job.backtest_id, size=chunk_size
-    )
-    # Room for two chunks: the writer commits one while the next is made, and a backtest
-    # cancelled meanwhile stores a few more chunks at most, not the rest of its run.
-    max_queue = min(db.settings.writer.max_queue, 2 * chunk_size)
-    async with db.writer(max_queue=max_queue) as writer:
-        while chunk := await anyio.to_thread.run_sync(next, chunks, None):  # Fills made off-loop
-            # Dask cannot stop a task that is running: the task looks for itself.
-            if (await db.backtests.get(job.backtest_id)).status == "cancelled":
-                return False
-            await writer.submit_many(chunk)
-    return True
