@@ -30,7 +30,7 @@ from quantflow_async.backtest import (
     run_sweep,
     synthetic_bars,
 )
-from quantflow_async.backtest.conversion import RunSpec
+from quantflow_async.backtest.spec import RunSpec
 from quantflow_async.backtest.sweep import _Workers
 from quantflow_async.backtest.worker import Job
 from tests.backtest.sweep_child import (

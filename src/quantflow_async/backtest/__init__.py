@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from quantflow_async.backtest.bars import Bars, read_bars, synthetic_bars
     from quantflow_async.backtest.broker import ClosedTrade, Execution
     from quantflow_async.backtest.cluster import ClusterSweepResult, run_sweep_on_cluster
-    from quantflow_async.backtest.conversion import RunSpec
     from quantflow_async.backtest.engine import BacktestResult, run_backtest
     from quantflow_async.backtest.orders import Order
     from quantflow_async.backtest.runner import resume_backtest, run_stored_backtest
     from quantflow_async.backtest.search_sweep import SearchResult, run_search
+    from quantflow_async.backtest.spec import RunSpec
     from quantflow_async.backtest.strategies import (
         STRATEGIES,
         Bollinger,
@@ -50,7 +50,7 @@ _WHERE: dict[str, str] = {
     "Execution": "quantflow_async.backtest.broker",
     "ClusterSweepResult": "quantflow_async.backtest.cluster",
     "run_sweep_on_cluster": "quantflow_async.backtest.cluster",
-    "RunSpec": "quantflow_async.backtest.conversion",
+    "RunSpec": "quantflow_async.backtest.spec",
     "Order": "quantflow_async.backtest.orders",
     "Position": "quantflow_async.backtest.trades",
     "Trade": "quantflow_async.backtest.trades",

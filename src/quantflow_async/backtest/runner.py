@@ -19,13 +19,13 @@ import anyio
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.conversion import (
-    RunSpec,
     error_document,
     fill_chunks,
     results_document,
     storable,
 )
 from quantflow_async.backtest.engine import BacktestResult
+from quantflow_async.backtest.spec import RunSpec
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.database import Database
 from quantflow_async.errors import BacktestFailed, InvalidTransition, QuantFlowError

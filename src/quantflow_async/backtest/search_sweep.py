@@ -23,7 +23,7 @@ import anyio
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.constraints import Constraint, parse_constraint
-from quantflow_async.backtest.conversion import FILL_CHUNK, RunSpec
+from quantflow_async.backtest.conversion import FILL_CHUNK
 from quantflow_async.backtest.objective import Objective
 from quantflow_async.backtest.search import (
     SearchOutcome,
@@ -34,6 +34,7 @@ from quantflow_async.backtest.search import (
     drive_search,
 )
 from quantflow_async.backtest.search_space import SearchSpace, parse_space
+from quantflow_async.backtest.spec import RunSpec
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import MAX_WORKER_RESTARTS, check_running

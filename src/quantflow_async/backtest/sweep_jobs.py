@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from quantflow_async.backtest.bars import Bars, read_bars
 from quantflow_async.backtest.constraints import Constraint, split_configs
-from quantflow_async.backtest.conversion import RunSpec
+from quantflow_async.backtest.spec import RunSpec
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.errors import BarsError, InvalidValue, StrategyConfigError
 from quantflow_async.store.repositories.sweeps import JobRow

@@ -36,11 +36,11 @@ from typing import Any, Final, NamedTuple
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.conversion import (
-    RunSpec,
     error_document,
     fill_rows,
     results_document,
 )
+from quantflow_async.backtest.spec import RunSpec
 
 POLL_SECONDS: Final = 0.5
 """How often a waiting worker checks that the main process is still alive."""
