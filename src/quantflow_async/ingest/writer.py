@@ -6,6 +6,8 @@ the event loop about every millisecond. One task takes up to `batch_size` fills,
 `max_latency` seconds after they arrived, and commits them with a token in one transaction
 (committer.py); a batch the database refuses is isolated fill by fill (isolation.py). While a
 batch is in flight, the next one, if due, is sent behind it (ahead.py), and settled after it.
+That task is batch_loop.py's; this module holds the producers' side and the lifecycle, whose
+phase (writer_state.py) both share.
 
 The task belongs to the writer, not to the scope that opened it: cancelling that scope drains
 the queue before the cancellation goes on, and a fill is handed back in `unwritten` only if it
@@ -14,12 +16,10 @@ was not committed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -36,19 +36,15 @@ from quantflow_async.errors import (
     WriterFailed,
     WriterNotRunning,
 )
-from quantflow_async.ingest.ahead import Ahead
-from quantflow_async.ingest.batch_store import batch_store_for
-from quantflow_async.ingest.committer import BatchAttempts, Committer
+from quantflow_async.ingest.batch_loop import BatchLoop
 from quantflow_async.ingest.fill_queue import FillQueue
-from quantflow_async.ingest.in_flight import InFlight
-from quantflow_async.ingest.isolation import store_isolating
 from quantflow_async.ingest.own_task import OwnTask
 from quantflow_async.ingest.rejections import RejectHandler as RejectHandler  # for database.py
 from quantflow_async.ingest.rejections import Rejections
 from quantflow_async.ingest.stats import Ledger, WriterStats
 from quantflow_async.ingest.waiters import Waiters
+from quantflow_async.ingest.writer_state import Phase, WriterState
 from quantflow_async.records import Fill
-from quantflow_async.store.driver_errors import describe
 from quantflow_async.store.repositories._common import storage_error
 
 log = logging.getLogger(__name__)
@@ -72,35 +68,31 @@ class TradeWriter:
         *,
         on_reject: RejectHandler | None = None,
     ) -> None:
-        backend = batch_store_for(engine, settings, options)
-        self._committer = Committer(engine, backend, options, self._absorb_cancellation)
         self.options = options
+        self._state = WriterState()
         self._ledger = Ledger(options.max_rejected)
-        self._rejections = Rejections(self._ledger, on_reject)
         self._queue = FillQueue(options)
         self._waiters = Waiters(self._ledger)
-        self._settled = 0  # sequence number of the last fill whose fate is known
-        self._own = OwnTask(self._run, _TASK_NAME, self._close_unrun)
-        self._flush_target = 0
-        self._in_flight = InFlight()
-        self._accepting = False
-        self._started = False
-        self._closing = False
-        self._failure: WriterFailed | None = None
+        self._loop = BatchLoop(
+            engine, settings, options, state=self._state, queue=self._queue,
+            ledger=self._ledger, rejections=Rejections(self._ledger, on_reject),
+            waiters=self._waiters,
+        )  # fmt: skip
+        self._own = OwnTask(self._loop.run, _TASK_NAME, self._close_unrun)
         self._since_yield_check = 0
         self._last_yield = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> TradeWriter:
-        if self._started:
+        if self._state.phase is not Phase.NEW:
             raise WriterNotRunning("a TradeWriter can be started once; make a new one")
-        self._started = True
+        self._state.phase = Phase.OPENING
         try:
-            await self._committer.connect()
+            await self._loop.committer.connect()
         except BaseException as exc:
-            await self._committer.disconnect()
-            self._closing = True
+            await self._loop.committer.disconnect()
+            self._state.close()
             self._own.finished.set()  # nothing to drain: a later aclose() returns at once
             if isinstance(exc, Exception):
                 storage_error(exc, "opening the writer's connection")
@@ -109,7 +101,8 @@ class TradeWriter:
         # task and is closed through __aexit__, whatever cancellation is pending. A task of
         # its own, in no task group: its end, however it comes, cancels nothing of the owner's.
         self._own.start()
-        self._accepting = not self._closing  # aclose() from another task while this opened
+        if self._state.phase is Phase.OPENING:  # else aclose() came from another task meanwhile
+            self._state.phase = Phase.OPEN
         self._last_yield = anyio.current_time()
         log.info(
             "writer started (batch_size=%d, max_latency=%.3fs, max_queue=%d)",
@@ -146,29 +139,22 @@ class TradeWriter:
         drained (each commit is bounded by `commit_timeout`). Raises WriterFailed (with
         `.unwritten`) if the database could not take the fills.
         """
-        if self._started and not self._closing:
-            self._closing = True
-            self._accepting = False
+        if self._state.phase in (Phase.OPENING, Phase.OPEN):
+            self._state.close()
             self._queue.wake()
             self._queue.release_producers()
             await self._own.wait()
             log.info("writer stopped: %s", self.stats())
-        elif self._started:
+        elif self._state.phase is not Phase.NEW:
             await self._own.wait()
         self._own.task = None  # finished: nothing left to warn about when the writer is collected
-        if self._failure is not None:
-            raise self._failure
+        if self._state.failure is not None:
+            raise self._state.failure
 
     def _close_unrun(self) -> None:
         """The writer's task was cancelled before its first step (see OwnTask): as when such a
         cancellation reaches it running, the writer closes after draining."""
-        self._close_draining("its task was cancelled before it ran; a new one runs")
-
-    def _close_draining(self, why: str) -> None:
-        log.warning("writer: %s; draining %d fills", why, len(self._queue))
-        self._closing = True
-        self._accepting = False
-        self._queue.release_producers()
+        self._loop.close_draining("its task was cancelled before it ran; a new one runs")
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         own = getattr(self, "_own", None)
@@ -247,10 +233,10 @@ class TradeWriter:
     async def flush(self) -> None:
         """Return once every fill submitted before this call is committed or rejected."""
         self._check_running()
-        submitted = self._ledger.submitted
-        if self._settled >= submitted:
+        submitted, state = self._ledger.submitted, self._state
+        if state.settled >= submitted:
             return
-        self._flush_target = max(self._flush_target, submitted)
+        state.flush_target = max(state.flush_target, submitted)
         self._queue.wake()
         await self._waiters.wait(submitted, single=False)
 
@@ -266,14 +252,15 @@ class TradeWriter:
     @property
     def unwritten(self) -> tuple[Fill, ...]:
         """Accepted fills that were not committed because the writer failed (else empty)."""
-        return () if self._failure is None else self._failure.unwritten
+        failure = self._state.failure
+        return () if failure is None else failure.unwritten
 
     @property
     def connection_pid(self) -> int | None:
         """The process holding the write connection: the SQLite worker process, or the
         PostgreSQL server process serving it (for `pg_terminate_backend`); None while the
         writer has no connection."""
-        return self._committer.pid
+        return self._loop.committer.pid
 
     def _check_fill(self, fill: object) -> None:
         if type(fill) is not Fill:
@@ -281,14 +268,14 @@ class TradeWriter:
         self._check_accepting()
 
     def _check_accepting(self) -> None:
-        if not self._accepting:
+        if not self._state.accepting:
             self._check_running()
             raise WriterClosed("the writer is closed; it accepts no more fills")
 
     def _check_running(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-        if not self._started:
+        if self._state.failure is not None:
+            raise self._state.failure
+        if self._state.phase is Phase.NEW:
             raise WriterNotRunning("the writer is not started; use `async with db.writer() as w:`")
 
     def _enqueue_many(self, fills: list[Fill]) -> int:
@@ -307,94 +294,3 @@ class TradeWriter:
     def _enqueue(self, fill: Fill) -> None:
         self._queue.put(fill)
         self._ledger.submitted += 1
-
-    # -- the writer task ------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        # Shielded: the writer's own task ends when the queue is drained, never because the
-        # scope that opened the writer was cancelled.
-        with anyio.CancelScope(shield=True):
-            try:
-                while True:
-                    ahead, self._in_flight.ahead = self._in_flight.ahead, None
-                    if ahead is not None:
-                        self._queue.written_ahead(ahead[0])
-                        await self._write(*ahead)
-                    elif batch := await self._next_batch_or_close():
-                        await self._write(batch, None)
-                    else:
-                        break
-            except BaseException as exc:
-                self._fail(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            finally:
-                await self._committer.disconnect()
-
-    async def _next_batch_or_close(self) -> list[Fill]:
-        try:
-            return await self._queue.next_batch(
-                lambda: self._closing, lambda: self._flush_target > self._settled
-            )
-        except anyio.get_cancelled_exc_class():
-            self._absorb_cancellation()
-            return self._queue.take_batch()
-
-    def _send_next(self) -> Ahead | None:
-        """The batch to send behind the one in flight, if one is due now: taken from the queue
-        at once, and written (settled) once the one in flight is."""
-        flight = self._in_flight
-        if flight.ahead is not None or self._failure is not None:
-            return None
-        # A flush waiting only for the batch in flight does not make the next one due.
-        beyond = self._flush_target > self._settled + len(flight)
-        if not self._queue.due(closing=self._closing, flush_wanted=beyond):
-            return None
-        batch = self._queue.take_ahead()
-        token = self._committer.new_token()
-        flight.ahead = (batch, token)
-        return self._committer.ahead(batch, token)
-
-    async def _write(self, batch: list[Fill], token: str | None) -> None:
-        flight = self._in_flight
-        flight.begin(batch, self._settled + 1)
-        started = anyio.current_time()
-
-        def committed(indexes: Sequence[int], inserted: int) -> None:
-            self._ledger.committed(len(indexes), inserted)
-            flight.committed(indexes)
-
-        def refused(index: int, reason: str) -> None:
-            rejection = FillRejected(batch[index], reason)
-            flight.refused(index, rejection)
-            self._rejections.report(rejection)
-
-        attempts = BatchAttempts(self._committer, token, self._send_next)
-        await store_isolating(attempts, batch, committed, refused)
-        flight.end()
-        self._ledger.batch_done(anyio.current_time() - started)
-        self._settled += len(batch)
-        self._waiters.settle(self._settled, flight.rejected)
-
-    def _absorb_cancellation(self) -> None:
-        """asyncio's own Task.cancel() (a second Ctrl-C, the event loop shutting down) passes
-        through the writer's shield. Take it as a request to close: the queue is drained, the
-        batch in flight finished (its token tells whether it was committed), then the task
-        ends."""
-        self._close_draining("cancelled from outside")
-        with contextlib.suppress(RuntimeError):  # not on asyncio: nothing else to undo
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-
-    def _fail(self, exc: BaseException) -> None:
-        numbers, uncommitted, unwritten = self._in_flight.give_up()
-        unwritten.extend(self._queue.take_all())
-        self._accepting = False
-        self._ledger.unwritten = len(unwritten)
-        failure = WriterFailed(f"the writer stopped: {describe(exc)}", unwritten)
-        failure.__cause__ = exc
-        self._failure = failure
-        log.error("%s", failure)
-        self._waiters.fail(failure, numbers, uncommitted, self._in_flight.rejected)
-        self._queue.release_producers()
