@@ -132,7 +132,7 @@ class CcxtVenue:
         while True:
             self._sent.add(cid)
             try:
-                raw = await self._send_order(order)
+                raw = await _send_order(self._exchange, order)
             except ccxt_async.BaseError as exc:
                 error: ccxt_async.BaseError = exc
             except PARSE_ERRORS as exc:
@@ -170,7 +170,9 @@ class CcxtVenue:
                 # may be filled already: either way the order itself is the answer.
                 found = await self._calls.call(
                     "fetch_order",
-                    lambda: self._fetch_raw_order(symbol, venue_order_id, client_order_id),
+                    lambda: _fetch_raw_order(
+                        self._exchange, symbol, venue_order_id, client_order_id
+                    ),
                     budget.child(),
                 )
                 if found is not None:
@@ -186,7 +188,7 @@ class CcxtVenue:
         await self._name(symbol)
         raw = await self._calls.call(
             "fetch_order",
-            lambda: self._fetch_raw_order(symbol, venue_order_id, client_order_id),
+            lambda: _fetch_raw_order(self._exchange, symbol, venue_order_id, client_order_id),
             RetryBudget(self.policy),
         )
         return None if raw is None else self._read.order_about(raw, venue_order_id, client_order_id)
@@ -300,36 +302,12 @@ class CcxtVenue:
         self._read.symbols[unified] = symbol
         self._named.add(symbol)
 
-    async def _send_order(self, order: NewOrder) -> Any:
-        params: dict[str, Any] = {**order.extra, "clientOrderId": order.client_order_id}
-        if order.stop_price is not None:
-            params["triggerPrice"] = order.stop_price
-        if order.time_in_force is not None:
-            params["timeInForce"] = order.time_in_force
-        return await self._exchange.create_order(
-            order.symbol,
-            _CCXT_TYPES[order.type].lower(),
-            order.side,
-            order.quantity,
-            order.limit_price,
-            params,
-        )
-
-    async def _fetch_raw_order(
-        self, symbol: str, venue_order_id: str | None, client_order_id: str | None
-    ) -> Any:
-        params = _order_params(venue_order_id, client_order_id)
-        try:
-            return await self._exchange.fetch_order(venue_order_id or "", symbol, params)
-        except ccxt_async.OrderNotFound:
-            return None
-
     async def _order_by_client_id(self, order: NewOrder, budget: RetryBudget) -> VenueOrder | None:
         """The venue's order under `order`'s client id, None if none; VenueRejected if another."""
         cid = order.client_order_id
         raw = await self._calls.call(
             f"create_order client id {cid!r}: fetch_order",
-            lambda: self._fetch_raw_order(order.symbol, None, cid),
+            lambda: _fetch_raw_order(self._exchange, order.symbol, None, cid),
             budget,
         )
         if raw is None:
@@ -356,6 +334,28 @@ class CcxtVenue:
     def _check_open(self) -> None:
         if self._state is VenueState.CLOSED:
             raise VenueError(self.name, "the venue is closed")
+
+
+async def _send_order(exchange: Any, order: NewOrder) -> Any:
+    params: dict[str, Any] = {**order.extra, "clientOrderId": order.client_order_id}
+    if order.stop_price is not None:
+        params["triggerPrice"] = order.stop_price
+    if order.time_in_force is not None:
+        params["timeInForce"] = order.time_in_force
+    order_type = _CCXT_TYPES[order.type].lower()
+    return await exchange.create_order(
+        order.symbol, order_type, order.side, order.quantity, order.limit_price, params
+    )
+
+
+async def _fetch_raw_order(
+    exchange: Any, symbol: str, venue_order_id: str | None, client_order_id: str | None
+) -> Any:
+    params = _order_params(venue_order_id, client_order_id)
+    try:
+        return await exchange.fetch_order(venue_order_id or "", symbol, params)
+    except ccxt_async.OrderNotFound:
+        return None
 
 
 async def _raw_klines(

@@ -44,7 +44,7 @@ from quantflow_async.live.orders import (
     make_change,
 )
 from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
-from quantflow_async.store.journal_batch import DriverForm, JournalEntry
+from quantflow_async.store.journal_batch import DriverForm
 from quantflow_async.store.order_journal import check_strategy, insert_intended, load_journal
 from quantflow_async.validation import to_id, to_label, to_utc
 
@@ -323,12 +323,8 @@ class OrderJournal:
     async def advance_cursor(self, stream: str, last_id: str, *, wait: bool = False) -> None:
         """Remember the last venue event seen on `stream` (e.g. "trades:BTCUSDT")."""
         self._check_open()
-        stream = to_label(stream, "stream")
-        last_id = to_label(last_id, "last_id")
-        await self._writer.room()
-        self._cursors[stream] = last_id
-        row = self._rows.cursor(stream, last_id, datetime.now(UTC))
-        await self._recorder.settle(self._writer.put(JournalEntry(cursor=row)), wait)
+        stream, last_id = to_label(stream, "stream"), to_label(last_id, "last_id")
+        await self._recorder.cursor(stream, last_id, self._cursors, wait=wait)
 
     async def record_balances(
         self,
@@ -340,10 +336,7 @@ class OrderJournal:
         """Store a snapshot of the venue's balances, by asset."""
         self._check_open()
         at = datetime.now(UTC) if taken_at is None else to_utc(taken_at, "taken_at")
-        rows = self._rows.balances(balances, at)  # checked before anything is queued
-        await self._writer.room()
-        entry = JournalEntry(balances=rows)
-        await self._recorder.settle(self._writer.put(entry), wait)
+        await self._recorder.balances(balances, at, wait=wait)
 
     # -- the machinery ---------------------------------------------------------------------
 

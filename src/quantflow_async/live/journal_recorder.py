@@ -4,6 +4,7 @@ the check and the queue, so that memory and queue always move together."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from quantflow_async.ingest.journal_tickets import Ticket
@@ -13,7 +14,7 @@ from quantflow_async.live.journal_lookup import OrderLookup
 from quantflow_async.live.journal_refusals import Refusals
 from quantflow_async.live.orders import Change, Position, is_duplicate
 from quantflow_async.live.positions import apply_fill, flat
-from quantflow_async.live.venue import VenueTrade
+from quantflow_async.live.venue import AssetBalance, VenueTrade
 from quantflow_async.store.journal_batch import JournalEntry
 
 
@@ -116,6 +117,24 @@ class EventRecorder:
         if wait:
             await writer.committed(ticket)
         return True
+
+    async def cursor(
+        self, stream: str, last_id: str, cursors: dict[str, str], *, wait: bool
+    ) -> None:
+        """The last venue event seen on `stream` (checked), remembered in `cursors` as it is
+        queued."""
+        await self._writer.room()
+        cursors[stream] = last_id
+        row = self._rows.cursor(stream, last_id, datetime.now(UTC))
+        await self.settle(self._writer.put(JournalEntry(cursor=row)), wait)
+
+    async def balances(
+        self, balances: Mapping[str, AssetBalance], at: datetime, *, wait: bool
+    ) -> None:
+        """A snapshot of the venue's balances taken `at` (checked)."""
+        rows = self._rows.balances(balances, at)  # checked before anything is queued
+        await self._writer.room()
+        await self.settle(self._writer.put(JournalEntry(balances=rows)), wait)
 
     async def settle(self, ticket: Ticket, wait: bool) -> None:
         if wait:

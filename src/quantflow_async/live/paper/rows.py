@@ -1,5 +1,5 @@
-"""The paper exchange's records: an order and a trade as its state file stores them, and what
-one fill changes. Plain frozen values; `state` reads and writes them.
+"""The paper exchange's records: the state file's tables, an order and a trade as it stores
+them, and what one fill changes. Plain frozen values; `state` reads and writes them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,39 @@ from decimal import Decimal
 from typing import Any, Final
 
 from quantflow_async.live.paper.matching import Side
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS balances (asset TEXT PRIMARY KEY, amount TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_order_id TEXT NOT NULL UNIQUE,
+    side TEXT NOT NULL,
+    type TEXT NOT NULL,
+    time_in_force TEXT,
+    quantity TEXT NOT NULL,
+    price TEXT,
+    stop_price TEXT,
+    status TEXT NOT NULL,
+    executed_qty TEXT NOT NULL,
+    cum_quote TEXT NOT NULL,
+    triggered INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    update_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_open ON orders (status, id);
+CREATE TABLE IF NOT EXISTS trades (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id INTEGER NOT NULL REFERENCES orders (id),
+    side TEXT NOT NULL,
+    price TEXT NOT NULL,
+    qty TEXT NOT NULL,
+    quote_qty TEXT NOT NULL,
+    commission TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    is_maker INTEGER NOT NULL
+);
+"""
 
 OPEN_STATUSES: Final = ("NEW", "PARTIALLY_FILLED")
 

@@ -18,6 +18,7 @@ from quantflow_async.errors import InvalidValue, StorageError
 from quantflow_async.live.paper.matching import Side
 from quantflow_async.live.paper.rows import (
     OPEN_STATUSES,
+    SCHEMA,
     BarChange,
     Execution,
     NewOrderRow,
@@ -28,38 +29,6 @@ from quantflow_async.live.paper.rows import (
     trade_of,
 )
 
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS balances (asset TEXT PRIMARY KEY, amount TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS orders (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    client_order_id TEXT NOT NULL UNIQUE,
-    side TEXT NOT NULL,
-    type TEXT NOT NULL,
-    time_in_force TEXT,
-    quantity TEXT NOT NULL,
-    price TEXT,
-    stop_price TEXT,
-    status TEXT NOT NULL,
-    executed_qty TEXT NOT NULL,
-    cum_quote TEXT NOT NULL,
-    triggered INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    update_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orders_open ON orders (status, id);
-CREATE TABLE IF NOT EXISTS trades (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    order_id INTEGER NOT NULL REFERENCES orders (id),
-    side TEXT NOT NULL,
-    price TEXT NOT NULL,
-    qty TEXT NOT NULL,
-    quote_qty TEXT NOT NULL,
-    commission TEXT NOT NULL,
-    time_ms INTEGER NOT NULL,
-    is_maker INTEGER NOT NULL
-);
-"""
 UID_RANGE: Final = 10**12
 """Account uids are drawn from 1..10**12 - 1: apart per state file, exact as a JSON number."""
 
@@ -127,16 +96,7 @@ class State:
                     return
         except sqlite3.Error as exc:
             raise StorageError(f"state {self.path}: {exc}") from exc
-        if meta.get("symbol") != symbol:
-            raise InvalidValue(
-                "state", f"{self.path} holds symbol {meta.get('symbol')!r}, not {symbol!r}"
-            )
-        if meta.get("bar_ns") != str(bar_ns):
-            seconds = int(meta.get("bar_ns", "0")) / 1e9
-            raise InvalidValue(
-                "state",
-                f"{self.path} replays {seconds} s bars; start it with --bar-seconds {seconds}",
-            )
+        _check_market(self.path, meta, symbol=symbol, bar_ns=bar_ns)
         if "uid" not in meta:  # a file made before accounts had ids gets one now
             try:
                 with self._transaction() as db:
@@ -397,3 +357,14 @@ def _range(
 
 def _new_uid() -> str:
     return str(1 + secrets.randbelow(UID_RANGE - 1))
+
+
+def _check_market(path: Path, meta: dict[str, str], *, symbol: str, bar_ns: int) -> None:
+    """InvalidValue unless the state file replays `symbol` in bars of `bar_ns`."""
+    if meta.get("symbol") != symbol:
+        raise InvalidValue("state", f"{path} holds symbol {meta.get('symbol')!r}, not {symbol!r}")
+    if meta.get("bar_ns") != str(bar_ns):
+        seconds = int(meta.get("bar_ns", "0")) / 1e9
+        raise InvalidValue(
+            "state", f"{path} replays {seconds} s bars; start it with --bar-seconds {seconds}"
+        )
