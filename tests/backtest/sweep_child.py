@@ -30,7 +30,7 @@ from quantflow_async.backtest import (
     synthetic_bars,
 )
 from quantflow_async.backtest.strategies import SmaCross
-from quantflow_async.backtest.worker import _Outbox
+from quantflow_async.backtest.worker import Started, _Outbox
 
 GRID = {"fast": [2, 3, 4], "slow": [5, 8]}
 BARS = 100_000
@@ -94,7 +94,7 @@ def sends_what_does_not_pickle(
     """A sweep worker whose first message holds a function, which cannot be pickled."""
     connection.recv()
     outbox = _Outbox(connection, os.getppid())
-    outbox.put(("started", index, lambda: None))
+    outbox.put(Started(index, lambda: None))
     outbox.close()  # its thread ends the process first
     sys.exit(0)
 

@@ -32,7 +32,7 @@ from quantflow_async.backtest import (
 )
 from quantflow_async.backtest.spec import RunSpec
 from quantflow_async.backtest.sweep import _Workers
-from quantflow_async.backtest.worker import Job
+from quantflow_async.backtest.worker import Gone, Job
 from tests.backtest.sweep_child import (
     BARS,
     GRID,
@@ -329,9 +329,9 @@ def test_a_worker_that_cannot_finish_a_message_is_seen_gone_not_waited_for(
     try:
         pool.start()
         received: list[tuple[object, ...]] = []
-        while ("gone", 0) not in received:  # the test's timeout bounds this loop
+        while Gone(0) not in received:  # the test's timeout bounds this loop
             received += pool.receive()
-        assert received == [("gone", 0)]
+        assert received == [Gone(0)]
         assert pool.exit_code(0) == exit_code
     finally:
         pool.stop()

@@ -17,6 +17,7 @@ import pytest
 
 from quantflow_async import Database, InvalidValue, NotFound
 from quantflow_async.backtest import SweepProgress, run_sweep, synthetic_bars
+from quantflow_async.backtest.sweep_outcomes import SweepOutcomes
 from tests.backtest import resume_child
 from tests.backtest.sweep_outcomes import assert_same_sweep, orphans, outcomes
 from tests.conftest import POSTGRES_ROUND_IN_CI
@@ -43,6 +44,24 @@ async def uninterrupted(db: Database, strategy_id: int, grid: object, data: obje
     result = await run_sweep(db, "sma_cross", grid, data, strategy_id=strategy_id)  # type: ignore[arg-type]
     assert result.sweep_id is not None
     return result.sweep_id
+
+
+async def test_a_progress_callback_that_raised_is_not_called_again(db: Database) -> None:
+    # Both of a sweep's tasks report progress (fills handed over, backtests recorded), and
+    # the one that did not raise may report again before it is cancelled: it must not raise
+    # a second error, or the caller gets an ExceptionGroup of two instead of their own.
+    calls: list[SweepProgress] = []
+
+    def progress(report: SweepProgress) -> None:
+        calls.append(report)
+        raise Stop("stopped")
+
+    sweep = SweepOutcomes(db, [], progress, max_worker_restarts=0)
+    sweep._writer = object()  # type: ignore[assignment]  # it reports once it has a writer
+    with pytest.raises(Stop):
+        sweep._report()
+    sweep._report()
+    assert len(calls) == 1
 
 
 @POSTGRES_ROUND_IN_CI

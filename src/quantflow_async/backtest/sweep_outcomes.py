@@ -24,7 +24,17 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.conversion import error_document
 from quantflow_async.backtest.runner import mark_completed, mark_failed
-from quantflow_async.backtest.worker import Job, Message, SweepFile
+from quantflow_async.backtest.worker import (
+    Completed,
+    Exited,
+    Failed,
+    FillRows,
+    Gone,
+    Job,
+    Message,
+    Started,
+    SweepFile,
+)
 from quantflow_async.backtest.worker_pool import WorkerPool
 from quantflow_async.database import Database
 from quantflow_async.ingest.writer import TradeWriter
@@ -109,6 +119,7 @@ class SweepOutcomes:
         self.db = db
         self.jobs = jobs
         self.progress = progress
+        self._progress_raised = False
         self.max_worker_restarts = max_worker_restarts
         self.completed = 0
         self.failed = 0
@@ -176,7 +187,7 @@ class SweepOutcomes:
         )
         while pool.pending:
             job = pool.jobs[pool.pending.popleft()]
-            await outcomes.send(("failed", -1, job.backtest_id, error_document(error)))
+            await outcomes.send(Failed(-1, job.backtest_id, error_document(error)))
 
     async def _take(
         self,
@@ -185,27 +196,28 @@ class SweepOutcomes:
         writer: TradeWriter,
         outcomes: MemoryObjectSendStream[Message],
     ) -> None:
-        kind, worker = message[0], message[1]
-        if kind == "fills":
-            async with self._store_turn:
-                await writer.submit_many(fills_from_rows(message[3]))
-            self.fills += len(message[3])
-            self._report()
-        elif kind == "started":
-            self._in_flight[worker] = message[2]
-            pool.started(worker, message[2])
-            await outcomes.send(message)
-        elif kind in ("completed", "failed"):
-            self._in_flight.pop(worker, None)
-            pool.finished(worker)
-            await outcomes.send(message)
-        elif kind == "exit":
-            self._exited.add(worker)
-            pool.blocked += message[2]
-            pool.busy += message[3]
-        elif kind == "gone" and worker not in self._exited:
-            code = await anyio.to_thread.run_sync(pool.exit_code, worker)
-            await self._bury(pool, worker, code, outcomes)
+        worker = message.worker
+        match message:
+            case FillRows(rows=rows):
+                async with self._store_turn:
+                    await writer.submit_many(fills_from_rows(rows))
+                self.fills += len(rows)
+                self._report()
+            case Started(backtest_id=backtest_id):
+                self._in_flight[worker] = backtest_id
+                pool.started(worker, backtest_id)
+                await outcomes.send(message)
+            case Completed() | Failed():
+                self._in_flight.pop(worker, None)
+                pool.finished(worker)
+                await outcomes.send(message)
+            case Exited(blocked=blocked, busy=busy):
+                self._exited.add(worker)
+                pool.blocked += blocked
+                pool.busy += busy
+            case Gone() if worker not in self._exited:
+                code = await anyio.to_thread.run_sync(pool.exit_code, worker)
+                await self._bury(pool, worker, code, outcomes)
 
     async def _bury(
         self,
@@ -223,7 +235,7 @@ class SweepOutcomes:
         backtest_id = self._in_flight.pop(worker, None)
         if backtest_id is not None:
             error = ChildProcessError(f"the worker process exited with code {code}")
-            await outcomes.send(("failed", worker, backtest_id, error_document(error)))
+            await outcomes.send(Failed(worker, backtest_id, error_document(error)))
         if returned:
             log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
         if (pool.pending or pool.open_ended) and pool.restarts < self.max_worker_restarts:
@@ -242,7 +254,7 @@ class SweepOutcomes:
                         break
                     except anyio.EndOfStream:
                         break
-                if self._writer is not None and any(m[0] == "completed" for m in batch):
+                if self._writer is not None and any(isinstance(m, Completed) for m in batch):
                     # A backtest is completed once its fills are in: every one of them was
                     # submitted before its outcome was read. Fills go on flowing meanwhile.
                     await self._writer.flush()
@@ -251,20 +263,22 @@ class SweepOutcomes:
                         await self._record(message)
 
     async def _record(self, message: Message) -> None:
-        kind, _, backtest_id = message[:3]
-        if kind == "started":
-            await self.db.backtests.set_status(backtest_id, "running")
+        if isinstance(message, Started):
+            await self.db.backtests.set_status(message.backtest_id, "running")
             return
+        if not isinstance(message, Completed | Failed):
+            return
+        backtest_id = message.backtest_id
         if backtest_id in self._finished:
             return
-        if kind == "completed":
-            await mark_completed(self.db, backtest_id, message[3], message[4])
+        if isinstance(message, Completed):
+            await mark_completed(self.db, backtest_id, message.metrics, message.results)
             self.completed += 1
         else:
             backtest = await self.db.backtests.get(backtest_id)
             if backtest.status == "pending":  # died before it could say it started
                 await self.db.backtests.set_status(backtest_id, "running")
-            await mark_failed(self.db, backtest_id, message[3])
+            await mark_failed(self.db, backtest_id, message.error)
             self.failed += 1
         self._finished.add(backtest_id)
         self._changed.set()
@@ -272,13 +286,18 @@ class SweepOutcomes:
         self._report()
 
     def _report(self) -> None:
-        if self.progress is None or self._writer is None:
+        if self.progress is None or self._writer is None or self._progress_raised:
             return
-        self.progress(
-            SweepProgress(
-                total=len(self.jobs),
-                done=self.completed + self.failed,
-                failed=self.failed,
-                fills_stored=self.fills,
-            )
+        report = SweepProgress(
+            total=len(self.jobs),
+            done=self.completed + self.failed,
+            failed=self.failed,
+            fills_stored=self.fills,
         )
+        try:
+            self.progress(report)
+        except BaseException:
+            # The sweep stops with this error. Both of its tasks report, and the other one
+            # may run before it is cancelled: it must not call back and raise a second error.
+            self._progress_raised = True
+            raise

@@ -68,15 +68,60 @@ class SweepFile(NamedTuple):
     jobs: list[Job]
 
 
-# Messages a worker sends, as plain tuples (kind first):
-#   ("started", worker, backtest_id)
-#   ("fills", worker, backtest_id, [the driver row of a Fill, ...])
-#   ("completed", worker, backtest_id, metrics, results)
-#   ("failed", worker, backtest_id, error document)
-#   ("exit", worker, seconds blocked on a full outbox, seconds busy running jobs)
-# The main process sends a worker positions of jobs in the sweep file (or a Job itself,
-# for a job added once the workers ran), then None.
-Message = tuple[Any, ...]
+# The messages a worker sends, and the one the main process adds for a worker whose pipe
+# ended. The main process sends a worker positions of jobs in the sweep file (or a Job
+# itself, for a job added once the workers ran), then None.
+
+
+class Started(NamedTuple):
+    """The worker took the job: if it dies now, its backtest is known to have run."""
+
+    worker: int
+    backtest_id: int
+
+
+class FillRows(NamedTuple):
+    """A chunk of a backtest's fills, as their driver rows."""
+
+    worker: int
+    backtest_id: int
+    rows: list[tuple[Any, ...]]
+
+
+class Completed(NamedTuple):
+    """The backtest ran to its end: every chunk of its fills was sent before this."""
+
+    worker: int
+    backtest_id: int
+    metrics: dict[str, Any]
+    results: dict[str, Any]
+
+
+class Failed(NamedTuple):
+    """The backtest failed (the strategy raised; or its worker died, said by the main
+    process, whose own failures name worker -1)."""
+
+    worker: int
+    backtest_id: int
+    error: dict[str, Any]
+
+
+class Exited(NamedTuple):
+    """The worker was told to stop and did: the seconds it spent blocked on a full outbox,
+    and busy running jobs."""
+
+    worker: int
+    blocked: float
+    busy: float
+
+
+class Gone(NamedTuple):
+    """The worker's pipe ended (the main process says it: the worker died or stopped)."""
+
+    worker: int
+
+
+Message = Started | FillRows | Completed | Failed | Exited | Gone
 
 
 class _Outbox:
@@ -167,13 +212,13 @@ def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -
     while (given := _next_job(connection, parent)) is not None:
         # A position in the sweep file, or a job added once the workers ran (a search's)
         job = sweep.jobs[given] if isinstance(given, int) else given
-        outbox.put(("started", index, job.backtest_id))
+        outbox.put(Started(index, job.backtest_id))
         outbox.deliver()  # if the job kills this process, its backtest is known to have run
         started = time.perf_counter()
         _run(index, job, sweep.datasets[job.data], chunk_size, outbox)
         busy += time.perf_counter() - started
         outbox.deliver()  # its outcome outlives this process, whatever the next job does
-    outbox.put(("exit", index, outbox.blocked, busy))
+    outbox.put(Exited(index, outbox.blocked, busy))
     outbox.close()
     connection.close()
 
@@ -182,13 +227,13 @@ def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> 
     try:
         result = job.spec.run(bars)
     except Exception as exc:  # the strategy's error becomes the failed backtest's results
-        outbox.put(("failed", index, job.backtest_id, error_document(exc)))
+        outbox.put(Failed(index, job.backtest_id, error_document(exc)))
         return
     for rows in fill_rows(
         result, strategy_id=job.strategy_id, backtest_id=job.backtest_id, size=chunk_size
     ):
-        outbox.put(("fills", index, job.backtest_id, rows))
-    outbox.put(("completed", index, job.backtest_id, result.metrics, results_document(result)))
+        outbox.put(FillRows(index, job.backtest_id, rows))
+    outbox.put(Completed(index, job.backtest_id, result.metrics, results_document(result)))
 
 
 def _next_job(connection: Connection, parent: int) -> int | Job | None:

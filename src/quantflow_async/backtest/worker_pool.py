@@ -21,7 +21,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Final
 
-from quantflow_async.backtest.worker import Job, Message, work
+from quantflow_async.backtest.worker import Gone, Job, Message, work
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class WorkerPool:
 
     def receive(self) -> list[Message]:
         """The messages the workers have sent, waiting up to RECEIVE_SECONDS for one (runs in
-        a thread). A worker whose pipe has ended gives ("gone", index).
+        a thread). A worker whose pipe has ended gives Gone(index).
 
         It never waits for the rest of a message: it reads what has arrived, so a worker that
         dies in the middle of one, or stops there, cannot hold it up. A worker that ended
@@ -224,7 +224,7 @@ class WorkerPool:
                     elif index not in ended:
                         continue
                     del self._open[connection]
-                    messages.append(("gone", index))
+                    messages.append(Gone(index))
             return messages
 
     def exit_code(self, index: int) -> int | None:
