@@ -1,6 +1,6 @@
 """Benchmark: what each index on `trades` costs an insert, on SQLite.
 
-    python benchmarks/trade_indexes.py [--fills 300000] [--repeats 3]
+    python benchmarks/trade_indexes.py [--fills 300000] [--backtests 96] [--repeats 3]
 
 The physical limit of `ingest.py` (raw sqlite3 executemany of ready rows, the writer's
 statement, pragmas and batch of 5,000, one transaction a batch) into a freshly migrated file:
@@ -9,6 +9,15 @@ with all of them dropped (the table keeps its rowid and the unique `external_id`
 exactly-once promise rests on). Each variant runs once per round, in an order that turns
 round, on a fresh copy of the migrated file; a figure is the median (min..max) of the rounds.
 A variant's cost is the time it saves against every index kept, as a share of that time.
+
+The same fills are inserted in two orders, since an index costs most where its keys land all
+over it rather than at its end:
+  - time order: one backtest's fills, each a millisecond after the one before (live trading,
+    one backtest);
+  - sweep order: the fills of --backtests backtests of one strategy over the same period, one
+    backtest after the other, as a sweep stores them (each backtest's times start again at
+    the beginning, so `executed_at`, `symbol` and `strategy_id` keys go all over their
+    indexes).
 Prints a table and writes benchmarks/results/trade-indexes.json.
 """
 
@@ -27,13 +36,13 @@ from _common import (
     load_average,
     median,
     print_table,
-    shown,
     spread,
     synthetic_fills,
     write_json,
 )
 
 from ingest import raw_sqlite, url_for
+from quantflow_async.records import Fill
 
 
 def secondary_indexes(path: Path) -> list[str]:
@@ -43,6 +52,29 @@ def secondary_indexes(path: Path) -> list[str]:
             "AND sql IS NOT NULL ORDER BY name"
         ).fetchall()
     return [name for (name,) in rows]
+
+
+def sweep_fills(count: int, strategy_id: int, backtest_ids: list[int]) -> list[Fill]:
+    """`count` fills of the backtests in turn, each backtest's over the same period."""
+    per_backtest = -(-count // len(backtest_ids))
+    fills: list[Fill] = []
+    for backtest_id in backtest_ids:
+        wanted = min(per_backtest, count - len(fills))
+        fills += synthetic_fills(wanted, strategy_id, backtest_id)
+    return fills
+
+
+def more_backtests(path: Path, backtest_id: int, count: int) -> list[int]:
+    """`backtest_id` and `count - 1` copies of its row, by id."""
+    with sqlite3.connect(path) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(backtests)")]
+        copied = ", ".join(column for column in columns if column != "id")
+        for _ in range(count - 1):
+            connection.execute(
+                f"INSERT INTO backtests ({copied}) SELECT {copied} FROM backtests WHERE id = ?",
+                (backtest_id,),
+            )
+        return [id_ for (id_,) in connection.execute("SELECT id FROM backtests ORDER BY id")]
 
 
 def without(template: Path, target: Path, dropped: list[str]) -> Path:
@@ -58,54 +90,66 @@ def without(template: Path, target: Path, dropped: list[str]) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fills", type=int, default=300_000)
+    parser.add_argument("--backtests", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trade-indexes-") as name:
         folder = Path(name)
         template = folder / "template.sqlite3"
         strategy_id, backtest_id = asyncio.run(fresh_database(url_for(template)))
-        fills = list(synthetic_fills(args.fills, strategy_id, backtest_id))
+        backtest_ids = more_backtests(template, backtest_id, args.backtests)
+        orders = {
+            "time order": list(synthetic_fills(args.fills, strategy_id, backtest_id)),
+            "sweep order": sweep_fills(args.fills, strategy_id, backtest_ids),
+        }
         with sqlite3.connect(template) as connection:  # everything in the file itself
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         indexes = secondary_indexes(template)
         variants: dict[str, list[str]] = {"every index": []}
         variants.update({f"without {index}": [index] for index in indexes})
         variants["without any secondary index"] = list(indexes)
-        names = list(variants)
-        seconds: dict[str, list[float]] = {variant: [] for variant in names}
+        runs = [(order, variant) for order in orders for variant in variants]
+        seconds: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         load_at_start = load_average()
         for n in range(args.repeats):
-            shift = n % len(names)
-            for variant in names[shift:] + names[:shift]:
-                number = names.index(variant)
+            shift = n % len(runs)
+            for order, variant in runs[shift:] + runs[:shift]:
+                number = runs.index((order, variant))
                 path = without(template, folder / f"run-{n}-{number}.sqlite3", variants[variant])
-                seconds[variant].append(raw_sqlite(path, fills))
+                seconds[order, variant].append(raw_sqlite(path, orders[order]))
         load_at_end = load_average()
 
-    base = median(seconds["every index"])
     rows: list[list[Any]] = []
-    results: dict[str, Any] = {}
-    for variant in names:
-        figure = spread(seconds[variant])
-        saved = (base - median(seconds[variant])) / base
-        rate = args.fills / median(seconds[variant])
-        rows.append(
-            [variant, shown(figure), f"{rate:,.0f}", f"{saved:.0%}" if variant != names[0] else ""]
-        )
-        results[variant] = {"seconds": figure, "fills_per_second": rate, "saved": saved}
+    results: dict[str, Any] = {order: {} for order in orders}
+    for variant in variants:
+        row: list[Any] = [variant]
+        for order in orders:
+            base = median(seconds[order, "every index"])
+            taken = median(seconds[order, variant])
+            saved = (base - taken) / base
+            rate = args.fills / taken
+            row += [f"{rate:,.0f}", f"{saved:.0%}" if variant != "every index" else ""]
+            results[order][variant] = {
+                "seconds": spread(seconds[order, variant]),
+                "fills_per_second": rate,
+                "saved": saved,
+            }
+        rows.append(row)
     print_table(
-        f"{args.fills:,} fills into trades by raw sqlite3 executemany, median (min..max) of "
-        f"{args.repeats} rounds (load {load_at_start:.2f} -> {load_at_end:.2f})",
-        ["indexes", "seconds", "fills/s", "time saved"],
+        f"{args.fills:,} fills into trades by raw sqlite3 executemany, median of "
+        f"{args.repeats} rounds; sweep order: {args.backtests} backtests "
+        f"(load {load_at_start:.2f} -> {load_at_end:.2f})",
+        ["indexes", "time order fills/s", "saved", "sweep order fills/s", "saved"],
         rows,
     )
     write_json(
         "trade-indexes",
         {
             "fills": args.fills,
+            "backtests": args.backtests,
             "repeats": args.repeats,
             "load_average": {"start": load_at_start, "end": load_at_end},
-            "variants": results,
+            "orders": results,
         },
     )
 
