@@ -11,24 +11,18 @@ prints one JSON line: per file, the best config, its return and its trades.
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from pathlib import Path
 
 import pandas as pd
 from backtesting import Backtest
+from peer_arguments import grid_arguments
 from peer_sma_cross import SmaCross
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="+")
-    parser.add_argument("--fast", type=int, nargs="+", required=True)
-    parser.add_argument("--slow", type=int, nargs="+", required=True)
-    parser.add_argument("--cash", type=float, default=10_000.0)
-    parser.add_argument("--commission", type=float, default=0.0)
-    args = parser.parse_args()
+    args = grid_arguments(__doc__.splitlines()[0])
     best: dict[str, dict[str, object]] = {}
     for data in args.data:
         frame = pd.read_csv(data, index_col=0, parse_dates=True)

@@ -1,7 +1,7 @@
 """Benchmark: the README's sweep, `quantflow sweep` with 2 worker processes and with 1,
 against backtesting.py's `optimize` over the same grid and files, each a whole process.
 
-    python benchmarks/sweep_run.py [--bars 30000] [--rounds 3]
+    python benchmarks/sweep_run.py [--bars 30000] [--rounds 3] [--vectorbt PYTHON]
 
 The files are the demo's (scripts/demo): six seeded random walks of --bars hourly bars,
 alpha.csv to zeta.csv. The grid is the demo's, {"fast": [3, 5, 8, 13], "slow": [21, 34, 55,
@@ -15,12 +15,16 @@ see the same machine:
   - the same with `--workers 1`;
   - `python benchmarks/peer_optimize.py` (backtesting.py: pandas' read_csv, then
     `Backtest(...).optimize(fast=..., slow=...)` on each file, in its own worker processes;
-    it stores nothing).
-All run once untimed first (file cache, bytecode). Before any figure is printed, every fill a
-sweep reports must be stored, and its best config on each file must be backtesting.py's, with
-the same return. A figure is the median (min..max) of the rounds, wall and CPU (the process
-and its children); a ratio is the median of each round's own ratio. The load average is
-recorded at the start and the end. Prints a table and writes benchmarks/results/sweep-run.json.
+    it stores nothing);
+  - with --vectorbt PYTHON, `PYTHON benchmarks/peer_vectorbt.py` too (vectorbt, with an
+    interpreter of its own: see that file; it stores nothing, and its rules differ, so only
+    its time is compared).
+All run once untimed first (file cache, bytecode; for vectorbt, numba's cache on disk).
+Before any figure is printed, every fill a sweep reports must be stored, and its best config
+on each file must be backtesting.py's, with the same return. A figure is the median (min..max)
+of the rounds, wall and CPU (the process and its children); a ratio is the median of each
+round's own ratio. The load average is recorded at the start and the end. Prints a table and
+writes benchmarks/results/sweep-run.json.
 """
 
 from __future__ import annotations
@@ -79,9 +83,9 @@ def ours(folder: Path, template: Path, files: list[Path], workers: int, n: int) 
     ]  # fmt: skip
 
 
-def peer(files: list[Path]) -> list[str]:
+def peer(files: list[Path], python: str = PYTHON, script: str = "peer_optimize.py") -> list[str]:
     return [
-        PYTHON, str(HERE / "peer_optimize.py"), *map(str, files),
+        python, str(HERE / script), *map(str, files),
         "--fast", *map(str, FAST), "--slow", *map(str, SLOW),
         "--cash", str(CASH), "--commission", str(COMMISSION),
     ]  # fmt: skip
@@ -123,8 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--vectorbt", metavar="PYTHON", help="an interpreter with vectorbt")
     args = parser.parse_args()
-    runs = ("ours-2", "ours-1", "peer")
+    runs = ("ours-2", "ours-1", "peer", *(("vectorbt",) if args.vectorbt else ()))
     with tempfile.TemporaryDirectory(prefix="sweep-run-") as name:
         folder = Path(name)
         files = write_markets(folder, args.bars)
@@ -137,6 +142,8 @@ def main() -> None:
         def command(who: str, n: int) -> list[str]:
             if who == "peer":
                 return peer(files)
+            if who == "vectorbt":
+                return peer(files, args.vectorbt, "peer_vectorbt.py")
             return ours(folder, template, files, int(who[-1]), n)
 
         for who in runs:  # warm: file cache, bytecode
@@ -155,6 +162,8 @@ def main() -> None:
             for workers in (2, 1):
                 fills = stored_fills(folder / f"run-{workers}-{n}.sqlite3")
                 check(results[f"ours-{workers}"], results["peer"], fills)
+            if args.vectorbt and sorted(results["vectorbt"]["best"]) != sorted(MARKETS):
+                raise SystemExit(f"vectorbt ran on {sorted(results['vectorbt']['best'])}")
         load_at_end = load_average()
 
     def ratio(slow: str, fast: str, of: dict[str, list[float]]) -> dict[str, Any]:
@@ -167,23 +176,34 @@ def main() -> None:
         "peer_over_1_worker": ratio("peer", "ours-1", seconds),
         "1_worker_over_2": ratio("ours-1", "ours-2", seconds),
     }
+    if args.vectorbt:
+        ratios["vectorbt_over_2_workers"] = ratio("vectorbt", "ours-2", seconds)
     fills = results["ours-2"]["fills_stored"]
+    rows = [
+        ["quantflow sweep, 2 workers", shown(wall["ours-2"]), shown(used["ours-2"]),
+         f"96 backtests, {fills:,} fills"],
+        ["quantflow sweep, 1 worker", shown(wall["ours-1"]), shown(used["ours-1"]),
+         f"96 backtests, {fills:,} fills"],
+        ["backtesting.py 0.6 optimize", shown(wall["peer"]), shown(used["peer"]), "nothing"],
+    ]  # fmt: skip
+    if args.vectorbt:
+        rows.append(["vectorbt, numba cache warm", shown(wall["vectorbt"]),
+                     shown(used["vectorbt"]), "nothing"])  # fmt: skip
+    rows += [
+        ["backtesting.py / quantflow 2 workers, per round",
+         shown(ratios["peer_over_2_workers"]) + "x", "", ""],
+        ["1 worker / 2 workers, per round", shown(ratios["1_worker_over_2"]) + "x", "", ""],
+    ]  # fmt: skip
+    if args.vectorbt:
+        rows.append(["vectorbt / quantflow 2 workers, per round",
+                     shown(ratios["vectorbt_over_2_workers"]) + "x", "", ""])  # fmt: skip
     print_table(
         f"The README's sweep: 96 backtests (6 x {args.bars:,} hourly bars, a 4 x 4 grid), whole "
         f"process; median (min..max) of {args.rounds} rounds (load {load_at_start:.2f} -> "
         f"{load_at_end:.2f})",
         ["process", "wall, s", "CPU, s", "keeps"],
-        [
-            ["quantflow sweep, 2 workers", shown(wall["ours-2"]), shown(used["ours-2"]),
-             f"96 backtests, {fills:,} fills"],
-            ["quantflow sweep, 1 worker", shown(wall["ours-1"]), shown(used["ours-1"]),
-             f"96 backtests, {fills:,} fills"],
-            ["backtesting.py 0.6 optimize", shown(wall["peer"]), shown(used["peer"]), "nothing"],
-            ["backtesting.py / quantflow 2 workers, per round",
-             shown(ratios["peer_over_2_workers"]) + "x", "", ""],
-            ["1 worker / 2 workers, per round", shown(ratios["1_worker_over_2"]) + "x", "", ""],
-        ],
-    )  # fmt: skip
+        rows,
+    )
     write_json(
         "sweep-run",
         {
