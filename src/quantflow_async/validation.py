@@ -238,8 +238,26 @@ def _plain_json(value: object, field: str, depth: int) -> Any:
             copy[key] = _plain_json(item, field, depth + 1)
         return copy
     if isinstance(value, list | tuple):
+        if plain_numbers(value):
+            # -0.0 + 0.0 is 0.0, as _json_float gives
+            return [item + 0.0 for item in value] if type(value[0]) is float else list(value)
         return [_plain_json(item, field, depth + 1) for item in value]
     raise InvalidValue(field, f"is not JSON-serialisable: holds a {type(value).__name__}")
+
+
+def plain_numbers(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether `items` are all ints, or all floats that JSON keeps as they are (finite and
+    below MAX_JSON_FLOAT in size): an equity curve's thousands of numbers are checked by
+    whole-list passes instead of a call each."""
+    if not items:
+        return False
+    if all(type(item) is int for item in items):
+        return True
+    return (
+        all(type(item) is float for item in items)
+        and all(map(math.isfinite, items))
+        and max(map(abs, items)) < MAX_JSON_FLOAT
+    )
 
 
 def _json_float(value: float, field: str) -> float:

@@ -29,6 +29,7 @@ from quantflow_async.validation import (
     MAX_JSON_FLOAT,
     decimal_text,
     epoch_micros,
+    plain_numbers,
 )
 
 FILL_CHUNK: Final = 2_000
@@ -226,6 +227,8 @@ def storable(document: Any) -> Any:
     if isinstance(document, Mapping):
         return {_storable_text(str(k)): storable(v) for k, v in document.items()}
     if isinstance(document, list | tuple):
+        if plain_numbers(document):
+            return list(document)
         return [storable(item) for item in document]
     return document
 
