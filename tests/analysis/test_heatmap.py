@@ -109,6 +109,15 @@ def test_a_sweep_with_no_completed_backtest_has_no_heatmap() -> None:
         heatmap_of([], "fast", "slow", "sharpe")
 
 
+def test_a_statistic_no_backtest_has_is_refused_not_drawn_as_an_empty_grid() -> None:
+    rows: list[Row] = [
+        ({"fast": 5, "slow": 20}, {"sharpe": None}),  # no Sharpe ratio could be computed
+        ({"fast": 10, "slow": 20}, {}),
+    ]
+    with pytest.raises(InvalidValue, match="metric: sharpe has no value in any of the 2 "):
+        heatmap_of(rows, "fast", "slow", "sharpe")
+
+
 def test_a_png_heatmap_opens_as_an_image(tmp_path: Path) -> None:
     draw_heatmap(
         heatmap_of(ROWS, "fast", "slow", "sharpe", title="sweep 1: $SPY"), tmp_path / "h.png"

@@ -52,3 +52,21 @@ def test_a_new_file_gets_the_mode_a_shell_gives_and_an_old_one_keeps_its_own(
         assert stat.S_IMODE(old.stat().st_mode) == 0o640
     finally:
         os.umask(umask)
+
+
+def test_a_drift_of_zero_keeps_a_long_walk_near_its_first_price(tmp_path: Path) -> None:
+    # The default drift (0.0002 a bar) grows prices by e**20 over 100,000 bars.
+    target = tmp_path / "long.csv"
+    assert main(["bars", "synth", "-o", str(target), "--count", "100000", "--drift", "0"]) == 0
+    closes = read_bars(target).close
+    assert 1 < closes.max() < 10_000
+
+
+@pytest.mark.parametrize("drift", ["nan", "inf", "0.5", "-1"])
+def test_a_drift_out_of_range_is_one_line_and_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], drift: str
+) -> None:
+    assert main(["bars", "synth", "-o", str(tmp_path / "b.csv"), "--drift", drift]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "drift: must be a number from -0.1 to 0.1" in err[0]
+    assert list(tmp_path.iterdir()) == []

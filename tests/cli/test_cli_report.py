@@ -26,7 +26,7 @@ from .test_cli import assert_one_line_mistake, clean_env
 from .test_cli_listings import run, sqlite_only
 
 SAID = re.compile(
-    r"^wrote (\S+): backtest (\d+), ([\d,]+) points of (.+), ([\d,]+) trades marked, "
+    r"^wrote (\S+): backtest (\d+), ([\d,]+) points of (.+), ([\d,]+) fills marked, "
     r"max drawdown (-?[\d.]+)%$"
 )
 BUY, SELL = (44, 160, 44), (255, 127, 14)

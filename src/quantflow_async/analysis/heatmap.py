@@ -78,7 +78,7 @@ def heatmap_of(
 ) -> Heatmap:
     """The heatmap of `metric` over parameters `x` and `y` of `rows` (each a backtest's
     parameters and metrics); InvalidValue for an unknown parameter, statistic or aggregation,
-    or no rows."""
+    no rows, or a statistic that none of them has."""
     check_heatmap(x, y, metric, agg)
     table = [(dict(parameters), metrics) for parameters, metrics in rows]
     if not table:
@@ -137,6 +137,12 @@ def _aggregated(
         counts[y_at[row], x_at[row]] += 1
         if value is not None:
             cells.setdefault((y_at[row], x_at[row]), []).append(value)
+    if not cells:
+        raise InvalidValue(
+            "metric",
+            f"{metric} has no value in any of the {len(points)} backtests (a statistic left "
+            "empty where it cannot be computed): nothing to draw; choose another",
+        )
     values = np.full((len(ys), len(xs)), np.nan)
     for (j, i), found in cells.items():
         values[j, i] = float(AGGREGATIONS[agg](np.array(found)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -27,10 +28,12 @@ def synth(args: argparse.Namespace) -> None:
 
     if not 1 <= args.count <= 10_000_000:
         raise InvalidValue("count", f"must be from 1 to 10,000,000, got {args.count}")
+    if not math.isfinite(args.drift) or abs(args.drift) > 0.1:
+        raise InvalidValue("drift", f"must be a number from -0.1 to 0.1, got {args.drift}")
     check_output(args.output)
     bars = synthetic_bars(
-        args.count, seed=args.seed, interval=args.interval, volatility=args.volatility,
-        price=args.price,
+        args.count, seed=args.seed, interval=args.interval, drift=args.drift,
+        volatility=args.volatility, price=args.price,
     )  # fmt: skip
     target = Path(args.output)
     # Written whole or not at all, as every output file is (a new file gets 0666 less the
@@ -60,4 +63,11 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command.add_argument("--price", type=float, default=100.0, help="the first price (100)")
     command.add_argument(
         "--volatility", type=float, default=0.004, help="standard deviation of a bar's log return"
+    )
+    command.add_argument(
+        "--drift",
+        type=float,
+        default=0.0002,
+        help="mean of a bar's log return (0.0002; over many bars prices grow by e**(drift * "
+        "count): give 0 for a long file)",
     )

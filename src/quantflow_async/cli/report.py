@@ -24,7 +24,7 @@ async def report(settings: Settings, args: argparse.Namespace) -> None:
     marked = len(shown.buys) + len(shown.sells)
     print(
         f"wrote {args.output}: backtest {shown.backtest.id}, {len(shown.times):,} points of "
-        f"{shown.source}, {marked:,} trades marked, max drawdown {shown.max_drawdown_pct:.2f}%"
+        f"{shown.source}, {marked:,} fills marked, max drawdown {shown.max_drawdown_pct:.2f}%"
     )
     if shown.price.candles is None:
         print(
