@@ -55,8 +55,10 @@ def parse_constraint(text: str) -> ExpressionConstraint:
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
+        # Python gives no column (0) when the text ends before the expression does.
+        where = f"at column {exc.offset}" if exc.offset else "at its end"
         raise StrategyConfigError(
-            "constraint", f"{text!r} is not an expression: {exc.msg} at column {exc.offset}"
+            "constraint", f"{text!r} is not an expression: {exc.msg} {where}"
         ) from None
     names: set[str] = set()
     for node in ast.walk(tree):
