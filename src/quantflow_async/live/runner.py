@@ -23,7 +23,7 @@ import anyio
 
 from quantflow_async.backtest.broker import Broker, Execution
 from quantflow_async.backtest.strategy import Clock, Strategy
-from quantflow_async.errors import InvalidValue, VenueUnavailable
+from quantflow_async.errors import InvalidValue, VenueError, VenueUnavailable
 from quantflow_async.live.bar_feed import BarFeed, BarsSoFar
 from quantflow_async.live.order_flow import cancel_open_orders, send_order, sync_fills
 from quantflow_async.live.reconcile import ReconcileReport
@@ -106,12 +106,26 @@ async def run_live(
             with anyio.CancelScope(shield=True):
                 try:
                     if options.cancel_on_exit:
-                        report.orders_cancelled_on_exit = await cancel_open_orders(
+                        report.orders_cancelled_on_exit = await _cancel_on_exit(
                             journal, venue, options.symbol
                         )
                 finally:
                     await journal.flush()
     return report
+
+
+async def _cancel_on_exit(journal: OrderJournal, venue: Venue, symbol: str) -> int:
+    """Cancel our open orders on `symbol`; a venue that cannot do it is an error that says
+    our orders may be left open there, which a caller stopping for good must know."""
+    try:
+        return await cancel_open_orders(journal, venue, symbol)
+    except VenueError as exc:
+        raise VenueError(
+            venue.name,
+            f"cancelling our open {symbol} orders on exit failed, so some may still be open "
+            f"on the venue ({exc}); `quantflow orders list --status open partially_filled` "
+            "shows those the journal holds open",
+        ) from exc
 
 
 class _Session:
