@@ -272,6 +272,18 @@ def main(arguments: list[str]) -> int:
     # Ctrl-C reaches the whole process group: the parent decides when to stop (it drains, then
     # asks us to stop), so an interrupt must not abort a batch here half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return serve(arguments)
+    except BrokenPipeError:
+        # The parent is gone (killed while this process started, or before a reply): nobody
+        # reads us. Its stderr is ours too, so end without a word: stdout goes to /dev/null,
+        # where the interpreter's last flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def serve(arguments: list[str]) -> int:
+    """Open the database, say "ok", then answer the parent's requests until it says stop."""
     database, uri, path, device, inode, wal_limit, *pragmas = arguments
     pause_if_marked(os.environ.get(PAUSE_AT_START_ENV, ""))
     opened = (int(device), int(inode)) if device else None
@@ -291,8 +303,6 @@ def main(arguments: list[str]) -> int:
     try:
         while (request := read_message(requests)) is not None and request[0] != "stop":
             write_message(replies, handle(worker, request))
-    except BrokenPipeError:  # the parent is gone; nothing is waiting for a reply
-        pass
     finally:
         connection.close()
     return 0
