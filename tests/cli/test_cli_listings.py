@@ -238,6 +238,21 @@ async def test_trades_list_applies_the_same_filters_as_the_api(
         assert [t["id"] for t in listed] == [t.id for t in expected], options
 
 
+async def test_trades_list_live_gives_the_live_fills_only(
+    tmp_path: Path, db: Database, strategy_id: int, backtest_id: int
+) -> None:
+    stored = await seed_trades(db, strategy_id, backtest_id)
+    url = db.settings.database_url
+    live = [t.id for t in stored if t.backtest_id is None]
+    assert len(live) == 4
+    for options in (["--live"], ["--live", "--strategy", str(strategy_id)],
+                    ["--live", "--symbol", "SOLUSDT", "--since", "2024-01-01"]):  # fmt: skip
+        listed = json_of(url, "trades", "list", *options, cwd=tmp_path)
+        assert [t["id"] for t in listed] == live, options
+    mistake = run(url, "trades", "list", "--live", "--backtest", str(backtest_id), cwd=tmp_path)
+    assert_one_line_mistake(mistake, "live: cannot be True with a backtest_id")
+
+
 async def test_trades_list_json_carries_every_field_exactly(
     tmp_path: Path, db: Database, strategy_id: int, backtest_id: int
 ) -> None:

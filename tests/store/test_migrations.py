@@ -73,7 +73,9 @@ async def test_migrations_run_one_table_at_a_time(database_url: str) -> None:
         assert await _tables(db) == SEED_TABLES | JOURNAL_TABLES
         await _run(db, "upgrade", "007")
         assert await _tables(db) == TABLES
-        assert head_revision() == "007"
+        await _run(db, "upgrade", "008")
+        assert await _tables(db) == TABLES
+        assert head_revision() == "008"
 
 
 @pytest.mark.slow  # the alembic command, four times in new processes
@@ -90,7 +92,7 @@ def test_alembic_command_line_round_trips_on_the_url_from_the_environment(
     result = subprocess.run(
         [*alembic, "current"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
-    assert "007 (head)" in result.stdout
+    assert "008 (head)" in result.stdout
 
 
 async def test_migrate_twice_is_harmless(database_url: str) -> None:
@@ -105,7 +107,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "900"
-down_revision = "007"
+down_revision = "008"
 branch_labels = None
 depends_on = None
 
@@ -152,7 +154,7 @@ async def test_rebuilding_a_parent_table_keeps_every_child_row(
         await _run(db, "upgrade", "900", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         assert await db.trades.summary() == before
-        await _run(db, "downgrade", "007", config)
+        await _run(db, "downgrade", "008", config)
         assert await db.trades.count(backtest_id=backtest.id) == 3000
         # The foreign keys are enforced again afterwards.
         with pytest.raises(NotFound):

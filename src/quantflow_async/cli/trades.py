@@ -40,6 +40,7 @@ class Filters(TypedDict):
     symbol: str | None
     since: datetime | None
     until: datetime | None
+    live: bool | None
 
 
 def _filters(args: argparse.Namespace) -> Filters:
@@ -49,6 +50,7 @@ def _filters(args: argparse.Namespace) -> Filters:
         "symbol": args.symbol,
         "since": args.since,
         "until": args.until,
+        "live": True if args.live else None,
     }
 
 
@@ -113,6 +115,12 @@ def _filter_options(parser: Parser) -> None:
         "--since", type=instant, metavar="TIME", help="executed at or after (ISO 8601; UTC if bare)"
     )
     parser.add_argument("--until", type=instant, metavar="TIME", help="executed before this time")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="only live fills, not backtests' (reads by strategy, symbol or time are indexed "
+        "on live fills only)",
+    )
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:

@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
 from typing import Any, Final, Protocol, TypeVar
 
+from quantflow_async.errors import InvalidValue
 from quantflow_async.record_maker import record_maker
 from quantflow_async.records import TRADE_INSERT_COLUMNS, SymbolSummary, Trade
-from quantflow_async.store.schema import trades
+from quantflow_async.store.schema import LIVE_FILLS, trades
 from quantflow_async.validation import EPOCH, epoch_micros, to_id, to_label, to_utc
 
 R = TypeVar("R")
@@ -72,22 +73,32 @@ def _collector_paused() -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True)
 class TradeFilter:
-    """Which trades a read covers. `since` is inclusive, `until` exclusive."""
+    """Which trades a read covers. `since` is inclusive, `until` exclusive; `live` True keeps
+    live fills only (no backtest), False backtest fills only, None both."""
 
     backtest_id: int | None = None
     strategy_id: int | None = None
     symbol: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    live: bool | None = None
 
     def checked(self) -> TradeFilter:
         """The same filter with every value validated (InvalidValue names the argument)."""
+        live = self.live
+        if live is not None and type(live) is not bool:
+            raise InvalidValue("live", f"must be True, False or None, got {live!r}")
+        if live and self.backtest_id is not None:
+            raise InvalidValue(
+                "live", "cannot be True with a backtest_id: a backtest's fills are never live"
+            )
         return TradeFilter(
             None if self.backtest_id is None else to_id(self.backtest_id, "backtest_id"),
             None if self.strategy_id is None else to_id(self.strategy_id, "strategy_id"),
             None if self.symbol is None else to_label(self.symbol, "symbol", 64),
             None if self.since is None else to_utc(self.since, "since"),
             None if self.until is None else to_utc(self.until, "until"),
+            live,
         )
 
 
@@ -113,6 +124,9 @@ class Select:
     def matching(self, wanted: TradeFilter) -> Select:
         if wanted.backtest_id is not None:
             self.where(f"backtest_id = {self.bind(wanted.backtest_id)}")
+        if wanted.live is not None:
+            # Spelt as the partial indexes' own condition, which is how a read may use them.
+            self.where(LIVE_FILLS if wanted.live else "backtest_id IS NOT NULL")
         if wanted.strategy_id is not None:
             self.where(f"strategy_id = {self.bind(wanted.strategy_id)}")
         if wanted.symbol is not None:

@@ -45,6 +45,12 @@ class TradeRepository:
 
     Reads go to the driver directly (see trade_rows), one statement each, so every page and
     every count sees one consistent snapshot.
+
+    Which reads an index serves: a backtest's fills (`backtest_id=`), and live fills
+    (`live=True`) by strategy, symbol or time, each in time order. The strategy, symbol and
+    time indexes hold live fills only, since a sweep's fills would land all over them; a read
+    by strategy, symbol or time without `live=True` is still exact, but looks at every
+    backtest fill too.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -106,6 +112,7 @@ class TradeRepository:
         symbol: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        live: bool | None = None,
         after_id: int | None = None,
         limit: int = 1000,
     ) -> list[Trade]:
@@ -115,7 +122,7 @@ class TradeRepository:
         is an index range scan, as cheap at row ten million as at row one.
         """
         limit = _page_size(limit, "limit")
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until).checked()
+        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
         query = Select(self._backend, _COLUMNS).matching(wanted)
         if after_id is not None:
             after_id = to_id(after_id, "after_id")
@@ -140,6 +147,7 @@ class TradeRepository:
         symbol: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        live: bool | None = None,
         chunk_size: int = 5000,
     ) -> AsyncIterator[Trade]:
         """Every matching trade in (executed_at, id) order, read `chunk_size` at a time.
@@ -150,7 +158,7 @@ class TradeRepository:
         appears if it sorts after the position reached, and not otherwise.
         """
         chunk_size = _page_size(chunk_size, "chunk_size")
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until).checked()
+        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
         after: tuple[Any, int] | None = None
         while True:
             query = Select(self._backend, _COLUMNS).matching(wanted)
@@ -173,8 +181,9 @@ class TradeRepository:
         symbol: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        live: bool | None = None,
     ) -> int:
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until).checked()
+        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
         query = Select(self._backend, "count(*)").matching(wanted)
         async with self._driver("counting trades") as driver:
             ((total,),) = await self._backend.fetch(driver, query)
@@ -188,12 +197,13 @@ class TradeRepository:
         symbol: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        live: bool | None = None,
     ) -> builtins.list[SymbolSummary]:
         """Per-symbol totals, exact in Decimal, ordered by symbol.
 
         notional is the sum of quantity x price over buys and sells; fees and realized pnl
         count missing values as zero.
         """
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until).checked()
+        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
         async with self._driver("summarising trades") as driver:
             return await self._backend.summary(driver, wanted)
