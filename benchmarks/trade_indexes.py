@@ -1,6 +1,6 @@
 """Benchmark: what each index on `trades` costs an insert, on SQLite.
 
-    python benchmarks/trade_indexes.py [--fills 300000] [--backtests 96] [--repeats 3]
+    python benchmarks/trade_indexes.py [--fills 300000] [--backtests 96] [--repeats 5]
 
 The physical limit of `ingest.py` (raw sqlite3 executemany of ready rows, the writer's
 statement, pragmas and batch of 5,000, one transaction a batch) into a freshly migrated file:
@@ -8,16 +8,17 @@ with every index of the schema; then with each secondary index dropped, one at a
 with all of them dropped (the table keeps its rowid and the unique `external_id` every
 exactly-once promise rests on). Each variant runs once per round, in an order that turns
 round, on a fresh copy of the migrated file; a figure is the median (min..max) of the rounds.
-A variant's cost is the time it saves against every index kept, as a share of that time.
+A variant's cost is the time it saves against every index kept, as a share of that time;
+the last variant makes the partial indexes whole again, as they were before revision 008.
 
 The same fills are inserted in two orders, since an index costs most where its keys land all
 over it rather than at its end:
-  - time order: one backtest's fills, each a millisecond after the one before (live trading,
-    one backtest);
+  - time order: live fills (no backtest), each a millisecond after the one before, as a bot
+    stores them;
   - sweep order: the fills of --backtests backtests of one strategy over the same period, one
     backtest after the other, as a sweep stores them (each backtest's times start again at
-    the beginning, so `executed_at`, `symbol` and `strategy_id` keys go all over their
-    indexes).
+    the beginning). Since revision 008 the strategy, symbol and time indexes hold live fills
+    only and the order index fills with an order, so a sweep's fills go into two indexes.
 Prints a table and writes benchmarks/results/trade-indexes.json.
 """
 
@@ -45,13 +46,23 @@ from ingest import raw_sqlite, url_for
 from quantflow_async.records import Fill
 
 
-def secondary_indexes(path: Path) -> list[str]:
+def secondary_indexes(path: Path) -> dict[str, str]:
+    """Each secondary index on trades, by name, with the statement that made it."""
     with sqlite3.connect(path) as connection:
         rows = connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'trades' "
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'trades' "
             "AND sql IS NOT NULL ORDER BY name"
         ).fetchall()
-    return [name for (name,) in rows]
+    return dict(rows)
+
+
+def made_whole(indexes: dict[str, str]) -> list[str]:
+    """The statements that make every partial index whole again, as before revision 008."""
+    statements = []
+    for name, sql in indexes.items():
+        if " WHERE " in sql:
+            statements += [f'DROP INDEX "{name}"', sql.split(" WHERE ")[0]]
+    return statements
 
 
 def sweep_fills(count: int, strategy_id: int, backtest_ids: list[int]) -> list[Fill]:
@@ -77,13 +88,13 @@ def more_backtests(path: Path, backtest_id: int, count: int) -> list[int]:
         return [id_ for (id_,) in connection.execute("SELECT id FROM backtests ORDER BY id")]
 
 
-def without(template: Path, target: Path, dropped: list[str]) -> Path:
+def changed_copy(template: Path, target: Path, statements: list[str]) -> Path:
     """A copy of the migrated `template` at `target` (a new name: no WAL of another run
-    beside it), with the `dropped` indexes dropped."""
+    beside it), its indexes changed by `statements`."""
     shutil.copyfile(template, target)
     with sqlite3.connect(target) as connection:
-        for name in dropped:
-            connection.execute(f'DROP INDEX "{name}"')
+        for statement in statements:
+            connection.execute(statement)
     return target
 
 
@@ -91,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fills", type=int, default=300_000)
     parser.add_argument("--backtests", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trade-indexes-") as name:
         folder = Path(name)
@@ -99,15 +110,16 @@ def main() -> None:
         strategy_id, backtest_id = asyncio.run(fresh_database(url_for(template)))
         backtest_ids = more_backtests(template, backtest_id, args.backtests)
         orders = {
-            "time order": list(synthetic_fills(args.fills, strategy_id, backtest_id)),
+            "time order": list(synthetic_fills(args.fills, strategy_id, None)),
             "sweep order": sweep_fills(args.fills, strategy_id, backtest_ids),
         }
         with sqlite3.connect(template) as connection:  # everything in the file itself
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         indexes = secondary_indexes(template)
         variants: dict[str, list[str]] = {"every index": []}
-        variants.update({f"without {index}": [index] for index in indexes})
-        variants["without any secondary index"] = list(indexes)
+        variants.update({f"without {index}": [f'DROP INDEX "{index}"'] for index in indexes})
+        variants["without any secondary index"] = [f'DROP INDEX "{i}"' for i in indexes]
+        variants["every index whole (before revision 008)"] = made_whole(indexes)
         runs = [(order, variant) for order in orders for variant in variants]
         seconds: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         load_at_start = load_average()
@@ -115,7 +127,8 @@ def main() -> None:
             shift = n % len(runs)
             for order, variant in runs[shift:] + runs[:shift]:
                 number = runs.index((order, variant))
-                path = without(template, folder / f"run-{n}-{number}.sqlite3", variants[variant])
+                copy = folder / f"run-{n}-{number}.sqlite3"
+                path = changed_copy(template, copy, variants[variant])
                 seconds[order, variant].append(raw_sqlite(path, orders[order]))
         load_at_end = load_average()
 
