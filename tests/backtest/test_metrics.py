@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quantflow_async.backtest import run_backtest, synthetic_bars
 from quantflow_async.backtest.metrics import (
@@ -241,6 +243,37 @@ def test_drawdown_episodes_give_each_peak_trough_and_end() -> None:
     assert peaks.tolist() == [1, 5]
     assert troughs.tolist() == [2, 7]
     assert ends.tolist() == [4, 8]  # regained on bar 4; the second never is
+
+
+def _episodes_bar_by_bar(equity: list[float]) -> list[tuple[int, int, int]]:
+    """drawdown_episodes written as its definition reads: (peak, trough, end) of each run of
+    bars below the running peak, the trough the first bar at the run's lowest equity."""
+    found: list[tuple[int, int, int]] = []
+    peak, run = equity[0], None
+    for bar, value in enumerate(equity):
+        if value < peak:
+            if run is None:
+                run = [bar - 1, bar]
+            elif value < equity[run[1]]:
+                run[1] = bar
+        else:
+            if run is not None:
+                found.append((run[0], run[1], bar))
+                run = None
+            peak = value
+    if run is not None:
+        found.append((run[0], run[1], len(equity) - 1))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([1.0, 2.0, 2.5, 3.0, 4.0]) | st.floats(0.5, 100.0), min_size=1,
+                max_size=60))  # fmt: skip
+def test_drawdown_episodes_are_those_found_bar_by_bar(equity: list[float]) -> None:
+    peaks, troughs, ends = drawdown_episodes(np.array(equity))
+    assert list(zip(peaks.tolist(), troughs.tolist(), ends.tolist(), strict=True)) == (
+        _episodes_bar_by_bar(equity)
+    )
 
 
 def test_downsampled_curve_is_within_the_budget_and_keeps_the_drawdown() -> None:

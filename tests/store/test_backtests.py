@@ -103,6 +103,33 @@ async def test_every_other_transition_is_refused(
     assert (await db.backtests.get(backtest_id)).status == current
 
 
+async def test_a_status_with_its_metrics_and_results_is_one_change(
+    db: Database, backtest_id: int
+) -> None:
+    await db.backtests.set_status(backtest_id, "running")
+    done = await db.backtests.set_status(
+        backtest_id, "completed", metrics={"trades": 3}, results={"equity": [1.5, 2.25]}
+    )
+    assert (done.status, done.metrics, done.results) == (
+        "completed",
+        {"trades": 3},
+        {"equity": [1.5, 2.25]},
+    )
+    assert await db.backtests.get(backtest_id) == done
+
+
+async def test_a_refused_status_stores_none_of_its_metrics_or_results(
+    db: Database, backtest_id: int
+) -> None:
+    with pytest.raises(InvalidTransition, match="'pending' to 'completed'"):
+        await db.backtests.set_status(backtest_id, "completed", metrics={"trades": 3}, results={})
+    kept = await db.backtests.get(backtest_id)
+    assert (kept.status, kept.metrics, kept.results) == ("pending", None, None)
+    with pytest.raises(InvalidValue, match="metrics"):
+        await db.backtests.set_status(backtest_id, "running", metrics={"x": float("nan")})
+    assert (await db.backtests.get(backtest_id)).status == "pending"
+
+
 async def test_set_status_of_a_missing_backtest_raises_not_found(db: Database) -> None:
     with pytest.raises(NotFound, match="backtest with id=31"):
         await db.backtests.set_status(31, "running")

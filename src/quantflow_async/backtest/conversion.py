@@ -6,7 +6,6 @@ processes, so a backtest is stored the same way whichever of them ran it.
 
 from __future__ import annotations
 
-import json
 import math
 import traceback
 from collections.abc import Iterator, Mapping
@@ -247,14 +246,44 @@ def _fitted_curve(result: BacktestResult, max_points: int) -> dict[str, list[Any
     episodes = drawdown_episodes(result.equity) if len(result.equity) > points else None
     while True:
         kept = downsample(result.equity, points, episodes=episodes)
-        curve = {
-            "time": _seconds_of(result.times[kept]),
-            "equity": [round(v, 2) + 0.0 for v in result.equity[kept].tolist()],
-        }
-        size = len(json.dumps(curve, separators=(",", ":")))
+        size = _json_size_at_most(result.times[kept], result.equity[kept])
         if size <= _CURVE_BYTES or points <= 4:
-            return curve
+            return {
+                "time": _seconds_of(result.times[kept]),
+                "equity": [round(v, 2) + 0.0 for v in result.equity[kept].tolist()],
+            }
         points = max(4, int(len(kept) * _CURVE_BYTES / size * 0.97))
+
+
+# len('{"time":[],"equity":[]}'), the curve's JSON without its numbers and commas.
+_CURVE_FRAME: Final = 23
+# The longest JSON of a float: '-1.2345678901234567e-308'.
+_LONGEST_FLOAT: Final = 24
+
+
+def _json_size_at_most(micros: npt.NDArray[np.int64], equity: npt.NDArray[np.float64]) -> int:
+    """An upper bound on the length of the curve's compact JSON, from the arrays alone.
+
+    A time is its whole seconds' digits, or any float. An equity rounded to 2 places is
+    at most its sign, its integer part's digits (counted after the rounding could carry)
+    and 3 more; one of 1e16 or more, or not finite, any float.
+    """
+    whole, rest = np.divmod(micros, 1_000_000)
+    time_chars = np.where(rest == 0, _digits(whole), _LONGEST_FLOAT)
+    size = np.abs(equity)
+    plain = np.isfinite(size) & (size < 1e16)
+    equity_chars = np.where(
+        plain, (equity < 0) + _digits(np.where(plain, size, 0) + 0.01) + 3, _LONGEST_FLOAT
+    )
+    commas = 2 * max(len(micros) - 1, 0)
+    return _CURVE_FRAME + int(time_chars.sum()) + int(equity_chars.sum()) + commas
+
+
+def _digits(values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Digits of each value's integer part, with a minus sign for a negative one."""
+    magnitude = np.abs(values).astype(np.float64)
+    counted: npt.NDArray[np.int64] = np.floor(np.log10(np.maximum(magnitude, 1.0))).astype(np.int64)
+    return counted + 1 + (values < 0).astype(np.int64)
 
 
 def _seconds_of(micros: npt.NDArray[np.int64]) -> list[int | float]:

@@ -96,11 +96,17 @@ def drawdown_episodes(
     if not len(starts):
         empty = np.empty(0, dtype=np.intp)
         return empty, empty, empty
+    # Each episode's bars are one run of `below`, in order: its trough is the first bar of
+    # the run at the run's lowest equity, found in one pass rather than by sorting.
     positions = np.flatnonzero(below)
-    episode = np.cumsum(edges == 1)[positions] - 1
-    order = np.lexsort((equity[positions], episode))  # by episode, then by equity
-    first = np.unique(episode[order], return_index=True)[1]
-    troughs = positions[order[first]]
+    values = equity[positions]
+    lengths = stops - starts
+    run_starts = np.concatenate(([0], np.cumsum(lengths[:-1])))
+    lowest = np.minimum.reduceat(values, run_starts)
+    at_lowest = np.flatnonzero(values == np.repeat(lowest, lengths))
+    episode = np.repeat(np.arange(len(starts)), lengths)[at_lowest]
+    first = np.concatenate(([True], episode[1:] != episode[:-1]))
+    troughs = positions[at_lowest[first]]
     ends = np.minimum(stops, len(equity) - 1)
     return starts - 1, troughs, ends
 

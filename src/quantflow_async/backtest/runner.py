@@ -132,12 +132,12 @@ async def create_backtest(
 async def mark_completed(
     db: Database, backtest_id: int, metrics: Mapping[str, Any], results: Mapping[str, Any]
 ) -> Backtest:
-    """Store a finished run's metrics and results in their storable form, then mark it
-    completed. Every path that stores a run (runner, sweep, cluster sweep) comes here."""
-    await db.backtests.save_results(
-        backtest_id, metrics=storable(metrics), results=storable(results)
+    """Store a finished run's metrics and results in their storable form and mark it
+    completed, in one statement. Every path that stores a run (runner, sweep, cluster
+    sweep) comes here."""
+    return await db.backtests.set_status(
+        backtest_id, "completed", metrics=storable(metrics), results=storable(results)
     )
-    return await db.backtests.set_status(backtest_id, "completed")
 
 
 async def mark_failed(db: Database, backtest_id: int, results: Mapping[str, Any]) -> None:

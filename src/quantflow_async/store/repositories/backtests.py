@@ -150,15 +150,31 @@ class BacktestRepository:
             query = query.where(backtests.c.status == _status(status))
         return [_record(row) for row in await fetch_all(self._engine, query, "listing backtests")]
 
-    async def set_status(self, backtest_id: int, status: str) -> Backtest:
-        """Move a backtest along its lifecycle; any other move raises InvalidTransition."""
+    async def set_status(
+        self,
+        backtest_id: int,
+        status: str,
+        *,
+        metrics: Mapping[str, Any] | None | _Unset = UNSET,
+        results: Mapping[str, Any] | None | _Unset = UNSET,
+    ) -> Backtest:
+        """Move a backtest along its lifecycle; any other move raises InvalidTransition.
+
+        `metrics` and `results`, when given, are stored in the same statement (as
+        `save_results` stores them), so a run's outcome and its status are one change.
+        """
         backtest_id = to_id(backtest_id, "backtest_id")
         status = _status(status)
         allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
+        values: dict[str, Any] = {"status": status, "updated_at": utc_now()}
+        if metrics is not UNSET:
+            values["metrics"] = optional_json_document(metrics, "metrics")
+        if results is not UNSET:
+            values["results"] = optional_json_document(results, "results")
         statement = (
             update(backtests)
             .where(backtests.c.id == backtest_id, backtests.c.status.in_(allowed_from))
-            .values(status=status, updated_at=utc_now())
+            .values(values)
             .returning(backtests)
         )
         with translated_errors(f"setting the status of backtest {backtest_id}"):
