@@ -36,6 +36,7 @@ from quantflow_async.backtest.conversion import (
     error_document,
 )
 from quantflow_async.backtest.runner import mark_cancelled, mark_completed, mark_failed
+from quantflow_async.backtest.spec import RunOptions
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import ProgressCallback, SweepProgress
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     # distributed leaves Client.nthreads and Future's add_done_callback and
     # release unannotated: their calls carry `type: ignore[no-untyped-call]`, nothing else.
     from distributed import Client, Future
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +98,12 @@ async def run_sweep_on_cluster(
     *,
     cluster: Client | str,
     strategy_id: int,
-    cash: float = 10_000.0,
-    commission: float = 0.0,
-    slippage: float = 0.0,
-    exclusive_orders: bool = True,
-    symbol: str = "ASSET",
-    periods_per_year: float | None = None,
     name: str | None = None,
     progress: ProgressCallback | None = None,
     chunk_size: int = FILL_CHUNK,
     constraint: Constraint | str | None = None,
     resume: int | None = None,
-    **run_options: Any,
+    **options: Unpack[RunOptions],
 ) -> ClusterSweepResult:
     """`run_sweep` on a Dask cluster: every config of `grid` over every data set, one task each.
 
@@ -133,10 +129,8 @@ async def run_sweep_on_cluster(
         )
     distributed = _import_distributed()
     _check_cluster(cluster, distributed)
-    settings = dict(
-        cash=cash, commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
-        periods_per_year=periods_per_year, **run_options,
-    )  # fmt: skip
+    settings: dict[str, Any] = dict(options)
+    symbol: str = settings.pop("symbol", "ASSET")
     plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     async with _connected(cluster, distributed) as client:
         stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -25,12 +25,15 @@ from quantflow_async.backtest.conversion import (
     storable,
 )
 from quantflow_async.backtest.engine import BacktestResult
-from quantflow_async.backtest.spec import RunSpec
+from quantflow_async.backtest.spec import RunOptions, RunSpec
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.database import Database
 from quantflow_async.errors import BacktestFailed, InvalidTransition, QuantFlowError
 from quantflow_async.ingest.writer import TradeWriter
 from quantflow_async.records import Backtest
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +49,14 @@ async def run_stored_backtest(
     config: Mapping[str, Any] | None = None,
     *,
     strategy_id: int,
-    cash: float = 10_000.0,
-    commission: float = 0.0,
-    slippage: float = 0.0,
-    exclusive_orders: bool = True,
-    symbol: str = "ASSET",
-    periods_per_year: float | None = None,
-    margin: float = 1.0,
-    trade_on_close: bool = False,
-    hedging: bool = False,
-    finalize_trades: bool = False,
-    spread: float = 0.0,
-    price_decimals: int | None = None,
-    money_decimals: int = 8,
     name: str | None = None,
     writer: TradeWriter | None = None,
+    **options: Unpack[RunOptions],
 ) -> Backtest:
     """Run a backtest and store it: the row, every execution as a fill, metrics and results.
 
-    The settings are those of `run_backtest`; the stored fills' prices are rounded to
+    `options` are a run's (RunOptions: cash, commission, slippage, symbol, margin and the
+    rest, as `run_backtest` takes them); the stored fills' prices are rounded to
     `price_decimals` (default: the most decimals the bars' prices have), their fees and
     pnl to `money_decimals`, half-even. `strategy_id` is the stored strategy the
     backtest belongs to; `name` defaults to the strategy, symbol and parameters. Fills go
@@ -73,23 +65,7 @@ async def run_stored_backtest(
     parameter, BacktestFailed (the strategy's error as its cause) once the backtest is
     stored as failed; a cancelled run is stored as cancelled, its committed fills kept.
     """
-    spec = RunSpec.of(
-        strategy,
-        config,
-        symbol=symbol,
-        cash=cash,
-        commission=commission,
-        slippage=slippage,
-        exclusive_orders=exclusive_orders,
-        periods_per_year=periods_per_year,
-        margin=margin,
-        trade_on_close=trade_on_close,
-        hedging=hedging,
-        finalize_trades=finalize_trades,
-        spread=spread,
-        price_decimals=price_decimals,
-        money_decimals=money_decimals,
-    )
+    spec = RunSpec.of(strategy, config, **options)
     backtest = await create_backtest(db, spec, bars, strategy_id=strategy_id, name=name)
     return await _run(db, backtest, spec, bars, writer)
 

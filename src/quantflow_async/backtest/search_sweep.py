@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -34,7 +34,7 @@ from quantflow_async.backtest.search import (
     drive_search,
 )
 from quantflow_async.backtest.search_space import SearchSpace, parse_space
-from quantflow_async.backtest.spec import RunSpec
+from quantflow_async.backtest.spec import RunOptions, RunSpec
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import MAX_WORKER_RESTARTS, check_running
@@ -50,6 +50,9 @@ from quantflow_async.database import Database
 from quantflow_async.errors import InvalidValue, StrategyConfigError
 from quantflow_async.store.repositories.sweep_values import sweep_values
 from quantflow_async.sweep_records import Sweep
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 PROBES: Final = 32
 """Configs drawn at random from a space to find one the strategy takes, before a search."""
@@ -103,15 +106,12 @@ async def run_search(
     workers: int = 2,
     constraint: Constraint | str | None = None,
     name: str | None = None,
-    symbol: str = "ASSET",
-    cash: float = 10_000.0,
-    commission: float = 0.0,
     on_trial: Callable[[TrialRecord], None] | None = None,
     chunk_size: int = FILL_CHUNK,
     start_method: str = "spawn",
     max_worker_restarts: int = MAX_WORKER_RESTARTS,
     resume: int | None = None,
-    **run_options: Any,
+    **options: Unpack[RunOptions],
 ) -> SearchResult:
     """Search `space` for the config with the best `maximize` (or `minimize`) statistic of
     `strategy` over `data` (one data set): `trials` backtests, each stored, `workers` at once.
@@ -119,7 +119,9 @@ async def run_search(
     `space` is a SearchSpace, or its JSON document (backtest/search_space.py). `method` is
     "tpe" or "random"; `seed` makes the search repeatable (with the same `workers`).
     `constraint` leaves out the configs it is false for (counted, not run). `on_trial` is
-    called with each trial as it ends. Every argument is checked before anything is stored.
+    called with each trial as it ends. `options` are the run's (RunOptions: cash, commission
+    and the rest; `symbol` names `data` when it is one set of bars or one file). Every
+    argument is checked before anything is stored.
     `resume=ID` goes on with sweep ID, a search run with the same arguments (InvalidValue
     names one that differs, or a data set whose content changed): the trials it holds are
     kept, those that did not finish run again, and it runs on to `trials` (which may be
@@ -134,12 +136,12 @@ async def run_search(
     )
     if not isinstance(strategy, str):
         strategy_reference(strategy)  # a class the worker processes cannot import: refused now
-    datasets = load_datasets(data, symbol)
+    settings: dict[str, Any] = dict(options)
+    datasets = load_datasets(data, settings.pop("symbol", "ASSET"))
     if len(datasets) != 1:
         raise StrategyConfigError(
             "data", f"a search runs on one data set, got {len(datasets)}: search each alone"
         )
-    settings = dict(cash=cash, commission=commission, **run_options)
     (key,) = datasets
     taken = probe_strategy(strategy, parsed, constraint, dict(settings, symbol=key))
     # The plan of one config gives the options and the data sets as the sweep's row keeps them.

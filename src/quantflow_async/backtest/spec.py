@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.engine import BacktestResult, check_settings, run_backtest
@@ -18,6 +18,29 @@ from quantflow_async.backtest.strategies import strategy_class, strategy_referen
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.strategy_reference import is_loaded_from_file
 from quantflow_async.errors import StrategyConfigError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class RunOptions(TypedDict, total=False):
+    """The options of a run, by name, as every entry point takes them (`run_stored_backtest`,
+    `run_sweep`, `run_sweep_on_cluster`, `run_search`) and `RunSpec` carries them; one left
+    out takes RunSpec's default. Their meaning is `run_backtest`'s."""
+
+    symbol: str
+    cash: float
+    commission: float
+    slippage: float
+    exclusive_orders: bool
+    periods_per_year: float | None
+    margin: float
+    trade_on_close: bool
+    hedging: bool
+    finalize_trades: bool
+    spread: float
+    price_decimals: int | None
+    money_decimals: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +86,7 @@ class RunSpec:
         cls,
         strategy: str | type[Strategy],
         config: Mapping[str, Any] | None = None,
-        **settings: Any,
+        **settings: Unpack[RunOptions],
     ) -> RunSpec:
         """Check `config` against the strategy and the settings (`check_settings`) now:
         StrategyConfigError names a bad key or setting."""

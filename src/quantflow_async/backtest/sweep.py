@@ -21,12 +21,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
 from quantflow_async.backtest.constraints import Constraint
 from quantflow_async.backtest.conversion import FILL_CHUNK
+from quantflow_async.backtest.spec import RunOptions
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
@@ -50,6 +51,9 @@ from quantflow_async.database import Database
 from quantflow_async.errors import StrategyConfigError
 from quantflow_async.ingest.stats import WriterStats
 from quantflow_async.ingest.writer import TradeWriter
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +105,6 @@ async def run_sweep(
     *,
     strategy_id: int,
     workers: int = 2,
-    cash: float = 10_000.0,
-    commission: float = 0.0,
-    slippage: float = 0.0,
-    exclusive_orders: bool = True,
-    symbol: str = "ASSET",
-    periods_per_year: float | None = None,
     name: str | None = None,
     progress: ProgressCallback | None = None,
     writer: TradeWriter | None = None,
@@ -115,7 +113,7 @@ async def run_sweep(
     max_worker_restarts: int = MAX_WORKER_RESTARTS,
     constraint: Constraint | str | None = None,
     resume: int | None = None,
-    **run_options: Any,
+    **options: Unpack[RunOptions],
 ) -> SweepResult:
     """Run every config of `grid` over every data set in `workers` processes; store it all.
 
@@ -128,8 +126,8 @@ async def run_sweep(
     is "spawn" or "forkserver": workers never rely on fork. `constraint` keeps only the
     configs it is true for: a callable taking a config, or a safe expression over the
     parameters such as "fast < slow" (backtest/constraints.py); the ones it excludes are
-    not stored, and `SweepResult.excluded` lists them. `run_options` are further options
-    of a run (RunSpec's), checked with the rest.
+    not stored, and `SweepResult.excluded` lists them. `options` are the run's
+    (RunOptions: cash, commission, slippage and the rest), checked with the rest.
 
     The sweep is stored (`db.sweeps`) with all its pending backtests in one transaction;
     its id is `SweepResult.sweep_id`. `resume=ID` runs sweep ID again with the same
@@ -146,10 +144,8 @@ async def run_sweep(
     check_running(workers, chunk_size, start_method, max_worker_restarts)
     if not isinstance(strategy, str):
         strategy_reference(strategy)  # a class the worker processes cannot import: refused now
-    settings = dict(
-        cash=cash, commission=commission, slippage=slippage, exclusive_orders=exclusive_orders,
-        periods_per_year=periods_per_year, **run_options,
-    )  # fmt: skip
+    settings: dict[str, Any] = dict(options)
+    symbol: str = settings.pop("symbol", "ASSET")
     plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)
     jobs = stored.jobs
