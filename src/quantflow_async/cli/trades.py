@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypedDict
+from typing import TYPE_CHECKING, Final
 
 from quantflow_async.cli.output import (
     instant,
@@ -25,6 +24,7 @@ from quantflow_async.errors import InvalidValue
 
 if TYPE_CHECKING:
     from quantflow_async.database import Database
+    from quantflow_async.store.repositories.trades import TradeQuery
 
 # The library's values, repeated for the help texts: importing `quantflow_async.analysis` or the
 # trade repository loads numpy and SQLAlchemy, which `--help` must not (a test checks they agree).
@@ -34,16 +34,7 @@ MAX_PAGE: Final = 100_000
 LISTED = ("id", "executed_at", "symbol", "side", "quantity", "price", "fee", "pnl", "backtest_id")
 
 
-class Filters(TypedDict):
-    backtest_id: int | None
-    strategy_id: int | None
-    symbol: str | None
-    since: datetime | None
-    until: datetime | None
-    live: bool | None
-
-
-def _filters(args: argparse.Namespace) -> Filters:
+def _filters(args: argparse.Namespace) -> TradeQuery:
     return {
         "backtest_id": args.backtest,
         "strategy_id": args.strategy,

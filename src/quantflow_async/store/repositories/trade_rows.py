@@ -18,7 +18,7 @@ from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypedDict, TypeVar
 
 from quantflow_async.errors import InvalidValue
 from quantflow_async.record_maker import record_maker
@@ -69,6 +69,22 @@ def _collector_paused() -> Iterator[None]:
         _Collector.pauses -= 1
         if _Collector.pauses == 0 and _Collector.paused_it:
             gc.enable()
+
+
+class TradeQuery(TypedDict, total=False):
+    """Which trades a read of `db.trades` covers, by keyword: every one given must hold.
+
+    `backtest_id`, `strategy_id`, `symbol`; `since` (inclusive) and `until` (exclusive),
+    aware datetimes; `live` True for live fills only (no backtest), False for backtest
+    fills only, None (the default) for both.
+    """
+
+    backtest_id: int | None
+    strategy_id: int | None
+    symbol: str | None
+    since: datetime | None
+    until: datetime | None
+    live: bool | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,12 +17,16 @@ from quantflow_async.store.repositories.trade_rows import (
     TRADE_COLUMNS,
     Select,
     TradeFilter,
+    TradeQuery,
     backend_for,
 )
 from quantflow_async.store.trade_insert import driver_connection, sink_for
 from quantflow_async.validation import to_id
 
-__all__ = ["MAX_PAGE", "TradeFilter", "TradeRepository"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["MAX_PAGE", "TradeFilter", "TradeQuery", "TradeRepository"]
 
 MAX_PAGE: Final = 100_000
 INSERT_CHUNK: Final = 10_000
@@ -107,14 +110,9 @@ class TradeRepository:
     async def list(
         self,
         *,
-        backtest_id: int | None = None,
-        strategy_id: int | None = None,
-        symbol: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        live: bool | None = None,
         after_id: int | None = None,
         limit: int = 1000,
+        **filters: Unpack[TradeQuery],
     ) -> list[Trade]:
         """One page of trades in (executed_at, id) order.
 
@@ -122,7 +120,7 @@ class TradeRepository:
         is an index range scan, as cheap at row ten million as at row one.
         """
         limit = _page_size(limit, "limit")
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
+        wanted = TradeFilter(**filters).checked()
         query = Select(self._backend, _COLUMNS).matching(wanted)
         if after_id is not None:
             after_id = to_id(after_id, "after_id")
@@ -142,13 +140,8 @@ class TradeRepository:
     async def stream(
         self,
         *,
-        backtest_id: int | None = None,
-        strategy_id: int | None = None,
-        symbol: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        live: bool | None = None,
         chunk_size: int = 5000,
+        **filters: Unpack[TradeQuery],
     ) -> AsyncIterator[Trade]:
         """Every matching trade in (executed_at, id) order, read `chunk_size` at a time.
 
@@ -158,7 +151,7 @@ class TradeRepository:
         appears if it sorts after the position reached, and not otherwise.
         """
         chunk_size = _page_size(chunk_size, "chunk_size")
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
+        wanted = TradeFilter(**filters).checked()
         after: tuple[Any, int] | None = None
         while True:
             query = Select(self._backend, _COLUMNS).matching(wanted)
@@ -175,15 +168,9 @@ class TradeRepository:
 
     async def count(
         self,
-        *,
-        backtest_id: int | None = None,
-        strategy_id: int | None = None,
-        symbol: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        live: bool | None = None,
+        **filters: Unpack[TradeQuery],
     ) -> int:
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
+        wanted = TradeFilter(**filters).checked()
         query = Select(self._backend, "count(*)").matching(wanted)
         async with self._driver("counting trades") as driver:
             ((total,),) = await self._backend.fetch(driver, query)
@@ -191,19 +178,13 @@ class TradeRepository:
 
     async def summary(
         self,
-        *,
-        backtest_id: int | None = None,
-        strategy_id: int | None = None,
-        symbol: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        live: bool | None = None,
+        **filters: Unpack[TradeQuery],
     ) -> builtins.list[SymbolSummary]:
         """Per-symbol totals, exact in Decimal, ordered by symbol.
 
         notional is the sum of quantity x price over buys and sells; fees and realized pnl
         count missing values as zero.
         """
-        wanted = TradeFilter(backtest_id, strategy_id, symbol, since, until, live).checked()
+        wanted = TradeFilter(**filters).checked()
         async with self._driver("summarising trades") as driver:
             return await self._backend.summary(driver, wanted)
