@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from quantflow_async.backtest.orders import Order
     from quantflow_async.backtest.runner import resume_backtest, run_stored_backtest
     from quantflow_async.backtest.search_sweep import SearchResult, run_search
-    from quantflow_async.backtest.spec import RunSpec
+    from quantflow_async.backtest.spec import RunOptions, RunSpec
     from quantflow_async.backtest.strategies import (
         STRATEGIES,
         Bollinger,
@@ -50,6 +50,7 @@ _WHERE: dict[str, str] = {
     "Execution": "quantflow_async.backtest.broker",
     "ClusterSweepResult": "quantflow_async.backtest.cluster",
     "run_sweep_on_cluster": "quantflow_async.backtest.cluster",
+    "RunOptions": "quantflow_async.backtest.spec",
     "RunSpec": "quantflow_async.backtest.spec",
     "Order": "quantflow_async.backtest.orders",
     "Position": "quantflow_async.backtest.trades",
@@ -89,6 +90,7 @@ __all__ = [
     "Execution",
     "Order",
     "Position",
+    "RunOptions",
     "RunSpec",
     "STRATEGIES",
     "SearchResult",
