@@ -49,3 +49,23 @@ async def test_a_bad_option_stores_no_sweep(sqlite_db: Database) -> None:
             sqlite_db, "sma_cross", {"fast": [5]}, BARS, strategy_id=strategy_id, margin=2.0
         )
     assert await sqlite_db.backtests.list(strategy_id=strategy_id) == []
+
+
+async def test_a_misspelt_option_is_named_and_stores_nothing(sqlite_db: Database) -> None:
+    from quantflow_async.backtest import run_search, run_stored_backtest
+
+    strategy_id = (await sqlite_db.strategies.create(name="sweep")).id
+    message = r"unknown run option 'comission'; the run options are symbol, cash, commission"
+    calls = [
+        run_sweep(sqlite_db, "sma_cross", {"fast": [5]}, BARS, strategy_id=strategy_id,
+                  comission=0.1),
+        run_stored_backtest(sqlite_db, "sma_cross", BARS, strategy_id=strategy_id,
+                            comission=0.1),
+        run_search(sqlite_db, "sma_cross", {"fast": {"int": [3, 9]}}, BARS,
+                   strategy_id=strategy_id, trials=2, maximize="return_pct", comission=0.1),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.raises(TypeError, match=message):
+            await call  # type: ignore[call-arg]
+    assert await sqlite_db.backtests.list(strategy_id=strategy_id) == []
+    assert await sqlite_db.sweeps.list() == []

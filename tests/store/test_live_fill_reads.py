@@ -113,3 +113,11 @@ def test_on_sqlite_a_read_by_time_of_live_fills_uses_an_index(migrated_sqlite_fi
     plan = _plan(migrated_sqlite_file, TradeFilter(since=T0, live=True))
     assert plan.startswith("SEARCH trades USING INDEX ")
     assert "TEMP B-TREE" not in plan
+
+
+async def test_a_misspelt_filter_is_named(db: Database) -> None:
+    message = r"unknown trade filter 'symbl'; the filters are backtest_id, strategy_id, symbol"
+    with pytest.raises(TypeError, match=message):
+        await db.trades.list(symbl="ETHUSDT")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=message):
+        await db.trades.count(symbl="ETHUSDT")  # type: ignore[call-arg]

@@ -90,6 +90,10 @@ class RunSpec:
     ) -> RunSpec:
         """Check `config` against the strategy and the settings (`check_settings`) now:
         StrategyConfigError names a bad key or setting."""
+        unknown = sorted(set(settings) - set(RunOptions.__annotations__))
+        if unknown:
+            known = ", ".join(RunOptions.__annotations__)
+            raise TypeError(f"unknown run option {unknown[0]!r}; the run options are {known}")
         strategy_type = strategy_class(strategy) if isinstance(strategy, str) else strategy
         spec = cls(strategy_type, dict(strategy_type(config).config), **settings)
         check_settings(**spec.settings())

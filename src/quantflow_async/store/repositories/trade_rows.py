@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -85,6 +85,16 @@ class TradeQuery(TypedDict, total=False):
     since: datetime | None
     until: datetime | None
     live: bool | None
+
+
+def trade_filter(filters: Mapping[str, Any]) -> TradeFilter:
+    """The checked TradeFilter of a read's keyword arguments; TypeError names one that is
+    not a filter, InvalidValue a bad value."""
+    unknown = sorted(set(filters) - set(TradeQuery.__annotations__))
+    if unknown:
+        known = ", ".join(TradeQuery.__annotations__)
+        raise TypeError(f"unknown trade filter {unknown[0]!r}; the filters are {known}")
+    return TradeFilter(**filters).checked()
 
 
 @dataclass(frozen=True, slots=True)

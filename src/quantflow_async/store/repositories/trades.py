@@ -19,6 +19,7 @@ from quantflow_async.store.repositories.trade_rows import (
     TradeFilter,
     TradeQuery,
     backend_for,
+    trade_filter,
 )
 from quantflow_async.store.trade_insert import driver_connection, sink_for
 from quantflow_async.validation import to_id
@@ -120,7 +121,7 @@ class TradeRepository:
         is an index range scan, as cheap at row ten million as at row one.
         """
         limit = _page_size(limit, "limit")
-        wanted = TradeFilter(**filters).checked()
+        wanted = trade_filter(filters)
         query = Select(self._backend, _COLUMNS).matching(wanted)
         if after_id is not None:
             after_id = to_id(after_id, "after_id")
@@ -151,7 +152,7 @@ class TradeRepository:
         appears if it sorts after the position reached, and not otherwise.
         """
         chunk_size = _page_size(chunk_size, "chunk_size")
-        wanted = TradeFilter(**filters).checked()
+        wanted = trade_filter(filters)
         after: tuple[Any, int] | None = None
         while True:
             query = Select(self._backend, _COLUMNS).matching(wanted)
@@ -170,7 +171,7 @@ class TradeRepository:
         self,
         **filters: Unpack[TradeQuery],
     ) -> int:
-        wanted = TradeFilter(**filters).checked()
+        wanted = trade_filter(filters)
         query = Select(self._backend, "count(*)").matching(wanted)
         async with self._driver("counting trades") as driver:
             ((total,),) = await self._backend.fetch(driver, query)
@@ -185,6 +186,6 @@ class TradeRepository:
         notional is the sum of quantity x price over buys and sells; fees and realized pnl
         count missing values as zero.
         """
-        wanted = TradeFilter(**filters).checked()
+        wanted = trade_filter(filters)
         async with self._driver("summarising trades") as driver:
             return await self._backend.summary(driver, wanted)
