@@ -8,6 +8,7 @@ rules for reading a value; `bars_csv` and `bars_parquet` read the two file forma
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ class Bars:
 
     def time_at(self, index: int) -> datetime:
         """The time of bar `index` as a timezone-aware UTC datetime."""
-        return utc_datetime(int(self.times[index]))
+        return _bar_time(int(self.times[index]))
 
 
 def read_bars(path: str | Path) -> Bars:
@@ -249,6 +250,10 @@ def epoch_numbers_to_micros(numbers: FloatArray) -> IntArray | None:
 
 utc_datetime: Final = from_epoch_micros
 """The timezone-aware UTC datetime of epoch microseconds (the engine's name for it)."""
+
+# Every fill and closed trade names its bar's time, and a sweep's worker runs config after
+# config over the same bars: the datetimes of the bars named last are kept, a bounded number.
+_bar_time: Final = functools.lru_cache(maxsize=1 << 16)(from_epoch_micros)
 
 
 def _micros(moment: datetime) -> int:

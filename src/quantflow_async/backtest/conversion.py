@@ -111,11 +111,14 @@ def fill_rows(
     """
     executions = result.executions
     decimals, money_decimals = result.price_decimals, result.money_decimals
+    # An execution's time is its bar's: the epoch microseconds are read there, not made again.
+    bar_micros = result.times
     checked: set[str] = set()
     for start in range(0, len(executions), size):
         rows = []
         for e in executions[start : start + size]:
             price, fee, pnl = _stored_money(e, decimals, money_decimals)
+            micros = int(bar_micros[e.bar])
             if (
                 e.symbol in checked
                 and (e.side == "buy" or e.side == "sell")
@@ -124,12 +127,12 @@ def fill_rows(
                 and 0 <= e.price < _PLAINLY_STORABLE
                 and abs(e.commission) < _PLAINLY_STORABLE
                 and (e.pnl is None or abs(e.pnl) < _PLAINLY_STORABLE)
-                and EARLIEST_INSTANT <= e.time <= LATEST_INSTANT
+                and _EARLIEST_MICROS <= micros <= _LATEST_MICROS
             ):
                 rows.append(
                     (
                         strategy_id, backtest_id, e.symbol, e.side, "market", str(e.quantity),
-                        decimal_text(price), decimal_text(fee), epoch_micros(e.time), "filled",
+                        decimal_text(price), decimal_text(fee), micros, "filled",
                         None, None if pnl is None else decimal_text(pnl),
                         e.external_id(backtest_id),
                     )
@@ -148,6 +151,8 @@ def fill_rows(
 
 
 _PLAINLY_STORABLE: Final = 1e20
+_EARLIEST_MICROS: Final = epoch_micros(EARLIEST_INSTANT)
+_LATEST_MICROS: Final = epoch_micros(LATEST_INSTANT)
 
 
 def fill_chunks(
