@@ -6,6 +6,7 @@ processes, so a backtest is stored the same way whichever of them ran it.
 
 from __future__ import annotations
 
+import functools
 import math
 import traceback
 from collections.abc import Iterator, Mapping
@@ -88,13 +89,24 @@ def _stored_money(
     execution: Execution, price_decimals: int | None, money_decimals: int
 ) -> tuple[Decimal, Decimal, Decimal | None]:
     """The price, fee and pnl to store, rounded once (see `execution_fill`)."""
-    price = execution.price
     pnl = execution.pnl
     return (
-        money(price) if price_decimals is None else rounded(price, price_decimals),
+        _stored_price(execution.price, price_decimals),
         rounded(execution.commission, money_decimals),
         None if pnl is None else rounded(pnl, money_decimals),
     )
+
+
+def _stored_price(price: float, price_decimals: int | None) -> Decimal:
+    return money(price) if price_decimals is None else rounded(price, price_decimals)
+
+
+# Most fills are at a bar's open, which every config run over the same bars fills at again:
+# the text of the prices stored last is kept, a bounded number. Only prices above zero come
+# here, so 0.0 and -0.0 (equal keys, different texts) never meet in it.
+@functools.lru_cache(maxsize=1 << 16)
+def _price_text(price: float, price_decimals: int | None) -> str:
+    return decimal_text(_stored_price(price, price_decimals))
 
 
 def fill_rows(
@@ -117,24 +129,24 @@ def fill_rows(
     for start in range(0, len(executions), size):
         rows = []
         for e in executions[start : start + size]:
-            price, fee, pnl = _stored_money(e, decimals, money_decimals)
             micros = int(bar_micros[e.bar])
             if (
                 e.symbol in checked
                 and (e.side == "buy" or e.side == "sell")
                 and type(e.quantity) is int
                 and 0 < e.quantity < _PLAINLY_STORABLE
-                and 0 <= e.price < _PLAINLY_STORABLE
+                and 0 < e.price < _PLAINLY_STORABLE
                 and abs(e.commission) < _PLAINLY_STORABLE
                 and (e.pnl is None or abs(e.pnl) < _PLAINLY_STORABLE)
                 and _EARLIEST_MICROS <= micros <= _LATEST_MICROS
             ):
+                pnl = None if e.pnl is None else decimal_text(rounded(e.pnl, money_decimals))
                 rows.append(
                     (
                         strategy_id, backtest_id, e.symbol, e.side, "market", str(e.quantity),
-                        decimal_text(price), decimal_text(fee), micros, "filled",
-                        None, None if pnl is None else decimal_text(pnl),
-                        e.external_id(backtest_id),
+                        _price_text(e.price, decimals),
+                        decimal_text(rounded(e.commission, money_decimals)), micros, "filled",
+                        None, pnl, e.external_id(backtest_id),
                     )
                 )  # fmt: skip
                 continue
