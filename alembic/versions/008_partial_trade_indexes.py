@@ -7,8 +7,9 @@ index (null on every backtest fill) they were most of the cost of storing a swee
 (benchmarks/trade_indexes.py). A backtest's fills are read by backtest, through
 (backtest_id, executed_at), which stays whole. So the three indexes now hold live fills only
 (`WHERE backtest_id IS NULL`: reads say `live=True` to use them), and the order index only
-fills that have an order. The names stay; each index is dropped and made again, on SQLite and
-PostgreSQL alike, keeping every row.
+fills that have an order; a whole index on strategy_id alone serves the strategy's foreign
+key. The names stay; each index is dropped and made again, on SQLite and PostgreSQL alike,
+keeping every row.
 
 Revision ID: 008
 Revises: 007
@@ -43,9 +44,17 @@ def _remake(*, partial: bool) -> None:
         op.create_index(op.f(name), "trades", columns, **(where if partial else {}))
 
 
+# What a strategy's foreign key needs: deleting a strategy has the database look for its
+# trades, and a partial index cannot serve that look. Its key is the same for every fill of a
+# sweep, so each new one goes at its end.
+BY_STRATEGY = "ix_trades_strategy_id"
+
+
 def upgrade() -> None:
     _remake(partial=True)
+    op.create_index(op.f(BY_STRATEGY), "trades", ["strategy_id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f(BY_STRATEGY), table_name="trades")
     _remake(partial=False)

@@ -382,3 +382,11 @@ def test_help_lists_the_command_groups(tmp_path: Path) -> None:
         assert group in shown
     verbs = quantflow("help", "trades", cwd=tmp_path, env=clean_env()).stdout
     assert "list" in verbs and "export" in verbs
+
+
+async def test_trades_list_no_live_gives_the_backtests_fills_only(
+    tmp_path: Path, db: Database, strategy_id: int, backtest_id: int
+) -> None:
+    stored = await seed_trades(db, strategy_id, backtest_id)
+    listed = json_of(db.settings.database_url, "trades", "list", "--no-live", cwd=tmp_path)
+    assert [t["id"] for t in listed] == [t.id for t in stored if t.backtest_id is not None]

@@ -73,16 +73,31 @@ async def test_live_that_is_not_a_bool_is_refused(db: Database, live: Any) -> No
         await db.trades.count(live=live)
 
 
-async def test_a_strategy_with_live_fills_or_backtests_is_still_not_deleted(
+async def test_a_strategy_with_trades_or_backtests_is_still_not_deleted_and_one_without_is(
     db: Database, strategy_id: int, backtest_id: int
 ) -> None:
     await db.trades.insert_many([make_fill(strategy_id, 0, backtest_id=backtest_id)])
-    with pytest.raises(Conflict, match="still has 1 backtests; delete those first"):
+    with pytest.raises(Conflict, match="still has 1 backtests and trades; delete those first"):
         await db.strategies.delete(strategy_id)
     other = (await db.strategies.create(name="live only")).id
     await db.trades.insert_many([make_fill(other, 1)])
-    with pytest.raises(Conflict, match="still has 0 backtests and live trades"):
+    with pytest.raises(Conflict, match="still has 0 backtests and trades"):
         await db.strategies.delete(other)
+    empty = (await db.strategies.create(name="empty")).id
+    await db.strategies.delete(empty)
+
+
+def test_on_sqlite_deleting_a_strategy_looks_its_trades_up_by_index(
+    migrated_sqlite_file: Path,
+) -> None:
+    # The foreign key's own look-up, which a partial index cannot serve.
+    with sqlite3.connect(migrated_sqlite_file) as connection:
+        rows = connection.execute(
+            "EXPLAIN QUERY PLAN SELECT 1 FROM trades WHERE strategy_id = ?", (1,)
+        ).fetchall()
+    assert [row[3] for row in rows] == [
+        "SEARCH trades USING COVERING INDEX ix_trades_strategy_id (strategy_id=?)"
+    ]
 
 
 def _plan(path: Path, wanted: TradeFilter) -> str:

@@ -281,12 +281,17 @@ _LONGEST_FLOAT: Final = 24
 def _json_size_at_most(micros: npt.NDArray[np.int64], equity: npt.NDArray[np.float64]) -> int:
     """An upper bound on the length of the curve's compact JSON, from the arrays alone.
 
-    A time is its whole seconds' digits, or any float. An equity rounded to 2 places is
-    at most its sign, its integer part's digits (counted after the rounding could carry)
+    A time is its whole seconds' digits, and when it has a fraction, a point and the
+    fraction's places: below 2**53 microseconds the float micros / 1e6 is the one nearest
+    that decimal, so its repr has no more places; beyond, where the int is rounded on its
+    way to a float, its 17 significant digits leave at most 7. An equity rounded to 2 places
+    is at most its sign, its integer part's digits (counted after the rounding could carry)
     and 3 more; one of 1e16 or more, or not finite, any float.
     """
     whole, rest = np.divmod(micros, 1_000_000)
-    time_chars = np.where(rest == 0, _digits(whole), _LONGEST_FLOAT)
+    places = 6 - sum((rest % 10**k == 0).astype(np.int64) for k in range(1, 6))
+    fraction = np.where(np.abs(micros) >= 2**53, 8, 1 + places)
+    time_chars = _digits(whole) + np.where(rest == 0, 0, fraction)
     size = np.abs(equity)
     plain = np.isfinite(size) & (size < 1e16)
     equity_chars = np.where(

@@ -41,7 +41,7 @@ def _filters(args: argparse.Namespace) -> TradeQuery:
         "symbol": args.symbol,
         "since": args.since,
         "until": args.until,
-        "live": True if args.live else None,
+        "live": args.live,
     }
 
 
@@ -108,9 +108,9 @@ def _filter_options(parser: Parser) -> None:
     parser.add_argument("--until", type=instant, metavar="TIME", help="executed before this time")
     parser.add_argument(
         "--live",
-        action="store_true",
-        help="only live fills, not backtests' (reads by strategy, symbol or time are indexed "
-        "on live fills only)",
+        action=argparse.BooleanOptionalAction,
+        help="only live fills (--live) or only backtests' fills (--no-live); reads by strategy, "
+        "symbol or time are indexed on live fills only",
     )
 
 

@@ -192,6 +192,8 @@ trades = Table(
     Index(None, "symbol", "executed_at", **_where(LIVE_FILLS)),
     Index(None, "executed_at", **_where(LIVE_FILLS)),
     Index(None, "order_id", **_where("order_id IS NOT NULL")),
+    # Whole, for the strategy's foreign key: deleting a strategy looks its trades up here.
+    Index(None, "strategy_id"),
 )
 
 # One row per batch a TradeWriter committed, written in the batch's own transaction: after a

@@ -161,18 +161,14 @@ class StrategyRepository:
                         select(func.count())
                         .where(backtests.c.strategy_id == strategy_id)
                         .scalar_subquery(),
-                        # Backtest fills go with their backtest, counted above; this one
-                        # is a range of the live fills' strategy index.
-                        exists().where(
-                            trades.c.strategy_id == strategy_id, trades.c.backtest_id.is_(None)
-                        ),
+                        exists().where(trades.c.strategy_id == strategy_id),
                     )
                 )
                 backtest_count, has_trades = owned.one()
                 if backtest_count or has_trades:
                     raise Conflict(
                         f"strategy {strategy_id} still has {backtest_count} backtests"
-                        f"{' and live trades' if has_trades else ''}; delete those first"
+                        f"{' and trades' if has_trades else ''}; delete those first"
                     )
                 await conn.execute(delete(strategies).where(strategies.c.id == strategy_id))
 
