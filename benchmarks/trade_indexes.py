@@ -56,9 +56,13 @@ def secondary_indexes(path: Path) -> dict[str, str]:
     return dict(rows)
 
 
+ADDED_BY_008 = "ix_trades_strategy_id"
+
+
 def made_whole(indexes: dict[str, str]) -> list[str]:
-    """The statements that make every partial index whole again, as before revision 008."""
-    statements = []
+    """The statements that give trades its indexes as before revision 008: every partial one
+    made whole again, and the one 008 added dropped."""
+    statements = [f'DROP INDEX "{ADDED_BY_008}"'] if ADDED_BY_008 in indexes else []
     for name, sql in indexes.items():
         if " WHERE " in sql:
             statements += [f'DROP INDEX "{name}"', sql.split(" WHERE ")[0]]
