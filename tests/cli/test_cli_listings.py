@@ -250,7 +250,7 @@ async def test_trades_list_live_gives_the_live_fills_only(
         listed = json_of(url, "trades", "list", *options, cwd=tmp_path)
         assert [t["id"] for t in listed] == live, options
     mistake = run(url, "trades", "list", "--live", "--backtest", str(backtest_id), cwd=tmp_path)
-    assert_one_line_mistake(mistake, "live: cannot be True with a backtest_id")
+    assert_one_line_mistake(mistake, "--live: cannot go with --backtest")
 
 
 async def test_trades_list_json_carries_every_field_exactly(

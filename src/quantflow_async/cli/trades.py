@@ -35,6 +35,8 @@ LISTED = ("id", "executed_at", "symbol", "side", "quantity", "price", "fee", "pn
 
 
 def _filters(args: argparse.Namespace) -> TradeQuery:
+    if args.live and args.backtest is not None:
+        raise InvalidValue("--live", "cannot go with --backtest: a backtest's fills are never live")
     return {
         "backtest_id": args.backtest,
         "strategy_id": args.strategy,
