@@ -435,14 +435,19 @@ def test_a_bad_bars_file_is_one_line_and_nothing_listens(tmp_path: Path) -> None
 async def test_resting_orders_fill_as_bars_close_without_any_request(tmp_path: Path) -> None:
     data = write_bars(tmp_path / "bars.csv", BARS)
     state = tmp_path / "state.sqlite"
-    async with paper_exchange(tmp_path, data, state=state, bar_seconds=0.05) as server:
+    # Bars of half a second: the order must reach the market before its last bar has closed,
+    # however slowly a loaded machine makes the client and its request.
+    async with paper_exchange(tmp_path, data, state=state, bar_seconds=0.5) as server:
         async with aiohttp.ClientSession() as session:
             client = PaperHttp(session, server.url, ManualClock(1.0), server)
             await client.order(**limit_order("BUY", "1", "99", "waits"))
-        await asyncio.sleep(0.5)  # bar 2 (low 98.5) closes meanwhile; nobody asks
-        db = sqlite3.connect(state)
-        try:
-            (status,) = db.execute("SELECT status FROM orders").fetchone()
-        finally:
-            db.close()
+        status = None
+        deadline = time.monotonic() + 10
+        while status != "FILLED" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # bar 2 (low 98.5) closes meanwhile; nobody asks
+            db = sqlite3.connect(state)
+            try:
+                (status,) = db.execute("SELECT status FROM orders").fetchone()
+            finally:
+                db.close()
     assert status == "FILLED"
