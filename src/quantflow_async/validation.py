@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
 from typing import Any, Final
@@ -154,6 +154,17 @@ def span_micros(span: timedelta) -> int:
 def from_epoch_micros(micros: int) -> datetime:
     """The aware UTC datetime `micros` microseconds after 1970-01-01 (inverse of epoch_micros)."""
     return EPOCH + timedelta(microseconds=micros)
+
+
+def refuse_unknown_keywords(
+    given: Iterable[str], known: Iterable[str], what: str, plural: str
+) -> None:
+    """TypeError naming the first of `given` that is not `known` (an unknown `what`), and
+    listing those that are (the `plural`)."""
+    known = list(known)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise TypeError(f"unknown {what} {unknown[0]!r}; the {plural} are {', '.join(known)}")
 
 
 def to_id(value: object, field: str) -> int:

@@ -36,7 +36,7 @@ from quantflow_async.backtest.conversion import (
     error_document,
 )
 from quantflow_async.backtest.runner import mark_cancelled, mark_completed, mark_failed
-from quantflow_async.backtest.spec import RunOptions
+from quantflow_async.backtest.spec import RunOptions, split_symbol
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import ProgressCallback, SweepProgress
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
@@ -129,8 +129,7 @@ async def run_sweep_on_cluster(
         )
     distributed = _import_distributed()
     _check_cluster(cluster, distributed)
-    settings: dict[str, Any] = dict(options)
-    symbol: str = settings.pop("symbol", "ASSET")
+    symbol, settings = split_symbol(options)
     plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     async with _connected(cluster, distributed) as client:
         stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)

@@ -34,7 +34,7 @@ from quantflow_async.backtest.search import (
     drive_search,
 )
 from quantflow_async.backtest.search_space import SearchSpace, parse_space
-from quantflow_async.backtest.spec import RunOptions, RunSpec
+from quantflow_async.backtest.spec import RunOptions, RunSpec, split_symbol
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import MAX_WORKER_RESTARTS, check_running
@@ -136,8 +136,8 @@ async def run_search(
     )
     if not isinstance(strategy, str):
         strategy_reference(strategy)  # a class the worker processes cannot import: refused now
-    settings: dict[str, Any] = dict(options)
-    datasets = load_datasets(data, settings.pop("symbol", "ASSET"))
+    symbol, settings = split_symbol(options)
+    datasets = load_datasets(data, symbol)
     if len(datasets) != 1:
         raise StrategyConfigError(
             "data", f"a search runs on one data set, got {len(datasets)}: search each alone"

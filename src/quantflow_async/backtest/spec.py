@@ -18,9 +18,14 @@ from quantflow_async.backtest.strategies import strategy_class, strategy_referen
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.strategy_reference import is_loaded_from_file
 from quantflow_async.errors import StrategyConfigError
+from quantflow_async.validation import refuse_unknown_keywords
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+
+DEFAULT_SYMBOL: Final = "ASSET"
+"""The symbol of a run that is given none."""
 
 
 class RunOptions(TypedDict, total=False):
@@ -43,6 +48,13 @@ class RunOptions(TypedDict, total=False):
     money_decimals: int
 
 
+def split_symbol(options: RunOptions) -> tuple[str, dict[str, Any]]:
+    """The symbol that names a lone data set of a sweep or search (RunSpec's default if not
+    given), and the other options, which every backtest of it shares."""
+    shared: dict[str, Any] = dict(options)
+    return shared.pop("symbol", DEFAULT_SYMBOL), shared
+
+
 @dataclass(frozen=True, slots=True)
 class RunSpec:
     """One backtest's strategy, parameters and settings: all of it but the bars.
@@ -54,7 +66,7 @@ class RunSpec:
 
     strategy: type[Strategy]
     parameters: dict[str, Any]
-    symbol: str = "ASSET"
+    symbol: str = DEFAULT_SYMBOL
     cash: float = 10_000.0
     commission: float = 0.0
     slippage: float = 0.0
@@ -90,10 +102,7 @@ class RunSpec:
     ) -> RunSpec:
         """Check `config` against the strategy and the settings (`check_settings`) now:
         StrategyConfigError names a bad key or setting."""
-        unknown = sorted(set(settings) - set(RunOptions.__annotations__))
-        if unknown:
-            known = ", ".join(RunOptions.__annotations__)
-            raise TypeError(f"unknown run option {unknown[0]!r}; the run options are {known}")
+        refuse_unknown_keywords(settings, RunOptions.__annotations__, "run option", "run options")
         strategy_type = strategy_class(strategy) if isinstance(strategy, str) else strategy
         spec = cls(strategy_type, dict(strategy_type(config).config), **settings)
         check_settings(**spec.settings())

@@ -27,7 +27,7 @@ import anyio
 
 from quantflow_async.backtest.constraints import Constraint
 from quantflow_async.backtest.conversion import FILL_CHUNK
-from quantflow_async.backtest.spec import RunOptions
+from quantflow_async.backtest.spec import RunOptions, split_symbol
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
@@ -144,8 +144,7 @@ async def run_sweep(
     check_running(workers, chunk_size, start_method, max_worker_restarts)
     if not isinstance(strategy, str):
         strategy_reference(strategy)  # a class the worker processes cannot import: refused now
-    settings: dict[str, Any] = dict(options)
-    symbol: str = settings.pop("symbol", "ASSET")
+    symbol, settings = split_symbol(options)
     plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)
     jobs = stored.jobs

@@ -81,6 +81,18 @@ def _record(row: Row[Any]) -> Backtest:
     return Backtest(**row._mapping)
 
 
+def _outcome(
+    metrics: Mapping[str, Any] | None | _Unset, results: Mapping[str, Any] | None | _Unset
+) -> dict[str, Any]:
+    """The columns a run's outcome sets: `updated_at`, and whichever document is given."""
+    values: dict[str, Any] = {"updated_at": utc_now()}
+    if metrics is not UNSET:
+        values["metrics"] = optional_json_document(metrics, "metrics")
+    if results is not UNSET:
+        values["results"] = optional_json_document(results, "results")
+    return values
+
+
 class BacktestRepository:
     """Backtests of a strategy and their lifecycle."""
 
@@ -166,11 +178,7 @@ class BacktestRepository:
         backtest_id = to_id(backtest_id, "backtest_id")
         status = _status(status)
         allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
-        values: dict[str, Any] = {"status": status, "updated_at": utc_now()}
-        if metrics is not UNSET:
-            values["metrics"] = optional_json_document(metrics, "metrics")
-        if results is not UNSET:
-            values["results"] = optional_json_document(results, "results")
+        values = {"status": status, **_outcome(metrics, results)}
         statement = (
             update(backtests)
             .where(backtests.c.id == backtest_id, backtests.c.status.in_(allowed_from))
@@ -199,11 +207,7 @@ class BacktestRepository:
     ) -> Backtest:
         """Store the performance metrics and/or the detailed results (JSON objects)."""
         backtest_id = to_id(backtest_id, "backtest_id")
-        values: dict[str, Any] = {"updated_at": utc_now()}
-        if metrics is not UNSET:
-            values["metrics"] = optional_json_document(metrics, "metrics")
-        if results is not UNSET:
-            values["results"] = optional_json_document(results, "results")
+        values = _outcome(metrics, results)
         statement = (
             update(backtests)
             .where(backtests.c.id == backtest_id)

@@ -24,7 +24,14 @@ from quantflow_async.errors import InvalidValue
 from quantflow_async.record_maker import record_maker
 from quantflow_async.records import TRADE_INSERT_COLUMNS, SymbolSummary, Trade
 from quantflow_async.store.schema import LIVE_FILLS, trades
-from quantflow_async.validation import EPOCH, epoch_micros, to_id, to_label, to_utc
+from quantflow_async.validation import (
+    EPOCH,
+    epoch_micros,
+    refuse_unknown_keywords,
+    to_id,
+    to_label,
+    to_utc,
+)
 
 R = TypeVar("R")
 
@@ -90,10 +97,7 @@ class TradeQuery(TypedDict, total=False):
 def trade_filter(filters: Mapping[str, Any]) -> TradeFilter:
     """The checked TradeFilter of a read's keyword arguments; TypeError names one that is
     not a filter, InvalidValue a bad value."""
-    unknown = sorted(set(filters) - set(TradeQuery.__annotations__))
-    if unknown:
-        known = ", ".join(TradeQuery.__annotations__)
-        raise TypeError(f"unknown trade filter {unknown[0]!r}; the filters are {known}")
+    refuse_unknown_keywords(filters, TradeQuery.__annotations__, "trade filter", "filters")
     return TradeFilter(**filters).checked()
 
 
