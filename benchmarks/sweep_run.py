@@ -8,10 +8,10 @@ alpha.csv to zeta.csv. The grid is the demo's, {"fast": [3, 5, 8, 13], "slow": [
 89]}, on every file (96 backtests), cash 100,000, commission 0.0005, exclusive orders.
 Each round runs the three, one after the other, who goes first turning round, so that all
 see the same machine:
-  - `quantflow sweep sma_cross --data ... --grid ... --workers 2 --json` into a migrated
-    SQLite file of its own (copied from a template before the clock starts): imports, reading
-    the six CSVs, the backtests in two worker processes, storing every backtest, its metrics
-    and results, and every fill;
+  - `quantflow sweep sma_cross --data ... --grid ... --workers 2 --top 5 --json` (the demo's
+    best five) into a migrated SQLite file of its own (copied from a template before the
+    clock starts): imports, reading the six CSVs, the backtests in two worker processes,
+    storing every backtest, its metrics and results, and every fill;
   - the same with `--workers 1`;
   - `python benchmarks/peer_optimize.py` (backtesting.py: pandas' read_csv, then
     `Backtest(...).optimize(fast=..., slow=...)` on each file, in its own worker processes;
@@ -21,7 +21,8 @@ see the same machine:
     its time is compared).
 All run once untimed first (file cache, bytecode; for vectorbt, numba's cache on disk).
 Before any figure is printed, every fill a sweep reports must be stored, and its best config
-on each file must be backtesting.py's, with the same return. A figure is the median (min..max)
+on each file, read from its database after the clock stops, must be backtesting.py's, with
+the same return. A figure is the median (min..max)
 of the rounds, wall and CPU (the process and its children); a ratio is the median of each
 round's own ratio. The load average is recorded at the start and the end. Prints a table and
 writes benchmarks/results/sweep-run.json.
@@ -79,7 +80,7 @@ def ours(folder: Path, template: Path, files: list[Path], workers: int, n: int) 
     return [
         *QUANTFLOW, "--database-url", database_url(database), "sweep", "run", "sma_cross",
         *data, "--grid", grid, "--cash", str(CASH), "--commission", str(COMMISSION),
-        "--workers", str(workers), "--top", "96", "--json",
+        "--workers", str(workers), "--top", "5", "--json",
     ]  # fmt: skip
 
 
@@ -96,22 +97,30 @@ def stored_fills(database: Path) -> int:
         return int(connection.execute("SELECT count(*) FROM trades").fetchone()[0])
 
 
-def best_by_market(result: dict[str, Any]) -> dict[str, tuple[int, int, float]]:
-    """Our best config on each file (its symbol is the file name, upper case): (fast, slow,
-    return %)."""
+def best_by_market(database: Path) -> dict[str, tuple[int, int, float]]:
+    """Our best config on each file (its symbol is the file name, upper case), read from the
+    sweep's database once its clock has stopped: (fast, slow, return %)."""
+    query = (
+        "SELECT json_extract(config, '$.symbol'), json_extract(config, '$.parameters.fast'),"
+        " json_extract(config, '$.parameters.slow'), json_extract(metrics, '$.return_pct')"
+        " FROM backtests WHERE status = 'completed'"
+    )
     best: dict[str, tuple[int, int, float]] = {}
-    for row in result["best"]:
-        market, parameters = row["data"].lower(), row["parameters"]
-        figure = (parameters["fast"], parameters["slow"], row["return_pct"])
-        if market not in best or figure[2] > best[market][2]:
-            best[market] = figure
+    with sqlite3.connect(database) as connection:
+        for symbol, fast, slow, return_pct in connection.execute(query):
+            market, figure = symbol.lower(), (fast, slow, return_pct)
+            if market not in best or figure[2] > best[market][2]:
+                best[market] = figure
     return best
 
 
-def check(result: dict[str, Any], peer_result: dict[str, Any], fills: int) -> None:
+def check(result: dict[str, Any], peer_result: dict[str, Any], database: Path) -> None:
+    fills = stored_fills(database)
     if result["fills_stored"] != fills:
         raise SystemExit(f"{result['fills_stored']} fills reported, {fills} stored")
-    ours_best = best_by_market(result)
+    if result["completed"] != len(MARKETS) * len(FAST) * len(SLOW):
+        raise SystemExit(f"{result['completed']} backtests completed")
+    ours_best = best_by_market(database)
     for market, theirs in peer_result["best"].items():
         if market not in ours_best:
             raise SystemExit(f"{market}: not among our data sets {sorted(ours_best)}")
@@ -160,8 +169,8 @@ def main() -> None:
                 cpu[who].append(used)
                 print(f"  round {n}: {who} {elapsed:.2f} s", file=sys.stderr, flush=True)
             for workers in (2, 1):
-                fills = stored_fills(folder / f"run-{workers}-{n}.sqlite3")
-                check(results[f"ours-{workers}"], results["peer"], fills)
+                database = folder / f"run-{workers}-{n}.sqlite3"
+                check(results[f"ours-{workers}"], results["peer"], database)
             if args.vectorbt and sorted(results["vectorbt"]["best"]) != sorted(MARKETS):
                 raise SystemExit(f"vectorbt ran on {sorted(results['vectorbt']['best'])}")
         load_at_end = load_average()

@@ -41,7 +41,10 @@ class JsonArray(list[Any]):
     __slots__ = ()
 
     def __init__(self, items: Iterable[Any] = (), /) -> None:
-        super().__init__(frozen_json(item) for item in items)
+        if type(items) is list and _JSON_SCALARS.issuperset(map(type, items)):
+            super().__init__(items)  # nothing to freeze inside: an equity curve, a column
+        else:
+            super().__init__(frozen_json(item) for item in items)
 
     def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
         raise TypeError("a JsonArray is read-only; change a copy: list(array)")

@@ -3,15 +3,20 @@ fees and pnl to `money_decimals` (8); the metrics keep full float precision."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import backtesting.test
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from quantflow_async.backtest import Execution, RunSpec, read_bars, synthetic_bars
 from quantflow_async.backtest.conversion import execution_fill, fill_chunks
-from quantflow_async.backtest.rounding import price_decimals, rounded
+from quantflow_async.backtest.rounding import price_decimals, rounded, rounded_text
+from quantflow_async.backtest.settings import MAX_DECIMALS
 
 from .support import make_bars
 
@@ -42,6 +47,41 @@ def test_rounding_is_half_even_from_the_shortest_repr() -> None:
     assert rounded(0.125, 2) == Decimal("0.12")
     assert rounded(-0.0000000001, 8) == Decimal(0)
     assert rounded(1500.0, 8) == Decimal(1500)
+
+
+def midpoints(decimals: int) -> st.SearchStrategy[float]:
+    """Floats whose shortest repr is a midpoint at `decimals` places (k + 1/2 quanta), and
+    their neighbours one ulp either side."""
+    quantum = Decimal(1).scaleb(-decimals - 1)
+    return st.builds(
+        lambda k, step: math.nextafter(float((10 * k + 5) * quantum), step),
+        st.integers(-(10**15), 10**15),
+        st.sampled_from([-math.inf, 0.0, math.inf]),
+    )
+
+
+@given(
+    st.data(),
+    st.integers(0, MAX_DECIMALS),
+    st.sampled_from(["any", "money", "midpoint", "decimal"]),
+)
+@example(None, 2, "fixed")
+def test_rounded_text_is_the_text_of_rounded(data: st.DataObject, decimals: int, kind: str) -> None:
+    values = {
+        "any": st.floats(allow_nan=False),
+        "money": st.floats(-1e7, 1e7),
+        "midpoint": midpoints(decimals),
+        "decimal": st.decimals(-(10**14), 10**14, places=decimals + 2).map(float),
+    }
+    fixed = [2.675, 0.125, -0.0, 0.0, 49.945908900000006, -0.0000000001, 1500.0, 0.5, -2.5]
+    for value in fixed if kind == "fixed" else [data.draw(values[kind])]:
+        try:
+            expected = format(rounded(value, decimals), "f")
+        except ArithmeticError as error:  # past what Decimal's 28 digits hold
+            with pytest.raises(type(error)):
+                rounded_text(value, decimals)
+        else:
+            assert rounded_text(value, decimals) == expected, (value, decimals)
 
 
 def test_the_datas_decimals_are_the_most_any_price_has() -> None:

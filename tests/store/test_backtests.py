@@ -130,6 +130,38 @@ async def test_a_refused_status_stores_none_of_its_metrics_or_results(
     assert (await db.backtests.get(backtest_id)).status == "pending"
 
 
+async def test_complete_stores_the_outcome_as_set_status_does_without_reading_it_back(
+    db: Database, backtest_id: int
+) -> None:
+    await db.backtests.set_status(backtest_id, "running")
+    returned = await db.backtests.complete(
+        backtest_id, metrics={"trades": 3}, results={"equity": [1.5, 2.25]}
+    )
+    assert returned is None
+    done = await db.backtests.get(backtest_id)
+    assert (done.status, done.metrics, done.results) == (
+        "completed",
+        {"trades": 3},
+        {"equity": [1.5, 2.25]},
+    )
+    with pytest.raises(InvalidTransition, match="'completed' to 'completed'"):
+        await db.backtests.complete(backtest_id, metrics={}, results={})
+
+
+async def test_complete_refuses_what_set_status_refuses_and_stores_none_of_it(
+    db: Database, backtest_id: int
+) -> None:
+    with pytest.raises(InvalidTransition, match="'pending' to 'completed'"):
+        await db.backtests.complete(backtest_id, metrics={"trades": 3}, results={})
+    await db.backtests.set_status(backtest_id, "running")
+    with pytest.raises(InvalidValue, match="results"):
+        await db.backtests.complete(backtest_id, metrics={}, results={"x": float("inf")})
+    kept = await db.backtests.get(backtest_id)
+    assert (kept.status, kept.metrics, kept.results) == ("running", None, None)
+    with pytest.raises(NotFound, match="backtest with id=31"):
+        await db.backtests.complete(31, metrics={}, results={})
+
+
 async def test_set_status_of_a_missing_backtest_raises_not_found(db: Database) -> None:
     with pytest.raises(NotFound, match="backtest with id=31"):
         await db.backtests.set_status(31, "running")

@@ -307,7 +307,9 @@ class Broker:
         # Recomputed rather than adjusted, so equity is the peer's sum to the last bit; one
         # trade (the usual case) gives the same numbers as the sums without running them.
         trades = self.trades
-        if len(trades) == 1:
+        if not trades:
+            self.position_size = self.cost = 0  # what the sums of nothing are
+        elif len(trades) == 1:
             self.position_size = trades[0].size
             self.cost = trades[0].size * trades[0].entry_price
         else:

@@ -35,7 +35,7 @@ from quantflow_async.backtest.conversion import (
     FILL_CHUNK,
     error_document,
 )
-from quantflow_async.backtest.runner import mark_cancelled, mark_completed, mark_failed
+from quantflow_async.backtest.runner import mark_cancelled, mark_failed, record_completed
 from quantflow_async.backtest.spec import RunOptions, split_symbol
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.sweep import ProgressCallback, SweepProgress
@@ -273,7 +273,7 @@ class _ClusterSweep:
         backtest_id = job.backtest_id
         kind = outcome[0]
         if kind == "completed":
-            await mark_completed(self.db, backtest_id, outcome[1], outcome[2])
+            await record_completed(self.db, backtest_id, outcome[1], outcome[2])
             self.completed += 1
         elif kind == "failed":
             backtest = await self.db.backtests.get(backtest_id)

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from quantflow_async.backtest.engine import BacktestResult
 from quantflow_async.backtest.executions import Execution
 from quantflow_async.backtest.metrics import MAX_CURVE_POINTS, downsample, drawdown_episodes
-from quantflow_async.backtest.rounding import MONEY_DECIMALS, rounded
+from quantflow_async.backtest.rounding import MONEY_DECIMALS, rounded, rounded_text
 from quantflow_async.records import Fill, sqlite_rows
 from quantflow_async.validation import (
     EARLIEST_INSTANT,
@@ -140,12 +140,12 @@ def fill_rows(
                 and (e.pnl is None or abs(e.pnl) < _PLAINLY_STORABLE)
                 and _EARLIEST_MICROS <= micros <= _LATEST_MICROS
             ):
-                pnl = None if e.pnl is None else decimal_text(rounded(e.pnl, money_decimals))
+                pnl = None if e.pnl is None else rounded_text(e.pnl, money_decimals)
                 rows.append(
                     (
                         strategy_id, backtest_id, e.symbol, e.side, "market", str(e.quantity),
                         _price_text(e.price, decimals),
-                        decimal_text(rounded(e.commission, money_decimals)), micros, "filled",
+                        rounded_text(e.commission, money_decimals), micros, "filled",
                         None, pnl, e.external_id(backtest_id),
                     )
                 )  # fmt: skip

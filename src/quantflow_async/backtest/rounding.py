@@ -45,6 +45,29 @@ def rounded(value: float, decimals: int) -> Decimal:
     return number.normalize()
 
 
+def rounded_text(value: float, decimals: int) -> str:
+    """The text of `rounded(value, decimals)`, the way the store keeps it, about three times
+    quicker: a backtest makes one or two of these for every fill.
+
+    Formatting to `decimals` places rounds the float's exact binary value, where `rounded`
+    rounds its shortest repr. Below 10**(14 - decimals) the two are within a fiftieth of a
+    quantum of each other, so they round apart only when the repr is itself a midpoint
+    (`decimals` + 1 places, the last a 5); the value formatted to one place more then ends
+    in 5 too. Those, and larger or non-finite values, take the Decimal route.
+    """
+    if -_FAST_BELOW[decimals] < value < _FAST_BELOW[decimals]:
+        if (_FORMATS[decimals + 1] % value)[-1] != "5":
+            text: str = _FORMATS[decimals] % value
+            if decimals:
+                text = text.rstrip("0").rstrip(".")
+            return "0" if text == "-0" else text
+    return format(rounded(value, decimals), "f")
+
+
+_FAST_BELOW: Final = tuple(10.0 ** (14 - decimals) for decimals in range(MAX_DECIMALS + 1))
+_FORMATS: Final = tuple(f"%.{decimals}f" for decimals in range(MAX_DECIMALS + 2))
+
+
 @cache
 def _quantum(decimals: int) -> Decimal:
     return Decimal(1).scaleb(-decimals)

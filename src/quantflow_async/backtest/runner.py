@@ -109,11 +109,18 @@ async def mark_completed(
     db: Database, backtest_id: int, metrics: Mapping[str, Any], results: Mapping[str, Any]
 ) -> Backtest:
     """Store a finished run's metrics and results in their storable form and mark it
-    completed, in one statement. Every path that stores a run (runner, sweep, cluster
-    sweep) comes here."""
+    completed, in one statement; the stored backtest is read back."""
     return await db.backtests.set_status(
         backtest_id, "completed", metrics=storable(metrics), results=storable(results)
     )
+
+
+async def record_completed(
+    db: Database, backtest_id: int, metrics: Mapping[str, Any], results: Mapping[str, Any]
+) -> None:
+    """`mark_completed` without reading the backtest back, for the sweeps: the same storable
+    documents, the same one statement."""
+    await db.backtests.complete(backtest_id, metrics=storable(metrics), results=storable(results))
 
 
 async def mark_failed(db: Database, backtest_id: int, results: Mapping[str, Any]) -> None:

@@ -23,7 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.conversion import error_document
-from quantflow_async.backtest.runner import mark_completed, mark_failed
+from quantflow_async.backtest.runner import mark_failed, record_completed
 from quantflow_async.backtest.worker import (
     Completed,
     Exited,
@@ -272,7 +272,7 @@ class SweepOutcomes:
         if backtest_id in self._finished:
             return
         if isinstance(message, Completed):
-            await mark_completed(self.db, backtest_id, message.metrics, message.results)
+            await record_completed(self.db, backtest_id, message.metrics, message.results)
             self.completed += 1
         else:
             backtest = await self.db.backtests.get(backtest_id)

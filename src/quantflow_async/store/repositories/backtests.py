@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Column, Row, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -175,6 +175,24 @@ class BacktestRepository:
         `metrics` and `results`, when given, are stored in the same statement (as
         `save_results` stores them), so a run's outcome and its status are one change.
         """
+        return _record(await self._move(backtest_id, status, metrics, results, backtests))
+
+    async def complete(
+        self, backtest_id: int, *, metrics: Mapping[str, Any], results: Mapping[str, Any]
+    ) -> None:
+        """`set_status(backtest_id, "completed", metrics=..., results=...)` without reading
+        the backtest back: for a sweep storing runs by the hundred, where parsing each
+        stored results document again costs more than storing it."""
+        await self._move(backtest_id, "completed", metrics, results, backtests.c.id)
+
+    async def _move(
+        self,
+        backtest_id: int,
+        status: str,
+        metrics: Mapping[str, Any] | None | _Unset,
+        results: Mapping[str, Any] | None | _Unset,
+        returned: Table | Column[Any],
+    ) -> Row[Any]:
         backtest_id = to_id(backtest_id, "backtest_id")
         status = _status(status)
         allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
@@ -183,17 +201,17 @@ class BacktestRepository:
             update(backtests)
             .where(backtests.c.id == backtest_id, backtests.c.status.in_(allowed_from))
             .values(values)
-            .returning(backtests)
+            .returning(returned)
         )
         with translated_errors(f"setting the status of backtest {backtest_id}"):
             async with write_transaction(self._engine) as conn:
-                row = (await conn.execute(statement)).one_or_none()
+                row: Row[Any] | None = (await conn.execute(statement)).one_or_none()
                 if row is None:
                     current = await conn.scalar(
                         select(backtests.c.status).where(backtests.c.id == backtest_id)
                     )
         if row is not None:
-            return _record(row)
+            return row
         if current is None:
             raise NotFound("backtest", backtest_id)
         raise InvalidTransition(backtest_id, current, status)
