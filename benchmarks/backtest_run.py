@@ -22,7 +22,9 @@ Prints a table and writes benchmarks/results/backtest-run.json.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import resource
 import shutil
 import sqlite3
@@ -48,13 +50,33 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> None:
+    """On Linux, become the parent of the processes our commands leave behind (a sweep's
+    fork server outlives `quantflow` by a moment), so that their CPU is counted too."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _reap_orphans() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def timed(command: list[str]) -> tuple[float, float, dict[str, Any]]:
-    """Wall and CPU seconds of a whole process (with its own children: our SQLite writer),
-    and the JSON object its last line printed."""
+    """Wall and CPU seconds of a whole process (with its own children: our SQLite writer,
+    a sweep's fork server and workers), and the JSON object its last line printed."""
+    adopt_orphans()
     cpu_before = children_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
+    _reap_orphans()
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
     return seconds, children_cpu() - cpu_before, json.loads(done.stdout.strip().splitlines()[-1])

@@ -18,7 +18,12 @@ import psutil
 import pytest
 
 from quantflow_async.backtest import expand_grid, read_bars, run_backtest
-from tests.cli.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
+from tests.cli.test_cli_backtest import (
+    assert_one_line_mistake,
+    quantflow,
+    quantflow_process,
+    write_bars,
+)
 from tests.support.databases import migrated_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,6 +169,24 @@ def test_a_terminal_shows_a_progress_bar_of_backtests_done_and_fills_stored(
     assert "backtests" in text and "8/8" in text
     fills = sum(run["fills"] for run in in_memory(data))
     assert f"{fills:,} fills stored" in text
+
+
+def test_the_program_forks_its_workers_from_a_warm_server_and_stores_the_same(
+    tmp_path: Path, data: list[Path]
+) -> None:
+    """`quantflow` as its own process warms multiprocessing's fork server as it starts; a
+    caller's process running the command (these tests) spawns workers as the library does."""
+    urls = [migrated_sqlite(tmp_path / f"{name}.sqlite3") for name in ("own", "in")]
+    files = [arg for path in data for arg in ("--data", str(path))]
+    command = ["-v", "sweep", "sma_cross", *files, "--grid", json.dumps(GRID), "--json"]
+    own = quantflow_process(*command, "--database-url", urls[0], cwd=tmp_path)
+    inside = quantflow(*command, "--database-url", urls[1], cwd=tmp_path)
+    assert own.returncode == inside.returncode == 0, own.stderr + inside.stderr
+    assert "sweep: 2 worker processes (forkserver)" in own.stderr
+    assert "sweep: 2 worker processes (spawn)" in inside.stderr
+    best = [json.loads(run.stdout.splitlines()[-1])["best"] for run in (own, inside)]
+    assert best[0] == best[1] and len(best[0]) == 8
+    assert stored(urls[0]) == stored(urls[1])
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,12 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-import psutil
 import pytest
 
 from quantflow_async.cli.sweep import ranked
 from tests.cli.test_cli_backtest import assert_one_line_mistake, quantflow, write_bars
 from tests.cli.test_cli_sigterm import migrated, statuses, trades
-from tests.support.processes import reap
+from tests.support.processes import reap, sweep_workers
 
 BAD_OPTIONS = [
     (["--commission", "2"], "--commission: must be in [0.0, 1.0), got 2.0"),
@@ -91,12 +90,7 @@ def test_a_sweep_in_which_a_backtest_failed_prints_the_reason_and_exits_non_zero
         while trades(url) == 0:  # a worker is inside a backtest: kill it there
             assert child.poll() is None, child.communicate()
             time.sleep(0.01)
-        worker = next(
-            p
-            for p in psutil.Process(child.pid).children(recursive=True)
-            if "multiprocessing.spawn" in " ".join(p.cmdline())
-        )
-        worker.send_signal(signal.SIGKILL)
+        sweep_workers(child.pid)[0].send_signal(signal.SIGKILL)
         stdout, stderr = child.communicate(timeout=120)
     finally:
         reap(child)

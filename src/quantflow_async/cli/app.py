@@ -85,8 +85,15 @@ def _show_help(parser: Parser, topic: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `quantflow` with `argv` (default: sys.argv[1:]); return the exit status."""
+    """Run `quantflow` with `argv` (default: sys.argv[1:]); return the exit status.
+
+    Without `argv` this is the `quantflow` program, a process of its own: a sweep then
+    starts its workers from a fork server warmed as the command begins
+    (backtest/fork_server.py). Called with `argv` from another program, which keeps its
+    process after the command, workers are spawned fresh, as the library's default.
+    """
     args = build_parser().parse_args(argv)
+    args.own_process = argv is None
     import logging  # only here: `--help` and a usage mistake have exited by now
 
     logging.basicConfig(

@@ -42,7 +42,16 @@ VERB_MODULES: Final[tuple[str, ...]] = ("sweep_heatmap",)
 each has `register_verbs(verbs)`, which adds its own with `add_command(verbs, ...)`."""
 
 
+def choose_start_method(args: argparse.Namespace) -> None:
+    """`args.start_method` for the sweep's workers: a fork server warmed now, while this
+    command goes on importing and reading, when the command is its own process."""
+    from quantflow_async.backtest.fork_server import warm_fork_server
+
+    args.start_method = warm_fork_server() if getattr(args, "own_process", False) else "spawn"
+
+
 async def sweep(settings: Settings, args: argparse.Namespace) -> None:
+    choose_start_method(args)
     from quantflow_async.backtest import expand_grid
     from quantflow_async.backtest.constraints import split_configs
 
@@ -72,6 +81,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
 
 async def resume(settings: Settings, args: argparse.Namespace) -> None:
     """`quantflow sweep resume ID`: the sweep's jobs that did not complete, run again."""
+    choose_start_method(args)
     from quantflow_async.database import Database
 
     if args.report is not None:

@@ -54,7 +54,8 @@ async def run_and_report(
             result = await run_sweep(
                 db, job.strategy, job.grid, job.datasets, strategy_id=strategy_id,
                 workers=args.workers, max_worker_restarts=args.max_worker_restarts,
-                progress=show, constraint=job.constraint, resume=resume, **job.options,
+                progress=show, constraint=job.constraint, resume=resume,
+                start_method=getattr(args, "start_method", "spawn"), **job.options,
             )  # fmt: skip
         talk = _say if not args.json else _quiet
         if result.excluded:

@@ -160,6 +160,7 @@ async def run_search_command(
             result = await run_search(
                 db, strategy, arguments.pop("space"), datasets, strategy_id=strategy_id,
                 workers=args.workers, max_worker_restarts=args.max_worker_restarts,
+                start_method=getattr(args, "start_method", "spawn"),
                 on_trial=show, resume=resume, **arguments, **options,
             )  # fmt: skip
         metric = result.search.objective.metric
