@@ -22,17 +22,18 @@ METRIC_KEYS = {
 
 def quantflow(*args: str, cwd: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """`quantflow ARGS` without the QUANTFLOW_ variables of this environment, plus `variables`."""
-    return cli.quantflow(*args, cwd=cwd, env=_environment(variables))
+    return cli.quantflow(*args, cwd=cwd, env=environment(variables))
 
 
 def quantflow_process(*args: str, cwd: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """The same, as a new process."""
-    return cli.quantflow_process(*args, cwd=cwd, env=_environment(variables))
+    return cli.quantflow_process(*args, cwd=cwd, env=environment(variables))
 
 
-def _environment(variables: dict[str, str]) -> dict[str, str]:
+def environment(variables: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without its QUANTFLOW_ variables, plus `variables`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTFLOW_")}
-    return {**env, **variables}
+    return {**env, **(variables or {})}
 
 
 def write_bars(path: Path, count: int = 500) -> Path:

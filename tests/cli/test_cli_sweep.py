@@ -18,12 +18,7 @@ import psutil
 import pytest
 
 from quantflow_async.backtest import expand_grid, read_bars, run_backtest
-from tests.cli.test_cli_backtest import (
-    assert_one_line_mistake,
-    quantflow,
-    quantflow_process,
-    write_bars,
-)
+from tests.cli.test_cli_backtest import assert_one_line_mistake, environment, quantflow, write_bars
 from tests.support.databases import migrated_sqlite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,9 +172,16 @@ def test_the_program_forks_its_workers_from_a_warm_server_and_stores_the_same(
     """`quantflow` as its own process warms multiprocessing's fork server as it starts; a
     caller's process running the command (these tests) spawns workers as the library does."""
     urls = [migrated_sqlite(tmp_path / f"{name}.sqlite3") for name in ("own", "in")]
+    # A module in the working directory named like one of the standard library's: neither
+    # the fork server nor a spawned worker may import it in its place.
+    (tmp_path / "queue.py").write_text("# not the standard library's: it has no Queue\n")
     files = [arg for path in data for arg in ("--data", str(path))]
     command = ["-v", "sweep", "sma_cross", *files, "--grid", json.dumps(GRID), "--json"]
-    own = quantflow_process(*command, "--database-url", urls[0], cwd=tmp_path)
+    program = str(Path(sys.executable).with_name("quantflow"))  # `python -m` would import
+    own = subprocess.run(  # the folder's queue.py itself, before any of our code runs
+        [program, *command, "--database-url", urls[0]],
+        cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     inside = quantflow(*command, "--database-url", urls[1], cwd=tmp_path)
     assert own.returncode == inside.returncode == 0, own.stderr + inside.stderr
     assert "sweep: 2 worker processes (forkserver)" in own.stderr

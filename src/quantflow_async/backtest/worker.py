@@ -202,6 +202,7 @@ def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with_parent()
+    reseed_inherited_numpy()
     # The process that started this one: the main process, or multiprocessing's fork server,
     # which ends with the main process. Either way, a new parent means nobody reads us.
     parent = os.getppid()
@@ -234,6 +235,14 @@ def _run(index: int, job: Job, bars: Bars, chunk_size: int, outbox: _Outbox) -> 
     ):
         outbox.put(FillRows(index, job.backtest_id, rows))
     outbox.put(Completed(index, job.backtest_id, result.metrics, results_document(result)))
+
+
+def reseed_inherited_numpy() -> None:
+    """Seed numpy's global generator afresh if this process was forked with it loaded (from
+    a fork server that imported it, as numpy 1.x does on `import numpy`): every worker would
+    draw the same numbers from it, where spawned workers each seed their own."""
+    if "numpy.random" in sys.modules:
+        sys.modules["numpy.random"].seed()
 
 
 def _next_job(connection: Connection, parent: int) -> int | Job | None:

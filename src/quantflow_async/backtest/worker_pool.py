@@ -98,9 +98,7 @@ class WorkerPool:
         """Start the worker processes, SIGINT ignored from their first instruction, and
         give each its first job."""
         _without_sigint(self._start_processes)
-        log.info(
-            "sweep: %d worker processes (%s)", self.count, self._context.get_start_method()
-        )
+        log.info("sweep: %d worker processes (%s)", self.count, self._context.get_start_method())
         for index in range(self.count):
             self._give(index)
 
