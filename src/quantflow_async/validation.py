@@ -251,7 +251,7 @@ def _plain_json(value: object, field: str, depth: int) -> Any:
     if isinstance(value, list | tuple):
         if plain_numbers(value):
             # -0.0 + 0.0 is 0.0, as _json_float gives
-            return [item + 0.0 for item in value] if type(value[0]) is float else list(value)
+            return list(map((0.0).__add__, value)) if type(value[0]) is float else list(value)
         return [_plain_json(item, field, depth + 1) for item in value]
     raise InvalidValue(field, f"is not JSON-serialisable: holds a {type(value).__name__}")
 
@@ -262,13 +262,16 @@ def plain_numbers(items: list[Any] | tuple[Any, ...]) -> bool:
     whole-list passes instead of a call each."""
     if not items:
         return False
-    if all(type(item) is int for item in items):
+    kinds = set(map(type, items))  # exact types, so bool (an int) is not taken for one
+    if kinds == _INT:
         return True
     return (
-        all(type(item) is float for item in items)
-        and all(map(math.isfinite, items))
-        and max(map(abs, items)) < MAX_JSON_FLOAT
+        kinds == _FLOAT and all(map(math.isfinite, items)) and max(map(abs, items)) < MAX_JSON_FLOAT
     )
+
+
+_INT: Final = {int}
+_FLOAT: Final = {float}
 
 
 def _json_float(value: float, field: str) -> float:
