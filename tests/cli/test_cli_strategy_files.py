@@ -50,6 +50,42 @@ async def test_a_strategy_in_a_file_runs_and_is_stored_under_its_reference(
     assert config["parameters"] == {"size": 0.25}
 
 
+STRATEGY_WITH_A_HELPER = """\
+from quantflow_async.backtest import Strategy
+
+from hold_sizes_beside import SIZE  # a module beside this file
+
+
+class HoldSized(Strategy):
+    size: float = SIZE
+
+    def init(self) -> None:
+        import hold_sizes_beside  # and once more where the workers run it
+
+        self.size = min(self.size, hold_sizes_beside.SIZE)
+
+    def next(self) -> None:
+        if not self.position:
+            self.buy(size=self.size)
+"""
+
+
+def test_a_strategy_file_imports_the_modules_beside_it_in_the_command_and_its_workers(
+    tmp_path: Path, migrated: str
+) -> None:
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "hold_sized.py").write_text(STRATEGY_WITH_A_HELPER)
+    (tmp_path / "strategies" / "hold_sizes_beside.py").write_text("SIZE = 0.25\n")
+    data = write_bars(tmp_path / "goog.csv")
+    result = quantflow(
+        "sweep", "run", "strategies/hold_sized.py:HoldSized", "--data", str(data),
+        "--grid", '{"size": [0.1, 0.2]}', "--json", "--database-url", migrated, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout.splitlines()[-1])
+    assert (document["completed"], document["failed"]) == (2, 0)
+
+
 def test_a_missing_strategy_file_is_one_line_before_anything_is_stored(
     tmp_path: Path, migrated: str
 ) -> None:

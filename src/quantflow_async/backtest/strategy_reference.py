@@ -122,6 +122,11 @@ def _file_module(where: str) -> ModuleType:
     module_name = f"{_FILE_MODULE_PREFIX}{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    if str(path.parent) not in sys.path:
+        # Its own imports (a helpers.py beside it) resolve as they do when Python runs a
+        # file: in the command, and in every worker, which loads it by the same path. Last
+        # on the path, so nothing beside it shadows a module already importable.
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise StrategyConfigError("strategy", f"{where} cannot be loaded as Python")
