@@ -284,3 +284,12 @@ def test_ctrl_c_mid_sweep_keeps_committed_fills_marks_the_rest_cancelled_and_lea
     assert set(statuses) <= {"completed", "cancelled"} and statuses["cancelled"] >= 1, statuses
     assert sum(statuses.values()) == 72
     assert trades > 0
+
+
+def test_the_summary_counts_one_backtest_and_one_worker_in_the_singular(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    result = sweep(migrated, data[:1], "--grid", '{"fast": 3, "slow": 10}', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1 backtest completed," in result.stderr
+    assert "fills/s, 1 worker process)" in result.stderr

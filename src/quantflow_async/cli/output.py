@@ -162,6 +162,11 @@ def error_text(backtest: Backtest) -> str:
     return f"{error.get('type', 'Error')}: {message}"
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`count` and its noun, plural but for one: "1 backtest", "96 backtests"."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {plural or noun + 's'}"
+
+
 def float_text(value: float) -> str:
     """At least four significant digits in plain notation, never scientific: 122200.00,
     1.235, 0.01230, 1500000000000000000000000.00 (from the shortest text of the float)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from quantflow_async.cli.backtest import stored_strategy_id
-from quantflow_async.cli.output import CommandError, plain, print_table, progress_bar
+from quantflow_async.cli.output import CommandError, counted, plain, print_table, progress_bar
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -140,10 +140,10 @@ def _summary(strategy: str, result: SweepResult) -> str:
     failed = f", {result.failed} failed" if result.failed else ""
     before = f" ({result.skipped} of them before this resume)" if result.skipped else ""
     return (
-        f"sweep {result.sweep_id}, {strategy}: {result.completed} backtests completed"
+        f"sweep {result.sweep_id}, {strategy}: {counted(result.completed, 'backtest')} completed"
         f"{before}{failed}, "
-        f"{result.fills_stored:,} fills stored in {result.seconds:.1f} s "
-        f"({rate:,.0f} fills/s, {result.workers} worker processes)"
+        f"{counted(result.fills_stored, 'fill')} stored in {result.seconds:.1f} s "
+        f"({rate:,.0f} fills/s, {counted(result.workers, 'worker process', 'worker processes')})"
     )
 
 
