@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.output import (
     CommandError,
+    counted,
     json_value,
     plain,
     print_table,
@@ -239,9 +240,10 @@ def _summary(strategy: str, result: SearchResult) -> str:
     repeated = f", {search.repeats} repeated ones skipped" if search.repeats else ""
     ended = "; the space has no new config left" if search.exhausted else ""
     return (
-        f"sweep {result.sweep_id}, {strategy}: {search.ran} trials run"
-        f"{left_out if search.excluded else ''}{repeated}, {result.fills_stored:,} fills "
-        f"stored in {result.seconds:.1f} s ({result.workers} worker processes){ended}"
+        f"sweep {result.sweep_id}, {strategy}: {counted(search.ran, 'trial')} run"
+        f"{left_out if search.excluded else ''}{repeated}, "
+        f"{counted(result.fills_stored, 'fill')} stored in {result.seconds:.1f} s "
+        f"({counted(result.workers, 'worker process', 'worker processes')}){ended}"
     )
 
 
