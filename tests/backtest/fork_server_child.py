@@ -1,7 +1,7 @@
 """A program the fork server's tests run: it warms the fork server as `quantflow sweep` does,
 forks two processes from it and prints, as one JSON line, what each started with.
 
-    python tests/backtest/fork_server_child.py [--numpy-random]
+    python tests/backtest/fork_server_child.py [--numpy-random | --from-a-thread]
 
 With --numpy-random the server also loads numpy.random (as numpy 1.x does on import), and
 each process draws from numpy's global generator before and after the sweep worker's reseed.
@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -43,7 +44,14 @@ def main() -> None:
     modules = [fork_server.WORKER_MODULE]
     if "--numpy-random" in sys.argv:
         modules.append("numpy.random")
-    start_method = fork_server.warm_fork_server(modules)
+    if "--from-a-thread" in sys.argv:  # where no signal handler can be set
+        chosen: list[str] = []
+        thread = threading.Thread(target=lambda: chosen.append(fork_server.warm_fork_server()))
+        thread.start()
+        thread.join()
+        start_method = chosen[0]
+    else:
+        start_method = fork_server.warm_fork_server(modules)
     context = multiprocessing.get_context(start_method)
     states = []
     for _ in range(2):

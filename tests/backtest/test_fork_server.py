@@ -61,3 +61,11 @@ def test_a_server_that_cannot_start_leaves_the_workers_to_spawn(tmp_path: Path) 
     result = forked_states(tmp_path, TMPDIR=str(deep))
     assert result["start_method"] == "spawn"
     assert [state["cwd"] for state in result["states"]] == [str(tmp_path)] * 2
+
+
+def test_a_server_warmed_from_a_thread_other_than_the_main_one_starts_all_the_same(
+    tmp_path: Path,
+) -> None:
+    result = forked_states(tmp_path, "--from-a-thread")
+    assert result["start_method"] == "forkserver"
+    assert [state["environment"] for state in result["states"]] == [{}, {}]

@@ -25,6 +25,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -61,11 +62,15 @@ def _server_start() -> Iterator[None]:
     ours = _SAFE_PATH not in os.environ
     if ours:
         os.environ[_SAFE_PATH] = os.environ[_SAFE_PATH_OURS] = "1"
-    ignoring = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Only the main thread may set a handler; from another, the workers still ignore SIGINT
+    # from their first instruction of ours (worker.py), a moment later than spawned ones.
+    main_thread = threading.current_thread() is threading.main_thread()
+    ignoring = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, ignoring)
+        if main_thread:  # None: a handler set outside Python, which was the default one
+            signal.signal(signal.SIGINT, signal.SIG_DFL if ignoring is None else ignoring)
         if ours:
             del os.environ[_SAFE_PATH], os.environ[_SAFE_PATH_OURS]
 
