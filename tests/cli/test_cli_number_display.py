@@ -58,3 +58,12 @@ def test_text_columns_go_last_first_when_the_numbers_need_the_room(
     assert "fast" not in table  # parameters, the last text column, went first
     wide = drawn(200, monkeypatch)
     assert '{"fast":10,"slow":30}' in wide and "BTCUSDT-hourly-2024.csv" in wide
+
+
+def test_number_headers_stay_whole_when_the_table_has_the_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wide = drawn(200, monkeypatch)
+    assert "max_drawdown_pct" in wide and "return_pct" in wide
+    narrow = drawn(80, monkeypatch)  # the numbers keep their digits; the headers fold
+    assert "max_drawdown_pct" not in narrow and "-12.50" in narrow

@@ -197,10 +197,11 @@ def print_table(
     console = Console(file=sys.stdout)
     numeric = {i for i in range(len(columns)) if rows and all(_is_number(r[i]) for r in rows)}
     kept = _columns_that_fit(columns, cells, numeric, console.width)
+    whole = _headers_fit(columns, cells, numeric, kept, console.width)
     table = Table(title=title or None, title_justify="left")
     for index in kept:
         if index in numeric:
-            width = _number_width(columns, cells, index)
+            width = _number_width(columns, cells, index, whole_header=whole)
             table.add_column(columns[index], justify="right", width=width, overflow="fold")
         else:
             table.add_column(columns[index], overflow="fold")
@@ -229,9 +230,26 @@ def _columns_that_fit(
     return kept
 
 
-def _number_width(columns: Sequence[str], cells: list[list[str]], index: int) -> int:
-    """A number column's width: its widest cell; its header folds to fit (at least 6)."""
-    return max(min(len(columns[index]), 6), *(len(row[index]) for row in cells))
+def _headers_fit(
+    columns: Sequence[str], cells: list[list[str]], numeric: set[int], kept: list[int], width: int
+) -> bool:
+    """Whether the kept columns fit at `width` with every number column's header whole."""
+    needed = sum(
+        _number_width(columns, cells, i, whole_header=True)
+        if i in numeric
+        else max([len(columns[i]), *(len(row[i]) for row in cells)])
+        for i in kept
+    )
+    return needed + 3 * len(kept) + 1 <= width
+
+
+def _number_width(
+    columns: Sequence[str], cells: list[list[str]], index: int, *, whole_header: bool = False
+) -> int:
+    """A number column's width: its widest cell, and its header's length if `whole_header`;
+    otherwise the header folds to fit (at least 6)."""
+    header = len(columns[index]) if whole_header else min(len(columns[index]), 6)
+    return max(header, *(len(row[index]) for row in cells))
 
 
 def _is_number(value: Any) -> bool:
