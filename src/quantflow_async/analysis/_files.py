@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from quantflow_async.errors import InvalidValue
+
 NAME_MAX: Final = 255  # bytes, where the file system does not say
 _ATTEMPTS: Final = 100
 
@@ -36,6 +38,22 @@ class _Target:
     path: Path
     mode: int | None
     through: bool
+
+
+PICTURE_FORMATS: Final = ("png", "svg", "pdf")
+"""The picture files matplotlib writes here, by their endings."""
+
+
+def output_format(path: Path, *, page: bool) -> str:
+    """The format `path`'s ending asks for: one of PICTURE_FORMATS, or "html" where an HTML
+    `page` may be written too; InvalidValue otherwise."""
+    chosen = path.suffix.lower().lstrip(".")
+    if chosen in PICTURE_FORMATS or (page and chosen == "html"):
+        return chosen
+    nor_page = ", nor an .html page" if page else ""
+    raise InvalidValue(
+        "output", f"{path.name!r} is not a .png, .svg or .pdf file{nor_page}; name one that is"
+    )
 
 
 def check_output(path: str | os.PathLike[str]) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quantflow_async.analysis._extras import import_extra
-from quantflow_async.analysis._files import writing
+from quantflow_async.analysis._files import PICTURE_FORMATS, output_format, writing
 from quantflow_async.analysis.report_price import Candles, PriceLookup, find_price
 from quantflow_async.analysis.round_trips import RoundTripBuilder, RoundTrips, StoredFill
 from quantflow_async.database import Database
@@ -30,7 +30,7 @@ from quantflow_async.records import Backtest
 
 FloatArray = npt.NDArray[np.float64]
 
-IMAGE_FORMATS: Final = ("png", "svg", "pdf")
+IMAGE_FORMATS: Final = PICTURE_FORMATS
 REPORT_FORMATS: Final = (*IMAGE_FORMATS, "html")
 FROM_RESULTS: Final = "the stored equity curve"
 FROM_TRADES: Final = "the trades' realized pnl less fees (no equity curve stored)"
@@ -130,23 +130,12 @@ def _curve_of_trades(
 
 def image_format(path: Path) -> str:
     """The picture format a file name asks for, or InvalidValue."""
-    chosen = path.suffix.lower().lstrip(".")
-    if chosen not in IMAGE_FORMATS:
-        raise InvalidValue(
-            "output", f"{path.name!r} is not a .png, .svg or .pdf file; name one that is"
-        )
-    return chosen
+    return output_format(path, page=False)
 
 
 def report_format(path: Path) -> str:
     """The format of report a file name asks for: a picture's, or "html" for the page."""
-    chosen = path.suffix.lower().lstrip(".")
-    if chosen not in REPORT_FORMATS:
-        raise InvalidValue(
-            "output",
-            f"{path.name!r} is not a .png, .svg or .pdf file, nor an .html page; name one that is",
-        )
-    return chosen
+    return output_format(path, page=True)
 
 
 def draw_report(report: Report, path: str | Path, *, format: str | None = None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.output import json_object, plain, print_fields, reading
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_group
 from quantflow_async.cli.run_options import add_run_options, run_settings, setting_error
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
@@ -107,8 +107,7 @@ async def stored_strategy_id(db: Database, name: str) -> int:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "backtest", COMMANDS["backtest"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "backtest")
     command = add_command(
         verbs,
         "run",

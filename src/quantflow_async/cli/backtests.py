@@ -16,7 +16,7 @@ from quantflow_async.cli.output import (
     print_table,
     reading,
 )
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_group
 from quantflow_async.config import Settings
 from quantflow_async.records import BACKTEST_STATUSES, Backtest
 
@@ -149,8 +149,7 @@ def _metrics(backtest: Backtest) -> list[Any]:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "backtests", COMMANDS["backtests"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "backtests")
 
     listing = add_command(verbs, "list", "list backtests, oldest first", reading(list_backtests))
     listing.add_argument("--strategy", type=int, metavar="ID", help="only this strategy's")

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_group
 from quantflow_async.errors import InvalidValue
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -49,8 +49,7 @@ def synth(args: argparse.Namespace) -> None:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "bars", COMMANDS["bars"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "bars")
     command = add_command(
         verbs, "synth", "write a seeded random walk of OHLCV bars as CSV (prices in cents)", synth
     )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from quantflow_async.cli.output import json_object, plain
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, on_database
+from quantflow_async.cli.parsing import Parser, add_command, add_group, on_database
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -129,8 +129,7 @@ def _credentials(args: argparse.Namespace) -> VenueCredentials:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "live", COMMANDS["live"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "live")
     command = add_command(
         verbs,
         "run",

@@ -16,7 +16,7 @@ from quantflow_async.cli.output import (
     print_table,
     reading,
 )
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, add_group
 from quantflow_async.config import Settings
 from quantflow_async.errors import NotFound
 from quantflow_async.order_records import ORDER_STATUSES
@@ -229,8 +229,7 @@ def _owner_options(parser: Parser) -> None:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "orders", COMMANDS["orders"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "orders")
 
     listing = add_command(
         verbs, "list", "one page of orders, oldest first (by id)", reading(list_orders)

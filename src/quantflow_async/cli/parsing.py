@@ -1,6 +1,7 @@
 """The pieces every command module builds its verbs with, apart from `app.py` (which imports
-the command modules): the table of commands, the parser class, `add_command`, `add_verbs` for a
-group with a default verb, and `on_database` for a handler that runs on the database.
+the command modules): the table of commands, the parser class, `add_command`, `add_group` for a
+command's verbs, `add_verbs` for a group with a default verb, `add_output_option`, and
+`on_database` for a handler that runs on the database.
 
 Options common to every command (`--database-url`, `-v`) are accepted before or after the
 command's name: each command's parser has them as a parent.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
 if TYPE_CHECKING:
@@ -109,6 +111,29 @@ def add_command(
     if handler is not None:
         parser.set_defaults(handler=handler)
     return parser
+
+
+def add_group(
+    commands: argparse._SubParsersAction[Parser], name: str
+) -> argparse._SubParsersAction[Parser]:
+    """The verbs of command `name` of `quantflow` (`quantflow NAME VERB ...`), one of which
+    must be given; the command's help is its COMMANDS summary."""
+    group = add_command(commands, name, COMMANDS[name].summary, None)
+    return group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+
+
+def add_output_option(command: Parser, what: str) -> None:
+    """The required `-o/--output FILE`, a Path: `what` the command writes there, followed by how
+    the file is written (analysis/_files.py)."""
+    command.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help=f"{what} (replaced if it exists, keeping its mode; a link is followed, a FIFO or "
+        "device written into)",
+    )
 
 
 class _AnyWord(dict[str, Parser]):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from quantflow_async.cli.output import reading
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, add_output_option
 from quantflow_async.config import Settings
 
 
@@ -41,15 +41,9 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         reading(report),
     )
     command.add_argument("backtest_id", type=int, metavar="BACKTEST_ID", help="the backtest")
-    command.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="the report to write: a .png, .svg or .pdf picture, or an .html page to zoom "
-        "and pan (replaced if it exists, keeping its mode; a link is followed, a FIFO or "
-        "device written into)",
+    add_output_option(
+        command,
+        "the report to write: a .png, .svg or .pdf picture, or an .html page to zoom and pan",
     )
     command.add_argument(
         "--data",

@@ -12,7 +12,7 @@ from quantflow_async.cli.output import (
     print_table,
     reading,
 )
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_group
 from quantflow_async.config import Settings
 from quantflow_async.records import STRATEGY_STATUSES, Strategy
 
@@ -117,8 +117,7 @@ def _shown(parameters: object) -> str:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "strategies", COMMANDS["strategies"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "strategies")
 
     listing = add_command(
         verbs, "list", "list the strategies, oldest first", reading(list_strategies)

@@ -8,10 +8,9 @@ A wrong file name, statistic or aggregation is said before the database is read.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from quantflow_async.cli.output import reading
-from quantflow_async.cli.parsing import Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_output_option
 from quantflow_async.config import Settings
 
 AGGREGATIONS = ("max", "mean", "median", "min")
@@ -68,12 +67,4 @@ def register_verbs(verbs: argparse._SubParsersAction[Parser]) -> None:
         default="max",
         help="how the backtests of one cell (the other parameters' values) make its value (max)",
     )
-    command.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="a .png, .svg or .pdf picture, or an .html page to hover (replaced if it exists, "
-        "keeping its mode)",
-    )
+    add_output_option(command, "a .png, .svg or .pdf picture, or an .html page to hover")

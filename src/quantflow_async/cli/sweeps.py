@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.output import error_text, print_fields, print_json, print_table, reading
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_group
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -151,8 +151,7 @@ def _positive(text: str) -> int:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "sweeps", COMMANDS["sweeps"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "sweeps")
 
     listing = add_command(
         verbs, "list", "list sweeps, oldest first, with their backtests by status",

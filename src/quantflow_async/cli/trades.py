@@ -17,7 +17,7 @@ from quantflow_async.cli.output import (
     progress,
     reading,
 )
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_group, add_output_option
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.config import Settings
 from quantflow_async.errors import InvalidValue
@@ -117,8 +117,7 @@ def _filter_options(parser: Parser) -> None:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "trades", COMMANDS["trades"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "trades")
 
     listing = add_command(
         verbs, "list", "one page of trades in execution order", reading(list_trades)
@@ -142,12 +141,6 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     exporting.add_argument(
         "--format", choices=FORMATS, help="default: from the file name (.csv, .parquet)"
     )
-    exporting.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="the file to write (replaced if it exists, keeping its mode; a link is followed, "
-        "a FIFO or device written into; Parquet needs the analysis extra)",
+    add_output_option(
+        exporting, "the CSV or Parquet file to write; Parquet needs the analysis extra"
     )

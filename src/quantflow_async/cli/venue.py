@@ -9,7 +9,7 @@ import argparse
 import signal
 from typing import TYPE_CHECKING
 
-from quantflow_async.cli.parsing import COMMANDS, Parser, add_command
+from quantflow_async.cli.parsing import Parser, add_command, add_group
 from quantflow_async.errors import InvalidValue
 
 if TYPE_CHECKING:
@@ -77,8 +77,7 @@ def _port(text: str) -> int:
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
-    group = add_command(commands, "venue", COMMANDS["venue"].summary, None)
-    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+    verbs = add_group(commands, "venue")
     command = add_command(
         verbs,
         "serve",
