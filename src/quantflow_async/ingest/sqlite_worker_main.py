@@ -87,22 +87,6 @@ class Worker:
         prune_before: int,
         after: bool,
     ) -> tuple[Any, ...]:
-        if after and not self.last_committed:
-            return ("skipped",)
-        self.last_committed = False
-        reply = self.commit(statements, rows, token, previous, now, prune_before)
-        self.last_committed = reply[0] == "ok"
-        return reply
-
-    def commit(
-        self,
-        statements: tuple[str, str, str, str],
-        rows: list[Any],
-        token: str,
-        previous: str | None,
-        now: int,
-        prune_before: int,
-    ) -> tuple[Any, ...]:
         insert, token_insert, token_prune, _ = statements
 
         def write(connection: sqlite3.Connection) -> int:
@@ -111,7 +95,7 @@ class Worker:
             connection.execute(token_prune, (previous, prune_before))
             return inserted
 
-        return self.committed(write)
+        return self.in_turn(after, lambda: self.committed(write))
 
     def journal(
         self,
@@ -119,19 +103,23 @@ class Worker:
         steps: list[tuple[str, list[Any]]],
         after: bool,
     ) -> tuple[Any, ...]:
-        if after and not self.last_committed:
-            return ("skipped",)
-        self.last_committed = False
-        if guard is not None:
-            held = self.held_elsewhere(*guard)
-            if held:
-                return ("held", held)
-
         def write(connection: sqlite3.Connection) -> None:
             for statement, rows in steps:
                 connection.executemany(statement, rows)
 
-        reply = self.committed(write)
+        def guarded() -> tuple[Any, ...]:
+            held = self.held_elsewhere(*guard) if guard is not None else []
+            return ("held", held) if held else self.committed(write)
+
+        return self.in_turn(after, guarded)
+
+    def in_turn(self, after: bool, commit: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
+        """What `commit()` replies; ("skipped",) without calling it if `after` asks it to follow
+        the previous request and that one did not commit."""
+        if after and not self.last_committed:
+            return ("skipped",)
+        self.last_committed = False
+        reply = commit()
         self.last_committed = reply[0] == "ok"
         return reply
 
