@@ -42,6 +42,8 @@ def do_run_migrations(connection: Connection) -> None:
                 transactional_ddl=True,
             )
             with context.begin_transaction():
+                # Read in the migrations' own transaction: what Database.migrate() returns.
+                config.attributes["revision_before"] = context.get_context().get_current_revision()
                 context.run_migrations()
             if sqlite:
                 _check_foreign_keys(connection)

@@ -123,12 +123,14 @@ class Database:
         """The order journal's orders, events, positions and balances (reads)."""
         return self._opened(self._orders)
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic `upgrade head`)."""
+    async def migrate(self) -> str | None:
+        """Bring the schema to the newest revision (Alembic `upgrade head`); the revision it
+        was at before, None for a database no migration had touched. Migrating a schema at
+        the newest revision changes nothing."""
         # Alembic loads here, not with the database: most processes never migrate.
         from quantflow_async.store.migrations import upgrade_to_head
 
-        await upgrade_to_head(self.engine)
+        return await upgrade_to_head(self.engine)
 
     def writer(
         self,

@@ -7,12 +7,17 @@ environment and streams (`tests.support.cli`); a few run it as a user does, as a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from alembic import command as alembic_command
+from sqlalchemy import Connection
 
+from quantflow_async import Database
+from quantflow_async.store.migrations import alembic_config, head_revision
 from tests.support.cli import quantflow, quantflow_process
 
 
@@ -36,6 +41,30 @@ def test_migrate_creates_the_default_database_in_the_working_directory(tmp_path:
     assert (tmp_path / "dev.sqlite3").exists()
     counted = quantflow_process("count-trades", cwd=tmp_path, env=clean_env())
     assert (counted.returncode, counted.stdout.strip()) == (0, "0")
+
+
+def test_migrate_says_whether_it_changed_the_schema(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'twice.sqlite3'}"
+    first = quantflow("migrate", "--database-url", url, cwd=tmp_path, env=clean_env())
+    again = quantflow("migrate", "--database-url", url, cwd=tmp_path, env=clean_env())
+    asyncio.run(_downgrade(url, "007"))
+    later = quantflow("migrate", "--database-url", url, cwd=tmp_path, env=clean_env())
+    head = head_revision()
+    assert first.stdout == f"migrated {url} to the newest schema, revision {head}\n"
+    done = f"{url} is at the newest schema already, revision {head}: nothing to do\n"
+    assert again.stdout == done
+    assert later.stdout == f"migrated {url} from revision 007 to the newest schema, {head}\n"
+
+
+async def _downgrade(url: str, revision: str) -> None:
+    config = alembic_config()
+
+    def downgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        alembic_command.downgrade(config, revision)
+
+    async with Database(url) as db, db.engine.connect() as connection:
+        await connection.run_sync(downgrade)
 
 
 def test_migrate_honours_the_environment_url(tmp_path: Path) -> None:

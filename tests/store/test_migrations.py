@@ -102,6 +102,15 @@ async def test_migrate_twice_is_harmless(database_url: str) -> None:
         assert await _tables(db) == TABLES
 
 
+async def test_migrate_returns_the_revision_the_schema_was_at(database_url: str) -> None:
+    async with Database(database_url) as db:
+        assert await db.migrate() is None  # nothing had migrated it
+        assert await db.migrate() == head_revision()
+        await _run(db, "downgrade", "007")
+        assert await db.migrate() == "007"
+        assert await _tables(db) == TABLES
+
+
 REBUILD_PARENT = """
 import sqlalchemy as sa
 from alembic import op

@@ -10,10 +10,17 @@ from quantflow_async.config import Settings, redact_url
 
 async def migrate(settings: Settings, args: argparse.Namespace) -> None:
     from quantflow_async.database import Database
+    from quantflow_async.store.migrations import head_revision
 
     async with Database(settings=settings) as db:
-        await db.migrate()
-    print(f"migrated {redact_url(settings.database_url)} to the newest schema")
+        before = await db.migrate()
+    head, url = head_revision(), redact_url(settings.database_url)
+    if before == head:
+        print(f"{url} is at the newest schema already, revision {head}: nothing to do")
+    elif before is None:
+        print(f"migrated {url} to the newest schema, revision {head}")
+    else:
+        print(f"migrated {url} from revision {before} to the newest schema, {head}")
 
 
 async def count_trades(settings: Settings, args: argparse.Namespace) -> None:

@@ -45,20 +45,24 @@ def head_revision() -> str:
     return head
 
 
-async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> None:
-    """Bring the schema to the head revision in one write transaction (begun by env.py)."""
+async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> str | None:
+    """Bring the schema to the head revision in one write transaction (begun by env.py); the
+    revision it was at before (None for a database no migration had touched)."""
     config = config or alembic_config()
 
-    def upgrade(connection: Connection) -> None:
+    def upgrade(connection: Connection) -> str | None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        before: str | None = config.attributes.get("revision_before")  # read by env.py
+        return before
 
     try:
         async with engine.connect() as connection:
             connection = await connection.execution_options(**{WRITE_OPTION: True})
-            await connection.run_sync(upgrade)
+            before = await connection.run_sync(upgrade)
     except MigrationError:
         raise
     except Exception as exc:
         raise MigrationError(f"migration to head failed: {describe(exc)}") from exc
     log.info("schema is at revision %s", head_revision())
+    return before
