@@ -43,7 +43,8 @@ def do_run_migrations(connection: Connection) -> None:
             )
             with context.begin_transaction():
                 # Read in the migrations' own transaction: what Database.migrate() returns.
-                config.attributes["revision_before"] = context.get_context().get_current_revision()
+                heads = context.get_context().get_current_heads()  # several if branched
+                config.attributes["revision_before"] = ", ".join(heads) or None
                 context.run_migrations()
             if sqlite:
                 _check_foreign_keys(connection)

@@ -144,6 +144,37 @@ def _scripts_with_a_rebuild(tmp_path: Path) -> Path:
     return scripts
 
 
+EMPTY_REVISION = """
+revision = "{name}"
+down_revision = "008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+async def test_a_branched_history_migrates_again_and_reads_back_both_heads(
+    database_url: str, tmp_path: Path
+) -> None:
+    scripts = tmp_path / "alembic"
+    shutil.copytree(ROOT / "alembic", scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("901", "902"):
+        (scripts / "versions" / f"{name}_branch.py").write_text(EMPTY_REVISION.format(name=name))
+    config = alembic_config()
+    config.set_main_option("script_location", str(scripts))
+    async with Database(database_url) as db:
+        await _run(db, "upgrade", "heads", config)
+        await _run(db, "upgrade", "heads", config)  # reads the two heads it is at
+        assert set(config.attributes["revision_before"].split(", ")) == {"901", "902"}
+
+
 async def test_rebuilding_a_parent_table_keeps_every_child_row(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from quantflow_async.cli.parsing import Parser, add_command, add_group
+from quantflow_async.cli.parsing import Parser, add_command, add_group, add_output_option
 from quantflow_async.errors import InvalidValue
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -35,7 +35,7 @@ def synth(args: argparse.Namespace) -> None:
         args.count, seed=args.seed, interval=args.interval, drift=args.drift,
         volatility=args.volatility, price=args.price,
     )  # fmt: skip
-    target = Path(args.output)
+    target: Path = args.output
     # Written whole or not at all, as every output file is (a new file gets 0666 less the
     # umask, an old one keeps its mode; a FIFO is written through).
     with writing(target) as temporary, temporary.open("w") as file:
@@ -53,7 +53,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     command = add_command(
         verbs, "synth", "write a seeded random walk of OHLCV bars as CSV (prices in cents)", synth
     )
-    command.add_argument("-o", "--output", required=True, metavar="FILE", help="the CSV to write")
+    add_output_option(command, "the CSV to write")
     command.add_argument("--count", type=int, default=2_000, help="how many bars (2000)")
     command.add_argument("--seed", type=int, default=1, help="the walk's seed (1)")
     command.add_argument(

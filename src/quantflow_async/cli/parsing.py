@@ -131,7 +131,7 @@ def add_output_option(command: Parser, what: str) -> None:
         type=Path,
         required=True,
         metavar="FILE",
-        help=f"{what} (replaced if it exists, keeping its mode; a link is followed, a FIFO or "
+        help=f"{what}; replaced if it exists, keeping its mode (a link is followed, a FIFO or "
         "device written into)",
     )
 

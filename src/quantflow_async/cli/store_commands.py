@@ -20,7 +20,7 @@ async def migrate(settings: Settings, args: argparse.Namespace) -> None:
     elif before is None:
         print(f"migrated {url} to the newest schema, revision {head}")
     else:
-        print(f"migrated {url} from revision {before} to the newest schema, {head}")
+        print(f"migrated {url} from revision {before} to the newest schema, revision {head}")
 
 
 async def count_trades(settings: Settings, args: argparse.Namespace) -> None:

@@ -142,5 +142,5 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "--format", choices=FORMATS, help="default: from the file name (.csv, .parquet)"
     )
     add_output_option(
-        exporting, "the CSV or Parquet file to write; Parquet needs the analysis extra"
+        exporting, "the CSV or Parquet file to write (Parquet needs the analysis extra)"
     )

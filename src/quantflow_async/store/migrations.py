@@ -47,11 +47,13 @@ def head_revision() -> str:
 
 async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> str | None:
     """Bring the schema to the head revision in one write transaction (begun by env.py); the
-    revision it was at before (None for a database no migration had touched)."""
+    revision it was at before, as env.py read it in that transaction (None for a database no
+    migration had touched; the heads joined by ", " where a branched history left several)."""
     config = config or alembic_config()
 
     def upgrade(connection: Connection) -> str | None:
         config.attributes["connection"] = connection
+        config.attributes.pop("revision_before", None)  # a reused config's, or env.py's
         command.upgrade(config, "head")
         before: str | None = config.attributes.get("revision_before")  # read by env.py
         return before
