@@ -137,11 +137,15 @@ def downgrade() -> None:
 """
 
 
-def _scripts_with_a_rebuild(tmp_path: Path) -> Path:
+def _scripts_with(tmp_path: Path, revisions: dict[str, str]) -> Config:
+    """A config whose scripts are ours plus `revisions` (file name: text), copied under tmp."""
     scripts = tmp_path / "alembic"
     shutil.copytree(ROOT / "alembic", scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "900_rebuild_backtests.py").write_text(REBUILD_PARENT)
-    return scripts
+    for name, script in revisions.items():
+        (scripts / "versions" / name).write_text(script)
+    config = alembic_config()
+    config.set_main_option("script_location", str(scripts))
+    return config
 
 
 EMPTY_REVISION = """
@@ -149,26 +153,15 @@ revision = "{name}"
 down_revision = "008"
 branch_labels = None
 depends_on = None
-
-
-def upgrade() -> None:
-    pass
-
-
-def downgrade() -> None:
-    pass
+upgrade = downgrade = lambda: None
 """
 
 
 async def test_a_branched_history_migrates_again_and_reads_back_both_heads(
     database_url: str, tmp_path: Path
 ) -> None:
-    scripts = tmp_path / "alembic"
-    shutil.copytree(ROOT / "alembic", scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("901", "902"):
-        (scripts / "versions" / f"{name}_branch.py").write_text(EMPTY_REVISION.format(name=name))
-    config = alembic_config()
-    config.set_main_option("script_location", str(scripts))
+    branches = {f"{name}_branch.py": EMPTY_REVISION.format(name=name) for name in ("901", "902")}
+    config = _scripts_with(tmp_path, branches)
     async with Database(database_url) as db:
         await _run(db, "upgrade", "heads", config)
         await _run(db, "upgrade", "heads", config)  # reads the two heads it is at
@@ -178,8 +171,7 @@ async def test_a_branched_history_migrates_again_and_reads_back_both_heads(
 async def test_rebuilding_a_parent_table_keeps_every_child_row(
     database_url: str, tmp_path: Path
 ) -> None:
-    config = alembic_config()
-    config.set_main_option("script_location", str(_scripts_with_a_rebuild(tmp_path)))
+    config = _scripts_with(tmp_path, {"900_rebuild_backtests.py": REBUILD_PARENT})
     async with Database(database_url) as db:
         await db.migrate()
         strategy = await db.strategies.create(name="s")
