@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quantflow_async.analysis._extras import import_extra
-from quantflow_async.analysis._files import PICTURE_FORMATS, output_format, writing
+from quantflow_async.analysis._files import output_format, writing
 from quantflow_async.backtest.objective import check_statistic, statistic
 from quantflow_async.database import Database
 from quantflow_async.errors import InvalidValue
@@ -35,7 +35,6 @@ AGGREGATIONS: Final[dict[str, Callable[[FloatArray], Any]]] = {
     "max": np.max, "mean": np.mean, "median": np.median, "min": np.min,
 }  # fmt: skip
 """How the backtests of one cell (the other parameters' values) make its one value."""
-HEATMAP_FORMATS: Final = (*PICTURE_FORMATS, "html")
 MAX_LEVELS: Final = 30
 BINS: Final = 20
 _ANNOTATED_CELLS: Final = 400  # past this many cells, values are in the colour (and hover) only

@@ -31,7 +31,6 @@ from quantflow_async.records import Backtest
 FloatArray = npt.NDArray[np.float64]
 
 IMAGE_FORMATS: Final = PICTURE_FORMATS
-REPORT_FORMATS: Final = (*IMAGE_FORMATS, "html")
 FROM_RESULTS: Final = "the stored equity curve"
 FROM_TRADES: Final = "the trades' realized pnl less fees (no equity curve stored)"
 

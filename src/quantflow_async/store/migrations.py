@@ -53,7 +53,7 @@ async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> 
 
     def upgrade(connection: Connection) -> str | None:
         config.attributes["connection"] = connection
-        config.attributes.pop("revision_before", None)  # a reused config's, or env.py's
+        config.attributes.pop("revision_before", None)  # left by an earlier upgrade
         command.upgrade(config, "head")
         before: str | None = config.attributes.get("revision_before")  # read by env.py
         return before
