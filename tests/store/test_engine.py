@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import threading
@@ -89,6 +90,36 @@ async def test_closing_leaves_no_thread_and_no_worker_process(sqlite_url: str) -
     for thread in set(threading.enumerate()) - threads_before:
         thread.join(timeout=10)
         assert not thread.is_alive(), f"{thread.name} outlived the database"
+
+
+async def test_a_dropped_connection_whose_close_is_cancelled_still_closes(
+    sqlite_url: str,
+) -> None:
+    # SQLAlchemy closes a dropped connection in a task of its own and, when the wait for it
+    # is cancelled, stops the connection's thread at once. The close must end all the same:
+    # asyncio.run waits for every task, so a script stopped with Ctrl-C would never exit.
+    async with Database(sqlite_url) as db:
+        await db.migrate()
+        connection = await db.engine.connect()
+        await connection.execute(text("SELECT 1"))
+        threads_before = set(threading.enumerate())
+        tasks_before = asyncio.all_tasks()
+        dropping = asyncio.ensure_future(connection.invalidate())
+        for _ in range(100):  # until the close has started in its own task
+            await asyncio.sleep(0)
+            closing = asyncio.all_tasks() - tasks_before - {dropping}
+            if closing:
+                break
+        assert closing, "SQLAlchemy no longer closes a dropped connection in a task"
+        dropping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dropping
+        _, still_closing = await asyncio.wait(closing, timeout=10)
+        assert still_closing == set()
+        await connection.close()
+    for thread in set(threading.enumerate()) - threads_before:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), f"{thread.name} outlived its connection"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

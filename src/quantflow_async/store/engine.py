@@ -28,6 +28,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from quantflow_async.config import Settings, redact_url
 from quantflow_async.errors import InvalidValue, StorageUnavailable
+from quantflow_async.store import aiosqlite_connection
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
         pinned.check()
         cargs[0] = _never_creating(cargs[0], uri=bool(cparams.get("uri")))
         cparams["uri"] = True
+        cparams["async_creator_fn"] = aiosqlite_connection.connect
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
