@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from quantflow_async.config import Settings
 from quantflow_async.store.engine import WRITE_OPTION, create_engine
+from quantflow_async.store.migrations import MIGRATION_LOCK
 from quantflow_async.store.schema import metadata
 
 config = context.config
@@ -34,6 +35,11 @@ def do_run_migrations(connection: Connection) -> None:
         # Begun before configure(), so Alembic joins this transaction instead of committing
         # its own; SQLite's DDL is transactional once SQLAlchemy emits BEGIN (engine.py).
         with connection.begin():
+            if connection.dialect.name == "postgresql":
+                # Migrations of one database by several processes run one after the other,
+                # and each reads the revision the one before it committed (SQLite's BEGIN
+                # IMMEDIATE, from the write option, does the same there).
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             context.configure(
                 connection=connection,
                 target_metadata=metadata,

@@ -57,7 +57,8 @@ def _unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def _dsn(url: str) -> str:
+def postgres_dsn(url: str) -> str:
+    """What asyncpg.connect takes for a SQLAlchemy PostgreSQL URL."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
@@ -66,7 +67,7 @@ def _on_server(url: str, *statements: str) -> None:
 
     async def run() -> None:
         try:
-            connection = await asyncpg.connect(_dsn(url), timeout=10)
+            connection = await asyncpg.connect(postgres_dsn(url), timeout=10)
         except (OSError, asyncpg.PostgresError) as exc:
             _unavailable(f"PostgreSQL at {POSTGRES_URL_ENV} is unreachable: {exc}")
         try:
@@ -156,7 +157,7 @@ def _emptied_if_migrated(url: str) -> bool:
     import asyncpg
 
     async def run() -> bool:
-        connection = await asyncpg.connect(_dsn(url), timeout=10)
+        connection = await asyncpg.connect(postgres_dsn(url), timeout=10)
         try:
             fingerprint = await connection.fetchval(_SCHEMA_FINGERPRINT)
             if fingerprint != _migrated_schema.get(url):
@@ -180,7 +181,7 @@ def _migrated_postgres(url: str) -> None:
     async def run() -> str:
         async with Database(settings=Settings(database_url=url)) as database:
             await database.migrate()
-        connection = await asyncpg.connect(_dsn(url), timeout=10)
+        connection = await asyncpg.connect(postgres_dsn(url), timeout=10)
         try:
             return str(await connection.fetchval(_SCHEMA_FINGERPRINT))
         finally:

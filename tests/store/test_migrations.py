@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -16,11 +17,11 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from quantflow_async import Database, NotFound
-from quantflow_async.store.migrations import alembic_config, head_revision
+from quantflow_async.store.migrations import MIGRATION_LOCK, alembic_config, head_revision
 from quantflow_async.store.repositories.sweeps import JobRow
 from quantflow_async.store.schema import metadata
 
-from ..conftest import T0, make_fill
+from ..conftest import T0, make_fill, postgres_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_TABLES = {"strategies", "backtests", "trades", "writer_batches"}
@@ -376,3 +377,59 @@ def _job_row() -> JobRow:
         job_key="k", name="b", start_date=T0, end_date=T0.replace(year=2025),
         initial_capital=1, config={},
     )  # fmt: skip
+
+
+async def test_migrations_started_at_once_run_one_after_the_other(database_url: str) -> None:
+    # Each Database has its own connections: the second migration waits for the first to
+    # commit, then finds the newest schema and has nothing to do.
+    async with Database(database_url) as first, Database(database_url) as second:
+        befores = await asyncio.gather(first.migrate(), second.migrate())
+        assert sorted(befores, key=str) == sorted([None, head_revision()], key=str)
+        assert await _tables(first) == TABLES
+        await _run(first, "downgrade", "007")
+        befores = await asyncio.gather(first.migrate(), second.migrate(), first.migrate())
+        assert sorted(befores, key=str) == ["007", head_revision(), head_revision()]
+
+
+async def test_migrating_processes_wait_for_each_other_on_postgresql(
+    postgres_database_url: str,
+) -> None:
+    # The lock is held here first, so that both processes are surely waiting when it is let go.
+    connection = await asyncpg.connect(postgres_dsn(postgres_database_url))
+    waiting = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    command = [sys.executable, "-m", "quantflow_async.cli", "--database-url"]
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        for _ in range(2):
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    *command,
+                    postgres_database_url,
+                    "migrate",
+                    cwd=ROOT,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+            )
+        try:
+            async with asyncio.timeout(60):
+                while await connection.fetchval(waiting) < 2:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pytest.fail("the migrating processes did not wait for the migration lock")
+        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        outputs = [await process.communicate() for process in processes]
+    finally:
+        await connection.close()
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    said = sorted(stdout.decode() for stdout, _ in outputs)
+    assert said[0].startswith("migrated ") and "to the newest schema" in said[0], outputs
+    assert "at the newest schema already" in said[1], outputs
