@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any
 
 import anyio
 import asyncpg
+import dask.config
 import psutil
 import pytest
 from distributed import Client, LocalCluster
@@ -210,6 +212,28 @@ async def test_a_scheduler_address_gets_a_client_of_its_own_closed_at_the_end(
     assert result.completed == 1
     assert await pg.trades.count(backtest_id=result.backtest_ids[0]) > 0
     assert await anyio.to_thread.run_sync(client.run_on_scheduler, clients) == before
+
+
+@pytest.mark.postgres
+async def test_a_data_set_past_dasks_large_graph_threshold_goes_without_its_warning(
+    pg: Database, client: Client
+) -> None:
+    # Each data set travels once, in a task of its own: Dask's advice for data sent again with
+    # every task does not apply, and the process's own warning filters are left alone.
+    filters_before = list(warnings.filters)
+    with (
+        dask.config.set({"distributed.admin.large-graph-warning-threshold": "1kB"}),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        result = await run_sweep_on_cluster(
+            pg, "sma_cross", {"fast": [3], "slow": [10]}, SMALL["A"],
+            cluster=client, strategy_id=await new_strategy(pg),
+        )  # fmt: skip
+        assert dask.config.get("distributed.admin.large-graph-warning-threshold") == "1kB"
+    assert result.completed == 1
+    assert [str(w.message) for w in caught if "large graph" in str(w.message)] == []
+    assert warnings.filters == filters_before
 
 
 async def test_a_sqlite_database_is_refused_before_anything_is_stored(sqlite_url: str) -> None:

@@ -20,7 +20,6 @@ import logging
 import queue
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -227,10 +226,13 @@ class _ClusterSweep:
         # them) and are computed again elsewhere when their worker is lost. Keys are made
         # from the bars' contents, never their symbols: two sweeps sharing a cluster must not
         # take each other's data.
-        from dask.base import tokenize  # with the cluster extra, as distributed is
+        import dask.config  # with the cluster extra, as distributed is
+        from dask.base import tokenize
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        # Dask's warning about a large graph is for data sent again with every task; each data
+        # set here is sent once. Its threshold is raised, not the warning filtered out: a
+        # filter (warnings.catch_warnings) would apply to every thread of the process.
+        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1 PiB"}):
             self._data = [
                 self.client.submit(data_task, bars, key=f"{DATA_KEY_PREFIX}-{tokenize(bars)}")
                 for bars in datasets.values()
