@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 from quantflow_async.errors import InvalidValue
+from quantflow_async.option_checks import check_amount, check_bool, check_int
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -33,26 +34,6 @@ MAX_BUSY_TIMEOUT_MS: Final = 2**31 - 1
 # Query parameters that carry a secret (asyncpg takes ?password=...).
 _SECRET_QUERY_WORDS: Final = ("password", "passwd", "pwd", "secret", "token")
 _MASK: Final = "***"
-
-
-def _check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidValue(name, f"expected an int, got {type(value).__name__}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise InvalidValue(name, f"must be {bound}, got {value}")
-
-
-def _check_number(name: str, value: object, unit: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidValue(name, f"expected a number of {unit}, got {type(value).__name__}")
-    if not 0 <= value < float("inf"):
-        raise InvalidValue(name, f"must be >= 0 {unit} and finite, got {value}")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise InvalidValue(name, f"expected True or False, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +56,16 @@ class WriterOptions:
     max_rejected: int = 10_000
 
     def __post_init__(self) -> None:
-        _check_int("max_rejected", self.max_rejected, minimum=0)
-        _check_number("commit_timeout", self.commit_timeout, "seconds")
+        check_int("max_rejected", self.max_rejected, minimum=0)
+        check_amount("commit_timeout", self.commit_timeout, "seconds")
         if self.commit_timeout == 0:
             raise InvalidValue("commit_timeout", "must be more than 0 seconds, got 0")
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_number("max_latency", self.max_latency, "seconds")
-        _check_int("max_queue", self.max_queue, minimum=1)
-        _check_int("retry_attempts", self.retry_attempts, minimum=0)
-        _check_number("retry_initial_delay", self.retry_initial_delay, "seconds")
-        _check_number("retry_max_delay", self.retry_max_delay, "seconds")
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_amount("max_latency", self.max_latency, "seconds")
+        check_int("max_queue", self.max_queue, minimum=1)
+        check_int("retry_attempts", self.retry_attempts, minimum=0)
+        check_amount("retry_initial_delay", self.retry_initial_delay, "seconds")
+        check_amount("retry_max_delay", self.retry_max_delay, "seconds")
         if self.retry_max_delay < self.retry_initial_delay:
             raise InvalidValue(
                 "retry_max_delay",
@@ -129,14 +110,14 @@ class Settings:
             raise InvalidValue(
                 "synchronous", f"must be 'NORMAL' or 'FULL', got {self.synchronous!r}"
             )
-        _check_int("busy_timeout_ms", self.busy_timeout_ms, minimum=0, maximum=MAX_BUSY_TIMEOUT_MS)
-        _check_int("pool_size", self.pool_size, minimum=1)
-        _check_int("pool_max_overflow", self.pool_max_overflow, minimum=0)
-        _check_number("pool_timeout", self.pool_timeout, "seconds")
+        check_int("busy_timeout_ms", self.busy_timeout_ms, minimum=0, maximum=MAX_BUSY_TIMEOUT_MS)
+        check_int("pool_size", self.pool_size, minimum=1)
+        check_int("pool_max_overflow", self.pool_max_overflow, minimum=0)
+        check_amount("pool_timeout", self.pool_timeout, "seconds")
         if self.pool_recycle is not None:
-            _check_number("pool_recycle", self.pool_recycle, "seconds")
-        _check_bool("echo", self.echo)
-        _check_bool("create_sqlite_file", self.create_sqlite_file)
+            check_amount("pool_recycle", self.pool_recycle, "seconds")
+        check_bool("echo", self.echo)
+        check_bool("create_sqlite_file", self.create_sqlite_file)
         if not isinstance(self.writer, WriterOptions):
             kind = type(self.writer).__name__
             raise InvalidValue("writer", f"expected a WriterOptions, got {kind}")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from quantflow_async.errors import InvalidValue
+from quantflow_async.option_checks import check_amount, check_int
 
 
 class Fault(enum.Enum):
@@ -42,16 +43,9 @@ class RetryPolicy:
     rate_limit_delay: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise InvalidValue("attempts", f"expected an int, got {type(self.attempts).__name__}")
-        if self.attempts < 0:
-            raise InvalidValue("attempts", f"must be >= 0, got {self.attempts}")
+        check_int("attempts", self.attempts, minimum=0)
         for name in ("first_delay", "max_delay", "deadline", "rate_limit_delay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidValue(name, f"expected seconds, got {type(value).__name__}")
-            if not 0 <= value < float("inf"):
-                raise InvalidValue(name, f"must be >= 0 seconds and finite, got {value}")
+            check_amount(name, getattr(self, name), "seconds")
         if self.max_delay < self.first_delay:
             raise InvalidValue(
                 "max_delay", f"must be >= first_delay ({self.first_delay}), got {self.max_delay}"
