@@ -9,11 +9,12 @@ import asyncio
 import logging.config
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from quantflow_async.config import Settings
+from quantflow_async.store.alembic_turn import MIGRATION_LOCK
 from quantflow_async.store.engine import WRITE_OPTION, create_engine
-from quantflow_async.store.migrations import MIGRATION_LOCK
 from quantflow_async.store.schema import metadata
 
 config = context.config
@@ -36,10 +37,7 @@ def do_run_migrations(connection: Connection) -> None:
         # its own; SQLite's DDL is transactional once SQLAlchemy emits BEGIN (engine.py).
         with connection.begin():
             if connection.dialect.name == "postgresql":
-                # Migrations of one database by several processes run one after the other,
-                # and each reads the revision the one before it committed (SQLite's BEGIN
-                # IMMEDIATE, from the write option, does the same there).
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                _wait_for_other_migrations(connection)
             context.configure(
                 connection=connection,
                 target_metadata=metadata,
@@ -57,6 +55,15 @@ def do_run_migrations(connection: Connection) -> None:
     finally:
         if sqlite:
             _set_foreign_keys(connection, on=True)
+
+
+def _wait_for_other_migrations(connection: Connection) -> None:
+    """On PostgreSQL, wait until no other migration of the database runs (SQLite's BEGIN
+    IMMEDIATE, from the write option, does the same there). Read committed, whatever the
+    database's default: each statement then sees what the migration before this one
+    committed, where a snapshot taken at the wait would not."""
+    connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
 
 def _set_foreign_keys(connection: Connection, *, on: bool) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -17,7 +18,9 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from quantflow_async import Database, NotFound
-from quantflow_async.store.migrations import MIGRATION_LOCK, alembic_config, head_revision
+from quantflow_async.store import alembic_turn as alembic_turn_module
+from quantflow_async.store.alembic_turn import MIGRATION_LOCK, alembic_turn
+from quantflow_async.store.migrations import alembic_config, head_revision
 from quantflow_async.store.repositories.sweeps import JobRow
 from quantflow_async.store.schema import metadata
 
@@ -391,11 +394,14 @@ async def test_migrations_started_at_once_run_one_after_the_other(database_url: 
         assert sorted(befores, key=str) == ["007", head_revision(), head_revision()]
 
 
+@pytest.mark.parametrize("isolation", ["read committed", "repeatable read", "serializable"])
 async def test_migrating_processes_wait_for_each_other_on_postgresql(
-    postgres_database_url: str,
+    postgres_database_url: str, isolation: str
 ) -> None:
-    # The lock is held here first, so that both processes are surely waiting when it is let go.
+    # Whatever the database's default isolation: a snapshot taken at the wait would show the
+    # second migration the schema as it was before the first one.
     connection = await asyncpg.connect(postgres_dsn(postgres_database_url))
+    database = await connection.fetchval("SELECT current_database()")
     waiting = (
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -403,6 +409,10 @@ async def test_migrating_processes_wait_for_each_other_on_postgresql(
     command = [sys.executable, "-m", "quantflow_async.cli", "--database-url"]
     processes: list[asyncio.subprocess.Process] = []
     try:
+        await connection.execute(
+            f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = '{isolation}'"
+        )
+        # Held here first, so that both processes are surely waiting when it is let go.
         await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         for _ in range(2):
             processes.append(
@@ -415,15 +425,16 @@ async def test_migrating_processes_wait_for_each_other_on_postgresql(
                     stderr=asyncio.subprocess.PIPE,
                 )  # fmt: skip
             )
-        try:
-            async with asyncio.timeout(60):
-                while await connection.fetchval(waiting) < 2:
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            pytest.fail("the migrating processes did not wait for the migration lock")
+        async with asyncio.timeout(60):
+            while await connection.fetchval(waiting) < 2:
+                if any(process.returncode is not None for process in processes):
+                    outputs = [await process.communicate() for process in processes]
+                    pytest.fail(f"a migration did not wait for the other: {outputs}")
+                await asyncio.sleep(0.05)
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
         outputs = [await process.communicate() for process in processes]
     finally:
+        await connection.execute(f'ALTER DATABASE "{database}" RESET default_transaction_isolation')
         await connection.close()
         for process in processes:
             if process.returncode is None:
@@ -433,3 +444,65 @@ async def test_migrating_processes_wait_for_each_other_on_postgresql(
     said = sorted(stdout.decode() for stdout, _ in outputs)
     assert said[0].startswith("migrated ") and "to the newest schema" in said[0], outputs
     assert "at the newest schema already" in said[1], outputs
+
+
+def test_migrations_on_event_loops_of_their_own_in_threads_take_turns(tmp_path: Path) -> None:
+    urls = [f"sqlite+aiosqlite:///{tmp_path / f'{i}.sqlite3'}" for i in range(4)]
+
+    async def migrate(url: str) -> str | None:
+        async with Database(url) as db:
+            return await db.migrate()
+
+    with ThreadPoolExecutor(len(urls)) as threads:
+        befores = list(threads.map(lambda url: asyncio.run(migrate(url)), urls))
+    assert befores == [None] * len(urls)
+
+
+async def test_a_migration_whose_event_loop_was_closed_under_it_gives_up_its_turn() -> None:
+    # A loop closed with the run still in it (a notebook, a stopped thread's loop): that run
+    # can never finish, and must not hold every later migration of the process forever.
+    abandoned = asyncio.new_event_loop()
+    holding = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with alembic_turn():
+            holding.set()
+            await asyncio.Event().wait()
+
+    def run_then_close() -> None:
+        task = abandoned.create_task(hold_forever())
+        abandoned.run_until_complete(holding.wait())
+        assert not task.done()
+        abandoned.close()
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(run_then_close).result()
+    async with asyncio.timeout(10), alembic_turn():
+        pass
+
+
+async def test_a_migration_waiting_long_for_its_turn_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(alembic_turn_module, "WAIT_WARNING_SECONDS", 0.05)
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with alembic_turn():
+            entered.set()
+            await release.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await entered.wait()
+    waiter = asyncio.ensure_future(_enter_and_leave())
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, waiter), 10)
+    assert "a migration has waited" in caplog.text
+
+
+async def _enter_and_leave() -> None:
+    async with alembic_turn():
+        pass

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-import anyio
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -17,19 +13,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.errors import MigrationError
+from quantflow_async.store.alembic_turn import alembic_turn
 from quantflow_async.store.driver_errors import describe
 from quantflow_async.store.engine import WRITE_OPTION
 
 log = logging.getLogger(__name__)
-
-MIGRATION_LOCK = 0x7166_6D69_6772_6174
-"""The PostgreSQL advisory lock a migration takes in its transaction (alembic/env.py)."""
-
-_ALEMBIC = threading.Lock()
-"""Held while Alembic runs in this process. Alembic keeps the migration it is running in
-module globals (`alembic.context`, `alembic.op`): two at once, even on different event loops
-or threads, would each run in the other's context. Migrations of one database by several
-processes are serialized by the database (env.py)."""
 
 
 def script_location() -> Path:
@@ -72,7 +60,7 @@ async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> 
         return before
 
     try:
-        async with _alembic_alone(), engine.connect() as connection:
+        async with alembic_turn(), engine.connect() as connection:
             connection = await connection.execution_options(**{WRITE_OPTION: True})
             before = await connection.run_sync(upgrade)
     except MigrationError:
@@ -81,16 +69,3 @@ async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> 
         raise MigrationError(f"migration to head failed: {describe(exc)}") from exc
     log.info("schema is at revision %s", head_revision())
     return before
-
-
-@asynccontextmanager
-async def _alembic_alone() -> AsyncIterator[None]:
-    """Wait, without blocking the event loop, until no other migration runs in this process."""
-    # Polled: a thread blocked in acquire() could not be cancelled, and would take the lock
-    # for nobody once its waiter was gone.
-    while not _ALEMBIC.acquire(blocking=False):  # noqa: ASYNC110
-        await anyio.sleep(0.01)
-    try:
-        yield
-    finally:
-        _ALEMBIC.release()
