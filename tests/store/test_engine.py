@@ -122,6 +122,18 @@ async def test_a_dropped_connection_whose_close_is_cancelled_still_closes(
     assert not thread.is_alive()
 
 
+@pytest.mark.parametrize("uri", ["", "&uri=true"])
+async def test_a_url_asking_for_mode_ro_opens_the_file_read_only(
+    migrated_sqlite_url: str, uri: str
+) -> None:
+    async with Database(f"{migrated_sqlite_url}?mode=ro{uri}") as db:
+        assert await db.strategies.list() == []
+        with pytest.raises(StorageUnavailable, match="readonly database"):
+            await db.strategies.create(name="never stored")
+    async with Database(migrated_sqlite_url) as db:
+        assert await db.strategies.list() == []
+
+
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
 async def test_in_memory_sqlite_is_refused_with_the_reason(url: str) -> None:
     with pytest.raises(InvalidValue, match="in-memory SQLite .* use a file"):

@@ -118,6 +118,10 @@ def _absolute(url: URL, path: Path) -> tuple[URL, Path]:
 
 
 def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
+    if not is_sqlite_uri(url) and "mode" in url.query:
+        # SQLite reads `mode` only in a URI: sqlite3 would never see it (SQLAlchemy drops it
+        # with a warning), and a file asked for with mode=ro would be opened for writing.
+        url = url.update_query_dict({"uri": "true"})
     path = sqlite_file(url)
     if path is None:
         raise InvalidValue(
