@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from quantflow_async import Database, NotFound
@@ -506,3 +506,40 @@ async def test_a_migration_waiting_long_for_its_turn_says_so(
 async def _enter_and_leave() -> None:
     async with alembic_turn():
         pass
+
+
+@pytest.mark.slow  # a migration for each of its statements
+async def test_a_migration_cancelled_at_any_statement_raises_the_cancellation(
+    database_url: str,
+) -> None:
+    # Alembic runs in SQLAlchemy's sync code; a statement cancelled there leaves its
+    # transaction to roll back, and the next one failed with PendingRollbackError, which
+    # came out as a MigrationError rather than the caller's own cancellation.
+    async with Database(database_url) as db:
+        at = 1
+        while (statements := await _migrate_cancelled_at_statement(db, at)) is None:
+            at += 1  # cancelled, and rolled back: the next run starts from nothing again
+        assert at > statements  # the last run went through every statement uncancelled
+        assert await _tables(db) == TABLES
+
+
+async def _migrate_cancelled_at_statement(db: Database, at: int) -> int | None:
+    """Migrate, cancelled as the `at`-th statement starts: None if the cancellation came
+    out of migrate(), else how many statements it ran."""
+    statements = 0
+    migrating = asyncio.ensure_future(db.migrate())
+
+    def count(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+        if statements == at:
+            migrating.cancel()
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await migrating
+    except asyncio.CancelledError:
+        return None
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    return statements

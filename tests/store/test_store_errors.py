@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import PendingRollbackError
 
-from quantflow_async import Conflict, Database, StorageUnavailable
+from quantflow_async import Conflict, Database, StorageError, StorageUnavailable
+from quantflow_async.store.driver_errors import translated_errors
 
 from ..conftest import T0, make_fill
 
@@ -101,3 +103,22 @@ def test_repositories_leave_translating_driver_errors_to_the_boundary() -> None:
     for module in REPOSITORIES.glob("*.py"):
         found = DRIVER_EXCEPTION.findall(module.read_text())
         assert not found, f"{module.name} translates driver errors itself: {found}"
+
+
+def test_a_driver_error_raised_in_place_of_a_cancellation_gives_the_cancellation_back() -> None:
+    # SQLAlchemy, rolling back after a cancelled statement, may raise its own error instead.
+    cancellation = asyncio.CancelledError("the caller's")
+    with pytest.raises(asyncio.CancelledError) as raised, translated_errors("migrating"):
+        try:
+            raise cancellation
+        except asyncio.CancelledError:
+            raise PendingRollbackError("rollback first", None, None) from None
+    assert raised.value is cancellation
+
+
+def test_a_driver_error_without_a_cancellation_behind_it_is_still_a_storage_error() -> None:
+    with pytest.raises(StorageError, match="migrating failed"), translated_errors("migrating"):
+        try:
+            raise ValueError("not a cancellation")
+        except ValueError:
+            raise PendingRollbackError("rollback first", None, None) from None

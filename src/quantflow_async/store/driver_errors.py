@@ -7,6 +7,7 @@ The repositories run every database call inside `translated_errors(...)`.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -133,9 +134,27 @@ def translated_errors(
     except Exception as exc:
         if not is_driver_error(exc):
             raise
+        raise_masked_cancellation(exc)
         if row_error is not None and classify(exc) is Fault.ROW:
             raise row_error(exc) from exc
         storage_error(exc, action)
+
+
+def raise_masked_cancellation(exc: BaseException) -> None:
+    """Raise the cancellation `exc` was raised in place of, if any. A statement cancelled in
+    SQLAlchemy's sync code (a migration, run in a greenlet) leaves the connection's transaction
+    to roll back, and the next statement fails with PendingRollbackError instead: the caller
+    cancelled, and must see a cancellation, not an error of the database."""
+    seen: set[int] = set()
+    pending = [exc.__context__, exc.__cause__]
+    while pending:
+        earlier = pending.pop()
+        if earlier is None or id(earlier) in seen:
+            continue
+        if isinstance(earlier, asyncio.CancelledError):
+            raise earlier
+        seen.add(id(earlier))
+        pending += [earlier.__context__, earlier.__cause__]
 
 
 def is_driver_error(exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.errors import MigrationError
 from quantflow_async.store.alembic_turn import alembic_turn
-from quantflow_async.store.driver_errors import describe
+from quantflow_async.store.driver_errors import describe, raise_masked_cancellation
 from quantflow_async.store.engine import WRITE_OPTION
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ async def upgrade_to_head(engine: AsyncEngine, config: Config | None = None) -> 
     except MigrationError:
         raise
     except Exception as exc:
+        raise_masked_cancellation(exc)
         raise MigrationError(f"migration to head failed: {describe(exc)}") from exc
     log.info("schema is at revision %s", head_revision())
     return before
