@@ -4,17 +4,18 @@ racing an insert, and repositories that leave the translating to that boundary."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import PendingRollbackError
 
-from quantflow_async import Conflict, Database, StorageError, StorageUnavailable
-from quantflow_async.store.driver_errors import translated_errors
+from quantflow_async import Conflict, Database, StorageUnavailable
+from quantflow_async.store.driver_errors import raise_masked_cancellation
 
 from ..conftest import T0, make_fill
 
@@ -105,20 +106,57 @@ def test_repositories_leave_translating_driver_errors_to_the_boundary() -> None:
         assert not found, f"{module.name} translates driver errors itself: {found}"
 
 
-def test_a_driver_error_raised_in_place_of_a_cancellation_gives_the_cancellation_back() -> None:
+async def test_a_driver_error_raised_in_place_of_a_cancellation_gives_the_cancellation_back() -> (
+    None
+):
     # SQLAlchemy, rolling back after a cancelled statement, may raise its own error instead.
     cancellation = asyncio.CancelledError("the caller's")
-    with pytest.raises(asyncio.CancelledError) as raised, translated_errors("migrating"):
-        try:
-            raise cancellation
-        except asyncio.CancelledError:
-            raise PendingRollbackError("rollback first", None, None) from None
+    async with being_cancelled():
+        with pytest.raises(asyncio.CancelledError) as raised:
+            raise_masked_cancellation(_raised_while_handling(cancellation, PendingRollbackError))
     assert raised.value is cancellation
 
 
-def test_a_driver_error_without_a_cancellation_behind_it_is_still_a_storage_error() -> None:
-    with pytest.raises(StorageError, match="migrating failed"), translated_errors("migrating"):
+async def test_an_old_cancellation_behind_the_error_of_a_task_nobody_cancels_stays_behind_it() -> (
+    None
+):
+    # A task that handled a cancellation and went on, then hit a driver error.
+    raise_masked_cancellation(
+        _raised_while_handling(asyncio.CancelledError(), PendingRollbackError)
+    )
+
+
+async def test_a_cancellation_a_timeout_absorbed_stays_behind_it() -> None:
+    # asyncpg's connect timeout: asyncio.timeout turns its own cancellation into TimeoutError.
+    timeout = _raised_while_handling(asyncio.CancelledError(), TimeoutError)
+    async with being_cancelled():
+        raise_masked_cancellation(timeout)
+        raise_masked_cancellation(_raised_while_handling(timeout, PendingRollbackError))
+
+
+def _raised_while_handling(earlier: BaseException, kind: type[Exception]) -> Exception:
+    """A `kind` error raised while `earlier` was being handled (its __context__)."""
+    try:
         try:
-            raise ValueError("not a cancellation")
-        except ValueError:
-            raise PendingRollbackError("rollback first", None, None) from None
+            raise earlier
+        except BaseException:
+            if kind is PendingRollbackError:
+                raise PendingRollbackError("rollback first", None, None) from None
+            raise kind("later") from None
+    except Exception as later:
+        return later
+    raise AssertionError("unreachable")
+
+
+@contextlib.asynccontextmanager
+async def being_cancelled() -> AsyncIterator[None]:
+    """The block runs in a task being cancelled; the cancellation is absorbed after it."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    try:
+        yield
+    finally:
+        task.uncancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # where the cancellation is delivered

@@ -134,27 +134,34 @@ def translated_errors(
     except Exception as exc:
         if not is_driver_error(exc):
             raise
-        raise_masked_cancellation(exc)
         if row_error is not None and classify(exc) is Fault.ROW:
             raise row_error(exc) from exc
         storage_error(exc, action)
 
 
 def raise_masked_cancellation(exc: BaseException) -> None:
-    """Raise the cancellation `exc` was raised in place of, if any. A statement cancelled in
-    SQLAlchemy's sync code (a migration, run in a greenlet) leaves the connection's transaction
-    to roll back, and the next statement fails with PendingRollbackError instead: the caller
-    cancelled, and must see a cancellation, not an error of the database."""
+    """Raise the cancellation `exc` was raised in place of, if the running task is being
+    cancelled. A statement cancelled in SQLAlchemy's sync code (a migration, run in a
+    greenlet) leaves its transaction to roll back, and the next statement fails with
+    PendingRollbackError instead: the caller cancelled, and must see its cancellation.
+
+    Not an older one: a task nobody is cancelling raises what it raised, and a TimeoutError
+    in the chain (asyncpg's connect timeout is one, made from a cancellation that
+    `asyncio.timeout` absorbed) ends the search.
+    """
+    task = asyncio.current_task()
+    if task is None or not task.cancelling():
+        return
     seen: set[int] = set()
-    pending = [exc.__context__, exc.__cause__]
+    pending: list[BaseException | None] = [exc]
     while pending:
-        earlier = pending.pop()
-        if earlier is None or id(earlier) in seen:
+        current = pending.pop()
+        if current is None or id(current) in seen or isinstance(current, TimeoutError):
             continue
-        if isinstance(earlier, asyncio.CancelledError):
-            raise earlier
-        seen.add(id(earlier))
-        pending += [earlier.__context__, earlier.__cause__]
+        if isinstance(current, asyncio.CancelledError):
+            raise current
+        seen.add(id(current))
+        pending += [current.__context__, current.__cause__]
 
 
 def is_driver_error(exc: BaseException) -> bool:
