@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import gc
 import os
+import shutil
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -123,15 +125,38 @@ async def test_a_dropped_connection_whose_close_is_cancelled_still_closes(
 
 
 @pytest.mark.parametrize("uri", ["", "&uri=true"])
+@pytest.mark.parametrize("name", ["test.sqlite3", "a#b.sqlite3", "a%41.sqlite3", "a?b sp.sqlite3"])
 async def test_a_url_asking_for_mode_ro_opens_the_file_read_only(
-    migrated_sqlite_url: str, uri: str
+    tmp_path: Path, migrated_sqlite_file: Path, uri: str, name: str
 ) -> None:
-    async with Database(f"{migrated_sqlite_url}?mode=ro{uri}") as db:
+    # Without uri=true SQLite never sees `mode`: the URL is made a URI, its path escaped.
+    shutil.copyfile(migrated_sqlite_file, tmp_path / name)
+    escaped = urllib.parse.quote(str(tmp_path / name))
+    async with Database(f"sqlite+aiosqlite:///{escaped}?mode=ro{uri}") as db:
         assert await db.strategies.list() == []
         with pytest.raises(StorageUnavailable, match="readonly database"):
             await db.strategies.create(name="never stored")
-    async with Database(migrated_sqlite_url) as db:
-        assert await db.strategies.list() == []
+    assert sorted(path.name for path in tmp_path.iterdir() if "sqlite3" in path.name) == [
+        name,
+        f"{name}-shm",
+        f"{name}-wal",
+    ]
+
+
+@pytest.mark.parametrize("query", ["?mode=RO", "?mode=ro&mode=ro", "?mode=readonly&uri=true"])
+async def test_a_mode_sqlite_does_not_know_is_refused_naming_it(
+    migrated_sqlite_url: str, query: str
+) -> None:
+    with pytest.raises(InvalidValue, match="give SQLite's mode once, one of ro, rw, rwc"):
+        async with Database(f"{migrated_sqlite_url}{query}"):
+            pass
+
+
+async def test_a_read_only_url_of_a_missing_file_says_it_cannot_create_it(tmp_path: Path) -> None:
+    with pytest.raises(StorageUnavailable, match="a URL with mode=ro cannot create it"):
+        async with Database(f"sqlite+aiosqlite:///{tmp_path / 'none.sqlite3'}?mode=ro"):
+            pass
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

@@ -33,6 +33,8 @@ from quantflow_async.store import aiosqlite_connection
 log = logging.getLogger(__name__)
 
 WRITE_OPTION = "quantflow_write"
+SQLITE_MODES = ("ro", "rw", "rwc", "memory")
+"""The values of a SQLite URI's `mode` (https://www.sqlite.org/uri.html)."""
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -60,10 +62,13 @@ def sqlite_file(url: URL) -> Path | None:
     """The file behind a SQLite URL (plain or `file:` URI), or None for an in-memory database."""
     database = url.database or ""
     if is_sqlite_uri(url):
-        location, _, query = database.removeprefix("file:").partition("?")
-        if "mode=memory" in query or url.query.get("mode") == "memory":
+        if url.query.get("mode") == "memory":
             return None
-        database = location
+        if database.startswith("file:"):
+            location, _, query = database.removeprefix("file:").partition("?")
+            if "mode=memory" in query:
+                return None
+            database = urllib.parse.unquote(location)  # SQLite decodes %HH in a URI's path
     if not database or database == ":memory:":
         return None
     return Path(database)
@@ -113,15 +118,20 @@ def _absolute(url: URL, path: Path) -> tuple[URL, Path]:
     absolute = Path(os.path.abspath(path))
     if not is_sqlite_uri(url):
         return url.set(database=str(absolute)), absolute
-    _, _, query = (url.database or "").removeprefix("file:").partition("?")
-    return url.set(database=f"file:{absolute}" + (f"?{query}" if query else "")), absolute
+    database = url.database or ""
+    # Only a `file:` URI has a query of its own; a plain path's "?" is part of its name.
+    query = database.partition("?")[2] if database.startswith("file:") else ""
+    location = urllib.parse.quote(str(absolute))
+    return url.set(database=f"file:{location}" + (f"?{query}" if query else "")), absolute
 
 
 def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
+    read_only = _sqlite_mode(url) == "ro"
     if not is_sqlite_uri(url) and "mode" in url.query:
         # SQLite reads `mode` only in a URI: sqlite3 would never see it (SQLAlchemy drops it
         # with a warning), and a file asked for with mode=ro would be opened for writing.
-        url = url.update_query_dict({"uri": "true"})
+        location = urllib.parse.quote(url.database or "")
+        url = url.set(database=f"file:{location}").update_query_dict({"uri": "true"})
     path = sqlite_file(url)
     if path is None:
         raise InvalidValue(
@@ -130,9 +140,8 @@ def _create_sqlite_engine(url: URL, settings: Settings) -> AsyncEngine:
             "use a file, e.g. sqlite+aiosqlite:///./dev.sqlite3 (or one in a temporary folder)",
         )
     url, path = _absolute(url, path)
-    read_only = "mode=ro" in (url.database or "") or url.query.get("mode") == "ro"
     if not settings.create_sqlite_file or read_only:
-        _require_file(path)
+        _require_file(path, read_only=read_only)
     else:
         _create_private_file(path)
     pinned = PinnedFile(path, file_identity(path))
@@ -225,13 +234,37 @@ def sqlite_pragmas(settings: Settings) -> tuple[str, ...]:
     )
 
 
-def _require_file(path: Path) -> None:
+def _require_file(path: Path, *, read_only: bool) -> None:
     """Refuse to open a database file that is not there, rather than let sqlite3 create it."""
-    if not path.is_file():
+    if path.is_file():
+        return
+    if read_only:
         raise StorageUnavailable(
-            f"the SQLite database {str(path)!r} does not exist; "
-            "run `quantflow migrate` (or `await db.migrate()`) to create it"
+            f"the SQLite database {str(path)!r} does not exist, and a URL with mode=ro "
+            "cannot create it; migrate it with a URL without mode=ro"
         )
+    raise StorageUnavailable(
+        f"the SQLite database {str(path)!r} does not exist; "
+        "run `quantflow migrate` (or `await db.migrate()`) to create it"
+    )
+
+
+def _sqlite_mode(url: URL) -> str | None:
+    """The `mode` a SQLite URL gives (in its query, or in the query of its `file:` URI), if
+    any; InvalidValue unless it is one of SQLite's, given once."""
+    _, _, uri_query = (url.database or "").partition("?")
+    modes = [value for name, value in urllib.parse.parse_qsl(uri_query) if name == "mode"]
+    given = url.query.get("mode", ())
+    modes += [given] if isinstance(given, str) else list(given)
+    if not modes:
+        return None
+    if len(modes) > 1 or modes[0] not in SQLITE_MODES:
+        raise InvalidValue(
+            "database_url",
+            f"give SQLite's mode once, one of {', '.join(SQLITE_MODES)}; got "
+            + "&".join(f"mode={mode}" for mode in modes),
+        )
+    return modes[0]
 
 
 def _create_private_file(path: Path) -> None:
