@@ -124,6 +124,24 @@ async def test_a_dropped_connection_whose_close_is_cancelled_still_closes(
     assert not thread.is_alive()
 
 
+async def test_every_request_to_stop_a_connection_is_answered_once_its_thread_stops(
+    sqlite_url: str,
+) -> None:
+    async with Database(sqlite_url) as db:
+        await db.migrate()
+        async with db.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            first, second, third = driver.stop(), driver.stop(), driver.stop()
+            assert first is not None and second is not None and third is not None
+            second.cancel()  # a waiter that gave up: the others still get their answer
+            await asyncio.wait_for(asyncio.gather(first, third), 10)
+            driver._thread.join(timeout=10)
+            assert not driver._thread.is_alive()
+            connection.sync_connection.invalidate()  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("uri", ["", "&uri=true"])
 @pytest.mark.parametrize("name", ["test.sqlite3", "a#b.sqlite3", "a%41.sqlite3", "a?b sp.sqlite3"])
 async def test_a_url_asking_for_mode_ro_opens_the_file_read_only(

@@ -29,11 +29,13 @@ class SingleStopConnection(aiosqlite.Connection):
 
     def stop(self) -> asyncio.Future[Any] | None:
         """Ask the thread to close the connection and stop; what it answers when it has (None
-        when asked with no event loop in this thread). Asked again, the same answer."""
+        when asked with no event loop in this thread). Asked again, the same answer, shielded:
+        a waiter cancelled later must not cancel it for the others."""
         if not self._stop_asked:
             self._stop_asked = True
             self._stopping = super().stop()
-        return self._stopping
+            return self._stopping
+        return None if self._stopping is None else asyncio.shield(self._stopping)
 
 
 def connect(database: str, *, iter_chunk_size: int = 64, **kwargs: Any) -> SingleStopConnection:
