@@ -62,12 +62,10 @@ def sqlite_file(url: URL) -> Path | None:
     """The file behind a SQLite URL (plain or `file:` URI), or None for an in-memory database."""
     database = url.database or ""
     if is_sqlite_uri(url):
-        if url.query.get("mode") == "memory":
+        if _sqlite_mode(url) == "memory":
             return None
         if database.startswith("file:"):
-            location, _, query = database.removeprefix("file:").partition("?")
-            if "mode=memory" in query:
-                return None
+            location = database.removeprefix("file:").partition("?")[0]
             database = urllib.parse.unquote(location)  # SQLite decodes %HH in a URI's path
     if not database or database == ":memory:":
         return None
