@@ -51,12 +51,23 @@ def test_an_expression_keeps_the_configs_it_is_true_for(
         ("fast ** 10000 > 1", "an exponent of 10000 is too large"),
         ("fast > 100", "excludes every one of the 9 configs"),
         ("", "expected an expression"),
+        ("fast", "'fast' is 5 on {'fast': 5, 'slow': 10}, not True or False: compare it"),
+        ("fast and slow > 3", "'fast and slow > 3': 'fast' is 5 on {'fast': 5, 'slow': 10}"),
+        ("slow < 3 or fast - 5", "'slow < 3 or fast - 5': 'fast - 5' is 0 on"),
+        ("not slow", "'not slow': 'slow' is 10 on"),
     ],
 )
 def test_what_is_not_allowed_is_one_line_naming_it(text: str, message: str) -> None:
     with pytest.raises(StrategyConfigError, match=message) as raised:
         split_configs(GRID, text)
     assert "\n" not in str(raised.value)
+
+
+def test_a_parameter_that_is_true_or_false_may_stand_alone() -> None:
+    grid = [{"fast": f, "use_stop": u} for f in (5, 10) for u in (True, False)]
+    chosen, _ = split_configs(grid, "use_stop or fast < 10")
+    assert chosen == [grid[0], grid[1], grid[2]]
+    assert split_configs(grid, "not use_stop")[0] == [grid[1], grid[3]]
 
 
 def test_a_callable_is_a_constraint_too() -> None:

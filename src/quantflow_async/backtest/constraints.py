@@ -5,6 +5,10 @@ safe expression over the parameters' names: numbers, strings, True/False, compar
 (chained too), + - * / // % and **, and/or/not, parentheses. Nothing else is allowed: no
 attribute access, no calls, no subscripts, no names but the parameters. The text is parsed
 once (`parse_constraint`) and walked for each config; it is never given to `eval`.
+
+An expression and each operand of its and/or/not must come out True or False: `fast`, or
+`fast and slow > 20`, is refused on a config where `fast` is 5 (a number is not a yes or no),
+while a parameter that is True or False (`use_stop`) may stand alone.
 """
 
 from __future__ import annotations
@@ -40,7 +44,15 @@ class ExpressionConstraint:
         self.names = names
 
     def __call__(self, config: Mapping[str, Any]) -> bool:
-        return bool(_value(self._tree, config))
+        try:
+            return _truth(self._tree, config)
+        except _NotTrueOrFalse as exc:
+            where = "" if self.text.strip() == exc.part else f"{self.text!r}: "
+            raise StrategyConfigError(
+                "constraint",
+                f"{where}{exc.part!r} is {exc.value!r} on {dict(config)}, not True or False: "
+                f"compare it (for example {exc.part} > 0)",
+            ) from None
 
     def __repr__(self) -> str:
         return f"ExpressionConstraint({self.text!r})"
@@ -87,20 +99,25 @@ def split_configs(
     kept: list[dict[str, Any]] = []
     excluded: list[dict[str, Any]] = []
     for config in configs:
-        try:
-            keep = check(config)
-        except StrategyConfigError:
-            raise
-        except Exception as exc:
-            raise StrategyConfigError(
-                "constraint", f"fails on {config}: {type(exc).__name__}: {exc}"
-            ) from None
-        (kept if keep else excluded).append(config)
+        (kept if keeps(check, config) else excluded).append(config)
     if configs and not kept:
         raise StrategyConfigError(
             "constraint", f"excludes every one of the {len(configs)} configs of the grid"
         )
     return kept, excluded
+
+
+def keeps(check: Constraint, config: Mapping[str, Any]) -> bool:
+    """Whether `check` keeps `config`; anything it raises is StrategyConfigError naming the
+    config."""
+    try:
+        return bool(check(config))
+    except StrategyConfigError:
+        raise
+    except Exception as exc:
+        raise StrategyConfigError(
+            "constraint", f"fails on {dict(config)}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _check(node: ast.AST, text: str) -> None:
@@ -118,6 +135,23 @@ def _check(node: ast.AST, text: str) -> None:
         raise StrategyConfigError("constraint", f"{text!r}: {node.value!r} is not allowed")
 
 
+class _NotTrueOrFalse(Exception):
+    def __init__(self, part: str, value: object) -> None:
+        super().__init__(part, value)
+        self.part = part
+        self.value = value
+
+
+def _truth(node: ast.expr, config: Mapping[str, Any]) -> bool:
+    """`node`'s value on `config`, which must be True or False (numpy's bool too)."""
+    value = _value(node, config)
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"):
+        return bool(value)
+    raise _NotTrueOrFalse(ast.unparse(node), value)
+
+
 def _value(node: ast.expr, config: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
@@ -126,12 +160,12 @@ def _value(node: ast.expr, config: Mapping[str, Any]) -> Any:
             raise StrategyConfigError("constraint", f"no parameter named {node.id!r}")
         return config[node.id]
     if isinstance(node, ast.BoolOp):
-        values = (_value(value, config) for value in node.values)
+        values = (_truth(value, config) for value in node.values)
         return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.UnaryOp):
-        operand = _value(node.operand, config)
         if isinstance(node.op, ast.Not):
-            return not operand
+            return not _truth(node.operand, config)
+        operand = _value(node.operand, config)
         return -operand if isinstance(node.op, ast.USub) else +operand
     if isinstance(node, ast.Compare):
         left = _value(node.left, config)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
-from quantflow_async.backtest.constraints import Constraint, parse_constraint
+from quantflow_async.backtest.constraints import Constraint, keeps, parse_constraint
 from quantflow_async.backtest.objective import Objective
 from quantflow_async.backtest.search_space import (
     Choice,
@@ -188,17 +188,6 @@ async def drive_search(
     )
 
 
-def _keeps(check: Constraint, config: Mapping[str, Any]) -> bool:
-    try:
-        return bool(check(config))
-    except StrategyConfigError:
-        raise
-    except Exception as exc:
-        raise StrategyConfigError(
-            "constraint", f"fails on {dict(config)}: {type(exc).__name__}: {exc}"
-        ) from None
-
-
 def _key(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
 
@@ -278,7 +267,7 @@ class _Search:
             self._asked += 1
             fixed = self._space.fixed
             config = {n: fixed[n] if n in fixed else trial.params[n] for n in self._space.names}
-            excluded = self._check is not None and not _keeps(self._check, config)
+            excluded = self._check is not None and not keeps(self._check, config)
             excluded = excluded or self._refused is not None and self._refused(config)
             repeated = not excluded and _key(config) in self._tried
             if not excluded and not repeated:
