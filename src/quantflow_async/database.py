@@ -21,6 +21,7 @@ from quantflow_async.store.repositories import (
 )
 from quantflow_async.store.repositories.orders import OrderRepository
 from quantflow_async.store.repositories.sweeps import SweepRepository
+from quantflow_async.worker_start import refuse_script_rerun
 
 if TYPE_CHECKING:
     from quantflow_async.live.journal import OrderJournal
@@ -39,6 +40,7 @@ class Database:
     """
 
     def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
+        refuse_script_rerun("Database()")
         if settings is None:
             settings = Settings.from_env(database_url=url)
         elif url is not None:

@@ -13,6 +13,9 @@
     ├── MigrationError                        the schema could not be brought to the head revision
     ├── MissingExtra (a ModuleNotFoundError)  a package of an optional extra is not installed;
     │                                         the message names the extra to install
+    ├── ScriptRerun (also a RuntimeError)     a sweep's worker process ran the script's
+    │                                         top-level code again: it needs
+    │                                         `if __name__ == "__main__":`
     ├── BacktestError                         raised by the backtest engine, runner and sweep
     │   ├── BarsError (also a ValueError)     a bars file or array that cannot be simulated;
     │   │                                     `.path`, `.row`, `.column`
@@ -105,6 +108,12 @@ class StorageUnavailable(StorageError):
 
 class MigrationError(QuantFlowError):
     """Alembic could not bring the schema to the head revision."""
+
+
+class ScriptRerun(QuantFlowError, RuntimeError):
+    """A worker process, importing the main script as Python's multiprocessing does, ran its
+    top-level code again and reached the library: the script's code belongs under
+    `if __name__ == "__main__":`. Raised before anything is opened or stored."""
 
 
 class BacktestError(QuantFlowError):
