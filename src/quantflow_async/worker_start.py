@@ -11,15 +11,19 @@ into the library instead, with the one fix in the message.
 from __future__ import annotations
 
 import sys
+from types import FrameType
 
 from quantflow_async.errors import ScriptRerun
 
 
 def refuse_script_rerun(what: str) -> None:
-    """ScriptRerun if this process is a multiprocessing child importing the main script."""
+    """ScriptRerun if this process is a multiprocessing child importing the main script and
+    the call comes from that script's code."""
     process = sys.modules.get("multiprocessing.process")
     if process is None or not getattr(process.current_process(), "_inheriting", False):
         return
+    if not _called_from_main_script():
+        return  # a module the child imports to unpickle its target: nothing re-run
     script = sys.argv[0] if sys.argv and sys.argv[0] else "__main__"  # set before the import
     raise ScriptRerun(
         f"{what} was called by a worker process while it imported the main script, "
@@ -27,3 +31,14 @@ def refuse_script_rerun(what: str) -> None:
         "put the script's top-level code under `if __name__ == \"__main__\":`, as Python's "
         "multiprocessing requires of a script whose work runs in other processes"
     )
+
+
+def _called_from_main_script() -> bool:
+    """Whether a caller is the main script's code, which multiprocessing runs under the
+    name `__mp_main__` while it imports the script."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back
+    return False

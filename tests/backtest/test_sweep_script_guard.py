@@ -5,6 +5,7 @@ with the fix in the message, before it opens or stores anything."""
 
 from __future__ import annotations
 
+import multiprocessing
 import multiprocessing.process
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from quantflow_async import Database
 from quantflow_async.errors import ScriptRerun
 from quantflow_async.worker_start import refuse_script_rerun
+from tests.backtest import module_level_database
 
 UNGUARDED_SCRIPT = """
 import asyncio
@@ -60,11 +62,22 @@ async def test_outside_a_worker_starting_the_library_is_used_as_ever(
         assert await db.strategies.list() == []
 
 
-def test_inside_a_worker_importing_the_script_the_library_refuses(
+def test_inside_a_worker_the_main_script_s_code_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
         multiprocessing.process.current_process(), "_inheriting", True, raising=False
     )
+    script_globals = {"__name__": "__mp_main__", "Database": Database}
     with pytest.raises(ScriptRerun, match="Database\\(\\) was called by a worker process"):
-        Database("sqlite+aiosqlite:///never-opened.sqlite3")
+        exec("Database('sqlite+aiosqlite:///never-opened.sqlite3')", script_globals)  # noqa: S102
+
+
+def test_a_module_a_worker_imports_to_unpickle_its_target_may_make_a_database() -> None:
+    """Not the main script: multiprocessing is `_inheriting` while it imports the module of
+    the target, and a module-level Database() there is fine."""
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=module_level_database.exit_with_url_length)
+    process.start()
+    process.join(60)
+    assert process.exitcode == len(module_level_database.URL)
