@@ -27,6 +27,7 @@ from quantflow_async import (
 
 from ..conftest import POSTGRES_ROUND_IN_CI, T0, make_fill
 from ..support.faults import proxy_to
+from ..support.server_processes import end_the_first_waiting_connection
 
 FAST_RETRIES = WriterOptions(retry_attempts=3, retry_initial_delay=0.01, retry_max_delay=0.05)
 
@@ -284,6 +285,31 @@ async def test_postgres_connections_dropped_mid_stream_lose_and_double_nothing(
             assert await db.trades.count() == 5000
             assert writer.unwritten == ()
     assert caplog.text.count("retrying") >= 3
+
+
+@pytest.mark.postgres
+async def test_a_new_connection_ended_while_it_waits_out_the_old_one_is_dropped_in_turn(
+    postgres_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A double fault: the writer's connection is ended, then so is the new one while it
+    waits out the first one's server process. The next connection waits out both before it
+    asks whether the batch committed; every fill is stored once."""
+    settings = Settings(database_url=postgres_database_url, writer=FAST_RETRIES)
+    async with Database(settings=settings) as db:
+        await db.migrate()
+        strategy = await db.strategies.create(name="s")
+        ended, outlived = end_the_first_waiting_connection(db, monkeypatch)
+        async with db.writer(max_latency=0.01) as writer:
+            await writer.submit(make_fill(strategy.id, 0), wait=True)
+            first = writer.connection_pid
+            await _kill_writer_connection(db, writer)
+            await writer.submit_many(make_fill(strategy.id, n) for n in range(1, 100))
+            await writer.flush()
+            (second,) = ended
+            assert sorted(outlived) == sorted([first, second])
+            assert writer.connection_pid not in (None, first, second)
+        assert await db.trades.count() == 100
+        assert writer.unwritten == ()
 
 
 @POSTGRES_ROUND_IN_CI

@@ -22,6 +22,7 @@ from quantflow_async.live.journal import OrderJournal
 from quantflow_async.live.orders import Order
 
 from ..conftest import make_fill
+from ..support.server_processes import dsn, end_the_first_waiting_connection
 from .journal_support import open_order, trade
 
 FAST_RETRIES = WriterOptions(retry_attempts=5, retry_initial_delay=0.01, retry_max_delay=0.05)
@@ -34,11 +35,6 @@ async def pg(postgres_database_url: str) -> AsyncIterator[Database]:
     async with Database(settings=settings) as database:
         await database.migrate()
         yield database
-
-
-def dsn(db: Database) -> str:
-    url = db.engine.url.set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 async def server_processes(db: Database) -> set[int]:
@@ -123,6 +119,31 @@ async def test_a_batch_whose_connection_the_server_ends_mid_way_is_stored_once(
                 assert await filling
         assert journal.connection_pid not in (None, first)
         assert "retrying the batch" in caplog.text
+    await stored_once(pg, order.client_order_id, fills=1)
+
+
+async def test_a_new_connection_ended_while_it_waits_out_the_old_one_is_dropped_in_turn(
+    pg: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A double fault: the batch's connection is ended, then so is the new one while it
+    waits out the first one's server process. The next connection waits out both, and the
+    batch is stored once; the journal goes on."""
+    strategy = await pg.strategies.create(name="s")
+    ended, outlived = end_the_first_waiting_connection(pg, monkeypatch)
+    async with pg.journal(strategy_id=strategy.id, venue="paper") as journal:
+        order = await open_order(journal)
+        await journal.flush()
+        first = journal.connection_pid
+        assert first is not None
+        async with a_fill_waiting_on_its_row(pg, journal, order) as (locker, filling):
+            with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+                await locker.execute("SELECT pg_terminate_backend($1)", first)
+                await locker.execute("ROLLBACK")
+                assert await filling
+        (second,) = ended
+        assert sorted(outlived) == sorted([first, second])
+        assert journal.connection_pid not in (None, first, second)
+        assert caplog.text.count("retrying the batch") >= 2
     await stored_once(pg, order.client_order_id, fills=1)
 
 

@@ -4,7 +4,8 @@ asyncpg connection: no checkout, ping or reset per batch.
 A batch cut short (cancelled, timed out, the connection lost) leaves its transaction in
 doubt: the connection is dropped whole, and before anything asks what it committed or runs
 it again, the server process that served it is ended and waited out, since a slow COMMIT
-goes on without its client.
+goes on without its client. A new connection that breaks while it waits is dropped in turn,
+and the next one waits out both server processes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class KeptConnection:
         self._connection: AsyncConnection | None = None
         self._driver: Any = None
         self._server_pid: int | None = None
-        self._abandoned_pid: int | None = None
+        self._abandoned_pids: set[int] = set()
 
     @property
     def pid(self) -> int | None:
@@ -31,15 +32,20 @@ class KeptConnection:
         return None if self._driver is None else self._server_pid
 
     async def open(self) -> Any:
-        """The asyncpg connection, opened if there is none, once an abandoned one's server
-        process is gone."""
+        """The asyncpg connection, opened if there is none, once every abandoned one's
+        server process is gone; a connection that fails while it waits is abandoned too."""
         if self._driver is None:
             self._connection = await self._engine.connect()
             self._driver = await driver_connection(self._connection)
             self._server_pid = int(self._driver.get_server_pid())
-        if self._abandoned_pid is not None:
-            await self._outlive(self._abandoned_pid)
-            self._abandoned_pid = None
+        try:
+            for pid in sorted(self._abandoned_pids):
+                if pid != self._server_pid:  # a process number reused for ours: that one ended
+                    await self._outlive(pid)
+                self._abandoned_pids.discard(pid)
+        except BaseException:
+            await self.abandon()
+            raise
         return self._driver
 
     async def _outlive(self, pid: int) -> None:
@@ -55,7 +61,8 @@ class KeptConnection:
         """Drop the connection at once, without a goodbye to a server that may not answer."""
         driver = self._driver
         if driver is not None:
-            self._abandoned_pid = self._server_pid
+            if self._server_pid is not None:
+                self._abandoned_pids.add(self._server_pid)
             driver.terminate()
         await self.aclose()
 
