@@ -40,7 +40,6 @@ class Database:
     """
 
     def __init__(self, url: str | None = None, *, settings: Settings | None = None) -> None:
-        refuse_script_rerun("Database()")
         if settings is None:
             settings = Settings.from_env(database_url=url)
         elif url is not None:
@@ -56,6 +55,7 @@ class Database:
     async def open(self) -> Database:
         if self._engine is not None:
             return self
+        refuse_script_rerun(f"{redact_url(self.settings.database_url)} was opened")
         engine = create_engine(self.settings)
         self._engine = engine
         self._strategies = StrategyRepository(engine)

@@ -4,8 +4,9 @@ A sweep's worker processes import the script that started the sweep, as Python's
 multiprocessing does for every process it spawns (or forks from its server), and so run
 its top-level code again unless that code is under `if __name__ == "__main__":`. Such a
 worker would open the database and store a second strategy, or fail on one already there,
-before failing each job it was given. `refuse_script_rerun` stops it at its first call
-into the library instead, with the one fix in the message.
+before failing each job it was given. `refuse_script_rerun` stops it when it opens the
+database instead, with the one fix in the message. Making a `Database` object opens
+nothing, so a guarded script may keep one at module level.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def refuse_script_rerun(what: str) -> None:
         return  # a module the child imports to unpickle its target: nothing re-run
     script = sys.argv[0] if sys.argv and sys.argv[0] else "__main__"  # set before the import
     raise ScriptRerun(
-        f"{what} was called by a worker process while it imported the main script, "
+        f"{what} by a worker process while it imported the main script, "
         f"{script}: "
         "put the script's top-level code under `if __name__ == \"__main__\":`, as Python's "
         "multiprocessing requires of a script whose work runs in other processes"

@@ -103,6 +103,12 @@ async def test_a_finished_search_resumed_runs_nothing_and_more_trials_go_on_from
         ({"trials": 0}, StrategyConfigError, "trials: must be an int >= 1"),
         ({"method": "grid"}, StrategyConfigError, "search: must be one of tpe, random"),
         ({"constraint": "fast < slw"}, StrategyConfigError, "no parameter named 'slw'"),
+        (
+            {"constraint": "fast < 10 or slow"},
+            StrategyConfigError,
+            "'slow' is 60 on {'fast': 12, 'slow': 60}",
+        ),
+        ({"constraint": "fast / (slow - 60) < 1"}, StrategyConfigError, "ZeroDivisionError"),
         ({"workers": 0}, StrategyConfigError, "workers: must be an int >= 1"),
         ({"commission": 2}, StrategyConfigError, "commission"),
     ],

@@ -1,11 +1,11 @@
 """A script that runs a sweep without `if __name__ == "__main__":`: each worker process runs
 its top-level code again while importing it (Python's multiprocessing imports the main
-script in every process it starts). The worker stops at its first call into the library
-with the fix in the message, before it opens or stores anything."""
+script in every process it starts). The worker stops when it opens the database, with the
+fix in the message, before it stores anything. A guarded script may keep a Database object
+at module level: making one opens nothing."""
 
 from __future__ import annotations
 
-import multiprocessing
 import multiprocessing.process
 import subprocess
 import sys
@@ -15,69 +15,78 @@ import pytest
 
 from quantflow_async import Database
 from quantflow_async.errors import ScriptRerun
-from quantflow_async.worker_start import refuse_script_rerun
-from tests.backtest import module_level_database
 
-UNGUARDED_SCRIPT = """
+SCRIPT = """
 import asyncio
 from quantflow_async import Database, run_sweep
 from quantflow_async.backtest import synthetic_bars
 
+DATABASE = Database({url!r})
+
 async def main():
-    async with Database({url!r}) as db:
-        strategy = await db.strategies.create(name="unguarded")
+    async with DATABASE as db:
+        strategy = await db.strategies.create(name="script")
         result = await run_sweep(
             db, "sma_cross", [{{"fast": 3, "slow": 21}}], synthetic_bars(500, seed=1),
             strategy_id=strategy.id, workers=1, max_worker_restarts=0,
         )
         print("completed", result.completed, "failed", result.failed)
 
-asyncio.run(main())
+{call}
 """
+UNGUARDED = "asyncio.run(main())"
+GUARDED = 'if __name__ == "__main__":\n    asyncio.run(main())'
+
+
+def run_script(folder: Path, url: str, call: str) -> subprocess.CompletedProcess[str]:
+    script = folder / "sweep_script.py"
+    script.write_text(SCRIPT.format(url=url, call=call))
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_a_script_without_a_main_guard_is_told_to_add_one_and_its_workers_store_nothing(
     migrated_sqlite_url: str, tmp_path: Path
 ) -> None:
-    script = tmp_path / "unguarded.py"
-    script.write_text(UNGUARDED_SCRIPT.format(url=migrated_sqlite_url))
-    run = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
-    )
+    run = run_script(tmp_path, migrated_sqlite_url, UNGUARDED)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["completed", "0", "failed", "1"]
-    assert (
-        f"Database() was called by a worker process while it imported the main script, {script}"
-        in run.stderr
-    )
+    script = tmp_path / "sweep_script.py"
+    assert f"by a worker process while it imported the main script, {script}" in run.stderr
     assert 'under `if __name__ == "__main__":`' in run.stderr
     assert "already exists" not in run.stderr  # the worker never reached the database
 
 
-async def test_outside_a_worker_starting_the_library_is_used_as_ever(
-    migrated_sqlite_url: str,
+def test_a_guarded_script_may_keep_its_database_at_module_level(
+    migrated_sqlite_url: str, tmp_path: Path
 ) -> None:
-    refuse_script_rerun("Database()")
-    async with Database(migrated_sqlite_url) as db:
-        assert await db.strategies.list() == []
+    run = run_script(tmp_path, migrated_sqlite_url, GUARDED)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["completed", "1", "failed", "0"]
+    assert "ScriptRerun" not in run.stderr
 
 
-def test_inside_a_worker_the_main_script_s_code_is_refused(
+async def test_inside_a_worker_the_main_script_s_code_may_not_open_a_database(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
         multiprocessing.process.current_process(), "_inheriting", True, raising=False
     )
     script_globals = {"__name__": "__mp_main__", "Database": Database}
-    with pytest.raises(ScriptRerun, match="Database\\(\\) was called by a worker process"):
-        exec("Database('sqlite+aiosqlite:///never-opened.sqlite3')", script_globals)  # noqa: S102
+    script = "async def main():\n    await Database('sqlite+aiosqlite:///never.sqlite3').open()"
+    exec(script, script_globals)  # noqa: S102 - the script's code, as the worker runs it
+    with pytest.raises(ScriptRerun, match="never.sqlite3 was opened by a worker process"):
+        await script_globals["main"]()  # type: ignore[operator]
 
 
-def test_a_module_a_worker_imports_to_unpickle_its_target_may_make_a_database() -> None:
-    """Not the main script: multiprocessing is `_inheriting` while it imports the module of
-    the target, and a module-level Database() there is fine."""
-    context = multiprocessing.get_context("spawn")
-    process = context.Process(target=module_level_database.exit_with_url_length)
-    process.start()
-    process.join(60)
-    assert process.exitcode == len(module_level_database.URL)
+async def test_outside_the_main_script_s_code_a_worker_starting_may_open_one(
+    migrated_sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """multiprocessing is also `_inheriting` while it unpickles the child's target and its
+    arguments, which may open a database of their own."""
+    monkeypatch.setattr(
+        multiprocessing.process.current_process(), "_inheriting", True, raising=False
+    )
+    async with Database(migrated_sqlite_url) as db:
+        assert await db.strategies.list() == []

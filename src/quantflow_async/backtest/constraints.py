@@ -1,6 +1,7 @@
 """Sweep constraints: which of a grid's configs to run, e.g. `fast < slow`.
 
-A constraint is a callable taking a config and answering True to run it, or the text of a
+A constraint is a callable taking a config and answering True to run it (any true value,
+as Python's `if` reads it), or the text of a
 safe expression over the parameters' names: numbers, strings, True/False, comparisons
 (chained too), + - * / // % and **, and/or/not, parentheses. Nothing else is allowed: no
 attribute access, no calls, no subscripts, no names but the parameters. The text is parsed
@@ -51,7 +52,7 @@ class ExpressionConstraint:
             raise StrategyConfigError(
                 "constraint",
                 f"{where}{exc.part!r} is {exc.value!r} on {dict(config)}, not True or False: "
-                f"compare it (for example {exc.part} > 0)",
+                f"compare it (for example {_comparison(exc.part, exc.value)})",
             ) from None
 
     def __repr__(self) -> str:
@@ -140,6 +141,12 @@ class _NotTrueOrFalse(Exception):
         super().__init__(part, value)
         self.part = part
         self.value = value
+
+
+def _comparison(part: str, value: object) -> str:
+    if isinstance(value, int | float) or type(value).__module__ == "numpy":
+        return f"{part} > 0"
+    return f"{part} == {value!r}"
 
 
 def _truth(node: ast.expr, config: Mapping[str, Any]) -> bool:

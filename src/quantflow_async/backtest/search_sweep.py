@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from quantflow_async.backtest.bars import Bars
-from quantflow_async.backtest.constraints import Constraint, parse_constraint
+from quantflow_async.backtest.constraints import Constraint, keeps, parse_constraint
 from quantflow_async.backtest.conversion import FILL_CHUNK
 from quantflow_async.backtest.objective import Objective
 from quantflow_async.backtest.search import (
@@ -248,29 +248,26 @@ def probe_strategy(
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
     """A config of `space` that the strategy takes: the corners first, then configs drawn at
-    random (the same every time), those the constraint keeps. If it takes none, the first
-    refusal is raised (StrategyConfigError): a parameter it does not have, a value of the
-    wrong type, a bad setting. One it takes shows the space can be searched; the configs it
-    refuses along the search (slow <= fast) are left out as the constraint's are."""
+    random (the same every time), those the constraint keeps. The constraint is tried on
+    all of them first: one that fails on any (1 / 0, a number where True or False is due)
+    is StrategyConfigError before anything is stored, rather than part way through the
+    search. If the strategy takes none, the first refusal is raised (StrategyConfigError):
+    a parameter it does not have, a value of the wrong type, a bad setting. One it takes
+    shows the space can be searched; the configs it refuses along the search (slow <= fast)
+    are left out as the constraint's are."""
     check = parse_constraint(constraint) if isinstance(constraint, str) else constraint
     draws = random.Random(0)  # noqa: S311 - a probe, not a secret
+    configs = [*space.corners(), *(space.sample(draws) for _ in range(PROBES))]
+    if check is not None:
+        configs = [config for config in configs if keeps(check, config)]
     first: StrategyConfigError | None = None
-    for config in [*space.corners(), *(space.sample(draws) for _ in range(PROBES))]:
-        if check is not None and not _kept(check, config):
-            continue
+    for config in configs:
         if (refused := refusal(strategy, config, settings)) is None:
             return config
         first = first or refused
     if first is not None:
         raise first
     return space.corners()[0]
-
-
-def _kept(check: Constraint, config: Mapping[str, Any]) -> bool:
-    try:
-        return bool(check(config))
-    except Exception:  # a constraint failing on a config fails the search itself, later
-        return False
 
 
 async def stored_trials(
