@@ -70,6 +70,14 @@ def test_a_parameter_that_is_true_or_false_may_stand_alone() -> None:
     assert split_configs(grid, "not use_stop")[0] == [grid[1], grid[3]]
 
 
+def test_a_text_parameter_standing_alone_is_refused_with_a_comparison_that_works() -> None:
+    with pytest.raises(StrategyConfigError, match="compare it \\(for example kind == 'ema'\\)"):
+        split_configs([{"kind": "ema"}, {"kind": "sma"}], "kind")
+    assert split_configs([{"kind": "ema"}, {"kind": "sma"}], "kind == 'ema'")[0] == [
+        {"kind": "ema"}
+    ]
+
+
 def test_a_callable_is_a_constraint_too() -> None:
     chosen, left_out = split_configs(GRID, lambda config: config["fast"] * 4 <= config["slow"])
     assert [(c["fast"], c["slow"]) for c in chosen] == [(5, 20), (5, 40), (10, 40)]
