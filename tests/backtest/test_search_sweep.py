@@ -143,6 +143,14 @@ async def test_resuming_with_other_settings_or_a_grid_sweep_is_refused(
     done = await _search(db, strategy_id, trials=2)
     with pytest.raises(InvalidValue, match=r"searched with seed=11, not 12"):
         await _search(db, strategy_id, seed=12, resume=done.sweep_id)
+    other = "searched with the constraint 'fast < slow', not"
+    with pytest.raises(InvalidValue, match=f"{other} 'fast < 10'"):
+        await _search(db, strategy_id, constraint="fast < 10", resume=done.sweep_id)
+    with pytest.raises(InvalidValue, match=f"{other} None"):
+        await _search(db, strategy_id, constraint=None, resume=done.sweep_id)
+    with pytest.raises(InvalidValue, match=f"{other} a callable"):
+        await _search(db, strategy_id, constraint=lambda c: True, resume=done.sweep_id)
+    assert await db.sweeps.counts(done.sweep_id) == {"completed": 2}
     grid = await run_sweep(
         db, "sma_cross", {"fast": [3], "slow": [20]}, BARS, strategy_id=strategy_id, workers=1
     )

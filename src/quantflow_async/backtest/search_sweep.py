@@ -159,7 +159,7 @@ async def run_search(
     else:
         sweep = await db.sweeps.get(resume)
         check_resumable(plan, sweep, strategy_id)
-        _check_same_search(sweep, stored_settings)
+        _check_same_search(sweep, stored_settings, constraint)
         history = await stored_trials(db, sweep.id, parsed, objective)
     started = time.perf_counter()
     try:
@@ -315,11 +315,25 @@ def _objective(maximize: str | None, minimize: str | None) -> Objective:
     return Objective(str(minimize), "minimize")
 
 
-def _check_same_search(sweep: Sweep, settings: Mapping[str, Any]) -> None:
+def _check_same_search(
+    sweep: Sweep, settings: Mapping[str, Any], constraint: Constraint | str | None
+) -> None:
     """InvalidValue, one line, unless `sweep` is a search run with these settings (all but
-    the number of trials and the batch, which may change)."""
+    the number of trials and the batch, which may change) and this constraint (a callable
+    is taken on trust where the sweep stored none)."""
     if sweep.kind != "search":
         raise InvalidValue("resume", f"sweep {sweep.id} is a grid; resume it with run_sweep")
+    given = _text(constraint)
+    if sweep.constraints != given and (given is not None or constraint is None):
+        raise InvalidValue(
+            "constraint",
+            f"sweep {sweep.id} searched with the constraint {sweep.constraints!r}, not {given!r}",
+        )
+    if callable(constraint) and sweep.constraints is not None:
+        raise InvalidValue(
+            "constraint",
+            f"sweep {sweep.id} searched with the constraint {sweep.constraints!r}, not a callable",
+        )
     stored = dict(sweep.space)
     for key, value in settings.items():
         if key in ("trials", "batch"):
