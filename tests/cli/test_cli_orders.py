@@ -352,7 +352,7 @@ async def test_positions_piped_are_positions_then_a_blank_line_then_the_latest_b
     ]
     assert [line.split("\t") for line in balances.splitlines()] == [
         list(orders.BALANCE_COLUMNS),
-        ["paper", "BTC", "0.1", "0", "0.1", "2024-01-01"],
+        ["paper", "BTC", "0.1", "0", "0.1", "2024-01-01 00:00:00"],
         ["paper", "USDT", "979.000000000000000001", "21", "1000.000000000000000001",
          "2024-01-01 01:00:00"],
     ]  # fmt: skip

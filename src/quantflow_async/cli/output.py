@@ -9,7 +9,7 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -138,16 +138,15 @@ def print_json(value: Any) -> None:
 # -- tables -----------------------------------------------------------------------------------
 
 
-def text(value: Any) -> str:
-    """A value as a table cell: money exact, instants to the second in UTC, JSON compact."""
+def text(value: Any, *, date_only: bool = False) -> str:
+    """A value as a table cell: money exact, instants to the second in UTC (`date_only`: the
+    day alone, for a column of midnights), JSON compact."""
     if value is None:
         return ""
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
-        moment = value.astimezone(UTC)
-        midnight = moment.time() == time(0)
-        return moment.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).strftime("%Y-%m-%d" if date_only else "%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return float_text(value)
     if isinstance(value, Mapping | list):
@@ -183,7 +182,12 @@ def print_table(
 
     `empty` is said on stderr, on a terminal, when there are no rows.
     """
-    cells = [[text(value).replace("\t", " ").replace("\n", " ") for value in row] for row in rows]
+    days = {i for i in range(len(columns)) if _midnights(row[i] for row in rows)}
+    cells = [
+        [text(value, date_only=i in days).replace("\t", " ").replace("\n", " ")
+         for i, value in enumerate(row)]
+        for row in rows
+    ]  # fmt: skip
     if not is_terminal(sys.stdout):
         for line in [list(columns), *cells]:
             print("\t".join(line))
@@ -250,6 +254,16 @@ def _number_width(
     otherwise the header folds to fit (at least 6)."""
     header = len(columns[index]) if whole_header else min(len(columns[index]), 6)
     return max(header, *(len(row[index]) for row in cells))
+
+
+def _midnights(values: Iterable[Any]) -> bool:
+    """Whether a column's instants are all at midnight UTC (daily data), so shown as days:
+    one format in a column, whatever a program reading it splits on."""
+    instants = [value for value in values if value is not None]
+    return bool(instants) and all(
+        isinstance(value, datetime) and value.astimezone(UTC).time() == time(0)
+        for value in instants
+    )
 
 
 def _is_number(value: Any) -> bool:
