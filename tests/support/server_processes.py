@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from quantflow_async import Database
-from quantflow_async.ingest.postgres_connection import KeptConnection
+from quantflow_async.ingest.postgres_connection import KeptConnection, ServerProcess
 
 
 def dsn(db: Database) -> str:
@@ -37,12 +37,14 @@ def end_the_first_waiting_connection(
     ended: list[int] = []
     outlived: list[int] = []
 
-    async def ended_while_waiting(kept: KeptConnection, pid: int) -> None:
+    async def ended_while_waiting(kept: KeptConnection, process: ServerProcess) -> None:
         if not ended:
-            ended.append(kept.pid or 0)
-            await end_server_process(db, kept.pid or 0)
-        await outlive(kept, pid)
-        outlived.append(pid)
+            waiting = kept.pid
+            assert waiting is not None
+            ended.append(waiting)
+            await end_server_process(db, waiting)
+        await outlive(kept, process)
+        outlived.append(process[0])
 
     monkeypatch.setattr(KeptConnection, "_outlive", ended_while_waiting)
     return ended, outlived

@@ -326,8 +326,8 @@ class JournalWriter:
         kind = StorageUnavailable if classify(exc) is Fault.FATAL else StorageError
         failure = kind(
             f"the order journal stopped: a batch could not be committed: {describe(exc)}; "
-            "what the journal accepted since its last commit is not stored; open a new journal "
-            "and restore()"
+            "what the journal accepted since its last commit may not be stored; open a new "
+            "journal and restore(), which reads what was"
         )
         failure.__cause__ = exc
         self._failure = failure
