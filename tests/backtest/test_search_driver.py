@@ -120,6 +120,21 @@ async def test_a_config_is_tried_once_and_a_space_tried_whole_ends_the_search() 
     assert outcome.repeats >= MAX_SKIPPED_IN_A_ROW
 
 
+async def test_a_tpe_search_that_has_settled_still_runs_every_trial_the_space_allows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """TPE, settled near the best config, keeps proposing configs tried already; the next
+    proposals are then drawn at random, so the search ends only when the space is tried
+    whole, and says so once."""
+    small = parse_space({"fast": {"int": [1, 40]}, "size": 3})
+    scorer = Scorer()
+    outcome = await drive_search(small, scorer, trials=41, objective=SHARPE, seed=3, batch=2)
+    ran = sorted(config["fast"] for batch in scorer.batches for config in batch)
+    assert ran == list(range(1, 41))
+    assert outcome.exhausted
+    assert caplog.text.count("proposals in a row excluded or repeated") == 1
+
+
 async def test_a_constraint_given_as_a_callable_is_applied_too() -> None:
     outcome = await drive_search(
         SPACE, Scorer(), trials=10, objective=SHARPE, seed=5, constraint=lambda c: c["mode"] == "a"

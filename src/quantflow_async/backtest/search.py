@@ -6,7 +6,9 @@ is added to it as it ended, and the ones that never finished are run again first
 database stays the only store of a search, and a search resumed after any stop goes on
 from what it holds. A trial is a stored backtest: a proposal the constraint excludes, or one
 that repeats a config already tried, is told to the study as failed (which the samplers
-ignore) and another is asked in its place; it is counted, never stored. Each proposal's
+ignore) and another is asked in its place; it is counted, never stored. After
+RANDOM_AFTER_SKIPPED of them in a row the next proposals are drawn at random, so a sampler
+that has settled does not end a search that still has configs to try. Each proposal's
 sampler is seeded from the search's seed, the trial's number and the attempt, so with a
 seed a search is repeatable, and a resumed one asks what the uninterrupted one would have.
 
@@ -41,6 +43,9 @@ METHODS: Final = ("tpe", "random")
 MAX_SKIPPED_IN_A_ROW: Final = 1_000
 """Proposals excluded or repeated one after another before a search stops: its space holds
 no new config the constraint allows (or next to none)."""
+RANDOM_AFTER_SKIPPED: Final = 20
+"""Proposals excluded or repeated one after another after which the next are drawn at
+random: TPE, once it has settled on a region, goes on proposing the configs tried there."""
 
 TrialState = Literal["completed", "no_value", "failed", "unfinished"]
 """How a trial ended: its backtest completed with a value of the statistic, or without one
@@ -170,7 +175,7 @@ async def drive_search(
         # Unfinished trials run again in batches of their own, as they first ran, so each
         # new trial is asked with the same trials finished as in an uninterrupted search.
         numbers, rerun = rerun[:batch], rerun[batch:]
-        if not numbers:
+        if not numbers and not search.exhausted:
             numbers = search.ask(min(batch, trials - ran))
         if not numbers:
             break
@@ -232,7 +237,7 @@ class _Search:
                 hashlib.blake2b(f"{self._seed}:{number}:{attempt}".encode(), digest_size=4).digest()
             )
         samplers = self._optuna.samplers
-        if self._method == "random":
+        if self._method == "random" or attempt >= RANDOM_AFTER_SKIPPED:
             return samplers.RandomSampler(seed=seed)
         return samplers.TPESampler(seed=seed)
 

@@ -236,7 +236,10 @@ def _failure(backtest: Backtest) -> dict[str, Any]:
 
 def _summary(strategy: str, result: SearchResult) -> str:
     search = result.search
-    left_out = f", {len(search.excluded)} proposals left out by the constraint"
+    left_out = (
+        f", {len(search.excluded)} proposals left out (excluded by the constraint or refused "
+        "by the strategy)"
+    )
     repeated = f", {search.repeats} repeated ones skipped" if search.repeats else ""
     ended = "; the space has no new config left" if search.exhausted else ""
     return (
