@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,16 @@ def environment(variables: dict[str, str] | None = None) -> dict[str, str]:
     return {**env, **(variables or {})}
 
 
-def write_bars(path: Path, count: int = 500) -> Path:
-    bars = synthetic_bars(count, seed=4)
+def write_bars(path: Path, count: int = 500, minutes: bool = False) -> Path:
+    """`count` daily bars as CSV (or minute bars, each time in full)."""
+    interval = timedelta(minutes=1) if minutes else timedelta(days=1)
+    bars = synthetic_bars(count, seed=4, interval=interval)
     lines = ["date,open,high,low,close,volume"]
     columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
     for i in range(count):
         prices = ",".join(repr(float(column[i])) for column in columns)
-        lines.append(f"{bars.time_at(i).date()},{prices}")
+        when = bars.time_at(i).isoformat() if minutes else bars.time_at(i).date()
+        lines.append(f"{when},{prices}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -53,6 +53,19 @@ def test_a_seeded_search_prints_its_sweep_and_best_trials_and_repeats_itself(
     assert json.loads(shown.stdout)["kind"] == "search"
 
 
+def test_a_search_whose_statistic_no_trial_has_says_it_could_not_rank_them(
+    tmp_path: Path, migrated: str
+) -> None:
+    """Five hours of minute bars: no daily returns to make a Sharpe ratio of."""
+    data = write_bars(tmp_path / "minutes.csv", 300, minutes=True)
+    done = search(migrated, data, "--trials", "2", "--maximize", "sharpe", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "no trial has a value of sharpe, so the search could not rank them: sharpe needs daily "
+        "returns, over two days of bars or more (on a shorter file, search on return_pct)"
+    ) in done.stderr
+
+
 def test_minimize_ranks_the_lowest_first(tmp_path: Path, migrated: str) -> None:
     data = write_bars(tmp_path / "goog.csv", 300)
     done = search(

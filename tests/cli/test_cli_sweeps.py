@@ -181,9 +181,13 @@ def test_an_unknown_id_deletes_nothing(a_sweep: tuple[str, dict[str, Any]], tmp_
 
 
 def test_nothing_to_delete_is_one_line(a_sweep: tuple[str, dict[str, Any]], tmp_path: Path) -> None:
-    url, _ = a_sweep
+    url, document = a_sweep
     result = run(url, "backtests", "delete", "--status", "failed", "--yes", cwd=tmp_path)
     assert_one_line_mistake(result, "nothing to delete: no backtest is failed")
+    sweep = document["sweep_id"]
+    both = ("--sweep", str(sweep), "--status", "failed", "--yes")
+    result = run(url, "backtests", "delete", *both, cwd=tmp_path)
+    assert_one_line_mistake(result, f"nothing to delete: no backtest of sweep {sweep} is failed")
 
 
 def test_an_unknown_status_is_one_line(url: str, tmp_path: Path) -> None:

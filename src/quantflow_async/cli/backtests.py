@@ -101,12 +101,11 @@ async def delete_backtests(settings: Settings, args: argparse.Namespace) -> None
 
 
 def _described(args: argparse.Namespace) -> str:
-    parts = []
-    if args.sweep is not None:
-        parts.append(f"of sweep {args.sweep}")
-    if args.status is not None:
-        parts.append(f"is {args.status}")
-    return " and ".join(parts)
+    """What the selection asked for, after "no backtest": "of sweep 7 is failed"."""
+    if args.ids:
+        return "has one of those ids"
+    of_sweep = f"of sweep {args.sweep} " if args.sweep is not None else ""
+    return f"{of_sweep}is {args.status}"
 
 
 def _confirmed(question: str) -> bool:

@@ -180,6 +180,8 @@ async def run_search_command(
     else:
         _say(_summary(strategy, result))
         _print_best(best, metric, len(result.search.trials))
+    if not any(t.state == "completed" for t in result.search.trials):
+        _say(f"no trial has a value of {metric}, so the search could not rank them{_why(metric)}")
     failed_count = sum(1 for t in result.search.trials if t.state == "failed")
     if failed_count:
         for failure in failures:
@@ -188,6 +190,15 @@ async def run_search_command(
             f"{failed_count} of {len(result.search.trials)} trials failed (the first "
             f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
         )
+
+
+def _why(metric: str) -> str:
+    if metric not in ("sharpe", "sortino", "volatility_pct"):
+        return ""
+    return (
+        f": {metric} needs daily returns, over two days of bars or more (on a shorter file, "
+        "search on return_pct)"
+    )
 
 
 def _check_objective(maximize: str | None, minimize: str | None) -> None:
