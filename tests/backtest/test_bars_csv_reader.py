@@ -182,9 +182,16 @@ def test_numbers_with_underscores_are_read_as_python_reads_them(tmp_path: Path) 
     assert read_bars(path).volume.tolist() == [1000.0]
 
 
-def test_a_row_with_more_values_than_the_header_is_read(tmp_path: Path) -> None:
-    path = write(tmp_path, HEADER + ROW_1 + "2024-01-02,11,13,10,12,150,extra\n")
+def test_a_row_with_empty_values_past_the_header_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + ROW_1 + "2024-01-02,11,13,10,12,150,,\n")
     assert read_bars(path).close.tolist() == [11.0, 12.0]
+
+
+def test_a_row_with_more_values_than_the_header_is_refused(tmp_path: Path) -> None:
+    """An unquoted thousands separator: read as it stands, every price after it would shift."""
+    path = write(tmp_path, HEADER + ROW_1 + "2024-01-02,1,240.0,1,260.0,1,230.0,150\n")
+    with pytest.raises(BarsError, match="row 3: 8 values where the header names 6 columns"):
+        read_bars(path)
 
 
 # -- every fault is the row reader's: the file, the line, the column, the reason ----------------
@@ -225,6 +232,10 @@ BAD_FILES = {
     "quoted newline before a fault": HEADER + '2024-01-01,10,12,9,11,"1\n00"\n' + ROW_1,
     "bytes that are not utf-8": HEADER.encode() + b"2024-01-01,10,12,9,11,\xff\n",
     "utf-8 fault in another column": b"date,open,high,low,close,note\n2024-01-01,1,2,0.5,1,\xff\n",
+    "time past the year 9999": HEADER + "9999-12-31T23:00:00-01:00,10,12,9,11,100\n",
+    "more values than the header": HEADER + "2024-01-01,1,200.5,12,9,11,100\n",
+    "a price column twice": "date,open,high,low,close,Close\n2024-01-01,10,12,9,11,11\n",
+    "an unclosed quote": HEADER + ROW_1 + '2024-01-02,11,13,10,"12,150\n' + ROW_2 * 3,
 }
 
 

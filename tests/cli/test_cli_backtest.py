@@ -136,8 +136,12 @@ def test_a_mistake_is_one_line_and_leaves_no_file(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "No such file"), ("date,open,high,low\n2024-01-01,1,2,1\n", "column 'close'")],
-    ids=["missing file", "missing column"],
+    [
+        (None, "No such file"),
+        ("date,open,high,low\n2024-01-01,1,2,1\n", "column 'close'"),
+        ("date,open,high,low,close\n2024-01-01,1,2,0.5,1\n", "bars.csv: one bar: a stored"),
+    ],
+    ids=["missing file", "missing column", "one bar"],
 )
 def test_an_unreadable_bars_file_is_one_line(
     tmp_path: Path, migrated: str, content: str | None, message: str
@@ -151,3 +155,5 @@ def test_an_unreadable_bars_file_is_one_line(
     )  # fmt: skip
     assert_one_line_mistake(result, message)
     assert quantflow("count-trades", "--database-url", migrated, cwd=tmp_path).stdout == "0\n"
+    listed = quantflow("strategies", "list", "--database-url", migrated, cwd=tmp_path)
+    assert "sma_cross" not in listed.stdout  # the database was never written to

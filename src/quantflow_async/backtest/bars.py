@@ -153,6 +153,9 @@ def find_columns(
     lowered = [cell.strip().lower() for cell in header]
     found: dict[str, int] = {}
     for name in (*PRICE_COLUMNS, "volume"):
+        if lowered.count(name) > 1:
+            names = ", ".join(repr(header[i]) for i, low in enumerate(lowered) if low == name)
+            raise BarsError(source, header_row, name, f"more than one {name} column: {names}")
         if name in lowered:
             found[name] = lowered.index(name)
         elif name != "volume":
@@ -183,15 +186,24 @@ def parse_floats(
     source: str, name: str, values: Sequence[Any], line: Callable[[int], int]
 ) -> FloatArray:
     try:
-        return np.array(values, dtype=np.float64)
+        floats = np.array(values, dtype=np.float64)
+        if floats.ndim == 1:
+            return floats
     except (ValueError, TypeError):
         pass
     for index, value in enumerate(values):  # find the one that failed, to name it
         try:
             float(value)
         except (ValueError, TypeError):
-            raise BarsError(source, line(index), name, f"not a number: {value!r}") from None
+            raise BarsError(source, line(index), name, f"not a number: {shown(value)}") from None
     raise AssertionError("unreachable: numpy refused a column that float() accepts")
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` in a message: its repr, cut short (an unclosed quote takes the rest of a file
+    into one value)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def parse_times(
@@ -202,7 +214,7 @@ def parse_times(
         try:
             stamps[index] = _parse_time(value)
         except (ValueError, TypeError, OverflowError):
-            raise BarsError(source, line(index), name, f"not a time: {value!r}") from None
+            raise BarsError(source, line(index), name, f"not a time: {shown(value)}") from None
     return stamps
 
 
@@ -265,6 +277,19 @@ def _index(index: int) -> int:
     return index
 
 
+FIRST_MICROS: Final = _micros(datetime.min.replace(tzinfo=UTC))
+LAST_MICROS: Final = _micros(datetime.max.replace(tzinfo=UTC))
+"""The first and last instants a bar's time may be: those a datetime holds, in UTC."""
+
+
+def check_storable(bars: Bars) -> None:
+    """BarsError unless `bars` can be stored as a backtest, whose last bar comes after its
+    first: a single bar cannot."""
+    if len(bars) < 2:
+        reason = "one bar: a stored backtest needs a last bar after its first"
+        raise BarsError(bars.source, None, None, reason)
+
+
 def checked_bars(
     source: str,
     times: IntArray,
@@ -292,6 +317,10 @@ def checked_bars(
                 names[name],
                 f"must be a finite number {need}, got {values[first]}",
             )
+    outside = np.flatnonzero((times < FIRST_MICROS) | (times > LAST_MICROS))
+    if len(outside):
+        index = int(outside[0])
+        raise BarsError(source, line(index), time_name, "time outside the years 1 to 9999 (UTC)")
     steps = np.flatnonzero(np.diff(times) <= 0)
     if len(steps):
         index = int(steps[0]) + 1

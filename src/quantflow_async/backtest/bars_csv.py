@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import io
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,12 +36,42 @@ MICROS_PER_UNIT: Final = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 def read_csv_bars(path: Path) -> Bars:
     """The bars of a CSV file, as `read_bars` describes them; BarsError names the file, the
-    line (the header is line 1, blank lines are counted) and the column of the first fault."""
+    line (the header is line 1, blank lines are counted) and the column of the first fault.
+
+    A file that is not a regular one (a pipe, `/dev/stdin`, a FIFO) is read once, into
+    memory, since the readers open a file more than once."""
+    if not path.is_file() and path.exists() and not path.is_dir():
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BarsError(str(path), None, None, f"cannot be read: {exc}") from exc
+        return _read_csv(_InMemory(str(path), data))
+    return _read_csv(path)
+
+
+class _InMemory:
+    """A file's bytes read once, opened again and again as a path is."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = name
+        self.data = data
+
+    def __str__(self) -> str:
+        return self.name
+
+    def open(self, *, newline: str, encoding: str) -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(self.data), encoding=encoding, newline=newline)
+
+
+CsvSource = Path | _InMemory
+
+
+def _read_csv(path: CsvSource) -> Bars:
     bars = read_csv_columns(path)
     return bars if bars is not None else read_csv_rows(path)
 
 
-def read_csv_columns(path: Path) -> Bars | None:
+def read_csv_columns(path: CsvSource) -> Bars | None:
     """The bars of `path` as pyarrow reads them, or None where the rows must be read one by
     one: pyarrow refused the file, read a value differently, or a check failed (the row
     reader finds the same fault and names its line)."""
@@ -67,16 +98,16 @@ def read_csv_columns(path: Path) -> Bars | None:
         return None
 
 
-def _header(path: Path) -> list[str] | None:
+def _header(path: CsvSource) -> list[str] | None:
     """The first row of `path` as the row reader reads it, or None if it cannot be read."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            return next(csv.reader(handle), None)
+            return next((row for row in csv.reader(handle) if row), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
 
 
-def _arrow_table(path: Path, header: list[str], columns: dict[str, int]) -> Any:
+def _arrow_table(path: CsvSource, header: list[str], columns: dict[str, int]) -> Any:
     """pyarrow's table of `path`, prices and volume as float64, the time column as pyarrow
     infers it; None if pyarrow refuses the file. Only text counts as missing: an empty value
     must fail, as `float('')` does, not become a null."""
@@ -89,8 +120,9 @@ def _arrow_table(path: Path, header: list[str], columns: dict[str, int]) -> Any:
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
+    source = pa.BufferReader(path.data) if isinstance(path, _InMemory) else path
     try:
-        return pa_csv.read_csv(path, convert_options=options)
+        return pa_csv.read_csv(source, convert_options=options)
     except (pa.ArrowException, OSError, ValueError):
         return None
 
@@ -125,33 +157,43 @@ def _no_line(index: int) -> int:
     return index
 
 
-def read_csv_rows(path: Path) -> Bars:
+def read_csv_rows(path: CsvSource) -> Bars:
     """The bars of `path` read row by row with the `csv` module: slower, and the reference
     the column reader agrees with, value for value and fault for fault."""
     source = str(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
-            header = next(reader, None)
+            header = next((row for row in reader if row), None)
             body: list[list[str]] = []
-            lines: list[int] = []  # the file's line number of each row, blank lines skipped
+            lines: list[int] = []  # the file's line each row starts on, blank lines skipped
+            header_line = ended = reader.line_num  # a quoted value may hold line breaks
             for row in reader:
                 if row:
                     body.append(row)
-                    lines.append(reader.line_num)
+                    lines.append(ended + 1)
+                ended = reader.line_num
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BarsError(source, None, None, f"cannot be read: {exc}") from exc
     if header is None:
         raise BarsError(source, 1, None, "empty file: no header")
-    columns = find_columns(source, header, header_row=1)
+    columns = find_columns(source, header, header_row=header_line)
     if not body:
-        raise BarsError(source, 2, None, "no rows after the header")
+        raise BarsError(source, header_line + 1, None, "no rows after the header")
     line = lines.__getitem__
     width = max(columns.values()) + 1
     for index, row in enumerate(body):
         if len(row) < width:
             missing = min(col for col in columns.values() if col >= len(row))
             raise BarsError(source, line(index), header[missing], "value missing")
+        if len(row) > len(header) and any(row[len(header) :]):
+            raise BarsError(
+                source,
+                line(index),
+                None,
+                f"{len(row)} values where the header names {len(header)} columns "
+                "(a comma in a number, as a thousands separator, must be quoted)",
+            )
     time_column = columns.pop("time")
     times = parse_times(source, header[time_column], [r[time_column] for r in body], line)
     arrays = {

@@ -13,6 +13,8 @@ import numpy as np
 
 from quantflow_async.backtest.arrow_arrays import column_values
 from quantflow_async.backtest.bars import (
+    FIRST_MICROS,
+    LAST_MICROS,
     Bars,
     BarsError,
     FloatArray,
@@ -22,6 +24,7 @@ from quantflow_async.backtest.bars import (
     parse_floats,
     parse_times,
 )
+from quantflow_async.backtest.bars_csv import MICROS_PER_UNIT
 from quantflow_async.errors import MissingExtra
 from quantflow_async.extras import require_extra
 
@@ -34,6 +37,8 @@ def read_parquet_bars(path: Path) -> Bars:
         pq = require_extra("pyarrow.parquet", extra="analysis", purpose="reading Parquet")
     except MissingExtra as exc:
         raise BarsError(source, None, None, str(exc)) from exc
+    if not path.exists():
+        raise BarsError(source, None, None, "cannot be read: no such file or folder")
     try:
         # A file is read as a file: pq.read_table() loads pandas; a folder (a dataset of
         # several files, as Spark writes them) takes read_table all the same.
@@ -79,11 +84,19 @@ def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], in
         if column.null_count:
             first = column.is_null().to_pylist().index(True)
             raise BarsError(source, line(first), name, "time missing")
-        if column.type.tz is None:
-            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
-        # safe=False: nanoseconds are truncated to the microseconds times are kept in
-        micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
-        return np.asarray(column_values(micros, np.int64))
+        # Naive or in any zone, the values count from the epoch in UTC.
+        unit = column.type.unit
+        raw = np.asarray(column_values(column.cast(pa.timestamp(unit)).cast(pa.int64()), np.int64))
+        if unit == "ns":  # truncated to the microseconds times are kept in, as text is
+            return raw // 1_000
+        per_unit = MICROS_PER_UNIT[unit]
+        # Past a datetime's years the product could wrap around int64 into a plausible time.
+        outside = np.flatnonzero((raw < FIRST_MICROS // per_unit) | (raw > LAST_MICROS // per_unit))
+        if len(outside):
+            raise BarsError(
+                source, line(int(outside[0])), name, "time outside the years 1 to 9999 (UTC)"
+            )
+        return raw * per_unit
     return parse_times(source, name, column.to_pylist(), line)
 
 
@@ -94,4 +107,11 @@ def _parquet_floats(source: str, column: Any, name: str, line: Callable[[int], i
     if column.null_count == 0 and column.type in (pa.float64(), pa.int64()):
         dtype = np.float64 if column.type == pa.float64() else np.int64
         return column_values(column, dtype).astype(np.float64)
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    readable = (
+        pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal, pa.types.is_string,
+        pa.types.is_large_string, pa.types.is_null,
+    )  # fmt: skip
+    if not any(is_kind(kind) for is_kind in readable):
+        raise BarsError(source, None, name, f"holds {kind} values, not numbers")
     return parse_floats(source, name, column.to_pylist(), line)

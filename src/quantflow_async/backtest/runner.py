@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.bars import Bars, check_storable
 from quantflow_async.backtest.conversion import (
     error_document,
     fill_chunks,
@@ -66,6 +66,7 @@ async def run_stored_backtest(
     stored as failed; a cancelled run is stored as cancelled, its committed fills kept.
     """
     spec = RunSpec.of(strategy, config, **options)
+    check_storable(bars)
     backtest = await create_backtest(db, spec, bars, strategy_id=strategy_id, name=name)
     return await _run(db, backtest, spec, bars, writer)
 

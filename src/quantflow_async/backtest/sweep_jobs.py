@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from quantflow_async.backtest.bars import Bars, read_bars
+from quantflow_async.backtest.bars import Bars, check_storable, read_bars
 from quantflow_async.backtest.constraints import Constraint, split_configs
 from quantflow_async.backtest.spec import RunSpec
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.errors import BarsError, InvalidValue, StrategyConfigError
+from quantflow_async.errors import InvalidValue, StrategyConfigError
 from quantflow_async.store.repositories.sweeps import JobRow
 from quantflow_async.sweep_records import Sweep
 from quantflow_async.validation import MAX_JSON_BYTES
@@ -158,9 +158,7 @@ def plan_sweep(
     if not configs:
         raise StrategyConfigError("grid", "no config to run")
     for bars in datasets.values():
-        if len(bars) < 2:
-            reason = "one bar: a stored backtest needs a last bar after its first"
-            raise BarsError(bars.source, None, None, reason)
+        check_storable(bars)
     fingerprints = {key: fingerprint(bars) for key, bars in datasets.items()}
     jobs: list[PlannedJob] = []
     seen: dict[str, int] = {}

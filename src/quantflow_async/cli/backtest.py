@@ -38,10 +38,12 @@ SUMMARY: Final = (
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     from quantflow_async.backtest import read_bars, run_stored_backtest
+    from quantflow_async.backtest.bars import check_storable
     from quantflow_async.database import Database
 
     # Every mistake in the input is found before the database is opened.
     bars = read_bars(args.data)
+    check_storable(bars)
     symbol = args.symbol or Path(args.data).stem.upper()
     options = run_settings(args)
     check_run(

@@ -1,0 +1,115 @@
+"""Bars files a hostile user gives: times past a datetime's years, Parquet columns of the wrong
+kind, a pipe instead of a file, a quote left open. Each is one BarsError naming the file, the
+row and the column, or is read as the rules say; none is read wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from quantflow_async.backtest import BarsError, read_bars
+
+PRICES = {"open": [10.0, 11.0], "high": [12.0, 13.0], "low": [9.0, 10.0], "close": [11.0, 12.0]}
+CSV = "date,open,high,low,close\n2024-01-01,10,12,9,11\n2024-01-02,11,13,10,12\n"
+
+
+def parquet(tmp_path: Path, columns: dict[str, pa.Array | list[object]]) -> Path:
+    path = tmp_path / "bars.parquet"
+    pq.write_table(pa.table({**PRICES, **columns}), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("times", "row"),
+    [
+        (pa.array([10**12, 10**12 + 1], pa.timestamp("s")), 1),
+        (pa.array([1, 2**61], pa.timestamp("ms")), 2),  # wrapped around int64 as microseconds
+        (pa.array([0, 2**31 - 3], pa.date32()), 2),
+    ],
+    ids=["seconds", "milliseconds", "days"],
+)
+def test_a_parquet_time_past_the_year_9999_is_refused_not_wrapped(
+    tmp_path: Path, times: pa.Array, row: int
+) -> None:
+    path = parquet(tmp_path, {"date": times})
+    with pytest.raises(BarsError, match="time outside the years 1 to 9999") as raised:
+        read_bars(path)
+    assert (raised.value.row, raised.value.column) == (row, "date")
+
+
+def test_parquet_nanoseconds_are_cut_to_microseconds(tmp_path: Path) -> None:
+    times = pa.array([1_704_067_200_000_000_999, 1_704_153_600_000_001_000], pa.timestamp("ns"))
+    bars = read_bars(parquet(tmp_path, {"date": times}))
+    assert bars.time_at(0) == datetime(2024, 1, 1, tzinfo=UTC)
+    assert bars.times[1] - bars.times[0] == 86_400_000_001
+
+
+@pytest.mark.parametrize(
+    ("close", "kind"),
+    [
+        (pa.array([True, True]), "bool"),
+        (pa.array([[11.0], [12.0]]), "list<.*: double>"),
+    ],
+    ids=["booleans", "lists"],
+)
+def test_a_parquet_price_column_that_holds_no_numbers_is_refused(
+    tmp_path: Path, close: pa.Array, kind: str
+) -> None:
+    days = pa.array([datetime(2024, 1, 1), datetime(2024, 1, 2)], pa.timestamp("s"))
+    path = parquet(tmp_path, {"date": days, "close": close})
+    with pytest.raises(BarsError, match=f"column 'close': holds {kind} values, not numbers"):
+        read_bars(path)
+
+
+def test_a_missing_parquet_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(BarsError, match="missing.parquet: cannot be read: no such file"):
+        read_bars(tmp_path / "missing.parquet")
+
+
+def test_a_value_left_open_by_a_quote_is_named_by_its_line_and_cut_short(tmp_path: Path) -> None:
+    rows = "".join(f"2024-01-{day:02},11,13,10,12\n" for day in range(3, 29))
+    path = tmp_path / "bars.csv"
+    path.write_text(CSV + '2024-01-03,11,13,10,"12\n' + rows)
+    with pytest.raises(BarsError) as raised:
+        read_bars(path)
+    assert (raised.value.row, raised.value.column) == (4, "close")
+    assert len(str(raised.value)) < 200
+
+
+def test_blank_lines_before_the_header_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text("\n\n" + CSV)
+    assert read_bars(path).close.tolist() == [11.0, 12.0]
+
+
+def test_a_fifo_is_read_once_as_a_file_is(tmp_path: Path) -> None:
+    fifo = tmp_path / "bars.csv"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(CSV,))
+    writer.start()
+    try:
+        assert read_bars(fifo).close.tolist() == [11.0, 12.0]
+    finally:
+        writer.join(10)
+
+
+def test_bars_piped_into_the_command_are_read(tmp_path: Path) -> None:
+    """`--data /dev/stdin`, as `cat bars.csv | quantflow ...` gives them."""
+    code = (
+        "import sys\n"
+        "from quantflow_async.backtest import read_bars\n"
+        "print(len(read_bars(sys.argv[1])))"
+    )
+    read = subprocess.run(
+        [sys.executable, "-c", code, "/dev/stdin"], input=CSV, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert (read.returncode, read.stdout) == (0, "2\n"), read.stderr
