@@ -4,6 +4,7 @@ row and the column, or is read as the rules say; none is read wrong."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -113,3 +114,18 @@ def test_bars_piped_into_the_command_are_read(tmp_path: Path) -> None:
         timeout=60, check=False,
     )  # fmt: skip
     assert (read.returncode, read.stdout) == (0, "2\n"), read.stderr
+
+
+def test_bytes_that_are_not_utf_8_are_named_by_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "bars.csv"
+    rows = "".join(f"2024-01-{day:02},11,13,10,12\n" for day in range(3, 29))
+    path.write_bytes(CSV.encode() + rows.encode() + "2024-01-29,11,13,10,12é\n".encode("latin-1"))
+    with pytest.raises(BarsError, match=r"bars.csv, row 30: not UTF-8 text \(byte 0xe9\)"):
+        read_bars(path)
+
+
+def test_a_compressed_file_is_told_to_be_decompressed(tmp_path: Path) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_bytes(gzip.compress(CSV.encode()))
+    with pytest.raises(BarsError, match="not a CSV file: it is gzip-compressed: decompress it"):
+        read_bars(path)

@@ -173,7 +173,9 @@ def read_csv_rows(path: CsvSource) -> Bars:
                     body.append(row)
                     lines.append(ended + 1)
                 ended = reader.line_num
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from exc
+    except (OSError, csv.Error) as exc:
         raise BarsError(source, None, None, f"cannot be read: {exc}") from exc
     if header is None:
         raise BarsError(source, 1, None, "empty file: no header")
@@ -202,3 +204,25 @@ def read_csv_rows(path: CsvSource) -> Bars:
     }
     names = {name: header[col] for name, col in columns.items()}
     return checked_bars(source, times, arrays, names, header[time_column], line)
+
+
+_NOT_CSV: Final = {
+    b"\x1f\x8b": "gzip-compressed: decompress it first",
+    b"PAR1": "Parquet: name it .parquet",
+}
+
+
+def _not_text(path: CsvSource, exc: UnicodeDecodeError) -> BarsError:
+    """BarsError naming the first line that is not UTF-8 (the decoder's position counts from
+    the start of a chunk, not of the file), and what the file is if it is a known binary."""
+    data = path.data if isinstance(path, _InMemory) else path.read_bytes()
+    kind = next((what for magic, what in _NOT_CSV.items() if data.startswith(magic)), None)
+    if kind is not None:
+        return BarsError(str(path), None, None, f"not a CSV file: it is {kind}")
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            byte = line[bad.start : bad.start + 1].hex()
+            return BarsError(str(path), number, None, f"not UTF-8 text (byte 0x{byte})")
+    return BarsError(str(path), None, None, f"not UTF-8 text: {exc.reason}")
