@@ -20,6 +20,7 @@ from quantflow_async.backtest import BarsError, read_bars
 
 PRICES = {"open": [10.0, 11.0], "high": [12.0, 13.0], "low": [9.0, 10.0], "close": [11.0, 12.0]}
 CSV = "date,open,high,low,close\n2024-01-01,10,12,9,11\n2024-01-02,11,13,10,12\n"
+OUTSIDE = r"time outside 0001-01-01 00:00:00.000001 to 9999-12-31 23:59:59.999998 UTC"
 
 
 def parquet(tmp_path: Path, columns: dict[str, pa.Array | list[object]]) -> Path:
@@ -41,7 +42,7 @@ def test_a_parquet_time_past_the_year_9999_is_refused_not_wrapped(
     tmp_path: Path, times: pa.Array, row: int
 ) -> None:
     path = parquet(tmp_path, {"date": times})
-    with pytest.raises(BarsError, match="time outside the years 1 to 9999") as raised:
+    with pytest.raises(BarsError, match=OUTSIDE) as raised:
         read_bars(path)
     assert (raised.value.row, raised.value.column) == (row, "date")
 
@@ -129,3 +130,53 @@ def test_a_compressed_file_is_told_to_be_decompressed(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(CSV.encode()))
     with pytest.raises(BarsError, match="not a CSV file: it is gzip-compressed: decompress it"):
         read_bars(path)
+
+
+def test_the_last_instant_the_store_keeps_is_a_bar_time_and_the_next_is_not(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bars.csv"
+    last = "9999-12-31T23:59:59.999998"
+    path.write_text(f"date,open,high,low,close\n2024-01-01,10,12,9,11\n{last},11,13,10,12\n")
+    assert read_bars(path).time_at(1) == datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC)
+    path.write_text(path.read_text().replace(last, "9999-12-31T23:59:59.999999"))
+    with pytest.raises(BarsError, match=OUTSIDE):
+        read_bars(path)
+
+
+def test_a_device_is_refused_not_read_without_end() -> None:
+    with pytest.raises(BarsError, match="/dev/urandom: cannot be read: a device, not a file"):
+        read_bars("/dev/urandom")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_name_too_long_is_a_bars_error(tmp_path: Path, suffix: str) -> None:
+    with pytest.raises(BarsError, match="cannot be read: .*File name too long"):
+        read_bars(tmp_path / ("a" * 300 + suffix))
+
+
+def test_a_parquet_fifo_is_refused_saying_why(tmp_path: Path) -> None:
+    fifo = tmp_path / "bars.parquet"
+    os.mkfifo(fifo)
+    with pytest.raises(BarsError, match="not a regular file \\(Parquet is read by seeking"):
+        read_bars(fifo)
+
+
+def test_parquet_prices_stored_as_bytes_are_read_as_text(tmp_path: Path) -> None:
+    days = pa.array([datetime(2024, 1, 1), datetime(2024, 1, 2)], pa.timestamp("s"))
+    path = parquet(tmp_path, {"date": days, "close": pa.array([b"11", b"12.5"], pa.binary())})
+    assert read_bars(path).close.tolist() == [11.0, 12.5]
+
+
+def test_a_header_fault_is_named_by_the_line_the_header_starts_on(tmp_path: Path) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text('\ndate,open,high,low,"Close\nx"\n2024-01-01,10,12,9,11\n')
+    with pytest.raises(BarsError) as raised:
+        read_bars(path)
+    assert (raised.value.row, raised.value.column) == (2, "close")
+
+
+def test_blank_values_past_the_header_are_read_as_a_trailing_comma_is(tmp_path: Path) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(CSV.replace("12\n", "12, \t\n"))
+    assert read_bars(path).close.tolist() == [11.0, 12.0]

@@ -20,7 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 from quantflow_async.errors import BarsError as BarsError  # still importable from here
-from quantflow_async.validation import epoch_micros, from_epoch_micros, span_micros
+from quantflow_async.validation import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    epoch_micros,
+    from_epoch_micros,
+    span_micros,
+)
 
 TIME_COLUMNS: Final = ("date", "datetime", "timestamp", "time")
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
@@ -154,7 +160,7 @@ def find_columns(
     found: dict[str, int] = {}
     for name in (*PRICE_COLUMNS, "volume"):
         if lowered.count(name) > 1:
-            names = ", ".join(repr(header[i]) for i, low in enumerate(lowered) if low == name)
+            names = ", ".join(shown(header[i], 30) for i, low in enumerate(lowered) if low == name)
             raise BarsError(source, header_row, name, f"more than one {name} column: {names}")
         if name in lowered:
             found[name] = lowered.index(name)
@@ -277,9 +283,13 @@ def _index(index: int) -> int:
     return index
 
 
-FIRST_MICROS: Final = _micros(datetime.min.replace(tzinfo=UTC))
-LAST_MICROS: Final = _micros(datetime.max.replace(tzinfo=UTC))
-"""The first and last instants a bar's time may be: those a datetime holds, in UTC."""
+FIRST_MICROS: Final = _micros(EARLIEST_INSTANT)
+LAST_MICROS: Final = _micros(LATEST_INSTANT)
+"""The first and last instants a bar's time may be: those both stores give back."""
+TIME_RANGE: Final = (
+    f"time outside {EARLIEST_INSTANT.replace(tzinfo=None).isoformat(' ')} to "
+    f"{LATEST_INSTANT.replace(tzinfo=None).isoformat(' ')} UTC, the instants the store keeps"
+)
 
 
 def check_storable(bars: Bars) -> None:
@@ -320,7 +330,7 @@ def checked_bars(
     outside = np.flatnonzero((times < FIRST_MICROS) | (times > LAST_MICROS))
     if len(outside):
         index = int(outside[0])
-        raise BarsError(source, line(index), time_name, "time outside the years 1 to 9999 (UTC)")
+        raise BarsError(source, line(index), time_name, TIME_RANGE)
     steps = np.flatnonzero(np.diff(times) <= 0)
     if len(steps):
         index = int(steps[0]) + 1

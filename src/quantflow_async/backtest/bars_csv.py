@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import stat
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,7 +41,15 @@ def read_csv_bars(path: Path) -> Bars:
 
     A file that is not a regular one (a pipe, `/dev/stdin`, a FIFO) is read once, into
     memory, since the readers open a file more than once."""
-    if not path.is_file() and path.exists() and not path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return _read_csv(path)  # the readers say it as they say any fault opening it
+    except OSError as exc:  # a name too long, a folder it may not look into
+        raise BarsError(str(path), None, None, f"cannot be read: {exc}") from exc
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise BarsError(str(path), None, None, "cannot be read: a device, not a file")
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -164,10 +173,16 @@ def read_csv_rows(path: CsvSource) -> Bars:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
-            header = next((row for row in reader if row), None)
+            # A quoted value may hold line breaks: a row is named by the line it starts on.
+            header, header_line, ended = None, 1, 0
+            for row in reader:
+                if row:
+                    header, header_line = row, ended + 1
+                    break
+                ended = reader.line_num
             body: list[list[str]] = []
             lines: list[int] = []  # the file's line each row starts on, blank lines skipped
-            header_line = ended = reader.line_num  # a quoted value may hold line breaks
+            ended = reader.line_num
             for row in reader:
                 if row:
                     body.append(row)
@@ -188,7 +203,7 @@ def read_csv_rows(path: CsvSource) -> Bars:
         if len(row) < width:
             missing = min(col for col in columns.values() if col >= len(row))
             raise BarsError(source, line(index), header[missing], "value missing")
-        if len(row) > len(header) and any(row[len(header) :]):
+        if len(row) > len(header) and any(value.strip() for value in row[len(header) :]):
             raise BarsError(
                 source,
                 line(index),

@@ -15,6 +15,7 @@ from quantflow_async.backtest.arrow_arrays import column_values
 from quantflow_async.backtest.bars import (
     FIRST_MICROS,
     LAST_MICROS,
+    TIME_RANGE,
     Bars,
     BarsError,
     FloatArray,
@@ -37,8 +38,15 @@ def read_parquet_bars(path: Path) -> Bars:
         pq = require_extra("pyarrow.parquet", extra="analysis", purpose="reading Parquet")
     except MissingExtra as exc:
         raise BarsError(source, None, None, str(exc)) from exc
-    if not path.exists():
+    try:
+        found, regular = path.exists(), path.is_file() or path.is_dir()
+    except OSError as exc:  # a name too long, a folder it may not look into
+        raise BarsError(source, None, None, f"cannot be read: {exc}") from exc
+    if not found:
         raise BarsError(source, None, None, "cannot be read: no such file or folder")
+    if not regular:
+        reason = "not a regular file (Parquet is read by seeking in it: copy it to a file)"
+        raise BarsError(source, None, None, f"cannot be read as Parquet: {reason}")
     try:
         # A file is read as a file: pq.read_table() loads pandas; a folder (a dataset of
         # several files, as Spark writes them) takes read_table all the same.
@@ -93,9 +101,7 @@ def _parquet_times(source: str, column: Any, name: str, line: Callable[[int], in
         # Past a datetime's years the product could wrap around int64 into a plausible time.
         outside = np.flatnonzero((raw < FIRST_MICROS // per_unit) | (raw > LAST_MICROS // per_unit))
         if len(outside):
-            raise BarsError(
-                source, line(int(outside[0])), name, "time outside the years 1 to 9999 (UTC)"
-            )
+            raise BarsError(source, line(int(outside[0])), name, TIME_RANGE)
         return raw * per_unit
     return parse_times(source, name, column.to_pylist(), line)
 
@@ -110,8 +116,10 @@ def _parquet_floats(source: str, column: Any, name: str, line: Callable[[int], i
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
     readable = (
         pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal, pa.types.is_string,
-        pa.types.is_large_string, pa.types.is_null,
+        pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary,
+        pa.types.is_fixed_size_binary, pa.types.is_null,
     )  # fmt: skip
     if not any(is_kind(kind) for is_kind in readable):
-        raise BarsError(source, None, name, f"holds {kind} values, not numbers")
+        text = str(kind) if len(str(kind)) <= 40 else f"{str(kind)[:40]}..."
+        raise BarsError(source, None, name, f"holds {text} values, not numbers")
     return parse_floats(source, name, column.to_pylist(), line)
