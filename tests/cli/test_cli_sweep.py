@@ -223,6 +223,17 @@ def test_a_mistake_is_one_line_and_leaves_no_file(
     assert sorted(os.listdir(tmp_path)) == ["aaa.csv"]
 
 
+def test_a_file_of_one_bar_is_one_line_before_the_database_is_opened(tmp_path: Path) -> None:
+    (tmp_path / "one.csv").write_text("date,open,high,low,close\n2024-01-01,1,2,0.5,1\n")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'never.sqlite3'}"
+    result = quantflow(
+        "sweep", "sma_cross", "--data", "one.csv", "--grid", '{"fast": [5], "slow": [20]}',
+        "--database-url", url, cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_mistake(result, "one.csv: one bar: a stored backtest needs a last bar")
+    assert sorted(os.listdir(tmp_path)) == ["one.csv"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "No such file"), ("date,open,high,low\n2024-01-01,1,2,1\n", "column 'close'")],

@@ -151,6 +151,8 @@ def check_report(path: Path) -> None:
 
 def datasets_of(files: Sequence[str]) -> dict[str, Bars]:
     """Each file's bars under its symbol: the file's name, upper case (goog.csv is GOOG)."""
+    from quantflow_async.backtest.bars import check_storable
+
     datasets: dict[str, Bars] = {}
     for file in files:
         symbol = Path(file).stem.upper()
@@ -159,7 +161,8 @@ def datasets_of(files: Sequence[str]) -> dict[str, Bars]:
                 f"two --data files are named {symbol}; the file name is the symbol, "
                 "so give each data set a name of its own"
             )
-        datasets[symbol] = _read(Path(file))
+        datasets[symbol] = bars = _read(Path(file))
+        check_storable(bars)  # before the database is opened
     return datasets
 
 
