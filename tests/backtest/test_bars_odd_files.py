@@ -88,7 +88,7 @@ def test_a_value_left_open_by_a_quote_is_named_by_its_line_and_cut_short(tmp_pat
 
 def test_blank_lines_before_the_header_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "bars.csv"
-    path.write_text("\n\n" + CSV)
+    path.write_text("\n \t\n\n" + CSV)
     assert read_bars(path).close.tolist() == [11.0, 12.0]
 
 

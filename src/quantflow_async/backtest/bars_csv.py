@@ -111,7 +111,7 @@ def _header(path: CsvSource) -> list[str] | None:
     """The first row of `path` as the row reader reads it, or None if it cannot be read."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            return next((row for row in csv.reader(handle) if row), None)
+            return next((row for row in csv.reader(handle) if _filled(row)), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
 
@@ -160,6 +160,12 @@ def _times(column: Any) -> IntArray | None:
     return None
 
 
+def _filled(row: list[str]) -> bool:
+    """Whether a row before the header holds anything but blanks: the header is the first
+    that does."""
+    return any(cell.strip() for cell in row)
+
+
 def _no_line(index: int) -> int:
     """The line mapping of the column reader, which never reports a line: its faults are
     reported by the row reader."""
@@ -176,7 +182,7 @@ def read_csv_rows(path: CsvSource) -> Bars:
             # A quoted value may hold line breaks: a row is named by the line it starts on.
             header, header_line, ended = None, 1, 0
             for row in reader:
-                if row:
+                if _filled(row):
                     header, header_line = row, ended + 1
                     break
                 ended = reader.line_num
