@@ -323,16 +323,12 @@ def _check_same_search(
     is taken on trust where the sweep stored none)."""
     if sweep.kind != "search":
         raise InvalidValue("resume", f"sweep {sweep.id} is a grid; resume it with run_sweep")
-    given = _text(constraint)
-    if sweep.constraints != given and (given is not None or constraint is None):
+    given = "a callable" if callable(constraint) else repr(constraint)
+    same = sweep.constraints is None if callable(constraint) else sweep.constraints == constraint
+    if not same:
         raise InvalidValue(
             "constraint",
-            f"sweep {sweep.id} searched with the constraint {sweep.constraints!r}, not {given!r}",
-        )
-    if callable(constraint) and sweep.constraints is not None:
-        raise InvalidValue(
-            "constraint",
-            f"sweep {sweep.id} searched with the constraint {sweep.constraints!r}, not a callable",
+            f"sweep {sweep.id} searched with the constraint {sweep.constraints!r}, not {given}",
         )
     stored = dict(sweep.space)
     for key, value in settings.items():
