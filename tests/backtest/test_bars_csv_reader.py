@@ -105,6 +105,9 @@ def test_a_frame_pandas_wrote_is_read_by_columns(tmp_path: Path) -> None:
         ("1704067200000", datetime(2024, 1, 1, tzinfo=UTC)),
         ("1704067200000000", datetime(2024, 1, 1, tzinfo=UTC)),
         ("1704067200000000999", datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+        ("20240102", datetime(2024, 1, 2, tzinfo=UTC)),
+        ("20240229", datetime(2024, 2, 29, tzinfo=UTC)),
+        ("9999999", datetime(1970, 4, 26, 17, 46, 39, tzinfo=UTC)),
     ],
 )
 def test_each_time_form_is_read_by_columns_as_the_row_reader_reads_it(
@@ -224,6 +227,7 @@ BAD_FILES = {
     "nan epoch": "time,open,high,low,close\nnan,1,2,0.5,1.5\n",
     "time of day only": "time,open,high,low,close\n09:30:00,1,2,0.5,1.5\n",
     "impossible date": HEADER + "2023-02-29,10,12,9,11,100\n",
+    "eight digits that are not a date": "time,open,high,low,close\n20230229,1,2,0.5,1.5\n",
     "leap second": "time,open,high,low,close\n2024-01-01T23:59:60,1,2,0.5,1.5\n",
     "empty time": HEADER + ",10,12,9,11,100\n",
     "short row": HEADER + ROW_1 + "2024-01-02,11,13\n",
@@ -248,6 +252,26 @@ def test_a_bad_file_is_refused_as_the_row_reader_refuses_it(
     assert found == row_reader_fault(path)
     assert found[0] == str(path)
     assert read_csv_columns(path) is None
+
+
+def test_eight_digits_are_a_date_as_pandas_reads_them_not_a_second_of_1970(
+    tmp_path: Path,
+) -> None:
+    text = "date,open,high,low,close\n20240102,1,2,0.5,1.5\n20240103,1,2,0.5,1.5\n"
+    bars = read_by_columns(write(tmp_path, text))
+    assert [bars.time_at(i) for i in range(2)] == [
+        datetime(2024, 1, 2, tzinfo=UTC),
+        datetime(2024, 1, 3, tzinfo=UTC),
+    ]
+
+
+def test_eight_digits_that_are_not_a_date_say_how_they_were_read(tmp_path: Path) -> None:
+    text = "date,open,high,low,close\n20240131,1,2,0.5,1.5\n20240132,1,2,0.5,1.5\n"
+    assert fault(write(tmp_path, text))[1:] == (
+        3,
+        "date",
+        "not a time: '20240132' (eight digits are read as a date, YYYYMMDD)",
+    )
 
 
 def test_faults_name_the_files_line_counting_blank_and_crlf_lines(tmp_path: Path) -> None:
@@ -357,6 +381,7 @@ EPOCH_EDGES = [
     0.0, 0.5, 1.5, 2.5, 99_999_999_999.0, 99_999_999_999.5, 1e11, 1e11 + 0.5, 99_999_999_999_999.0,
     1e14, 1e14 + 0.5, 99_999_999_999_999_999.0, 1e17, 1e17 + 500.0, 1e17 + 1500.0,
     9.2e21, 9.223372036854775e21, 1704067200.123456789,
+    9_999_999.0, 10_000_101.0, 20_240_102.0, 20_240_102.5, 99_991_231.0, 100_000_000.0,
 ]  # fmt: skip
 
 
@@ -368,7 +393,9 @@ def test_epochs_at_the_unit_limits_are_the_row_readers_microseconds(number: floa
     assert by_columns.tolist() == by_rows.tolist()
 
 
-@pytest.mark.parametrize("number", [-1.0, float("nan"), float("inf"), 9.3e21, 1e300])
+@pytest.mark.parametrize(
+    "number", [-1.0, float("nan"), float("inf"), 9.3e21, 1e300, 1e7, 20_241_301.0, 20_230_229.0]
+)
 def test_epochs_the_row_reader_refuses_are_refused_at_once(number: float) -> None:
     assert epoch_numbers_to_micros(np.array([1704067200.0, number])) is None
     with pytest.raises(BarsError):

@@ -67,6 +67,11 @@ def test_a_date64_column_is_read_as_midnight_utc(tmp_path: Path) -> None:
     assert times_of(table_file(tmp_path, times)) == DAYS
 
 
+def test_integers_of_eight_digits_are_dates_as_in_a_csv(tmp_path: Path) -> None:
+    times = pa.array([20240101, 20240102], pa.int64())
+    assert times_of(table_file(tmp_path, times)) == DAYS
+
+
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
 @pytest.mark.parametrize("zone", [None, "UTC", "Asia/Tokyo"])
 def test_timestamps_of_any_unit_and_zone_are_read(

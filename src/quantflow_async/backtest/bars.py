@@ -33,6 +33,10 @@ PRICE_COLUMNS: Final = ("open", "high", "low", "close")
 EPOCH_UNITS: Final = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))
 """An epoch number below each limit is read in the unit its scale makes microseconds of
 (seconds, milliseconds, microseconds); from 1e17 on it is nanoseconds."""
+DATE_DIGITS: Final = (1e7, 1e8)
+"""A whole number in this range (eight digits) is a date in ISO 8601's basic form, YYYYMMDD, as
+pandas reads one: 20240102 is 2024-01-02, not a second of 1970-1973."""
+MICROS_PER_DAY: Final = 86_400_000_000
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -100,8 +104,8 @@ def read_bars(path: str | Path) -> Bars:
     The time column is named date, datetime, timestamp or time (any case), or holds the index
     pandas wrote: a CSV's first, unnamed column, or the index column `df.to_parquet()` names.
     Times are ISO 8601 (naive times are read as UTC) or epoch numbers (seconds, milliseconds,
-    microseconds or nanoseconds, by magnitude); in Parquet also timestamps of any unit and
-    zone, and dates (midnight UTC).
+    microseconds or nanoseconds, by magnitude), and eight digits are a date (YYYYMMDD); in
+    Parquet also timestamps of any unit and zone, and dates (midnight UTC).
     open, high, low and close are required in any letter case; volume is optional.
     """
     # The readers import pyarrow, and they import this module: both load on the first read.
@@ -220,8 +224,22 @@ def parse_times(
         try:
             stamps[index] = _parse_time(value)
         except (ValueError, TypeError, OverflowError):
-            raise BarsError(source, line(index), name, f"not a time: {shown(value)}") from None
+            raise BarsError(source, line(index), name, _not_a_time(value)) from None
     return stamps
+
+
+def _not_a_time(value: Any) -> str:
+    try:
+        number = float(value)
+    except (ValueError, TypeError, OverflowError):
+        return f"not a time: {shown(value)}"
+    if _is_date_digits(number):
+        return f"not a time: {shown(value)} (eight digits are read as a date, YYYYMMDD)"
+    return f"not a time: {shown(value)}"
+
+
+def _is_date_digits(number: float) -> bool:
+    return DATE_DIGITS[0] <= number < DATE_DIGITS[1] and number.is_integer()
 
 
 def _parse_time(value: Any) -> int:
@@ -242,9 +260,13 @@ def _parse_time(value: Any) -> int:
 
 
 def _epoch_number_to_micros(number: float) -> int:
-    """An epoch number in seconds, ms, us or ns (told apart by size) as microseconds."""
+    """An epoch number in seconds, ms, us or ns (told apart by size), or a YYYYMMDD date, as
+    microseconds."""
     if not math.isfinite(number) or number < 0:
         raise ValueError(number)
+    if _is_date_digits(number):
+        digits = int(number)
+        return _micros(datetime(digits // 10_000, digits // 100 % 100, digits % 100))
     for limit, scale in EPOCH_UNITS:
         if number < limit:
             return round(number * scale)
@@ -263,7 +285,27 @@ def epoch_numbers_to_micros(numbers: FloatArray) -> IntArray | None:
     micros = np.rint(np.where(unit == len(limits), numbers / 1e3, numbers * scales[unit]))
     if (micros >= 2.0**63).any():  # past int64: the rule's int does not fit the array either
         return None
-    return micros.astype(np.int64)
+    stamps = micros.astype(np.int64)
+    dated = (numbers >= DATE_DIGITS[0]) & (numbers < DATE_DIGITS[1]) & (numbers % 1 == 0)
+    if dated.any():
+        days = _days_of_date_digits(numbers[dated].astype(np.int64))
+        if days is None:
+            return None
+        stamps[dated] = days * MICROS_PER_DAY
+    return stamps
+
+
+def _days_of_date_digits(digits: IntArray) -> IntArray | None:
+    """Days since the epoch of YYYYMMDD numbers, or None when one is not a date."""
+    year, month, day = digits // 10_000, digits // 100 % 100, digits % 100
+    if ((month < 1) | (month > 12) | (day < 1)).any():
+        return None
+    month_start = ((year - 1970) * 12 + month - 1).astype("datetime64[M]").astype("datetime64[D]")
+    next_month = ((year - 1970) * 12 + month).astype("datetime64[M]").astype("datetime64[D]")
+    if (day > (next_month - month_start).astype(np.int64)).any():
+        return None
+    days: IntArray = month_start.astype(np.int64) + day - 1
+    return days
 
 
 utc_datetime: Final = from_epoch_micros
