@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from quantflow_async.backtest import Bars, BarsError, read_bars, synthetic_bars
 from quantflow_async.backtest.bars import epoch_numbers_to_micros, parse_times
-from quantflow_async.backtest.bars_csv import read_csv_columns, read_csv_rows
+from quantflow_async.backtest.bars_csv import _InMemory, read_csv_columns, read_csv_rows
 
 HEADER = "date,open,high,low,close,volume\n"
 ROW_1 = "2024-01-01,10,12,9,11,100\n"
@@ -190,6 +190,33 @@ def test_a_row_with_empty_values_past_the_header_is_read(tmp_path: Path) -> None
     assert read_bars(path).close.tolist() == [11.0, 12.0]
 
 
+@pytest.mark.parametrize("before", ["", "\n", " \n\n"], ids=["first", "blank", "spaces"])
+def test_a_comma_ending_every_row_is_read_by_columns(tmp_path: Path, before: str) -> None:
+    rows = "".join(row.replace("\n", ",\n") for row in (ROW_1, ROW_2))
+    bars = read_by_columns(write(tmp_path, before + HEADER + rows))
+    assert bars.close.tolist() == [11.0, 12.0]
+    assert bars.volume.tolist() == [100.0, 150.0]
+
+
+def test_a_comma_ending_rows_piped_in_is_read(tmp_path: Path) -> None:
+    rows = "".join(row.replace("\n", ",\n") for row in (ROW_1, ROW_2))
+    source = _InMemory("<pipe>", (HEADER + rows).encode())
+    by_columns = read_csv_columns(source)
+    assert by_columns is not None
+    assert by_columns.close.tolist() == [11.0, 12.0]
+
+
+@pytest.mark.parametrize(
+    "ends", [(",", ""), ("", ","), (",", ",1"), (",,", ",,")], ids=["first", "last", "x", "two"]
+)
+def test_rows_ending_otherwise_are_left_to_the_row_reader(
+    tmp_path: Path, ends: tuple[str, str]
+) -> None:
+    rows = ROW_1.replace("\n", ends[0] + "\n") + ROW_2.replace("\n", ends[1] + "\n")
+    path = write(tmp_path, HEADER + rows)
+    assert read_csv_columns(path) is None
+
+
 def test_a_row_with_more_values_than_the_header_is_refused(tmp_path: Path) -> None:
     """An unquoted thousands separator: read as it stands, every price after it would shift."""
     path = write(tmp_path, HEADER + ROW_1 + "2024-01-02,1,240.0,1,260.0,1,230.0,150\n")
@@ -321,6 +348,7 @@ def csv_files(draw: st.DrawFn) -> str:
     count = draw(st.integers(min_value=0, max_value=8))  # 0: a header only
     starts = sorted(draw(st.lists(st.integers(0, 2_000_000_000), min_size=count, unique=True)))
     forms = draw(st.lists(st.sampled_from(TIME_FORMS), min_size=1, max_size=2))
+    tail = draw(st.sampled_from(["", "", ",", ", "]))  # a comma ending every row, or not
     rows = []
     for start in starts:
         price = draw(st.floats(min_value=1.0, max_value=1e9))
@@ -328,11 +356,13 @@ def csv_files(draw: st.DrawFn) -> str:
         values = [spell(price)] * 4 + [spell(draw(st.floats(min_value=0, max_value=1e12)))]
         if draw(st.integers(0, 19)) == 0:
             values[draw(st.integers(0, 4))] = draw(st.sampled_from(ODD_TEXTS))
-        rows.append(",".join([draw(st.sampled_from(forms))(start), *values]))
+        end = draw(st.sampled_from(["", ",", ",x"])) if draw(st.integers(0, 19)) == 0 else tail
+        rows.append(",".join([draw(st.sampled_from(forms))(start), *values]) + end)
+    before = draw(st.sampled_from(["", "\n", " \n"]))
     blank = draw(st.sampled_from(["", "\n"]))
     ending = draw(st.sampled_from(["\n", "\r\n"]))
     name = draw(st.sampled_from(["date", "Time", "timestamp", ""]))
-    text = f"{name},open,high,low,close,volume\n" + blank + "\n".join(rows) + "\n"
+    text = before + f"{name},open,high,low,close,volume\n" + blank + "\n".join(rows) + "\n"
     return text.replace("\n", ending)
 
 

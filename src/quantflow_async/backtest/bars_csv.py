@@ -84,15 +84,16 @@ def read_csv_columns(path: CsvSource) -> Bars | None:
     """The bars of `path` as pyarrow reads them, or None where the rows must be read one by
     one: pyarrow refused the file, read a value differently, or a check failed (the row
     reader finds the same fault and names its line)."""
-    header = _header(path)
-    if header is None:
+    found = _header(path)
+    if found is None:
         return None
+    header, header_end = found
     source = str(path)
     try:
         columns = find_columns(source, header, header_row=1)
     except BarsError:
         return None
-    table = _arrow_table(path, header, columns)
+    table = _arrow_table(path, header, columns, header_end)
     if table is None or table.num_rows == 0 or table.column_names != header:
         return None
     time_column = columns.pop("time")
@@ -107,19 +108,27 @@ def read_csv_columns(path: CsvSource) -> Bars | None:
         return None
 
 
-def _header(path: CsvSource) -> list[str] | None:
-    """The first row of `path` as the row reader reads it, or None if it cannot be read."""
+def _header(path: CsvSource) -> tuple[list[str], int] | None:
+    """The first row of `path` as the row reader reads it, and the line it ends on; None if
+    it cannot be read."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            return next((row for row in csv.reader(handle) if _filled(row)), None)
+            reader = csv.reader(handle)
+            header = next((row for row in reader if _filled(row)), None)
+            return None if header is None else (header, reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
 
 
-def _arrow_table(path: CsvSource, header: list[str], columns: dict[str, int]) -> Any:
+def _arrow_table(
+    path: CsvSource, header: list[str], columns: dict[str, int], header_end: int
+) -> Any:
     """pyarrow's table of `path`, prices and volume as float64, the time column as pyarrow
     infers it; None if pyarrow refuses the file. Only text counts as missing: an empty value
-    must fail, as `float('')` does, not become a null."""
+    must fail, as `float('')` does, not become a null.
+
+    Rows that all end in one empty value past the header (a comma at the end of each row, as
+    some exports write) are read too, that column dropped."""
     pa = importlib.import_module("pyarrow")
     pa_csv = importlib.import_module("pyarrow.csv")
     floats = {header[col]: pa.float64() for name, col in columns.items() if name != "time"}
@@ -133,7 +142,21 @@ def _arrow_table(path: CsvSource, header: list[str], columns: dict[str, int]) ->
     try:
         return pa_csv.read_csv(source, convert_options=options)
     except (pa.ArrowException, OSError, ValueError):
+        pass
+    if any("\n" in name or "\r" in name for name in header):
+        return None  # its rows are not its lines: pyarrow's skip_rows would miss the data
+    extra = "_" * (max(map(len, header)) + 1)  # a name no column has
+    trailing = pa_csv.ReadOptions(column_names=[*header, extra], skip_rows=header_end)
+    options.column_types = {**floats, extra: pa.string()}
+    if isinstance(source, pa.BufferReader):
+        source.seek(0)
+    try:
+        table = pa_csv.read_csv(source, read_options=trailing, convert_options=options)
+    except (pa.ArrowException, OSError, ValueError):
         return None
+    pc = importlib.import_module("pyarrow.compute")
+    longest = pc.max(pc.binary_length(table.column(extra))).as_py()
+    return table.drop_columns([extra]) if not longest else None
 
 
 def _times(column: Any) -> IntArray | None:
