@@ -4,6 +4,7 @@ that fail, have no value or are excluded are told."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,6 +64,28 @@ async def test_a_seed_repeats_the_same_trials(method: str) -> None:
     assert _configs(first.trials) == _configs(second.trials)
     other = await drive_search(SPACE, Scorer(), trials=25, objective=SHARPE, method=method, seed=8)
     assert _configs(other.trials) != _configs(first.trials)
+
+
+async def test_a_search_logs_no_line_of_optuna_about_its_own_study() -> None:
+    """Optuna's "A new study created in memory with name: no-name-..." is not the user's."""
+    lines: list[str] = []
+
+    class Catcher(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    catcher = Catcher()
+    optuna_logger = logging.getLogger("optuna")
+    optuna_logger.addHandler(catcher)
+    level = optuna_logger.level
+    optuna_logger.setLevel(logging.INFO)  # Optuna's own default
+    try:
+        await drive_search(SPACE, Scorer(), trials=2, objective=SHARPE, seed=1)
+    finally:
+        optuna_logger.removeHandler(catcher)
+        optuna_logger.setLevel(level)
+    assert not [line for line in lines if "study created" in line]
+    assert optuna_logger.level == level
 
 
 async def test_trials_run_in_batches_of_the_batch_size_until_the_count_is_reached() -> None:

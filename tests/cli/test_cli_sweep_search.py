@@ -123,6 +123,40 @@ def test_a_mistake_in_a_search_is_one_line_and_nothing_is_stored(
     assert json.loads(listed.stdout) == []
 
 
+@pytest.mark.parametrize(
+    ("space", "constraint"),
+    [
+        ({"fast": {"int": [5, 50]}, "slow": {"int": [10, 40]}}, "fast < slow"),
+        ({"fast": {"int": [2, 21]}}, None),  # slow keeps its default, 20
+    ],
+    ids=["corners-the-constraint-excludes", "corners-the-strategy-refuses"],
+)
+def test_a_space_whose_corners_are_not_all_runnable_is_searched(
+    tmp_path: Path, migrated: str, space: dict[str, Any], constraint: str | None
+) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    kept = ("--constraint", constraint) if constraint else ()
+    result = quantflow(
+        "sweep", "sma_cross", "--search", "random", "--space", json.dumps(space), *kept,
+        "--trials", "3", "--seed", "1", "--maximize", "return_pct", "--json",
+        "--data", str(data), "--database-url", migrated, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["trials"] == 3
+
+
+def test_a_space_the_strategy_takes_nowhere_is_its_first_refusal(
+    tmp_path: Path, migrated: str
+) -> None:
+    data = write_bars(tmp_path / "goog.csv", 300)
+    result = quantflow(
+        "sweep", "sma_cross", "--search", "random", "--space",
+        json.dumps({"fast": {"int": [30, 40]}, "slow": {"int": [10, 20]}}),
+        "--maximize", "return_pct", "--data", str(data), "--database-url", migrated, cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_mistake(result, "slow: must be > fast (30), got 10")
+
+
 def test_a_bad_space_is_one_line_naming_the_parameter(tmp_path: Path, migrated: str) -> None:
     data = write_bars(tmp_path / "goog.csv", 300)
     result = quantflow(

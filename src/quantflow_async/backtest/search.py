@@ -221,7 +221,7 @@ class _Search:
             name: _distribution(optuna, dimension) for name, dimension in space.searched.items()
         }
         self._states = optuna.trial.TrialState
-        self.study = optuna.create_study(direction=objective.direction, sampler=self._sampler(0, 0))
+        self.study = _quiet_study(optuna, objective.direction, self._sampler(0, 0))
         self.records: list[TrialRecord] = []
         self._in_study: list[int] = []  # each trial's number in the study, which has more
         self._asked = 0  # trials in the study: its .trials would deep-copy every one
@@ -334,3 +334,15 @@ def _distribution(optuna: Any, dimension: Dimension) -> Any:
     if isinstance(dimension, Choice):
         return distributions.CategoricalDistribution(dimension.options)
     raise TypeError(f"a fixed parameter has no distribution: {dimension!r}")
+
+
+def _quiet_study(optuna: Any, direction: str, sampler: Any) -> Any:
+    """A study in memory, made without Optuna's line "A new study created in memory with
+    name: no-name-..." on stderr: the study is this search's own, not one the user named."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        return optuna.create_study(direction=direction, sampler=sampler)
+    finally:
+        logger.setLevel(level)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -85,10 +86,19 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
 def check_run(strategy: str, config: Mapping[str, Any], **settings: Any) -> None:
     """Check a run's parameters and its settings (the engine's one check) before anything is
     opened; a bad setting is a mistake naming its option: "--commission: must be in ..."."""
-    from quantflow_async.backtest import RunSpec, StrategyConfigError
+    from quantflow_async.backtest import RunSpec
+
+    with settings_named_as_options(settings):
+        RunSpec.of(strategy, config, **settings)
+
+
+@contextmanager
+def settings_named_as_options(settings: Mapping[str, Any]) -> Iterator[None]:
+    """A StrategyConfigError about one of `settings` becomes the mistake of its option."""
+    from quantflow_async.backtest import StrategyConfigError
 
     try:
-        RunSpec.of(strategy, config, **settings)
+        yield
     except StrategyConfigError as exc:
         if exc.key in settings:
             raise setting_error(exc.key, exc.reason) from exc

@@ -96,7 +96,8 @@ def check_search_options(args: argparse.Namespace) -> None:
 async def search(settings: Settings, args: argparse.Namespace, options: dict[str, Any]) -> None:
     """`quantflow sweep STRATEGY --search ...`, with the run options `options`."""
     from quantflow_async.backtest.search_space import parse_space
-    from quantflow_async.cli.backtest import check_run
+    from quantflow_async.backtest.search_sweep import probe_strategy
+    from quantflow_async.cli.backtest import settings_named_as_options
     from quantflow_async.cli.sweep import check_report, datasets_of
     from quantflow_async.extras import require_extra
 
@@ -113,8 +114,8 @@ async def search(settings: Settings, args: argparse.Namespace, options: dict[str
         "constraint": args.constraint,
     }
     _check_arguments(space, arguments, args.workers)
-    for config in space.corners():
-        check_run(args.strategy, config, **options)
+    with settings_named_as_options(options):
+        probe_strategy(args.strategy, space, args.constraint, options)
     if args.report is not None:
         check_report(args.report)
     datasets = datasets_of(args.data)
