@@ -1,5 +1,6 @@
 """A live bot on the paper exchange, killed mid-order and restarted: what the order journal is for.
 
+    pip install -e '.[live]'      # ccxt and aiohttp, once
     python examples/live_bot.py [--database-url URL]
 
 A paper exchange replays a made-up market; a bot trades on it, journaling each order before it

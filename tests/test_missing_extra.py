@@ -3,6 +3,7 @@ message names the extra to install, wherever the package is needed."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import quantflow_async
 from quantflow_async import errors, extras
 from quantflow_async.backtest import BarsError, read_bars
 from quantflow_async.extras import require_extra
+from tests.support.cli import quantflow
 
 
 def test_missing_extra_is_a_quantflow_error_and_a_module_not_found_error() -> None:
@@ -44,3 +46,36 @@ def test_parquet_bars_without_pyarrow_are_one_bars_error_naming_the_extra(
     with pytest.raises(BarsError, match=r"reading Parquet needs pyarrow, which is not installed: "
                        r"pip install 'quantflow-async\[analysis\]'"):  # fmt: skip
         read_bars(path)
+
+
+def without_ccxt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the `live` extra were not installed: ccxt cannot be imported, and the modules
+    that import it at their top are imported anew."""
+    monkeypatch.setitem(sys.modules, "ccxt", None)
+    monkeypatch.setitem(sys.modules, "ccxt.async_support", None)
+    for module in ("quantflow_async.live.ccxt_venue", "quantflow_async.live.ccxt_calls"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+
+
+def test_the_ccxt_venue_without_ccxt_names_the_live_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_ccxt(monkeypatch)
+    with pytest.raises(errors.MissingExtra) as raised:
+        importlib.import_module("quantflow_async.live.ccxt_venue")
+    assert str(raised.value) == (
+        "CcxtVenue needs ccxt, which is not installed: pip install 'quantflow-async[live]'"
+    )
+
+
+def test_live_run_without_ccxt_is_one_line_naming_the_live_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_ccxt(monkeypatch)
+    done = quantflow(
+        "live", "run", "sma_cross", "--venue", "http://127.0.0.1:9", "--symbol", "BTCUSDT",
+        "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "quantflow: error: CcxtVenue needs ccxt, which is not installed: "
+        "pip install 'quantflow-async[live]'"
+    ]

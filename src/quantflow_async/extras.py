@@ -18,8 +18,12 @@ def require_extra(module: str, *, extra: str, purpose: str | None = None) -> Any
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package = module.partition(".")[0]
-        needs = f"{purpose} needs {package}" if purpose else f"{package} is needed"
-        raise MissingExtra(
-            f"{needs}, which is not installed: {install_hint(extra)}", name=package
-        ) from exc
+        raise missing_extra(module, extra=extra, purpose=purpose) from exc
+
+
+def missing_extra(module: str, *, extra: str, purpose: str | None = None) -> MissingExtra:
+    """The MissingExtra to raise from the ImportError of `module`, for a module that imports
+    an extra's package at its top."""
+    package = module.partition(".")[0]
+    needs = f"{purpose} needs {package}" if purpose else f"{package} is needed"
+    return MissingExtra(f"{needs}, which is not installed: {install_hint(extra)}", name=package)

@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-import ccxt.async_support as ccxt_async
+from quantflow_async.extras import missing_extra
+
+try:
+    import ccxt.async_support as ccxt_async
+except ImportError as exc:
+    raise missing_extra("ccxt", extra="live", purpose="CcxtVenue") from exc
 
 from quantflow_async.errors import InvalidValue, VenueError, VenueRejected
 from quantflow_async.live.ccxt_calls import PARSE_ERRORS, CcxtCalls, is_duplicate
