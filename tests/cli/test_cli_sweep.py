@@ -223,6 +223,42 @@ def test_a_mistake_is_one_line_and_leaves_no_file(
     assert sorted(os.listdir(tmp_path)) == ["aaa.csv"]
 
 
+def test_a_forgotten_strategy_is_named_when_the_options_come_first(tmp_path: Path) -> None:
+    write_bars(tmp_path / "aaa.csv", 100)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'never.sqlite3'}"
+    result = quantflow(
+        "sweep", "--data", "aaa.csv", "--grid", '{"fast": [5]}', "--database-url", url,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_mistake(result, "the following arguments are required: STRATEGY")
+    assert sorted(os.listdir(tmp_path)) == ["aaa.csv"]
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["--data", "aaa.csv", "sma_cross", "--grid", '{"fast": [5]}'],
+        ["--workers", "1", "sma_cross", "--data", "aaa.csv", "--grid", '{"fast": [5]}'],
+        ["-v", "--workers=1", "sma_cross", "--data", "aaa.csv", "--grid", '{"fast": [5]}'],
+    ],
+    ids=["data-first", "workers-first", "common-option-then-workers"],
+)
+def test_options_of_a_sweep_may_come_before_the_strategy(
+    tmp_path: Path, migrated: str, words: list[str]
+) -> None:
+    write_bars(tmp_path / "aaa.csv", 100)
+    result = quantflow("sweep", *words, "--json", "--database-url", migrated, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["completed"] == 1
+
+
+def test_a_common_option_before_resume_still_belongs_to_the_command(
+    tmp_path: Path, migrated: str
+) -> None:
+    result = quantflow("sweep", "--database-url", migrated, "resume", "7", cwd=tmp_path)
+    assert_one_line_mistake(result, "sweep with id=7 does not exist")
+
+
 def test_a_file_of_one_bar_is_one_line_before_the_database_is_opened(tmp_path: Path) -> None:
     (tmp_path / "one.csv").write_text("date,open,high,low,close\n2024-01-01,1,2,0.5,1\n")
     url = f"sqlite+aiosqlite:///{tmp_path / 'never.sqlite3'}"

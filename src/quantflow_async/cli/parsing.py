@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
@@ -74,6 +74,27 @@ COMMANDS: Final = {
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line that says where the help is."""
+
+    default_verb: str | None = None
+    """Set by `add_verbs`: the verb that an option of its own, given first, belongs to."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.default_verb is not None and args is not None:
+            args = self._with_default_verb(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _with_default_verb(self, args: list[str]) -> list[str]:
+        """`args` with the default verb before the first option that is not this parser's:
+        `quantflow sweep --data a.csv sma_cross` is `quantflow sweep run --data a.csv ...`."""
+        index = 0
+        while index < len(args) and args[index].startswith("-") and args[index] != "--":
+            action = self._option_string_actions.get(args[index].partition("=")[0])
+            if action is None:
+                return [*args[:index], str(self.default_verb), *args[index:]]
+            index += 1 if "=" in args[index] or action.nargs == 0 else 2
+        return args
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("quantflow").strip()
@@ -172,6 +193,7 @@ def add_verbs(parser: Parser, *, default: str) -> argparse._SubParsersAction[Par
         dest="verb", required=True, metavar="VERB", parser_class=Parser, action=_VerbsOrDefault
     )
     verbs.default_verb = default  # type: ignore[attr-defined]
+    parser.default_verb = default
     return verbs
 
 
