@@ -93,6 +93,38 @@ def test_sigterm_mid_sweep_marks_the_unfinished_cancelled_and_leaves_no_process(
     assert sum(found.values()) == 72
 
 
+@pytest.mark.slow  # a sweep in a new process, stopped part way
+def test_sigterm_to_the_whole_process_group_stops_a_sweep_as_one_to_its_main_process(
+    tmp_path: Path,
+) -> None:
+    """What `timeout` and systemd do: the workers and the writer's process get it too, and
+    leave the stop to the main process; nothing is retried or replaced on the way."""
+    url = migrated(tmp_path)
+    long = [write_bars(tmp_path / f"long{i}.csv", 40_000) for i in range(2)]
+    files = [arg for path in long for arg in ("--data", str(path))]
+    child = start(
+        tmp_path, "sweep", "sma_cross", *files, "--database-url", url, "-v",
+        "--grid", '{"fast": [2, 3, 4, 5, 6, 7], "slow": [8, 9, 10, 11, 12, 13]}',
+    )  # fmt: skip
+    workers: list[psutil.Process] = []
+    try:
+        while trades(url) == 0:
+            assert child.poll() is None, child.communicate()
+            workers[:] = psutil.Process(child.pid).children(recursive=True)
+            time.sleep(0.005)
+        os.killpg(child.pid, signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        reap(child)
+    assert_terminated(child.returncode, stderr)
+    for alarm in ("retrying", "replaced", "Unknown child process", "exited with code"):
+        assert alarm not in stderr, stderr
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []
+    found = statuses(url)
+    assert set(found) <= {"completed", "cancelled"} and found["cancelled"] >= 1, found
+
+
 @pytest.mark.slow  # a backtest in a new process, stopped part way
 def test_sigterm_mid_backtest_run_leaves_it_cancelled_not_running(tmp_path: Path) -> None:
     url = migrated(tmp_path)

@@ -24,10 +24,10 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
-import signal
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Final
+
+from quantflow_async.worker_signals import stop_signals_ignored
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,17 @@ def warm_fork_server(modules: Sequence[str] = (WORKER_MODULE,)) -> str:
 
 @contextlib.contextmanager
 def _server_start() -> Iterator[None]:
-    """The server starts with a safe import path and SIGINT ignored, which it keeps for the
-    workers it forks, as spawned workers start (Ctrl-C is the main process's to handle)."""
+    """The server starts with a safe import path and SIGINT and SIGTERM ignored, which it
+    keeps for the workers it forks, as spawned workers start (a stop is the main process's to
+    handle). From a thread other than the main one the workers still ignore them from their
+    first instruction of ours (worker.py), a moment later than spawned ones."""
     ours = _SAFE_PATH not in os.environ
     if ours:
         os.environ[_SAFE_PATH] = os.environ[_SAFE_PATH_OURS] = "1"
-    # Only the main thread may set a handler; from another, the workers still ignore SIGINT
-    # from their first instruction of ours (worker.py), a moment later than spawned ones.
-    main_thread = threading.current_thread() is threading.main_thread()
-    ignoring = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
     try:
-        yield
+        with stop_signals_ignored():
+            yield
     finally:
-        if main_thread:  # None: a handler set outside Python, which was the default one
-            signal.signal(signal.SIGINT, signal.SIG_DFL if ignoring is None else ignoring)
         if ours:
             del os.environ[_SAFE_PATH], os.environ[_SAFE_PATH_OURS]
 

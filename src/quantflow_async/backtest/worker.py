@@ -13,7 +13,7 @@ takes at most `OUTBOX_CHUNKS` messages ahead, and a full outbox blocks the worke
 the sweep's back-pressure: the time spent blocked is measured. A job starts only once its
 "started" is in the pipe, and the next is taken only once its outcome is: what is in the
 pipe reaches the main process even if this one dies, what waits in the outbox does not.
-SIGINT is ignored: the main process owns the shutdown and terminates workers. A worker
+SIGINT and SIGTERM are ignored: the main process owns the shutdown and kills workers. A worker
 whose main process dies ends at once, even in the middle of a backtest (`_end_with_parent`).
 """
 
@@ -41,6 +41,7 @@ from quantflow_async.backtest.conversion import (
     results_document,
 )
 from quantflow_async.backtest.spec import RunSpec
+from quantflow_async.worker_signals import leave_stop_signals_to_parent
 
 POLL_SECONDS: Final = 0.5
 """How often a waiting worker checks that the main process is still alive."""
@@ -200,7 +201,7 @@ def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -
     and the pipe carries only a job's position in it: nothing large is written down a pipe
     by the main process, so it never waits on a worker that is busy or dead.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_stop_signals_to_parent()
     _end_with_parent()
     reseed_inherited_numpy()
     # The process that started this one: the main process, or multiprocessing's fork server,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import signal
 import struct
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from quantflow_async.backtest.worker import Gone, Job, Message, work
+from quantflow_async.worker_signals import stop_signals_ignored
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,11 @@ class WorkerPool:
         return process, ours, theirs
 
     def start(self) -> None:
-        """Start the worker processes, SIGINT ignored from their first instruction, and
-        give each its first job."""
-        _without_sigint(self._start_processes)
+        """Start the worker processes, SIGINT and SIGTERM ignored from their first
+        instruction (a Ctrl-C reaches the whole process group, and would print a worker's
+        KeyboardInterrupt traceback), and give each its first job."""
+        with stop_signals_ignored():
+            self._start_processes()
         log.info("sweep: %d worker processes (%s)", self.count, self._context.get_start_method())
         for index in range(self.count):
             self._give(index)
@@ -119,7 +121,8 @@ class WorkerPool:
             self.processes[index], self._connections[index] = process, ours
             self._their_ends[index] = theirs
             self._frames[index] = _Frames()
-            _without_sigint(process.start)
+            with stop_signals_ignored():
+                process.start()
             theirs.close()
             self._open[ours] = index
         self._gone.discard(index)
@@ -237,43 +240,22 @@ class WorkerPool:
         return _exit_code_within(self.processes[index], STOP_SECONDS)
 
     def stop(self) -> None:
-        """Terminate the workers still running, wait for every one, close the pipes
-        (blocking)."""
+        """Kill the workers still running (they ignore SIGTERM), wait for every one, close
+        the pipes (blocking)."""
         if self._stopped:
             return
         processes = [*self.processes, *self._replaced]
         for process in processes:
             if process.is_alive():
-                process.terminate()
-        for process in processes:
-            if process.pid is None:
-                continue
-            if _exit_code_within(process, STOP_SECONDS) is None:
                 process.kill()
+        for process in processes:
+            if process.pid is not None:
                 process.join()  # no time limit: waitpid, not the sentinel
         with self._receiving:  # a receive abandoned in a thread returns within its wait
             self._stopped = True
             for connection in (*self._connections, *self._their_ends):
                 connection.close()
         log.info("sweep: worker processes stopped")
-
-
-def _without_sigint(start: Callable[[], None]) -> None:
-    """Run `start`, which starts worker processes, with SIGINT ignored if on the main thread.
-
-    Ctrl-C reaches the whole process group; a worker still importing when it arrives would
-    print a KeyboardInterrupt traceback before it could ignore the signal itself. An ignored
-    signal stays ignored across exec, so it is ignored here for the moment the processes take
-    to start (a Ctrl-C in that moment is lost).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        start()
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        start()
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_code_within(process: BaseProcess, seconds: float) -> int | None:
