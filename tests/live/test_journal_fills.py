@@ -12,6 +12,7 @@ from sqlalchemy import text
 from quantflow_async import Database
 from quantflow_async.errors import OrderEventRefused
 from quantflow_async.live.journal import OrderJournal
+from quantflow_async.live.orders import OrderRequest
 
 from .journal_support import open_order, trade
 
@@ -112,6 +113,37 @@ async def test_a_fill_on_a_cancelled_order_is_refused(db: Database, journal: Ord
     # The refused trade id stays free: the fact itself was not stored.
     await journal.flush()
     assert await db.trades.count() == 0
+
+
+@pytest.mark.parametrize("end", ["cancelled", "expired"])
+async def test_a_late_fill_of_an_order_cancelled_with_something_left_is_recorded(
+    db: Database, journal: OrderJournal, end: str
+) -> None:
+    """The venue made the trade before the cancel, and listed it after."""
+    order = await open_order(journal, "2")
+    await getattr(journal, end)(order.client_order_id)
+    assert await journal.filled(trade(order, "1", "0.5"), wait=True)
+    stored = await db.orders.get(order.id)
+    assert (stored.status, stored.filled_quantity) == (end, Decimal("0.5"))
+    assert await db.trades.count() == 1
+    assert (await _position(db))[0] == Decimal("0.5")
+
+
+async def test_a_late_fill_is_recorded_after_a_restart_too(db: Database, strategy_id: int) -> None:
+    async with db.journal(strategy_id=strategy_id, venue="paper") as journal:
+        order = await open_order(journal, "2")
+        await journal.cancelled(order.client_order_id)
+    async with db.journal(strategy_id=strategy_id, venue="paper") as journal:
+        await journal.restore()  # the cancelled order is not among those restored
+        assert await journal.filled(trade(order, "1", "0.5"), wait=True)
+    assert (await db.orders.get(order.id)).filled_quantity == Decimal("0.5")
+
+
+async def test_a_fill_of_a_rejected_order_is_refused(db: Database, journal: OrderJournal) -> None:
+    order = await journal.intend(OrderRequest(symbol="BTCUSDT", side="buy", quantity=Decimal(2)))
+    await journal.rejected(order.client_order_id, reason="never_sent")
+    with pytest.raises(OrderEventRefused, match="rejected"):
+        await journal.filled(trade("v-x", "1", "0.5"), client_order_id=order.client_order_id)
 
 
 async def test_a_fill_for_an_unknown_venue_order_is_refused(journal: OrderJournal) -> None:

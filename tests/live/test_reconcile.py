@@ -7,8 +7,9 @@ database, reconciles, and checks the journal against the exchange's own record.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from quantflow_async.live.credentials import VenueCredentials
 from quantflow_async.live.journal import OrderJournal
 from quantflow_async.live.orders import Order, OrderRequest
 from quantflow_async.live.reconcile import ReconcileReport, reconcile, trades_stream
-from quantflow_async.live.venue import NewOrder, OrderSide
+from quantflow_async.live.venue import NewOrder, OrderSide, VenueTrade
 from tests.support.memory_venue import MemoryVenue
 from tests.support.paper import ManualClock, paper_exchange, write_bars
 
@@ -200,6 +201,43 @@ async def test_an_order_partly_filled_then_expired_keeps_its_fills(
 
     assert len(report.fills_recorded) == 1
     assert report.status_changes == ((order.client_order_id, "partially_filled", "expired"),)
+    await assert_level(db, strategy_id, venue)
+
+
+class LaggingTrades(MemoryVenue):
+    """A venue whose list of trades lags its orders' statuses while `lagging` is set."""
+
+    lagging = False
+
+    async def fetch_my_trades(
+        self, symbol: str, *, since: datetime | None = None, after_trade_id: str | None = None
+    ) -> Sequence[VenueTrade]:
+        if self.lagging:
+            return []
+        return await super().fetch_my_trades(symbol, since=since, after_trade_id=after_trade_id)
+
+
+async def test_a_fill_listed_after_its_order_was_cancelled_is_recorded(
+    db: Database, strategy_id: int
+) -> None:
+    """The venue filled part of the order, then cancelled it, and listed the trade late."""
+    venue = LaggingTrades(START)
+    async with journal_of(db, strategy_id, venue) as journal:
+        order = await placed(journal, venue, "3")
+    venue_id = venue.order_by_client_id(order.client_order_id).venue_order_id
+    venue.fill(venue_id, "1", price="99")
+    venue.cancel(venue_id)
+    venue.lagging = True
+    first = await reconciled(db, strategy_id, venue, symbols=("BTCUSDT",))
+    assert first.status_changes == ((order.client_order_id, "open", "cancelled"),)
+    assert first.fills_recorded == ()
+
+    venue.lagging = False
+    second = await reconciled(db, strategy_id, venue, symbols=("BTCUSDT",))
+
+    assert len(second.fills_recorded) == 1 and second.refused == ()
+    stored = await db.orders.get(order.id)
+    assert (stored.status, stored.filled_quantity) == ("cancelled", Decimal(1))
     await assert_level(db, strategy_id, venue)
 
 

@@ -15,6 +15,8 @@ Every fact about an order is an event; the order is the fold of its events throu
       filled          |                                 |
     any non-final     | fill                            | partially_filled, or filled once
                       |                                 | filled_quantity == quantity
+    cancelled,        | fill that leaves something      | unchanged (a late fill: the venue
+      expired         |   unfilled                      | made it before the cancel)
     submitted, open,  | cancel_requested                | unchanged (a fact, sets nothing)
       part._filled,   |                                 |
       unknown         |                                 |
@@ -31,8 +33,9 @@ Every fact about an order is an event; the order is the fold of its events throu
 
 Everything else is refused, and so is a status that disagrees with the fills: filled needs
 filled_quantity == quantity, partially_filled 0 < filled_quantity < quantity, open and
-rejected nothing filled, cancelled and expired something left. A fill is refused on a final
-order, past the order's quantity, or with a quantity or price <= 0; a fill or venue event
+rejected nothing filled, cancelled and expired something left. A fill is refused on a filled
+or rejected order, on a cancelled or expired one it would complete, past the order's quantity,
+or with a quantity or price <= 0; a fill or venue event
 whose venue id was already applied is a duplicate (`is_duplicate`): counted, never applied
 twice. Final: filled, cancelled, rejected, expired.
 """
@@ -250,6 +253,8 @@ MOVES: Final[Mapping[OrderStatus, frozenset[OrderStatus]]] = {
     "expired": frozenset(),
 }
 _KEEPS_ON_ACK: Final = frozenset({"open", "partially_filled", "filled"})
+# A trade the venue made before it cancelled (or expired) the order may be listed after it.
+_LATE_FILLS: Final[frozenset[OrderStatus]] = frozenset({"cancelled", "expired"})
 _CANCELLABLE: Final = frozenset({"submitted", "open", "partially_filled", "unknown"})
 
 
@@ -341,14 +346,21 @@ def _filled(
         raise refuse(f"a fill's quantity must be > 0, got {quantity}")
     if price is None or price <= 0:
         raise refuse(f"a fill's price must be > 0, got {price}")
-    if state.status in FINAL_STATUSES:
+    late = state.status in _LATE_FILLS
+    if state.status in FINAL_STATUSES and not late:
         raise refuse(f"the order is {state.status}")
     filled = ARITHMETIC.add(state.filled_quantity, quantity)
     if filled > state.quantity:
         raise refuse(f"filled would be {filled}, more than the order's quantity {state.quantity}")
+    if late and filled == state.quantity:
+        raise refuse(f"the order is {state.status}, and this fill would fill all of it")
+    if late:
+        status: OrderStatus = state.status
+    else:
+        status = "filled" if filled == state.quantity else "partially_filled"
     return _make_state(
         state.client_order_id,
-        "filled" if filled == state.quantity else "partially_filled",
+        status,
         state.quantity,
         filled,
         WIDE.add(state.notional, WIDE.multiply(quantity, price)),
