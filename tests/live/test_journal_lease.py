@@ -7,10 +7,12 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from quantflow_async import Conflict, Database
+from tests.support.databases import migrated_sqlite
 
 HOLDER = textwrap.dedent(
     """
@@ -38,6 +40,17 @@ async def test_a_second_journal_on_the_same_strategy_and_venue_is_refused(
             pass  # another venue is another journal
     async with db.journal(strategy_id=strategy_id, venue="paper"):
         pass  # released on close
+
+
+async def test_a_database_reached_through_a_symbolic_link_has_one_lease(tmp_path: Path) -> None:
+    url = migrated_sqlite(tmp_path / "real.sqlite3")
+    (tmp_path / "link.sqlite3").symlink_to(tmp_path / "real.sqlite3")
+    async with Database(url) as first, Database(url.replace("real", "link")) as second:
+        strategy_id = (await first.strategies.create(name="s")).id
+        async with first.journal(strategy_id=strategy_id, venue="paper"):
+            with pytest.raises(Conflict, match="one journal per strategy and venue"):
+                async with second.journal(strategy_id=strategy_id, venue="paper"):
+                    pass
 
 
 async def test_a_journal_held_by_another_process_is_refused_until_that_process_dies(

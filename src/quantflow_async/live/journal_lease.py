@@ -52,7 +52,9 @@ class JournalLease:
             await connection.close()
 
     def _acquire_file_lock(self) -> None:
-        database = pinned_file(self._engine).path
+        # The file's own path, through any symbolic link: two names of one database must
+        # find one lock. (A hard link in another folder is a second name this cannot see.)
+        database = os.path.realpath(pinned_file(self._engine).path)
         path = Path(f"{database}.orders-{self._key & 0xFFFFFFFFFFFF:012x}.lock")
         file = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
