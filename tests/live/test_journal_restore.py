@@ -53,6 +53,44 @@ async def test_an_order_restored_goes_on_where_it_was(db: Database, strategy_id:
     )  # fmt: skip
 
 
+async def test_a_restore_while_another_task_records_fills_loses_none_of_them(
+    db: Database, strategy_id: int
+) -> None:
+    """Each restore waits for the fills being recorded and holds the next back until memory
+    is replaced: memory never goes back to an older read."""
+    fills = 300
+    async with db.journal(strategy_id=strategy_id, venue="paper") as journal:
+        order = await open_order(journal, str(fills))
+        done = False
+
+        async def record() -> None:
+            nonlocal done
+            for number in range(1, fills + 1):
+                await journal.filled(trade(order, str(number), "1"))
+                if number % 5 == 0:
+                    await asyncio.sleep(0)
+            done = True
+
+        async def restore() -> int:
+            restores = 0
+            while not done:
+                await journal.restore()
+                restores += 1
+            return restores
+
+        _, restores = await asyncio.gather(record(), restore())
+        assert restores > 1
+        await journal.flush()
+        held = journal.order(order.client_order_id)
+        assert held is not None and held.filled_quantity == fills
+        position = journal.position("BTCUSDT")
+        assert position is not None and position.quantity == fills
+    assert (await db.orders.get(order.id)).filled_quantity == fills
+    (stored,) = await db.orders.positions(strategy_id=strategy_id)
+    assert stored.quantity == fills
+    assert await db.trades.count() == fills
+
+
 async def test_an_event_awaited_with_wait_is_durable(db: Database, strategy_id: int) -> None:
     async with db.journal(strategy_id=strategy_id, venue="paper", max_latency=60) as journal:
         order = await open_order(journal)

@@ -26,6 +26,7 @@ from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import InvalidValue, OrderEventRefused, StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter
 from quantflow_async.live.journal_entries import EventRows, checked_trade
+from quantflow_async.live.journal_gate import RestoreGate
 from quantflow_async.live.journal_lease import JournalLease
 from quantflow_async.live.journal_lookup import OrderLookup
 from quantflow_async.live.journal_memory import KnownOrders, Tracked, tracked
@@ -90,6 +91,7 @@ class OrderJournal:
         self._lookup = OrderLookup(self._known, self._refusals, self._rows)
         self._writer.on_clash = self._lookup.refuse_claim
         self._recorder = EventRecorder(self._writer, self._rows, self._lookup, self._refusals)
+        self._gate = RestoreGate()
         self.state = JournalState.NEW
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -196,13 +198,16 @@ class OrderJournal:
     async def restore(self) -> Restored:
         """What the venue may hold for this strategy, from the database: open and in-doubt
         orders, positions by symbol, cursors by stream. Events recorded before are committed
-        first."""
+        first; events recorded by other tasks meanwhile wait for it (RestoreGate)."""
         self._check_open()
-        await self.flush()
-        stored = await load_journal(self._engine, self.strategy_id, self.venue, with_orders=True)
-        found = [self._known.remember(tracked(memory)) for memory in stored.orders]
-        self._recorder.positions = {p.symbol: p for p in stored.positions}
-        self._cursors = dict(stored.cursors)
+        async with self._gate.restoring():
+            await self.flush()
+            stored = await load_journal(
+                self._engine, self.strategy_id, self.venue, with_orders=True
+            )
+            found = [self._known.remember(tracked(memory)) for memory in stored.orders]
+            self._recorder.positions = {p.symbol: p for p in stored.positions}
+            self._cursors = dict(stored.cursors)
         return Restored(
             open_orders=tuple(t.order for t in found if t.order.status in OPEN_STATUSES),
             in_doubt=tuple(t.order for t in found if t.order.status == "intended"),
@@ -318,13 +323,17 @@ class OrderJournal:
         change = make_change(
             "fill", None, trade.quantity, trade.price, trade.venue_order_id, trade.trade_id
         )
-        return await self._recorder.fill(trade, change, client_order_id, reason=reason, wait=wait)
+        async with self._gate:
+            return await self._recorder.fill(
+                trade, change, client_order_id, reason=reason, wait=wait
+            )
 
     async def advance_cursor(self, stream: str, last_id: str, *, wait: bool = False) -> None:
         """Remember the last venue event seen on `stream` (e.g. "trades:BTCUSDT")."""
         self._check_open()
         stream, last_id = to_label(stream, "stream"), to_label(last_id, "last_id")
-        await self._recorder.cursor(stream, last_id, self._cursors, wait=wait)
+        async with self._gate:
+            await self._recorder.cursor(stream, last_id, self._cursors, wait=wait)
 
     async def record_balances(
         self,
@@ -352,9 +361,10 @@ class OrderJournal:
         self._check_open()
         if occurred_at is not None:
             occurred_at = to_utc(occurred_at, "occurred_at")
-        await self._recorder.record(
-            client_order_id, change, wait=wait, reason=reason, occurred_at=occurred_at
-        )
+        async with self._gate:
+            await self._recorder.record(
+                client_order_id, change, wait=wait, reason=reason, occurred_at=occurred_at
+            )
 
     def _check_open(self) -> None:
         if self.state is not JournalState.OPEN:
