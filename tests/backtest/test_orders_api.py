@@ -94,6 +94,30 @@ def test_assigning_sl_moves_the_stop_and_none_removes_it() -> None:
     assert strategy.seen[1:4] == [([(90.0, None)], 1), ([(104.0, 200.0)], 2), ([(None, 200.0)], 1)]
 
 
+@pytest.mark.parametrize("kind", ["sl", "tp"])
+def test_moving_sl_or_tp_places_a_new_order_and_the_old_one_stays_cancelled(kind: str) -> None:
+    """As backtesting.py does: a strategy holding the old order cannot cancel the new one."""
+    prices = {"sl": (90, 95), "tp": (200, 210)}[kind]
+
+    def act(s: Strategy, bar: int) -> Any:
+        if bar == 1:
+            s.buy(size=1, **{kind: prices[0]})
+        elif bar == 3:
+            (old,) = s.orders
+            (trade,) = s.trades
+            setattr(trade, kind, prices[1])
+            (new,) = s.orders
+            assert new is not old and new.is_contingent and not old.is_contingent
+            with pytest.raises(ValueError):
+                old.cancel()  # no longer waiting
+            return getattr(trade, kind), getattr(old, "stop" if kind == "sl" else "limit")
+        return None
+
+    strategy = recording(act)
+    run_backtest(strategy, make_bars(RISING))
+    assert strategy.seen[2] == (float(prices[1]), float(prices[0]))
+
+
 def test_trade_close_of_a_portion_leaves_the_rest_open() -> None:
     def act(s: Strategy, bar: int) -> Any:
         if bar == 1:

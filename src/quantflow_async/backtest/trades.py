@@ -91,35 +91,33 @@ class Trade:
         self._broker.orders.insert(0, Order(self._broker, size, parent_trade=self, tag=self.tag))
 
     def _set_contingent(self, kind: Literal["sl", "tp"], price: float | None) -> None:
+        """Cancel the trade's `kind` order and place a new one at `price` (none for None), in
+        the same place in the queue: a stop-loss first, a take-profit last. A new order, as
+        backtesting.py places one: the old one, held by a strategy, stays cancelled. The
+        price the order has already, where it stands already, changes nothing (a trailing
+        stop that did not move, assigned on every bar)."""
         if price is not None and not 0 < price < _INF:
             raise ValueError(f"{kind} must be a finite price > 0 or None, got {price!r}")
-        orders = self._broker.orders
-        if kind == "sl":
-            # A stop-loss goes first in the queue; one already there is moved in place, which
-            # is what cancelling it and placing it again would give, in a fraction of the time.
-            order = self.sl_order
-            if price and order is not None and orders[0] is order:
-                order.stop = float(price)
-                return
-            if order is not None:
-                order.cancel()
-            if price:
-                self.sl_order = Order(
-                    self._broker, -self.size, stop=float(price), parent_trade=self, tag=self.tag
-                )
-                orders.insert(0, self.sl_order)
-            return
-        order = self.tp_order
-        if price and order is not None and orders[-1] is order:
-            order.limit = float(price)
-            return
+        order = self.sl_order if kind == "sl" else self.tp_order
         if order is not None:
+            orders = self._broker.orders
+            if kind == "sl" and order.stop == price and orders[0] is order:
+                return
+            if kind == "tp" and order.limit == price and orders[-1] is order:
+                return
             order.cancel()
-        if price:
+        if not price:
+            return
+        if kind == "sl":
+            self.sl_order = Order(
+                self._broker, -self.size, stop=float(price), parent_trade=self, tag=self.tag
+            )
+            self._broker.orders.insert(0, self.sl_order)
+        else:
             self.tp_order = Order(
                 self._broker, -self.size, limit=float(price), parent_trade=self, tag=self.tag
             )
-            orders.append(self.tp_order)
+            self._broker.orders.append(self.tp_order)
 
     def __repr__(self) -> str:
         return f"<Trade size={self.size} entry={self.entry_price} bar={self.entry_bar}>"
