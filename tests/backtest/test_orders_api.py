@@ -157,6 +157,24 @@ def test_trade_pl_pct_is_a_fraction_and_position_pl_pct_a_percent() -> None:
     assert position_pct == pytest.approx(3 / 102 * 100)
 
 
+def test_an_open_trade_has_no_exit_and_a_closed_one_keeps_its_brackets() -> None:
+    """backtesting.py's names, so that a strategy written for it runs as it is."""
+
+    def act(s: Strategy, bar: int) -> Any:
+        if bar == 1:
+            s.buy(size=1, sl=90, tp=107)
+        if s.trades:
+            (trade,) = s.trades
+            return trade.exit_price, trade.exit_bar, trade.exit_time
+        return None
+
+    strategy = recording(act)
+    result = run_backtest(strategy, make_bars(RISING))
+    assert strategy.seen[1] == (None, None, None)  # bar 2, the trade open
+    (closed,) = result.trades  # the take-profit: bar 3 reaches 109
+    assert (closed.exit_price, closed.sl, closed.tp) == (107.0, 90.0, 107.0)
+
+
 def test_trade_on_close_fills_at_the_close_of_the_signal_bar() -> None:
     result = run_backtest(
         scripted({1: [("buy", {"size": 1})]}), make_bars(RISING), trade_on_close=True

@@ -97,6 +97,31 @@ def test_indicator_of_the_wrong_length_is_refused() -> None:
         run_backtest(Short, BARS)
 
 
+def test_an_indicator_takes_backtesting_pys_name_and_drawing_hints() -> None:
+    """They name the Series or are drawing hints: none of them reaches the function."""
+    names: list[str] = []
+
+    class Named(Strategy):
+        def init(self) -> None:
+            fast = self.I(
+                sma, self.data.close, 3, name="fast", plot=False, overlay=True, color="red",
+                scatter=False,
+            )  # fmt: skip
+            names.append(fast.name)
+
+    run_backtest(Named, BARS)
+    assert names == ["fast"]
+
+
+def test_an_indicator_of_several_rows_is_refused_saying_to_declare_each_row() -> None:
+    class Bands(Strategy):
+        def init(self) -> None:
+            self.I(lambda close: np.vstack([close * 0.9, close * 1.1]), self.data.close)
+
+    with pytest.raises(ValueError, match="returned 2 rows of values: declare each row"):
+        run_backtest(Bands, BARS)
+
+
 def test_data_a_strategy_sees_cannot_be_written() -> None:
     class Writer(Strategy):
         def next(self) -> None:

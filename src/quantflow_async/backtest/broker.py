@@ -265,6 +265,8 @@ class Broker:
                 fees,
                 gross - fees,
                 trade.tag,
+                trade.sl,
+                trade.tp,
             )
         )
         left = trade.size - size

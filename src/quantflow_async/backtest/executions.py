@@ -36,7 +36,8 @@ class ClosedTrade(NamedTuple):
     """A trade from entry to exit. `size` < 0 for a short; `pnl` is net of both commissions.
 
     Read by a strategy as `self.closed_trades`, with the peer's names beside ours: `pl` is
-    `pnl`, `pl_pct` the return on the entry value net of commissions, as a fraction.
+    `pnl`, `pl_pct` the return on the entry value net of commissions, as a fraction. `sl` and
+    `tp` are the trade's stop-loss and take-profit prices when it closed, or None.
     """
 
     symbol: str
@@ -50,6 +51,8 @@ class ClosedTrade(NamedTuple):
     commission: float
     pnl: float
     tag: object = None
+    sl: float | None = None
+    tp: float | None = None
 
     @property
     def pl(self) -> float:

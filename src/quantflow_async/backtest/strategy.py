@@ -204,17 +204,35 @@ class Strategy:
 
     # -- what a strategy calls --------------------------------------------------------------
 
-    def I(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Series:  # noqa: E743
+    def I(  # noqa: E743
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        plot: bool = True,
+        overlay: bool | None = None,
+        color: str | None = None,
+        scatter: bool = False,
+        **kwargs: Any,
+    ) -> Series:
         """An indicator: `func(*args, **kwargs)` over the whole series, revealed bar by bar.
 
         Series arguments reach `func` as numpy arrays. The result must have one value per bar;
         leading NaNs are its warm-up, and `next` starts only after every indicator's warm-up.
+        `name` names the Series (default: the function's name); `plot`, `overlay`, `color` and
+        `scatter` are backtesting.py's drawing hints, taken so that its strategies run, and
+        not passed to `func`. An indicator of several rows is declared one row at a time.
         """
         if not self._in_init:
             raise RuntimeError("indicators are declared in init(), not in next()")
         arrays = [np.asarray(a) if isinstance(a, Series) else a for a in args]
         values = np.asarray(func(*arrays, **kwargs), dtype=np.float64)
-        name = getattr(func, "__name__", "indicator")
+        name = name if name is not None else getattr(func, "__name__", "indicator")
+        if values.ndim == 2 and self._clock.end in values.shape:
+            raise ValueError(
+                f"indicator {name} returned {min(values.shape)} rows of values: declare each "
+                f"row as an indicator of its own, e.g. self.I(lambda *a: {name}(*a)[0], ...)"
+            )
         if values.shape != (self._clock.end,):
             raise ValueError(
                 f"indicator {name} returned shape {values.shape}, expected ({self._clock.end},)"

@@ -41,6 +41,21 @@ class Trade:
         return self._broker.bars.time_at(self.entry_bar)
 
     @property
+    def exit_price(self) -> None:
+        """None: the trade is open (backtesting.py's name; a closed trade has a price)."""
+        return None
+
+    @property
+    def exit_bar(self) -> None:
+        """None: the trade is open."""
+        return None
+
+    @property
+    def exit_time(self) -> None:
+        """None: the trade is open."""
+        return None
+
+    @property
     def is_long(self) -> bool:
         return self.size > 0
 
