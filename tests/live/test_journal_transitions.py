@@ -55,12 +55,27 @@ async def test_the_journal_makes_a_client_order_id_a_venue_takes(journal: OrderJ
         ({"client_order_id": "has space"}, "client_order_id"),
         ({"client_order_id": "x" * 37}, "client_order_id"),
         ({"side": "hold"}, "side"),
+        ({"metadata": {"x": float("nan")}}, "metadata"),
+        ({"metadata": {"x": float("inf")}}, "metadata"),
+        ({"metadata": {"x": "a\x00b"}}, "metadata"),
+        ({"metadata": {"x": "\ud800"}}, "metadata"),
+        ({"metadata": {"x": Decimal("1.5")}}, "metadata"),
+        ({"metadata": {1: "x"}}, "metadata"),
+        ({"metadata": ["x"]}, "metadata"),
     ],
 )
 def test_a_bad_request_names_its_field(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidValue) as caught:
         request(**overrides)
     assert caught.value.field == field
+
+
+async def test_an_order_keeps_its_metadata_as_stored_json(
+    db: Database, journal: OrderJournal
+) -> None:
+    order = await journal.intend(request(metadata={"why": "breakout", "levels": (1, 2.5)}))
+    assert order.metadata == {"why": "breakout", "levels": [1, 2.5]}
+    assert (await db.orders.get(order.id)).metadata == order.metadata
 
 
 async def test_submitted_then_acknowledged_opens_the_order(

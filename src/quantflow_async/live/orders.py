@@ -42,6 +42,7 @@ twice. Final: filled, cancelled, rejected, expired.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -67,7 +68,13 @@ from quantflow_async.order_records import (
 )
 from quantflow_async.record_maker import record_maker
 from quantflow_async.records import SIDES
-from quantflow_async.validation import MAX_FRACTION_DIGITS, to_choice, to_decimal, to_label
+from quantflow_async.validation import (
+    MAX_FRACTION_DIGITS,
+    to_choice,
+    to_decimal,
+    to_json_text,
+    to_label,
+)
 
 __all__ = [
     "EVENT_KINDS",
@@ -147,6 +154,9 @@ class OrderRequest:
             )
         if self.client_order_id is not None:
             check_client_order_id(self.client_order_id)
+        if self.metadata is not None:
+            # What both backends store and give back equal, as a fill's metadata is checked.
+            set_(self, "metadata", json.loads(to_json_text(self.metadata, "metadata")))
 
 
 def check_client_order_id(value: object) -> str:
