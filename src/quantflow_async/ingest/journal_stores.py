@@ -31,6 +31,7 @@ from quantflow_async.store.journal_batch import (
     JournalStatements,
     statements_for,
 )
+from quantflow_async.store.journal_fence import LeaseFence, check_fence_on
 from quantflow_async.store.trade_insert import PG_COPY_FROM
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,15 @@ class PooledJournalStore(_NothingAhead):
 
 class PostgresJournalStore(_NothingAhead):
     def __init__(
-        self, engine: AsyncEngine, statements: JournalStatements, venue: str, claims: ClaimSettler
+        self,
+        engine: AsyncEngine,
+        statements: JournalStatements,
+        venue: str,
+        claims: ClaimSettler,
+        fence: Callable[[], LeaseFence | None],
     ) -> None:
         self._kept = KeptConnection(engine)
+        self._fence = fence
         self._statements = statements
         self._venue = venue
         self._claims = claims
@@ -111,6 +118,7 @@ class PostgresJournalStore(_NothingAhead):
         driver = await self._kept.open()
         try:
             async with driver.transaction():
+                await check_fence_on(driver, self._fence())
                 if batch.claims:
                     ids = [claim.venue_order_id for claim in batch.claims]
                     held = [
@@ -236,11 +244,13 @@ def journal_store(
     venue: str,
     claims: ClaimSettler,
     next_ready: Callable[[], JournalBatch | None],
+    fence: Callable[[], LeaseFence | None] = lambda: None,
 ) -> JournalStore:
-    """The store for `engine`'s kind of database (a SQLite worker needs `settings`)."""
+    """The store for `engine`'s kind of database (a SQLite worker needs `settings`); on
+    PostgreSQL each batch first checks `fence()`, the journal's lease."""
     statements = statements_for(engine.dialect.name)
     if engine.dialect.name == "postgresql":
-        return PostgresJournalStore(engine, statements, venue, claims)
+        return PostgresJournalStore(engine, statements, venue, claims, fence)
     if settings is not None and engine.dialect.name == "sqlite":
         # A worker process of its own, as the TradeWriter's: binding and stepping rows on a
         # thread of the event loop's process took the GIL from the producers.

@@ -15,6 +15,7 @@ import enum
 import logging
 import warnings
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -31,6 +32,7 @@ from quantflow_async.ingest.sqlite_worker import JOURNAL_KEY_PREFIX
 from quantflow_async.ingest.writer import YIELD_EVERY_SECONDS
 from quantflow_async.store.driver_errors import Fault, classify, describe
 from quantflow_async.store.journal_batch import JournalEntry
+from quantflow_async.store.journal_fence import LeaseFence
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,14 @@ class JournalWriter:
         venue: str = "",
         on_clash: ClashHandler | None = None,
         settings: Settings | None = None,
+        fence: Callable[[], LeaseFence | None] = lambda: None,
     ) -> None:
         self._options = options
         self._claims = ClaimSettler(on_clash)
         self._store = journal_store(
-            engine, settings, options, venue=venue, claims=self._claims, next_ready=self._next_ready
-        )
+            engine, settings, options, venue=venue, claims=self._claims,
+            next_ready=self._next_ready, fence=fence,
+        )  # fmt: skip
         self._queue: deque[tuple[JournalEntry, Ticket]] = deque()
         self._first_arrival: float | None = None
         self._wakeup = anyio.Event()

@@ -46,6 +46,7 @@ from quantflow_async.live.orders import (
 )
 from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
 from quantflow_async.store.journal_batch import DriverForm
+from quantflow_async.store.journal_fence import LeaseFence
 from quantflow_async.store.order_journal import check_strategy, insert_intended, load_journal
 from quantflow_async.validation import to_id, to_label, to_utc
 
@@ -86,7 +87,9 @@ class OrderJournal:
         self._lease = JournalLease(engine, self.strategy_id, self.venue)
         self._cursors: dict[str, str] = {}
         self._intents = 0
-        self._writer = JournalWriter(engine, options, venue=self.venue, settings=settings)
+        self._writer = JournalWriter(
+            engine, options, venue=self.venue, settings=settings, fence=self._lease_fence
+        )
         self._refusals = Refusals(self._writer, self._rows)
         self._lookup = OrderLookup(self._known, self._refusals, self._rows)
         self._writer.on_clash = self._lookup.refuse_claim
@@ -156,6 +159,15 @@ class OrderJournal:
         """The process of the journal's SQLite write connection (a worker of its own, started
         at the first batch), or None."""
         return self._writer.connection_pid
+
+    @property
+    def lease_pid(self) -> int | None:
+        """On PostgreSQL, the server process holding the journal's lease while it is open;
+        None on SQLite (a lock file)."""
+        return self._lease.pid
+
+    def _lease_fence(self) -> LeaseFence | None:
+        return self._lease.fence
 
     def stats(self) -> JournalStats:
         written = self._intents + self._writer.events_written
@@ -234,7 +246,7 @@ class OrderJournal:
         )  # fmt: skip
         try:
             order_id = await insert_intended(
-                self._engine, values, event, row_error=lambda exc: taken
+                self._engine, values, event, row_error=lambda exc: taken, fence=self._lease.fence
             )
         except OrderEventRefused:
             await self._refusals.store(None, Change("intent"), taken)

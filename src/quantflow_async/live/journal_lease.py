@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from quantflow_async.errors import Conflict
 from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import pinned_file
+from quantflow_async.store.journal_fence import LeaseFence
 
 
 class JournalLease:
@@ -29,9 +30,12 @@ class JournalLease:
     def __init__(self, engine: AsyncEngine, strategy_id: int, venue: str) -> None:
         self._engine = engine
         self._name = f"quantflow journal of strategy {strategy_id} on {venue!r}"
-        self._key = _key(strategy_id, venue)
+        self._key = _key("journal", strategy_id, venue)
+        self._fence_key = _key("fence", strategy_id, venue)
         self._file: int | None = None
         self._connection: AsyncConnection | None = None
+        self.fence: LeaseFence | None = None
+        """On PostgreSQL, while held: what each write transaction checks (journal_fence)."""
 
     async def acquire(self) -> None:
         if self._engine.dialect.name == "postgresql":
@@ -40,6 +44,7 @@ class JournalLease:
             self._acquire_file_lock()
 
     async def release(self) -> None:
+        self.fence = None
         file, self._file = self._file, None
         if file is not None:
             os.close(file)  # closing the descriptor releases the flock
@@ -74,6 +79,8 @@ class JournalLease:
                 taken = await connection.scalar(
                     text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
                 )
+                if taken:
+                    fence = await self._fence_of(connection)
                 await connection.commit()
             except BaseException:
                 await connection.close()
@@ -82,6 +89,24 @@ class JournalLease:
             await connection.close()
             raise self._taken()
         self._connection = connection
+        self.fence = fence
+
+    async def _fence_of(self, connection: AsyncConnection) -> LeaseFence:
+        """The fence of the lease just taken, once the writes of a journal that held it
+        before (and lost it) are over: they hold the fence key shared."""
+        await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self._fence_key})
+        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._fence_key})
+        pid, started = (
+            await connection.execute(
+                text("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            )
+        ).one()
+        return LeaseFence(self._name, self._key, self._fence_key, pid, started)
+
+    @property
+    def pid(self) -> int | None:
+        """The PostgreSQL server process holding the lease, while held."""
+        return None if self.fence is None else self.fence.pid
 
     def _taken(self) -> Conflict:
         return Conflict(
@@ -90,7 +115,8 @@ class JournalLease:
         )
 
 
-def _key(strategy_id: int, venue: str) -> int:
-    """A stable signed 64-bit key for (strategy, venue), as PostgreSQL's advisory locks take."""
-    digest = hashlib.sha256(f"quantflow-journal\0{strategy_id}\0{venue}".encode()).digest()
+def _key(purpose: str, strategy_id: int, venue: str) -> int:
+    """A stable signed 64-bit key for (strategy, venue), as PostgreSQL's advisory locks take:
+    the lease's ("journal"), or its fence's."""
+    digest = hashlib.sha256(f"quantflow-{purpose}\0{strategy_id}\0{venue}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)

@@ -27,6 +27,7 @@ from quantflow_async.order_records import (
 from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction, write_transaction
 from quantflow_async.store.journal_batch import DriverRow, statements_for
+from quantflow_async.store.journal_fence import LeaseFence, check_fence
 from quantflow_async.store.schema import journal_cursors, order_events, positions, strategies
 from quantflow_async.store.schema import orders as orders_table
 from quantflow_async.store.trade_insert import driver_connection
@@ -65,12 +66,14 @@ async def insert_intended(
     event: DriverRow,
     *,
     row_error: Any,
+    fence: LeaseFence | None = None,
 ) -> int:
     """Store a new order and its intent event (a driver row whose order_id is filled in
-    here) in one transaction; the order's id."""
+    here) in one transaction, once `fence` (the journal's lease) is checked; the order's id."""
     events = statements_for(engine.dialect.name).events
     with translated_errors(f"recording order {order['client_order_id']!r}", row_error=row_error):
         async with write_transaction(engine) as conn:
+            await check_fence(conn, fence)
             order_id: int = (
                 await conn.execute(insert(orders_table).values(order).returning(orders_table.c.id))
             ).scalar_one()
