@@ -18,6 +18,7 @@ DEFAULT_CASH: Final = Decimal(10_000)
 DEFAULT_BAR_SECONDS: Final = 1.0
 MIN_BAR_SECONDS: Final = 0.001
 DEFAULT_STEP_SIZE: Final = Decimal("0.00000001")
+DEFAULT_COMMISSION_PRECISION: Final = 8
 NO_VOLUME_LIMIT: Final = Decimal(1)
 
 
@@ -27,10 +28,12 @@ class PaperExchangeConfig:
 
     `bar_seconds` of wall time per bar. `max_volume_share` F < 1 lets the resting orders fill
     at most F x a bar's volume at its close, so they fill over several bars; 1 fills them whole,
-    as the backtest's broker does. `api_key` and `api_secret` together switch on Binance's
-    signature checks; without them any key and signature are accepted. `start_when_asked`
-    starts the replay at the first request for bars (klines) rather than when a new state
-    file is made, so a client slow to start misses no bar.
+    as the backtest's broker does. A fill's fee (`commission` x notional) is rounded half-even
+    to `commission_precision` decimals of its asset, as Binance reports a commission (the
+    `quoteCommissionPrecision` of exchangeInfo). `api_key` and `api_secret` together switch on
+    Binance's signature checks; without them any key and signature are accepted.
+    `start_when_asked` starts the replay at the first request for bars (klines) rather than
+    when a new state file is made, so a client slow to start misses no bar.
     """
 
     data: Path
@@ -44,6 +47,7 @@ class PaperExchangeConfig:
     cash: Decimal = DEFAULT_CASH
     commission: Decimal = Decimal(0)
     step_size: Decimal = DEFAULT_STEP_SIZE
+    commission_precision: int = DEFAULT_COMMISSION_PRECISION
     max_volume_share: Decimal = NO_VOLUME_LIMIT
     api_key: str | None = None
     api_secret: str | None = None
@@ -111,6 +115,11 @@ class PaperExchangeConfig:
     def limits_volume(self) -> bool:
         """Whether resting orders may fill partially (F < 1)."""
         return self.max_volume_share < NO_VOLUME_LIMIT
+
+    @property
+    def fee_step(self) -> Decimal:
+        """The smallest fee: one unit of the commission precision's last decimal."""
+        return Decimal(1).scaleb(-self.commission_precision)
 
     @property
     def checks_signatures(self) -> bool:

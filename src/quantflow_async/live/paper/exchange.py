@@ -144,7 +144,13 @@ class PaperExchange:
                 changes.append(BarChange(order.id, order.side, outcome.triggered))
                 continue
             paid = settle(
-                order.side, quantity, outcome.price, self.config.commission, quote=quote, base=base
+                order.side,
+                quantity,
+                outcome.price,
+                self.config.commission,
+                quote=quote,
+                base=base,
+                fee_step=self.config.fee_step,
             )
             if paid is None:  # the broker cancels an order it cannot pay for when it comes due
                 changes.append(BarChange(order.id, order.side, outcome.triggered, status="EXPIRED"))
@@ -196,6 +202,7 @@ class PaperExchange:
             self.config.commission,
             quote=balances[self.config.quote],
             base=balances[self.config.base],
+            fee_step=self.config.fee_step,
         )
         if paid is None:
             raise rejections.insufficient_balance()

@@ -8,7 +8,7 @@ equity minus what is already held. Every price and quantity is an exact Decimal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Final, Literal, TypeAlias
 
 from quantflow_async.live.paper.market import Bar
@@ -123,7 +123,8 @@ def _trigger_price(side: Side, order_type: str, stop: Decimal, bar: Bar) -> Deci
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """Balances after a fill, and what the fill cost: `fee` in the quote asset."""
+    """Balances after a fill, and what the fill cost: `fee` in the quote asset, already taken
+    from `quote`."""
 
     quote: Decimal
     base: Decimal
@@ -132,9 +133,20 @@ class Settlement:
 
 
 def settle(
-    side: Side, quantity: Decimal, price: Decimal, rate: Decimal, *, quote: Decimal, base: Decimal
+    side: Side,
+    quantity: Decimal,
+    price: Decimal,
+    rate: Decimal,
+    *,
+    quote: Decimal,
+    base: Decimal,
+    fee_step: Decimal,
 ) -> Settlement | None:
     """The balances after filling `quantity` at `price`, or None when the broker would not pay.
+
+    The fee is notional * rate rounded half-even to `fee_step`, as Binance reports a
+    commission: unrounded, prices and quantities of eight decimals at a rate of 0.001 give fees
+    of nineteen, finer than any venue reports (or the journal keeps).
 
     The part that closes an opposite position is always paid for; the rest opens exposure and
     needs units * price * (1 + rate) <= equity - held, equity = quote + base * price and held =
@@ -153,7 +165,7 @@ def settle(
         if opening * price * (1 + rate) > available:
             return None
     notional = quantity * price
-    fee = notional * rate
+    fee = (notional * rate).quantize(fee_step, ROUND_HALF_EVEN)
     return Settlement(
         quote=quote - direction * notional - fee,
         base=base + direction * quantity,
