@@ -8,6 +8,7 @@ forever for the last 0.000000009.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -137,3 +138,18 @@ async def test_send_order_journals_a_too_fine_quantity_as_rejected_with_the_reas
         events[-1].reason
     )
     assert paper.sent() == 0
+
+
+async def test_ccxt_leaves_the_callers_decimal_context_as_it_was(paper: Paper) -> None:
+    """ccxt sets ROUND_HALF_UP and traps Underflow on the context it finds: not on ours."""
+    context = decimal.getcontext()
+    before = (context.rounding, dict(context.traps))
+    await paper.venue.create_order(
+        NewOrder(
+            client_order_id="ctx-1", symbol=SYMBOL, side="buy", type="limit",
+            quantity=Decimal("0.5"), limit_price=Decimal("100.50"),
+        )
+    )  # fmt: skip
+    await paper.venue.fetch_open_orders(SYMBOL)
+    context = decimal.getcontext()
+    assert (context.rounding, dict(context.traps)) == before

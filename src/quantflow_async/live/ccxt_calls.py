@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import json
 import logging
 import re
@@ -42,10 +43,14 @@ class CcxtCalls:
         self.secrets = secrets
 
     async def call(self, op: str, request: Callable[[], Awaitable[T]], budget: RetryBudget) -> T:
-        """`request()`, tried again through passing faults until `budget` is spent."""
+        """`request()`, tried again through passing faults until `budget` is spent.
+
+        In a decimal context of its own: ccxt sets the rounding and the traps of the context it
+        finds, which is the caller's, and every task's that shares it."""
         while True:
             try:
-                return await request()
+                with decimal.localcontext():
+                    return await request()
             except ccxt_async.BaseError as exc:
                 error: ccxt_async.BaseError = exc
             except PARSE_ERRORS as exc:

@@ -7,13 +7,11 @@ and re-sends an order only after asking the venue for its client id.
 
 from __future__ import annotations
 
-import decimal
 import enum
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Final
 
 from quantflow_async.extras import missing_extra
@@ -26,6 +24,7 @@ except ImportError as exc:
 from quantflow_async.errors import InvalidValue, VenueError, VenueRejected
 from quantflow_async.live.ccxt_calls import PARSE_ERRORS, CcxtCalls, is_duplicate
 from quantflow_async.live.ccxt_client import binance_client
+from quantflow_async.live.ccxt_precision import check_precision
 from quantflow_async.live.credentials import ScrubbingFilter, VenueCredentials
 from quantflow_async.live.trade_selection import chosen_trades, trade_number
 from quantflow_async.live.venue import AssetBalance, Bar, NewOrder, VenueOrder, VenueTrade
@@ -34,10 +33,6 @@ from quantflow_async.live.venue_retry import RetryBudget, RetryPolicy
 
 _TRADES_PAGE: Final = 1000  # Binance's largest myTrades page
 _CCXT_TYPES: Final = {"market": "MARKET", "limit": "LIMIT", "stop": "MARKET", "stop_limit": "LIMIT"}
-_PRECISION_UNITS: Final = {
-    ccxt_async.DECIMAL_PLACES: "decimals",
-    ccxt_async.SIGNIFICANT_DIGITS: "digits",
-}
 
 
 class VenueState(enum.Enum):
@@ -136,7 +131,7 @@ class CcxtVenue:
     async def create_order(self, order: NewOrder) -> VenueOrder:
         self._check_open()
         await self._name(order.symbol)
-        self._check_precision(order)
+        check_precision(self._exchange, self.name, order)
         cid = order.client_order_id
         budget = RetryBudget(self.policy)
         if cid in self._sent:
@@ -316,36 +311,6 @@ class CcxtVenue:
         self._read.symbols[unified] = symbol
         self._named.add(symbol)
 
-    def _check_precision(self, order: NewOrder) -> None:
-        """VenueRejected for a quantity, limit or stop price that ccxt would send changed: it
-        truncates amounts and rounds prices to the market's precision, so the venue would hold
-        another order than the one journaled (0.12345678 filled of 0.123456789, forever)."""
-        exchange = self._exchange
-        values = (
-            ("quantity", "amount", order.quantity, exchange.amount_to_precision),
-            ("limit price", "price", _priced(order), exchange.price_to_precision),
-            ("stop price", "price", order.stop_price, exchange.price_to_precision),
-        )
-        precision = exchange.market(order.symbol)["precision"]
-        for what, key, value, to_precision in values:
-            step = precision.get(key)
-            if value is None or step is None:
-                continue
-            with decimal.localcontext():  # ccxt sets the rounding and traps of the context
-                try:
-                    sent = Decimal(to_precision(order.symbol, value))
-                except ccxt_async.InvalidOrder:  # less than one step: ccxt refuses to send 0
-                    sent = Decimal(0)
-            if sent != value:
-                unit = _PRECISION_UNITS.get(exchange.precisionMode)
-                held = f"{step} {unit}" if unit else f"step {exchange.number_to_string(step)}"
-                raise VenueRejected(
-                    self.name,
-                    f"create_order client id {order.client_order_id!r} refused before sending: "
-                    f"{what} {value:f} is finer than {order.symbol}'s {key} {held} "
-                    f"(ccxt would send {sent:f})",
-                )
-
     async def _order_by_client_id(self, order: NewOrder, budget: RetryBudget) -> VenueOrder | None:
         """The venue's order under `order`'s client id, None if none; VenueRejected if another."""
         cid = order.client_order_id
@@ -390,11 +355,6 @@ async def _send_order(exchange: Any, order: NewOrder) -> Any:
     return await exchange.create_order(
         order.symbol, order_type, order.side, order.quantity, order.limit_price, params
     )
-
-
-def _priced(order: NewOrder) -> Decimal | None:
-    """The limit price ccxt sends for `order`: a market or stop(-market) order sends none."""
-    return order.limit_price if _CCXT_TYPES[order.type] == "LIMIT" else None
 
 
 async def _fetch_raw_order(
