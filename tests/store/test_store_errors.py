@@ -51,6 +51,19 @@ async def test_a_server_that_is_down_gives_storage_unavailable(
     assert isinstance(caught.value.__cause__, OSError)
 
 
+@pytest.mark.postgres
+async def test_a_database_the_server_does_not_have_is_named_as_such(
+    postgres_server_database: str,
+) -> None:
+    """The server was reached; only the database is missing."""
+    url = postgres_server_database.rsplit("/", 1)[0] + "/quantflow_no_such_database"
+    async with Database(url) as db:
+        with pytest.raises(StorageUnavailable, match="the server has no such database") as caught:
+            await db.strategies.list()
+    assert "cannot be reached" not in str(caught.value)
+    assert "create it (createdb)" in str(caught.value)
+
+
 async def _wait_until_blocked_on_a_lock(db: Database, deadline: float = 10.0) -> None:
     async def blocked() -> bool:
         async with db.engine.connect() as conn:

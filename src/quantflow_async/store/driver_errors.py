@@ -35,6 +35,7 @@ _PG_TRANSIENT_STATES = {"40001", "40P01", "53300", "55P03", "57P01", "57P02", "5
 # No connection can be opened: the server refuses it, is starting or stopping, or the database
 # named in the URL does not exist.
 _PG_UNREACHABLE_STATES = {"08001", "08004", "3D000", "57P03"}
+_PG_NO_SUCH_DATABASE = "3D000"
 
 
 class ConnectionLost(ConnectionError):
@@ -179,6 +180,11 @@ def is_driver_error(exc: BaseException) -> bool:
 
 def _storage_error(exc: BaseException, action: str) -> StorageError:
     message = f"{action} failed: {describe(exc)}"
+    if _sqlstate(exc) == _PG_NO_SUCH_DATABASE:
+        return StorageUnavailable(
+            f"{action} failed: the server has no such database: {describe(exc)}; create it "
+            "(createdb) or name another in the URL"
+        )
     if _is_unreachable(exc):
         return StorageUnavailable(
             f"{action} failed: the database server cannot be reached: {describe(exc)}"
@@ -190,6 +196,15 @@ def _storage_error(exc: BaseException, action: str) -> StorageError:
     if classify(exc) is Fault.FATAL and not _is_programming_error(exc):
         return StorageUnavailable(message)
     return StorageError(message)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The first SQLSTATE in `exc`'s chain of causes, if any."""
+    for cause in _causes(exc):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate:
+            return sqlstate
+    return None
 
 
 def _is_unreachable(exc: BaseException) -> bool:
