@@ -105,6 +105,19 @@ def test_the_paper_account_names_the_venue_in_the_journal(
     assert venue.startswith("paper-") and venue[len("paper-") :].isdigit()
 
 
+@pytest.mark.slow  # a live run in a new process, against a paper exchange of its own
+def test_the_summary_says_in_words_why_the_run_stopped(
+    exchange: PaperProcess, sqlite_url: str
+) -> None:
+    asyncio.run(_migrated_with_a_resting_order(sqlite_url, exchange.url))
+    done = subprocess.run(
+        live_command(exchange.url, "--bars", "1"),
+        env=environment(sqlite_url), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith("; stopped after --bars bars")
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

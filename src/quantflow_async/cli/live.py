@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from quantflow_async.cli.output import json_object, plain
 from quantflow_async.cli.parsing import Parser, add_command, add_group, on_database
@@ -85,8 +85,16 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
         print(f"reconciled: {line}")
     print(
         f"{name} on {venue.name}: {report.bars_decided} bars decided, {report.orders_sent} orders "
-        f"sent ({report.orders_rejected} rejected), stopped by {report.stopped_by}"
+        f"sent ({report.orders_rejected} rejected); {_STOPS[report.stopped_by]}"
     )
+
+
+_STOPS: Final = {
+    "stop": "stopped when asked (Ctrl-C, SIGTERM)",
+    "idle": "stopped: no new bar came within --idle-exit",
+    "max_bars": "stopped after --bars bars",
+}
+"""The end of a run's summary line, by `LiveRunReport.stopped_by`."""
 
 
 @contextlib.contextmanager
