@@ -5,9 +5,12 @@ line of its own."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +173,27 @@ def test_deleting_backtests_by_id_takes_their_fills(
             f"SELECT count(*) FROM trades WHERE backtest_id IN ({ids[0]}, {ids[1]})"
         ).fetchone()
     assert stray == 0
+
+
+def test_answering_no_on_a_terminal_deletes_nothing_and_is_no_error(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, document = a_sweep
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "quantflow_async.cli", "backtests", "delete",
+             str(document["backtest_ids"][0]), "--database-url", url],
+            cwd=tmp_path, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.write(controller, b"n\n")
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert process.returncode == 0, err
+    assert err.decode().endswith("delete 1 backtest and its 81 fills? [y/N] nothing deleted\n")
+    assert counts(url)[1] == 6
 
 
 def test_an_unknown_id_deletes_nothing(a_sweep: tuple[str, dict[str, Any]], tmp_path: Path) -> None:

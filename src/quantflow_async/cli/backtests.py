@@ -10,6 +10,7 @@ from typing import Any
 
 from quantflow_async.cli.output import (
     CommandError,
+    counted,
     is_terminal,
     print_fields,
     print_json,
@@ -84,11 +85,12 @@ async def delete_backtests(settings: Settings, args: argparse.Namespace) -> None
         found = await db.backtests.count_selected(selection)
         if not found.backtests and not whole_sweep:
             raise CommandError(f"nothing to delete: no backtest {_described(args)}")
-        what = f"{found.backtests:,} backtests and their {found.fills:,} fills"
+        what = _with_fills(found.backtests, found.fills)
         if whole_sweep:
             what = f"sweep {args.sweep} with its {what}"
         if not args.yes and not _confirmed(f"delete {what}?"):
-            raise CommandError("nothing deleted")
+            print("nothing deleted", file=sys.stderr)  # the user's own answer: no error
+            return
         if whole_sweep:
             deleted = found
             await db.sweeps.delete(args.sweep)
@@ -97,7 +99,13 @@ async def delete_backtests(settings: Settings, args: argparse.Namespace) -> None
     if args.json:
         print_json({"backtests": deleted.backtests, "fills": deleted.fills, "sweep": args.sweep})
         return
-    print(f"deleted {deleted.backtests:,} backtests and their {deleted.fills:,} fills")
+    print(f"deleted {_with_fills(deleted.backtests, deleted.fills)}")
+
+
+def _with_fills(backtests: int, fills: int) -> str:
+    """ "2 backtests and their 81 fills", "1 backtest and its 1 fill"."""
+    their = "its" if backtests == 1 else "their"
+    return f"{counted(backtests, 'backtest')} and {their} {counted(fills, 'fill')}"
 
 
 def _described(args: argparse.Namespace) -> str:
