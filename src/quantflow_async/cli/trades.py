@@ -127,7 +127,11 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "--limit", type=int, default=100, help=f"trades per page, 1 to {MAX_PAGE:,} (default 100)"
     )
     listing.add_argument(
-        "--after-id", type=int, metavar="ID", help="the next page: the last id of the one before"
+        "--after-id",
+        type=int,
+        metavar="ID",
+        help="the next page: the last id of the one before (the trades after that trade's "
+        "time and id, of those the filters keep)",
     )
     listing.add_argument("--json", action="store_true", help="print JSON, every field")
 
