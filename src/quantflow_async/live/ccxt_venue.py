@@ -42,8 +42,9 @@ class VenueState(enum.Enum):
 
 class CcxtVenue:
     """A `Venue` over a ccxt async exchange: `CcxtVenue.connect(url, credentials)` for Binance
-    or the paper exchange at `url`, or `CcxtVenue(exchange)` for any ccxt exchange a caller
-    made (the venue closes it on `aclose()`).
+    or the paper exchange at `url`, or `CcxtVenue(exchange)` for a ccxt exchange a caller
+    made that takes Binance spot's shapes (clientOrderId; numeric trade ids paged by fromId),
+    which the venue closes on `aclose()`.
 
     Every call retries connection faults, 5xx answers, timeouts and rate limits under
     `policy`, then raises VenueUnavailable. `create_order` refuses (VenueRejected, nothing

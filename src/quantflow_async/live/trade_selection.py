@@ -16,7 +16,9 @@ def trade_number(trade_id: str | None) -> int | None:
         return int(trade_id)
     except ValueError:
         raise InvalidValue(
-            "after_trade_id", f"must be a numeric trade id, got {trade_id!r}"
+            "after_trade_id",
+            f"must be a numeric trade id, got {trade_id!r}: CcxtVenue pages a venue's trades "
+            "by number (Binance's fromId), and this venue's ids are not numbers",
         ) from None
 
 
