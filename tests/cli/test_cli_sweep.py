@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import signal
 import sqlite3
 import subprocess
@@ -325,6 +326,12 @@ def test_ctrl_c_mid_sweep_keeps_committed_fills_marks_the_rest_cancelled_and_lea
     assert child.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.splitlines()[-1] == "quantflow: error: interrupted"
+    told = stderr.splitlines()[-2]
+    assert re.fullmatch(
+        r"sweep 1 stopped: \d+ of 72 backtests finished; "
+        r"`quantflow sweep resume 1` runs the rest",
+        told,
+    ), stderr
     _, alive = psutil.wait_procs(descendants, timeout=10)
     assert alive == []
     statuses, trades = stored(migrated)

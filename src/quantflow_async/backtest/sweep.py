@@ -148,7 +148,7 @@ async def run_sweep(
     plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)
     jobs = stored.jobs
-    sweep = SweepOutcomes(db, jobs, progress, max_worker_restarts)
+    sweep = SweepOutcomes(db, jobs, progress, max_worker_restarts, stored.sweep_id)
     started = time.perf_counter()
     pool: WorkerPool | None = None
     try:

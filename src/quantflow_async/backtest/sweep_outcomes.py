@@ -49,12 +49,14 @@ RECORD_EVERY_SECONDS: Final = 0.25
 @dataclass(frozen=True, slots=True)
 class SweepProgress:
     """Where a sweep is: backtests finished (completed or failed) of `total`, and the
-    sweep's own fills handed to the writer so far (committed by the time it returns)."""
+    sweep's own fills handed to the writer so far (committed by the time it returns).
+    `sweep_id` is the stored sweep's id (to resume it by, if it is stopped)."""
 
     total: int
     done: int
     failed: int
     fills_stored: int
+    sweep_id: int | None = None
 
 
 ProgressCallback = Callable[[SweepProgress], None]
@@ -115,9 +117,11 @@ class SweepOutcomes:
         jobs: list[Job],
         progress: ProgressCallback | None,
         max_worker_restarts: int,
+        sweep_id: int | None = None,
     ) -> None:
         self.db = db
         self.jobs = jobs
+        self.sweep_id = sweep_id
         self.progress = progress
         self._progress_raised = False
         self.max_worker_restarts = max_worker_restarts
@@ -293,6 +297,7 @@ class SweepOutcomes:
             done=self.completed + self.failed,
             failed=self.failed,
             fills_stored=self.fills,
+            sweep_id=self.sweep_id,
         )
         try:
             self.progress(report)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -50,11 +51,17 @@ async def run_and_report(
     metric = RANKINGS[args.by]
     async with Database(settings=settings) as db:
         strategy_id = await stored_strategy_id(db, job.strategy)
-        with _progress_bar(job.configs * len(job.datasets)) as show:
+        with _progress_bar(job.configs * len(job.datasets)) as show, _stop_told() as seen:
+
+            def progress(now: SweepProgress) -> None:
+                seen.append(now)
+                if show is not None:
+                    show(now)
+
             result = await run_sweep(
                 db, job.strategy, job.grid, job.datasets, strategy_id=strategy_id,
                 workers=args.workers, max_worker_restarts=args.max_worker_restarts,
-                progress=show, constraint=job.constraint, resume=resume,
+                progress=progress, constraint=job.constraint, resume=resume,
                 start_method=getattr(args, "start_method", "spawn"), **job.options,
             )  # fmt: skip
         talk = _say if not args.json else _quiet
@@ -102,6 +109,23 @@ def _failure(backtest: Backtest) -> dict[str, Any]:
     error = (backtest.results or {}).get("error") or {}
     message = " ".join(str(error.get("message", "")).split())
     return {"backtest_id": backtest.id, "error": f"{error.get('type', 'Error')}: {message}"}
+
+
+@contextlib.contextmanager
+def _stop_told() -> Iterator[list[SweepProgress]]:
+    """Where the sweep was when Ctrl-C or SIGTERM stopped it, and how to go on, on stderr:
+    from the last progress the block appended (nothing before the first one)."""
+    seen: list[SweepProgress] = []
+    try:
+        yield seen
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        last = seen[-1] if seen else None
+        if last is not None and last.sweep_id is not None:
+            _say(
+                f"sweep {last.sweep_id} stopped: {last.done} of {last.total} backtests "
+                f"finished; `quantflow sweep resume {last.sweep_id}` runs the rest"
+            )
+        raise
 
 
 @contextlib.contextmanager
