@@ -11,8 +11,10 @@ nothing, so a guarded script may keep one at module level.
 
 from __future__ import annotations
 
+import os
 import sys
-from types import FrameType
+from types import FrameType, TracebackType
+from typing import Final
 
 from quantflow_async.errors import ScriptRerun
 
@@ -26,12 +28,35 @@ def refuse_script_rerun(what: str) -> None:
     if not _called_from_main_script():
         return  # a module the child imports to unpickle its target: nothing re-run
     script = sys.argv[0] if sys.argv and sys.argv[0] else "__main__"  # set before the import
+    _end_quietly_if_uncaught()
     raise ScriptRerun(
         f"{what} by a worker process while it imported the main script, "
         f"{script}: "
         "put the script's top-level code under `if __name__ == \"__main__\":`, as Python's "
         "multiprocessing requires of a script whose work runs in other processes"
     )
+
+
+SCRIPT_RERUN_EXIT: Final = 3
+"""The exit status of a worker process ended by an uncaught ScriptRerun: its parent (a sweep)
+stops at once with the same fix, instead of starting another worker to end the same way."""
+
+
+def _end_quietly_if_uncaught() -> None:
+    """Let ScriptRerun, if nothing catches it, end this process with its message alone (no
+    traceback through multiprocessing's start-up) and SCRIPT_RERUN_EXIT. multiprocessing
+    hands an exception of a starting child to sys.excepthook, spawned or forked from its
+    server."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        if not isinstance(error, ScriptRerun):
+            previous(kind, error, trace)
+            return
+        print(f"quantflow: {error}", file=sys.stderr, flush=True)
+        os._exit(SCRIPT_RERUN_EXIT)
+
+    sys.excepthook = hook
 
 
 def _called_from_main_script() -> bool:

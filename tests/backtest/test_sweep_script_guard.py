@@ -28,7 +28,7 @@ async def main():
         strategy = await db.strategies.create(name="script")
         result = await run_sweep(
             db, "sma_cross", [{{"fast": 3, "slow": 21}}], synthetic_bars(500, seed=1),
-            strategy_id=strategy.id, workers=1, max_worker_restarts=0,
+            strategy_id=strategy.id, workers=1, max_worker_restarts={restarts},
         )
         print("completed", result.completed, "failed", result.failed)
 
@@ -38,9 +38,11 @@ UNGUARDED = "asyncio.run(main())"
 GUARDED = 'if __name__ == "__main__":\n    asyncio.run(main())'
 
 
-def run_script(folder: Path, url: str, call: str) -> subprocess.CompletedProcess[str]:
+def run_script(
+    folder: Path, url: str, call: str, *, restarts: int = 0
+) -> subprocess.CompletedProcess[str]:
     script = folder / "sweep_script.py"
-    script.write_text(SCRIPT.format(url=url, call=call))
+    script.write_text(SCRIPT.format(url=url, call=call, restarts=restarts))
     return subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
     )
@@ -49,12 +51,19 @@ def run_script(folder: Path, url: str, call: str) -> subprocess.CompletedProcess
 def test_a_script_without_a_main_guard_is_told_to_add_one_and_its_workers_store_nothing(
     migrated_sqlite_url: str, tmp_path: Path
 ) -> None:
-    run = run_script(tmp_path, migrated_sqlite_url, UNGUARDED)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["completed", "0", "failed", "1"]
+    """The sweep stops at the first worker that ends so, with the fix: no other worker is
+    started to end the same way, and no traceback comes from a worker."""
+    run = run_script(tmp_path, migrated_sqlite_url, UNGUARDED, restarts=3)
+    assert run.returncode == 1
+    assert run.stdout == ""
     script = tmp_path / "sweep_script.py"
-    assert f"by a worker process while it imported the main script, {script}" in run.stderr
-    assert 'under `if __name__ == "__main__":`' in run.stderr
+    told = f"quantflow: {migrated_sqlite_url} was opened by a worker process while it imported"
+    assert run.stderr.count(told) == 1, run.stderr
+    assert f"the main script, {script}: put" in run.stderr
+    assert "spawn_main" not in run.stderr  # no traceback from a worker's start-up
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("quantflow_async.errors.ScriptRerun: the sweep's worker processes")
+    assert 'under `if __name__ == "__main__":`' in last
     assert "already exists" not in run.stderr  # the worker never reached the database
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import pickle
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,8 +38,10 @@ from quantflow_async.backtest.worker import (
 )
 from quantflow_async.backtest.worker_pool import WorkerPool
 from quantflow_async.database import Database
+from quantflow_async.errors import ScriptRerun
 from quantflow_async.ingest.writer import TradeWriter
 from quantflow_async.records import fills_from_rows
+from quantflow_async.worker_start import SCRIPT_RERUN_EXIT
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +237,12 @@ class SweepOutcomes:
         gives back the ones it had not started, for the other workers and for the new worker
         started in its place while jobs wait and replacements are left."""
         self._exited.add(worker)
+        if code == SCRIPT_RERUN_EXIT:  # the next worker would end the same way: stop now
+            raise ScriptRerun(
+                f"the sweep's worker processes ran the main script {sys.argv[0] or '__main__'} "
+                "again as they imported it, and stopped: put the script's top-level code under "
+                '`if __name__ == "__main__":`, as Python\'s multiprocessing requires'
+            )
         log.error("sweep: worker %d exited with code %s", worker, code)
         returned = pool.give_back(worker)
         backtest_id = self._in_flight.pop(worker, None)
