@@ -79,11 +79,19 @@ async def bot(url: str, database_url: str | None, restarted: bool) -> None:
             print(f"the journal of {account} holds {len(unfinished)} unfinished orders")
             report = await journal.reconcile(venue, symbols=[SYMBOL])
             print("reconciliation found:", *report.summary(), sep="\n  ")
+            unchanged = 0
             for before in unfinished:  # what became of each, now in the journal
                 after = known(journal, before.client_order_id)
+                if (after.status, after.filled_quantity) == (before.status, before.filled_quantity):
+                    unchanged += 1
+                    continue
                 print(
                     f"  #{after.id}: {before.status} {show(before.filled_quantity)} -> "
                     f"{after.status} {show(after.filled_quantity)}"
+                )
+            if unchanged:
+                print(
+                    f"  {unchanged} of the unfinished orders are unchanged: still open at the exchange"
                 )
             if not restarted:
                 await trade(journal, venue)
