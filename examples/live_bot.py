@@ -90,9 +90,7 @@ async def bot(url: str, database_url: str | None, restarted: bool) -> None:
                     f"{after.status} {show(after.filled_quantity)}"
                 )
             if unchanged:
-                print(
-                    f"  {unchanged} of the unfinished orders are unchanged: still open at the exchange"
-                )
+                print(f"  {unchanged} of the unfinished orders are unchanged: still open there")
             if not restarted:
                 await trade(journal, venue)
                 return

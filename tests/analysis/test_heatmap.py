@@ -136,7 +136,9 @@ def test_an_html_heatmap_is_one_page_holding_the_plot_and_needing_no_network(
     page = (tmp_path / "h.html").read_text(encoding="utf-8")
     assert "<script" in page and "Bokeh" in page
     assert '"name":"heatmap"' in page.replace(" ", "")
-    assert "sharpe, max over the other parameters: 18 backtests in 6 cells" in page
+    assert (
+        "sharpe, max over the other parameters and the data sets: 18 backtests in 6 cells" in page
+    )
     assert not re.search(r"<(script|link)[^>]*\b(src|href)=", page)  # Bokeh's script inlined
 
 

@@ -34,7 +34,8 @@ IntArray = npt.NDArray[np.int64]
 AGGREGATIONS: Final[dict[str, Callable[[FloatArray], Any]]] = {
     "max": np.max, "mean": np.mean, "median": np.median, "min": np.min,
 }  # fmt: skip
-"""How the backtests of one cell (the other parameters' values) make its one value."""
+"""How the backtests of one cell (the other parameters' values, every data set) make its one
+value."""
 MAX_LEVELS: Final = 30
 BINS: Final = 20
 _ANNOTATED_CELLS: Final = 400  # past this many cells, values are in the colour (and hover) only
@@ -61,7 +62,7 @@ class Heatmap:
         cells = int(np.count_nonzero(self.counts))
         backtests = int(self.counts.sum())
         return (
-            f"{self.metric}, {self.agg} over the other parameters: "
+            f"{self.metric}, {self.agg} over the other parameters and the data sets: "
             f"{backtests:,} backtests in {cells:,} cells"
         )
 

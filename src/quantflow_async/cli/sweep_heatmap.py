@@ -65,6 +65,7 @@ def register_verbs(verbs: argparse._SubParsersAction[Parser]) -> None:
         "--agg",
         choices=AGGREGATIONS,
         default="max",
-        help="how the backtests of one cell (the other parameters' values) make its value (max)",
+        help="how the backtests of one cell (the other parameters' values, every data set) "
+        "make its value (max)",
     )
     add_output_option(command, "a .png, .svg or .pdf picture, or an .html page to hover")
