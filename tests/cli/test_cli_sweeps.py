@@ -175,6 +175,16 @@ def test_deleting_backtests_by_id_takes_their_fills(
     assert stray == 0
 
 
+def test_backtests_list_takes_a_sweep(a_sweep: tuple[str, dict[str, Any]], tmp_path: Path) -> None:
+    url, document = a_sweep
+    listed = run(url, "backtests", "list", "--sweep", str(document["sweep_id"]), "--json",
+                 cwd=tmp_path)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [b["id"] for b in json.loads(listed.stdout)] == document["backtest_ids"]
+    missing = run(url, "backtests", "list", "--sweep", "99", cwd=tmp_path)
+    assert_one_line_mistake(missing, "sweep with id=99 does not exist")
+
+
 def test_answering_no_on_a_terminal_deletes_nothing_and_is_no_error(
     a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:

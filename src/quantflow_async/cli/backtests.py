@@ -32,7 +32,11 @@ async def list_backtests(settings: Settings, args: argparse.Namespace) -> None:
     async with Database(settings=settings) as db:
         if args.strategy is not None:
             await db.strategies.get(args.strategy)  # an unknown id is a mistake, not "none"
-        found = await db.backtests.list(strategy_id=args.strategy, status=args.status)
+        if args.sweep is not None:
+            await db.sweeps.get(args.sweep)
+        found = await db.backtests.list(
+            strategy_id=args.strategy, status=args.status, sweep_id=args.sweep
+        )
     if args.json:
         # `results` (an equity curve of up to 10,000 points) is left to `backtests show`.
         print_json([{**_fields(b), "metrics": b.metrics} for b in found])
@@ -41,7 +45,11 @@ async def list_backtests(settings: Settings, args: argparse.Namespace) -> None:
         ["id", "strategy", "name", "status", "start", "end", "capital", *LISTED_HEADERS],
         [(*_summary(b), *_metrics(b)) for b in found],
         title="backtests",
-        empty="no backtests yet; `quantflow backtest run` makes one",
+        empty=(
+            "no backtests match"
+            if (args.strategy, args.status, args.sweep) != (None, None, None)
+            else "no backtests yet; `quantflow backtest run` makes one"
+        ),
     )
 
 
@@ -161,6 +169,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     listing = add_command(verbs, "list", "list backtests, oldest first", reading(list_backtests))
     listing.add_argument("--strategy", type=int, metavar="ID", help="only this strategy's")
     listing.add_argument("--status", choices=BACKTEST_STATUSES, help="only those in this status")
+    listing.add_argument("--sweep", type=int, metavar="ID", help="only this sweep's")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     show = add_command(
