@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
 
 import anyio
 import anyio.lowlevel
@@ -36,12 +35,7 @@ class RestoreGate:
                 self._held_back -= 1
         self._recording += 1
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._recording -= 1
         if self._recording == 0 and self._drained is not None:
             self._drained.set()
