@@ -175,6 +175,45 @@ def test_an_open_trade_has_no_exit_and_a_closed_one_keeps_its_brackets() -> None
     assert (closed.exit_price, closed.sl, closed.tp) == (107.0, 90.0, 107.0)
 
 
+# open, high, low, close: bar 3 trades down through 103, bar 4 gaps down past 100
+FALLING = [
+    (110, 111, 109, 110),
+    (110, 111, 109, 110),
+    (110, 111, 108, 109),
+    (108, 109, 102, 104),
+    (96, 97, 95, 96),
+    (96, 97, 95, 96),
+]
+
+
+@pytest.mark.parametrize(
+    ("stop", "expected"), [(103, 103.0), (100, None)], ids=["filled-at-its-stop", "gapped-past"]
+)
+def test_a_trade_its_stop_closed_keeps_the_stop_only_if_it_filled_at_it(
+    stop: float, expected: float | None
+) -> None:
+    """backtesting.py's SL column: the stop, unless the price gapped past it."""
+    result = run_backtest(
+        scripted({1: [("buy", {"size": 1, "sl": stop, "tp": 200})]}), make_bars(FALLING)
+    )
+    (closed,) = result.trades
+    assert (closed.sl, closed.tp) == (expected, 200.0)
+
+
+def test_a_part_of_a_trade_closed_keeps_no_brackets() -> None:
+    def act(s: Strategy, bar: int) -> Any:
+        if bar == 1:
+            s.buy(size=4, sl=50, tp=200)
+        elif bar == 2:
+            s.trades[0].close(0.5)
+        return None
+
+    result = run_backtest(recording(act), make_bars(RISING), finalize_trades=True)
+    part, rest = result.trades
+    assert (part.size, part.sl, part.tp) == (2, None, None)
+    assert (rest.size, rest.sl, rest.tp) == (2, 50.0, 200.0)
+
+
 def test_trade_on_close_fills_at_the_close_of_the_signal_bar() -> None:
     result = run_backtest(
         scripted({1: [("buy", {"size": 1})]}), make_bars(RISING), trade_on_close=True

@@ -252,6 +252,10 @@ class Broker:
         self.cash += gross - exit_fee
         fees = exit_fee + entry_fee
         bars = self.bars
+        left = trade.size - size
+        # As the peer's: a trade closed whole keeps its brackets' prices (a stop that fired
+        # keeps it only if it filled at it), a part closed has none.
+        sl, tp = (trade.sl, trade.tp) if not left else (None, None)
         self.closed_trades.append(
             ClosedTrade(
                 self.symbol,
@@ -265,11 +269,10 @@ class Broker:
                 fees,
                 gross - fees,
                 trade.tag,
-                trade.sl,
-                trade.tp,
+                sl,
+                tp,
             )
         )
-        left = trade.size - size
         if left:
             trade.size = left
             for order in (trade.sl_order, trade.tp_order):

@@ -37,7 +37,9 @@ class ClosedTrade(NamedTuple):
 
     Read by a strategy as `self.closed_trades`, with the peer's names beside ours: `pl` is
     `pnl`, `pl_pct` the return on the entry value net of commissions, as a fraction. `sl` and
-    `tp` are the trade's stop-loss and take-profit prices when it closed, or None.
+    `tp` are the trade's stop-loss and take-profit prices when it closed whole, as the peer's
+    SL and TP: a stop-loss that closed it is kept if it filled at its price, not if the price
+    gapped past it; a part closed has neither.
     """
 
     symbol: str

@@ -83,6 +83,8 @@ def _close_for(
     """An order of `trade` (its sl, its tp, or a close) filled at `price`."""
     if trade in broker.trades:
         size = int(math.copysign(min(abs(trade.size), abs(order.size)), order.size))
+        if order is trade.sl_order and price == stop:
+            order.stop = stop  # closed at its stop: the closed trade keeps it (the peer's SL)
         fee, gross = broker.close_trade(trade, -size, price, when)
         broker.record(when, size > 0, abs(size), price, fee, gross)
         if order is trade.sl_order:
