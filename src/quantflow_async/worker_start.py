@@ -37,9 +37,10 @@ def refuse_script_rerun(what: str) -> None:
     )
 
 
-SCRIPT_RERUN_EXIT: Final = 3
-"""The exit status of a worker process ended by an uncaught ScriptRerun: its parent (a sweep)
-stops at once with the same fix, instead of starting another worker to end the same way."""
+SCRIPT_RERUN_EXIT: Final = 97
+"""The exit status of a worker process ended by an uncaught ScriptRerun. A sweep whose worker
+ends so before it sent a word stops at once with the same fix, instead of starting another
+worker to end the same way."""
 
 
 def _end_quietly_if_uncaught() -> None:

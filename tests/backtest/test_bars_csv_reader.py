@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -299,6 +300,12 @@ def test_eight_digits_that_are_not_a_date_say_how_they_were_read(tmp_path: Path)
         "date",
         "not a time: '20240132' (eight digits are read as a date, YYYYMMDD)",
     )
+
+
+def test_a_value_of_a_type_no_rule_reads_is_not_told_it_was_read_as_a_date() -> None:
+    with pytest.raises(BarsError) as caught:
+        parse_times("<parquet>", "date", [Decimal(20240101)], lambda index: index + 1)
+    assert caught.value.reason == "not a time: Decimal('20240101')"
 
 
 def test_faults_name_the_files_line_counting_blank_and_crlf_lines(tmp_path: Path) -> None:

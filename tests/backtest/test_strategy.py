@@ -113,6 +113,24 @@ def test_an_indicator_takes_backtesting_pys_name_and_drawing_hints() -> None:
     assert names == ["fast"]
 
 
+@pytest.mark.parametrize("shape", ["row", "column"])
+def test_an_indicator_of_one_row_or_one_column_is_one_value_per_bar(shape: str) -> None:
+    seen: list[float] = []
+
+    class OneRow(Strategy):
+        def init(self) -> None:
+            def flat(close: np.ndarray) -> np.ndarray:
+                return close.reshape(1, -1) if shape == "row" else close.reshape(-1, 1)
+
+            self.level = self.I(flat, self.data.close)
+
+        def next(self) -> None:
+            seen.append(self.level[-1])
+
+    run_backtest(OneRow, BARS)
+    assert seen == BARS.close[1:].tolist()
+
+
 def test_an_indicator_of_several_rows_is_refused_saying_to_declare_each_row() -> None:
     class Bands(Strategy):
         def init(self) -> None:

@@ -11,6 +11,7 @@ from quantflow_async import Database, run_sweep
 from quantflow_async.backtest import Strategy, run_backtest, synthetic_bars
 from quantflow_async.backtest.strategies import strategy_class
 from quantflow_async.backtest.strategy import StrategyConfigError
+from quantflow_async.worker_start import SCRIPT_RERUN_EXIT
 
 BARS = {"A": synthetic_bars(500, seed=1), "B": synthetic_bars(500, seed=2)}
 MY_STRATEGY = """\
@@ -62,3 +63,32 @@ async def test_a_strategy_class_defined_in_a_function_is_refused_before_anything
     with pytest.raises(StrategyConfigError, match="defined inside a function"):
         await run_sweep(db, Local, [{}], BARS, strategy_id=strategy_id, workers=1)
     assert await db.backtests.list() == []
+
+
+ENDS_ITS_WORKER = """\
+import os
+
+from quantflow_async.backtest import Strategy
+
+
+class EndsItsWorker(Strategy):
+    code: int = 97
+
+    def next(self) -> None:
+        os._exit(self.code)
+"""
+
+
+async def test_a_worker_ending_mid_backtest_with_the_script_rerun_status_is_only_replaced(
+    db: Database, tmp_path: Path
+) -> None:
+    """Ending with the status a re-run main script gives, but after it started a backtest: a
+    dead worker as any other (its backtest failed, a new worker in its place), not ScriptRerun."""
+    path = tmp_path / "ends.py"
+    path.write_text(ENDS_ITS_WORKER)
+    strategy_id = (await db.strategies.create(name="ends")).id
+    result = await run_sweep(
+        db, f"{path}:EndsItsWorker", [{"code": SCRIPT_RERUN_EXIT}], BARS["A"],
+        strategy_id=strategy_id, workers=1,
+    )  # fmt: skip
+    assert (result.completed, result.failed) == (0, 1)

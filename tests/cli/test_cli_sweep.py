@@ -253,10 +253,11 @@ def test_options_of_a_sweep_may_come_before_the_strategy(
     assert json.loads(result.stdout)["completed"] == 1
 
 
+@pytest.mark.parametrize("option", ["--database-url", "--databa"], ids=["whole", "abbreviated"])
 def test_a_common_option_before_resume_still_belongs_to_the_command(
-    tmp_path: Path, migrated: str
+    tmp_path: Path, migrated: str, option: str
 ) -> None:
-    result = quantflow("sweep", "--database-url", migrated, "resume", "7", cwd=tmp_path)
+    result = quantflow("sweep", option, migrated, "resume", "7", cwd=tmp_path)
     assert_one_line_mistake(result, "sweep with id=7 does not exist")
 
 

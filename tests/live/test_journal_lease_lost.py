@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
+import asyncpg
 import pytest
 
-from quantflow_async import Database, Settings, StorageError
+from quantflow_async import Conflict, Database, Settings, StorageError
+from quantflow_async.live import journal_lease
 from quantflow_async.live.orders import OrderRequest
 
-from ..support.server_processes import end_server_process
+from ..support.server_processes import dsn, end_server_process
 from .journal_support import open_order, trade
 
 pytestmark = pytest.mark.postgres
@@ -60,3 +62,26 @@ async def test_an_intent_after_the_lease_was_lost_is_refused_before_it_is_stored
         with pytest.raises(StorageError, match="was lost"):
             await journal.intend(OrderRequest(symbol="BTCUSDT", side="buy", quantity=Decimal(1)))
     assert await pg.orders.list(strategy_id=strategy_id) == []
+
+
+async def test_a_journal_waits_for_the_last_holders_write_in_flight_then_gives_up(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write of the journal that lost the lease holds the fence key shared until it ends;
+    the next journal waits for it, and says so if it does not end."""
+    strategy_id = (await pg.strategies.create(name="lease-fence-wait")).id
+    monkeypatch.setattr(journal_lease, "FENCE_WAIT_SECONDS", 0.3)
+    writing = await asyncpg.connect(dsn(pg))
+    try:
+        transaction = writing.transaction()
+        await transaction.start()
+        fence = journal_lease._key("fence", strategy_id, "paper")
+        await writing.execute("SELECT pg_advisory_xact_lock_shared($1)", fence)
+        with pytest.raises(Conflict, match="a write of the journal that held it before"):
+            async with pg.journal(strategy_id=strategy_id, venue="paper"):
+                pass
+        await transaction.commit()
+        async with pg.journal(strategy_id=strategy_id, venue="paper") as journal:
+            assert journal.lease_pid is not None
+    finally:
+        await writing.close()

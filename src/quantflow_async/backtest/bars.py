@@ -229,6 +229,8 @@ def parse_times(
 
 
 def _not_a_time(value: Any) -> str:
+    if not isinstance(value, str | int | float):  # a type no rule reads
+        return f"not a time: {shown(value)}"
     try:
         number = float(value)
     except (ValueError, TypeError, OverflowError):

@@ -228,6 +228,8 @@ class Strategy:
         arrays = [np.asarray(a) if isinstance(a, Series) else a for a in args]
         values = np.asarray(func(*arrays, **kwargs), dtype=np.float64)
         name = name if name is not None else getattr(func, "__name__", "indicator")
+        if values.ndim == 2 and 1 in values.shape:
+            values = values.reshape(-1)  # one row or one column: one value per bar
         if values.ndim == 2 and self._clock.end in values.shape:
             raise ValueError(
                 f"indicator {name} returned {min(values.shape)} rows of values: declare each "

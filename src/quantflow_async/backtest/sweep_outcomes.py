@@ -134,6 +134,7 @@ class SweepOutcomes:
         self._finished: set[int] = set()
         self._in_flight: dict[int, int] = {}  # worker index -> backtest id
         self._exited: set[int] = set()
+        self._heard: set[int] = set()  # workers (by index) that sent a message since they started
         self._writer: TradeWriter | None = None
         # Held while fills are submitted, and while outcomes are recorded: on SQLite a writer
         # that always has a batch to commit holds the write lock almost all the time, and
@@ -204,6 +205,8 @@ class SweepOutcomes:
         outcomes: MemoryObjectSendStream[Message],
     ) -> None:
         worker = message.worker
+        if not isinstance(message, Gone):
+            self._heard.add(worker)
         match message:
             case FillRows(rows=rows):
                 async with self._store_turn:
@@ -237,7 +240,8 @@ class SweepOutcomes:
         gives back the ones it had not started, for the other workers and for the new worker
         started in its place while jobs wait and replacements are left."""
         self._exited.add(worker)
-        if code == SCRIPT_RERUN_EXIT:  # the next worker would end the same way: stop now
+        if code == SCRIPT_RERUN_EXIT and worker not in self._heard:
+            # It ended importing the main script, before a word: the next would end the same way.
             raise ScriptRerun(
                 f"the sweep's worker processes ran the main script {sys.argv[0] or '__main__'} "
                 "again as they imported it, and stopped: put the script's top-level code under "
@@ -254,6 +258,7 @@ class SweepOutcomes:
         if (pool.pending or pool.open_ended) and pool.restarts < self.max_worker_restarts:
             pool.replace(worker)
             self._exited.discard(worker)
+            self._heard.discard(worker)
 
     async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
         async with outcomes:

@@ -30,7 +30,7 @@ RECEIVE_SECONDS: Final = 0.2
 READ_BYTES: Final = 1 << 20
 """The most the reading thread takes from one pipe at a time."""
 STOP_SECONDS: Final = 5.0
-"""How long a terminated worker may take to exit before it is killed."""
+"""How long the exit code of a worker whose pipe ended is waited for."""
 
 
 class WorkerPool:

@@ -90,11 +90,20 @@ class Parser(argparse.ArgumentParser):
         `quantflow sweep --data a.csv sma_cross` is `quantflow sweep run --data a.csv ...`."""
         index = 0
         while index < len(args) and args[index].startswith("-") and args[index] != "--":
-            action = self._option_string_actions.get(args[index].partition("=")[0])
+            action = self._own_option(args[index].partition("=")[0])
             if action is None:
                 return [*args[:index], str(self.default_verb), *args[index:]]
             index += 1 if "=" in args[index] or action.nargs == 0 else 2
         return args
+
+    def _own_option(self, word: str) -> argparse.Action | None:
+        """The option of this parser `word` names, whole or (as argparse allows) a prefix of
+        one long option alone; None for anything else."""
+        action = self._option_string_actions.get(word)
+        if action is None and self.allow_abbrev and word.startswith("--"):
+            found = {a for name, a in self._option_string_actions.items() if name.startswith(word)}
+            action = found.pop() if len(found) == 1 else None
+        return action
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("quantflow").strip()

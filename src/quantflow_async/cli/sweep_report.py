@@ -54,7 +54,7 @@ async def run_and_report(
         with _progress_bar(job.configs * len(job.datasets)) as show, _stop_told() as seen:
 
             def progress(now: SweepProgress) -> None:
-                seen.append(now)
+                seen[:] = [now]
                 if show is not None:
                     show(now)
 
@@ -114,7 +114,7 @@ def _failure(backtest: Backtest) -> dict[str, Any]:
 @contextlib.contextmanager
 def _stop_told() -> Iterator[list[SweepProgress]]:
     """Where the sweep was when Ctrl-C or SIGTERM stopped it, and how to go on, on stderr:
-    from the last progress the block appended (nothing before the first one)."""
+    from the progress the block left in the list (nothing before the first one)."""
     seen: list[SweepProgress] = []
     try:
         yield seen

@@ -18,8 +18,8 @@ from quantflow_async.extras import missing_extra
 
 try:
     import ccxt.async_support as ccxt_async
-except ImportError as exc:
-    raise missing_extra("ccxt", extra="live", purpose="CcxtVenue") from exc
+except ImportError as exc:  # ccxt, or a package of its own such as aiohttp
+    raise missing_extra(exc.name or "ccxt", extra="live", purpose="CcxtVenue") from exc
 
 from quantflow_async.errors import InvalidValue, VenueError, VenueRejected
 from quantflow_async.live.ccxt_calls import PARSE_ERRORS, CcxtCalls, is_duplicate

@@ -14,7 +14,9 @@ import fcntl
 import hashlib
 import os
 from pathlib import Path
+from typing import Final
 
+import anyio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,6 +24,9 @@ from quantflow_async.errors import Conflict
 from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import pinned_file
 from quantflow_async.store.journal_fence import LeaseFence
+
+FENCE_WAIT_SECONDS: Final = 30.0
+"""How long a journal taking a lease waits for the writes of the one that lost it."""
 
 
 class JournalLease:
@@ -93,9 +98,19 @@ class JournalLease:
 
     async def _fence_of(self, connection: AsyncConnection) -> LeaseFence:
         """The fence of the lease just taken, once the writes of a journal that held it
-        before (and lost it) are over: they hold the fence key shared."""
-        await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self._fence_key})
-        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._fence_key})
+        before (and lost it) are over: they hold the fence key shared. Conflict if one is
+        still under way after FENCE_WAIT_SECONDS (its process stopped mid-write, say)."""
+        key = {"key": self._fence_key}
+        deadline = anyio.current_time() + FENCE_WAIT_SECONDS
+        while not await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key):
+            if anyio.current_time() >= deadline:
+                raise Conflict(
+                    f"the {self._name} is free, but a write of the journal that held it "
+                    f"before is still under way after {FENCE_WAIT_SECONDS:.0f} s (its process "
+                    "stopped or cut off mid-write?): open it again once that session ends"
+                )
+            await anyio.sleep(0.05)
+        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
         pid, started = (
             await connection.execute(
                 text("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
