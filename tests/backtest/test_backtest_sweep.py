@@ -120,7 +120,9 @@ async def test_every_config_on_every_data_set_is_a_completed_backtest_with_all_i
         assert backtest.metrics == run_backtest("sma_cross", bars, config).metrics
         total += count
     assert result.fills_stored == total
-    assert reports[-1] == SweepProgress(total=8, done=8, failed=0, fills_stored=total)
+    assert reports[-1] == SweepProgress(
+        total=8, done=8, failed=0, fills_stored=total, sweep_id=result.sweep_id
+    )
     assert 0 <= result.blocked_share < 1
 
 

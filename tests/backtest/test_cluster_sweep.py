@@ -194,7 +194,9 @@ async def test_a_sweep_on_the_cluster_stores_what_the_same_sweep_stores_locally(
     assert on_cluster == await stored_by_config(pg, local.backtest_ids)
     assert {status for status, _, _ in on_cluster.values()} == {"completed"}
     assert remote.fills_stored == local.fills_stored > 0
-    assert reports[-1] == SweepProgress(total=8, done=8, failed=0, fills_stored=local.fills_stored)
+    assert reports[-1] == SweepProgress(
+        total=8, done=8, failed=0, fills_stored=local.fills_stored, sweep_id=remote.sweep_id
+    )
 
 
 @pytest.mark.postgres

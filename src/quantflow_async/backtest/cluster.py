@@ -132,7 +132,7 @@ async def run_sweep_on_cluster(
     plan = plan_sweep(strategy, grid, load_datasets(data, symbol), constraint, settings)
     async with _connected(cluster, distributed) as client:
         stored = await store_sweep(db, plan, strategy_id=strategy_id, name=name, resume=resume)
-        sweep = _ClusterSweep(db, client, stored.jobs, progress)
+        sweep = _ClusterSweep(db, client, stored.jobs, progress, stored.sweep_id)
         started = time.perf_counter()
         try:
             if stored.jobs:
@@ -200,12 +200,18 @@ class _ClusterSweep:
     """The coordinator's side: submits the tasks, records each outcome as it arrives."""
 
     def __init__(
-        self, db: Database, client: Client, jobs: list[Job], progress: ProgressCallback | None
+        self,
+        db: Database,
+        client: Client,
+        jobs: list[Job],
+        progress: ProgressCallback | None,
+        sweep_id: int,
     ) -> None:
         self.db = db
         self.client = client
         self.jobs = jobs
         self.progress = progress
+        self.sweep_id = sweep_id
         self.completed = 0
         self.failed = 0
         self.fills_stored = 0
@@ -294,6 +300,7 @@ class _ClusterSweep:
                     done=self.completed + self.failed,
                     failed=self.failed,
                     fills_stored=self.fills_stored,
+                    sweep_id=self.sweep_id,
                 )
             )
 
