@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Container, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
@@ -98,12 +98,24 @@ class Parser(argparse.ArgumentParser):
 
     def _own_option(self, word: str) -> argparse.Action | None:
         """The option of this parser `word` names, whole or (as argparse allows) a prefix of
-        one long option alone; None for anything else."""
+        one long option alone; None for anything else, and for a whole option of the default
+        verb (`--data` is run's, not short for `--database-url`)."""
         action = self._option_string_actions.get(word)
-        if action is None and self.allow_abbrev and word.startswith("--"):
+        if action is not None or word in self._default_verb_options():
+            return action
+        if self.allow_abbrev and word.startswith("--"):
             found = {a for name, a in self._option_string_actions.items() if name.startswith(word)}
             action = found.pop() if len(found) == 1 else None
         return action
+
+    def _default_verb_options(self) -> Container[str]:
+        for action in self._actions:
+            if isinstance(action, _VerbsOrDefault):
+                verb = action._name_parser_map.get(str(self.default_verb))
+                if verb is not None:
+                    options: Container[str] = verb._option_string_actions
+                    return options
+        return ()
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("quantflow").strip()
