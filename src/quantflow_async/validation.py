@@ -30,6 +30,7 @@ EARLIEST_INSTANT: Final = datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
 LATEST_INSTANT: Final = datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC)
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MICROS_PER_DAY: Final = 86_400_000_000
 """1970-01-01 UTC: every instant the store, the bars and the engine hold as an int is
 microseconds after it."""
 

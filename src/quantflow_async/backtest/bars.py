@@ -23,6 +23,7 @@ from quantflow_async.errors import BarsError as BarsError  # still importable fr
 from quantflow_async.validation import (
     EARLIEST_INSTANT,
     LATEST_INSTANT,
+    MICROS_PER_DAY,
     epoch_micros,
     from_epoch_micros,
     span_micros,
@@ -36,7 +37,6 @@ EPOCH_UNITS: Final = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))
 DATE_DIGITS: Final = (1e7, 1e8)
 """A whole number in this range (eight digits) is a date in ISO 8601's basic form, YYYYMMDD, as
 pandas reads one: 20240102 is 2024-01-02, not a second of 1970-1973."""
-MICROS_PER_DAY: Final = 86_400_000_000
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

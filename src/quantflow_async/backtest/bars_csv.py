@@ -29,8 +29,8 @@ from quantflow_async.backtest.bars import (
     parse_floats,
     parse_times,
 )
+from quantflow_async.validation import MICROS_PER_DAY
 
-MICROS_PER_DAY: Final = 86_400_000_000
 # Microseconds per unit of a pyarrow timestamp; nanoseconds are divided instead.
 MICROS_PER_UNIT: Final = {"s": 1_000_000, "ms": 1_000, "us": 1}
 

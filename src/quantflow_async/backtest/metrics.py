@@ -18,8 +18,8 @@ import numpy.typing as npt
 from quantflow_async.backtest.bars import FloatArray, IntArray, utc_datetime
 from quantflow_async.backtest.broker import ClosedTrade, Execution
 from quantflow_async.backtest.statistics import calendar_years, peer_statistics
+from quantflow_async.validation import MICROS_PER_DAY
 
-MICROS_PER_DAY: Final = 86_400_000_000
 DAYS_PER_YEAR: Final = 365.25
 MAX_CURVE_POINTS: Final = 10_000
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from quantflow_async.backtest.bars import FloatArray, IntArray
 from quantflow_async.backtest.broker import ClosedTrade
+from quantflow_async.validation import MICROS_PER_DAY
 
-MICROS_PER_DAY: Final = 86_400_000_000
 _SPACING_SAMPLE: Final = 100  # the peer measures the bars' spacing over the last 100 bars
 # The units a spacing is rounded to, largest first, as pandas' Timedelta.resolution_string.
 _UNITS_MICROS: Final = (MICROS_PER_DAY, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
