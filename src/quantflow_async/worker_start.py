@@ -27,7 +27,7 @@ def refuse_script_rerun(what: str) -> None:
         return
     if not _called_from_main_script():
         return  # a module the child imports to unpickle its target: nothing re-run
-    script = sys.argv[0] if sys.argv and sys.argv[0] else "__main__"  # set before the import
+    script = main_script()
     _end_quietly_if_uncaught()
     raise ScriptRerun(
         f"{what} by a worker process while it imported the main script, "
@@ -35,6 +35,11 @@ def refuse_script_rerun(what: str) -> None:
         "put the script's top-level code under `if __name__ == \"__main__\":`, as Python's "
         "multiprocessing requires of a script whose work runs in other processes"
     )
+
+
+def main_script() -> str:
+    """The main script's path as it was run (set before a worker imports it), or __main__."""
+    return sys.argv[0] if sys.argv and sys.argv[0] else "__main__"
 
 
 SCRIPT_RERUN_EXIT: Final = 97

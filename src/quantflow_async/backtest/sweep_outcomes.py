@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 import pickle
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from quantflow_async.database import Database
 from quantflow_async.errors import ScriptRerun
 from quantflow_async.ingest.writer import TradeWriter
 from quantflow_async.records import fills_from_rows
-from quantflow_async.worker_start import SCRIPT_RERUN_EXIT
+from quantflow_async.worker_start import SCRIPT_RERUN_EXIT, main_script
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +242,7 @@ class SweepOutcomes:
         if code == SCRIPT_RERUN_EXIT and worker not in self._heard:
             # It ended importing the main script, before a word: the next would end the same way.
             raise ScriptRerun(
-                f"the sweep's worker processes ran the main script {sys.argv[0] or '__main__'} "
+                f"the sweep's worker processes ran the main script {main_script()} "
                 "again as they imported it, and stopped: put the script's top-level code under "
                 '`if __name__ == "__main__":`, as Python\'s multiprocessing requires'
             )

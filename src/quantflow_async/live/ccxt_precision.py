@@ -20,8 +20,14 @@ _PRECISION_UNITS: Final = {
     ccxt_async.DECIMAL_PLACES: "decimals",
     ccxt_async.SIGNIFICANT_DIGITS: "digits",
 }
-_LIMITED: Final = frozenset({"limit", "stop_limit"})
-"""The order types that send a limit price (a stop order goes to the market once triggered)."""
+CCXT_ORDER_TYPES: Final = {
+    "market": "MARKET",
+    "limit": "LIMIT",
+    "stop": "MARKET",
+    "stop_limit": "LIMIT",
+}
+"""The ccxt order type each of ours is sent as: a stop order goes to the market once
+triggered, so only a LIMIT one sends a limit price."""
 
 
 def check_precision(exchange: Any, venue: str, order: NewOrder) -> None:
@@ -54,4 +60,4 @@ def check_precision(exchange: Any, venue: str, order: NewOrder) -> None:
 
 
 def _limit_sent(order: NewOrder) -> Decimal | None:
-    return order.limit_price if order.type in _LIMITED else None
+    return order.limit_price if CCXT_ORDER_TYPES[order.type] == "LIMIT" else None

@@ -24,7 +24,7 @@ except ImportError as exc:  # ccxt, or a package of its own such as aiohttp
 from quantflow_async.errors import InvalidValue, VenueError, VenueRejected
 from quantflow_async.live.ccxt_calls import PARSE_ERRORS, CcxtCalls, is_duplicate
 from quantflow_async.live.ccxt_client import binance_client
-from quantflow_async.live.ccxt_precision import check_precision
+from quantflow_async.live.ccxt_precision import CCXT_ORDER_TYPES, check_precision
 from quantflow_async.live.credentials import ScrubbingFilter, VenueCredentials
 from quantflow_async.live.trade_selection import chosen_trades, trade_number
 from quantflow_async.live.venue import AssetBalance, Bar, NewOrder, VenueOrder, VenueTrade
@@ -32,7 +32,6 @@ from quantflow_async.live.venue_answers import AnswerReader
 from quantflow_async.live.venue_retry import RetryBudget, RetryPolicy
 
 _TRADES_PAGE: Final = 1000  # Binance's largest myTrades page
-_CCXT_TYPES: Final = {"market": "MARKET", "limit": "LIMIT", "stop": "MARKET", "stop_limit": "LIMIT"}
 
 
 class VenueState(enum.Enum):
@@ -352,7 +351,7 @@ async def _send_order(exchange: Any, order: NewOrder) -> Any:
         params["triggerPrice"] = order.stop_price
     if order.time_in_force is not None:
         params["timeInForce"] = order.time_in_force
-    order_type = _CCXT_TYPES[order.type].lower()
+    order_type = CCXT_ORDER_TYPES[order.type].lower()
     return await exchange.create_order(
         order.symbol, order_type, order.side, order.quantity, order.limit_price, params
     )
