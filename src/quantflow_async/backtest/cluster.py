@@ -37,7 +37,7 @@ from quantflow_async.backtest.conversion import (
 from quantflow_async.backtest.runner import mark_cancelled, mark_failed, record_completed
 from quantflow_async.backtest.spec import RunOptions, split_symbol
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.backtest.sweep import ProgressCallback, SweepProgress
+from quantflow_async.backtest.sweep import ProgressCallback, SweepCounts, SweepProgress
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
 from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
 from quantflow_async.backtest.worker import Job
@@ -68,21 +68,13 @@ DATA_KEY_PREFIX: Final = "quantflow-bars"
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterSweepResult:
-    """What a finished sweep on a cluster did.
+class ClusterSweepResult(SweepCounts):
+    """What a finished sweep on a cluster did (`SweepCounts`).
 
-    `backtest_ids` in job order (data set by data set, configs in grid order): every job of
-    the sweep, which `completed` and `failed` count, a resumed sweep's earlier ones too;
-    `fills_stored` counted in the store, backtest by backtest, as each one of this run finished;
-    `workers` is the number of Dask workers when the tasks were submitted.
+    `fills_stored` is counted in the store, backtest by backtest, as each one of this run
+    finished; `workers` is the number of Dask workers when the tasks were submitted.
     """
 
-    backtest_ids: tuple[int, ...]
-    completed: int
-    failed: int
-    fills_stored: int
-    seconds: float
-    workers: int
     sweep_id: int | None = None
     """The stored sweep, which `run_sweep_on_cluster(..., resume=sweep_id)` resumes."""
     skipped: int = 0

@@ -65,16 +65,12 @@ START_METHODS: Final = ("spawn", "forkserver")
 
 
 @dataclass(frozen=True, slots=True)
-class SweepResult:
-    """What a finished sweep did.
+class SweepCounts:
+    """What every finished sweep reports, on worker processes or on a cluster.
 
     `backtest_ids` in job order (data set by data set, configs in grid order): every job of
     the sweep, `completed` and `failed` count them all, a resumed sweep's earlier ones too.
-    `fills_stored` counts this run's own fills, all committed, even on a writer shared
-    with others; `writer` is that writer's whole life. `worker_restarts` counts the worker
-    processes started in the place of dead ones.
-    `blocked_share` is the share of the wall time the workers spent waiting for room in the
-    queue to the writer, averaged over the workers: how much the writer held them back.
+    `fills_stored` counts this run's own fills, all committed.
     """
 
     backtest_ids: tuple[int, ...]
@@ -83,6 +79,19 @@ class SweepResult:
     fills_stored: int
     seconds: float
     workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult(SweepCounts):
+    """What a finished sweep did (`SweepCounts`, and more).
+
+    `fills_stored` counts this run's own fills even on a writer shared with others; `writer`
+    is that writer's whole life. `worker_restarts` counts the worker processes started in
+    the place of dead ones. `blocked_share` is the share of the wall time the workers spent
+    waiting for room in the queue to the writer, averaged over the workers: how much the
+    writer held them back.
+    """
+
     blocked_share: float
     writer: WriterStats
     worker_restarts: int

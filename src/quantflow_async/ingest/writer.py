@@ -20,13 +20,13 @@ import itertools
 import logging
 import warnings
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from quantflow_async.closing import close_after_block
 from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import (
     FillRejected,
@@ -112,21 +112,18 @@ class TradeWriter:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        block_error = exc_info[1]
         try:
-            await self.aclose()
-        except WriterFailed:
-            if exc is None:
-                raise
-            log.error(
-                "writer failed while the block raised %r; %d fills are in writer.unwritten",
-                exc,
-                len(self.unwritten),
+            await close_after_block(
+                self.aclose,
+                block_error,
+                WriterFailed,
+                lambda: log.error(
+                    "writer failed while the block raised %r; %d fills are in writer.unwritten",
+                    block_error,
+                    len(self.unwritten),
+                ),
             )
         finally:
             self._own.task = None  # finished: aclose waited for it

@@ -140,14 +140,10 @@ class CcxtVenue:
                 return found
         while True:
             self._sent.add(cid)
-            try:
-                raw = await _send_order(self._exchange, order)
-            except ccxt_async.BaseError as exc:
-                error: ccxt_async.BaseError = exc
-            except PARSE_ERRORS as exc:
-                raise self._calls.unreadable("create_order", exc) from None
-            else:
-                return self._read.order_about(raw, None, cid)
+            answer = await self._attempt("create_order", lambda: _send_order(self._exchange, order))
+            if not isinstance(answer, ccxt_async.BaseError):
+                return self._read.order_about(answer, None, cid)
+            error = answer
             if is_duplicate(error):
                 # Our own id is already there: an earlier send arrived after all.
                 found = await self._order_by_client_id(order, budget.child())
@@ -166,14 +162,13 @@ class CcxtVenue:
         params = _order_params(venue_order_id, client_order_id)
         budget = RetryBudget(self.policy)
         while True:
-            try:
-                raw = await self._exchange.cancel_order(venue_order_id or "", symbol, params)
-            except ccxt_async.BaseError as exc:
-                error: ccxt_async.BaseError = exc
-            except PARSE_ERRORS as exc:
-                raise self._calls.unreadable("cancel_order", exc) from None
-            else:
-                return self._read.order_about(raw, venue_order_id, client_order_id)
+            answer = await self._attempt(
+                "cancel_order",
+                lambda: self._exchange.cancel_order(venue_order_id or "", symbol, params),
+            )
+            if not isinstance(answer, ccxt_async.BaseError):
+                return self._read.order_about(answer, venue_order_id, client_order_id)
+            error = answer
             if isinstance(error, ccxt_async.OrderNotFound):
                 # After a retry the first cancel may have landed; on a first try the order
                 # may be filled already: either way the order itself is the answer.
@@ -188,6 +183,18 @@ class CcxtVenue:
                     return self._read.order_about(found, venue_order_id, client_order_id)
             what = f"order {venue_order_id or client_order_id!r}"
             await self._calls.wait_or_raise("cancel_order", error, budget, what)
+
+    async def _attempt(
+        self, action: str, call: Callable[[], Awaitable[Any]]
+    ) -> Any | ccxt_async.BaseError:
+        """One try of `call`: the venue's raw answer, or the ccxt error it raised, for the
+        caller to settle; an answer that cannot be read raises at once."""
+        try:
+            return await call()
+        except ccxt_async.BaseError as exc:
+            return exc
+        except PARSE_ERRORS as exc:
+            raise self._calls.unreadable(action, exc) from None
 
     async def fetch_order(
         self, symbol: str, *, venue_order_id: str | None = None, client_order_id: str | None = None

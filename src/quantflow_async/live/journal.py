@@ -16,12 +16,12 @@ import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from quantflow_async.closing import close_after_block
 from quantflow_async.config import Settings, WriterOptions
 from quantflow_async.errors import InvalidValue, OrderEventRefused, StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter
@@ -117,18 +117,14 @@ class OrderJournal:
         self.state = JournalState.OPEN
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        try:
-            await self.aclose()
-        except StorageError:
-            if exc is None:
-                raise
-            log.error("the journal failed while its block raised %r", exc)
+    async def __aexit__(self, *exc_info: object) -> None:
+        block_error = exc_info[1]
+        await close_after_block(
+            self.aclose,
+            block_error,
+            StorageError,
+            lambda: log.error("the journal failed while its block raised %r", block_error),
+        )
 
     async def aclose(self) -> None:
         """Commit every accepted event, then stop. Idempotent; drains even when cancelled."""

@@ -9,7 +9,6 @@ import enum
 import logging
 import time
 import warnings
-from types import TracebackType
 from typing import Any
 
 from quantflow_async.extras import require_extra
@@ -130,12 +129,7 @@ class PaperExchangeServer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __del__(self) -> None:
