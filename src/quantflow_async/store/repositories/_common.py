@@ -1,5 +1,5 @@
-"""Helpers shared by the repositories: reads and writes inside the error boundary, the
-'not given' marker, and JSON argument checks."""
+"""Helpers shared by the repositories: their base, reads and writes inside the error
+boundary, the 'not given' marker, and JSON argument checks."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from quantflow_async.validation import to_json_text
 # storage_error is re-exported for callers that imported it from here.
 __all__ = [
     "UNSET",
+    "Repository",
     "fetch_all",
     "fetch_one",
     "insert_returning",
@@ -27,6 +28,13 @@ __all__ = [
     "storage_error",
     "write_returning",
 ]
+
+
+class Repository:
+    """Reads and writes of a table, each on a connection of `engine` of its own."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
 
 
 class _Unset(Enum):

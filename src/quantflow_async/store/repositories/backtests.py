@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Column, Row, Table, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from quantflow_async.errors import Conflict, InvalidTransition, InvalidValue, NotFound
@@ -18,6 +18,7 @@ from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction, write_transaction
 from quantflow_async.store.repositories._common import (
     UNSET,
+    Repository,
     _Unset,
     fetch_all,
     fetch_one,
@@ -93,11 +94,8 @@ def _outcome(
     return values
 
 
-class BacktestRepository:
+class BacktestRepository(Repository):
     """Backtests of a strategy and their lifecycle."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
 
     async def create(
         self,

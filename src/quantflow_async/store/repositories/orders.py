@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from typing import Final
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.errors import InvalidValue, NotFound
 from quantflow_async.order_records import (
@@ -28,7 +27,7 @@ from quantflow_async.store.order_journal import (
     order_record,
     position_record,
 )
-from quantflow_async.store.repositories._common import fetch_all, fetch_one
+from quantflow_async.store.repositories._common import Repository, fetch_all, fetch_one
 from quantflow_async.store.schema import balance_snapshots, order_events, orders, positions
 from quantflow_async.validation import to_choice, to_id, to_label
 
@@ -48,11 +47,8 @@ def _limit(value: object) -> int:
     return value
 
 
-class OrderRepository:
+class OrderRepository(Repository):
     """The journal's orders (by id order), their events, positions and balance snapshots."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
 
     async def list(
         self,

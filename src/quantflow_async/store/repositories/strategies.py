@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Row, delete, exists, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.errors import Conflict, NotFound
 from quantflow_async.records import STRATEGY_STATUSES, Strategy
@@ -15,6 +14,7 @@ from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import write_transaction
 from quantflow_async.store.repositories._common import (
     UNSET,
+    Repository,
     _Unset,
     fetch_all,
     fetch_one,
@@ -41,11 +41,8 @@ def _record(row: Row[Any]) -> Strategy:
     return Strategy(**row._mapping)
 
 
-class StrategyRepository:
+class StrategyRepository(Repository):
     """Create, read, update and delete strategies. Names are unique."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
 
     async def create(
         self,

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy import Float, Row, case, cast, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from quantflow_async.errors import Conflict, InvalidValue, NotFound
@@ -23,7 +23,12 @@ from quantflow_async.records import Backtest
 from quantflow_async.store.column_types import utc_now
 from quantflow_async.store.driver_errors import translated_errors
 from quantflow_async.store.engine import read_transaction, write_transaction
-from quantflow_async.store.repositories._common import fetch_all, fetch_one, json_document
+from quantflow_async.store.repositories._common import (
+    Repository,
+    fetch_all,
+    fetch_one,
+    json_document,
+)
 from quantflow_async.store.schema import backtests, sweeps
 from quantflow_async.sweep_records import (
     SWEEP_KINDS,
@@ -97,11 +102,8 @@ def metric_value(metric: str, dialect: str) -> ColumnElement[float]:
     return cast(func.json_extract(backtests.c.metrics, f'$."{metric}"'), Float)
 
 
-class SweepRepository:
+class SweepRepository(Repository):
     """Sweeps, their jobs, and the reads of `quantflow sweeps list|show`."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
 
     async def create(
         self,

@@ -13,6 +13,7 @@ from quantflow_async.errors import InvalidValue, NotFound
 from quantflow_async.records import Fill, SymbolSummary, Trade
 from quantflow_async.store.driver_errors import describe, translated_errors
 from quantflow_async.store.references import broken_references
+from quantflow_async.store.repositories._common import Repository
 from quantflow_async.store.repositories.trade_rows import (
     TRADE_COLUMNS,
     Select,
@@ -44,7 +45,7 @@ def _page_size(value: object, field: str) -> int:
     return value
 
 
-class TradeRepository:
+class TradeRepository(Repository):
     """Stored fills: written in batches, read in pages or streamed, ordered by (executed_at, id).
 
     Reads go to the driver directly (see trade_rows), one statement each, so every page and
@@ -58,7 +59,7 @@ class TradeRepository:
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._sink = sink_for(engine.dialect.name)
         self._backend = backend_for(engine.dialect.name)
 
