@@ -1,55 +1,74 @@
-"""The one check of a run's settings (everything but the strategy's parameters).
+"""A run's settings (everything but the strategy's parameters): their names and types
+(`RunOptions`), and their one check.
 
-`run_backtest` makes it, and `RunSpec.of` makes it before a stored backtest or a sweep stores
-anything; the CLI turns its error into a line naming the option.
+`run_backtest` makes the check, and `RunSpec.of` makes it before a stored backtest or a sweep
+stores anything; the CLI turns its error into a line naming the option.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from quantflow_async.errors import StrategyConfigError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 MAX_DECIMALS: Final = 12
 """The most decimals a stored price or amount is rounded to."""
 
 
-def check_settings(
-    *,
-    cash: float,
-    commission: float,
-    slippage: float,
-    exclusive_orders: bool,
-    symbol: str,
-    periods_per_year: float | None,
-    margin: float = 1.0,
-    trade_on_close: bool = False,
-    hedging: bool = False,
-    finalize_trades: bool = False,
-    spread: float = 0.0,
-    price_decimals: int | None = None,
-    money_decimals: int = 8,
-) -> None:
-    """Every run setting, or StrategyConfigError naming the first bad one."""
-    _check_number("cash", cash, low=0.0, low_inclusive=False)
-    _check_number("commission", commission, low=0.0, high=1.0)
-    _check_number("slippage", slippage, low=0.0, high=1.0)
-    _check_number("spread", spread, low=0.0, high=1.0)
-    _check_number("margin", margin, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True)
-    if periods_per_year is not None:
-        _check_number("periods_per_year", periods_per_year, low=0.0, low_inclusive=False)
-    for key, flag in (
-        ("exclusive_orders", exclusive_orders),
-        ("trade_on_close", trade_on_close),
-        ("hedging", hedging),
-        ("finalize_trades", finalize_trades),
-    ):
-        if not isinstance(flag, bool):
-            raise StrategyConfigError(key, f"must be True or False, got {flag!r}")
-    if price_decimals is not None:
-        _check_decimals("price_decimals", price_decimals)
-    _check_decimals("money_decimals", money_decimals)
+class RunOptions(TypedDict, total=False):
+    """The options of a run, by name, as every entry point takes them (`run_stored_backtest`,
+    `run_sweep`, `run_sweep_on_cluster`, `run_search`) and `RunSpec` carries them; one left
+    out takes RunSpec's default. Their meaning is `run_backtest`'s."""
+
+    symbol: str
+    cash: float
+    commission: float
+    slippage: float
+    exclusive_orders: bool
+    periods_per_year: float | None
+    margin: float
+    trade_on_close: bool
+    hedging: bool
+    finalize_trades: bool
+    spread: float
+    price_decimals: int | None
+    money_decimals: int
+
+
+_NUMBERS: Final[dict[str, dict[str, Any]]] = {
+    "cash": {"low": 0.0, "low_inclusive": False},
+    "commission": {"low": 0.0, "high": 1.0},
+    "slippage": {"low": 0.0, "high": 1.0},
+    "spread": {"low": 0.0, "high": 1.0},
+    "margin": {"low": 0.0, "high": 1.0, "low_inclusive": False, "high_inclusive": True},
+    "periods_per_year": {"low": 0.0, "low_inclusive": False},
+}
+_FLAGS: Final = ("exclusive_orders", "trade_on_close", "hedging", "finalize_trades")
+_DECIMALS: Final = ("price_decimals", "money_decimals")
+_NONE_MEANS_UNSET: Final = frozenset({"periods_per_year", "price_decimals"})
+
+
+def check_settings(**settings: Unpack[RunOptions]) -> None:
+    """Each run setting given, or StrategyConfigError naming the first bad one."""
+    given: dict[str, Any] = {
+        key: value
+        for key, value in settings.items()
+        if not (value is None and key in _NONE_MEANS_UNSET)
+    }
+    for key, bounds in _NUMBERS.items():
+        if key in given:
+            _check_number(key, given[key], **bounds)
+    for key in _FLAGS:
+        if key in given and not isinstance(given[key], bool):
+            raise StrategyConfigError(key, f"must be True or False, got {given[key]!r}")
+    for key in _DECIMALS:
+        if key in given:
+            _check_decimals(key, given[key])
+    symbol = given.get("symbol", "ASSET")
     if not isinstance(symbol, str) or not symbol.strip():
         raise StrategyConfigError("symbol", f"must be a name that is not blank, got {symbol!r}")
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.engine import BacktestResult, check_settings, run_backtest
 from quantflow_async.backtest.rounding import MONEY_DECIMALS, price_decimals
+from quantflow_async.backtest.settings import RunOptions as RunOptions  # named here too
 from quantflow_async.backtest.strategies import strategy_class, strategy_reference
 from quantflow_async.backtest.strategy import Strategy
 from quantflow_async.backtest.strategy_reference import is_loaded_from_file
@@ -26,26 +27,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SYMBOL: Final = "ASSET"
 """The symbol of a run that is given none."""
-
-
-class RunOptions(TypedDict, total=False):
-    """The options of a run, by name, as every entry point takes them (`run_stored_backtest`,
-    `run_sweep`, `run_sweep_on_cluster`, `run_search`) and `RunSpec` carries them; one left
-    out takes RunSpec's default. Their meaning is `run_backtest`'s."""
-
-    symbol: str
-    cash: float
-    commission: float
-    slippage: float
-    exclusive_orders: bool
-    periods_per_year: float | None
-    margin: float
-    trade_on_close: bool
-    hedging: bool
-    finalize_trades: bool
-    spread: float
-    price_decimals: int | None
-    money_decimals: int
 
 
 def split_symbol(options: RunOptions) -> tuple[str, dict[str, Any]]:
