@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +154,31 @@ async def test_ccxt_leaves_the_callers_decimal_context_as_it_was(paper: Paper) -
     await paper.venue.fetch_open_orders(SYMBOL)
     context = decimal.getcontext()
     assert (context.rounding, dict(context.traps)) == before
+
+
+async def test_an_order_sent_or_cancelled_leaves_the_callers_decimal_context_as_it_was(
+    paper: Paper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call to ccxt runs in a decimal context of its own, the order's send and cancel
+    too: what ccxt sets there stays there."""
+    exchange = paper.venue._exchange
+    for name in ("create_order", "cancel_order"):
+        sent = getattr(exchange, name)
+
+        async def changing_the_context(*args: object, _sent: Any = sent) -> Any:
+            decimal.getcontext().rounding = decimal.ROUND_UP
+            decimal.getcontext().traps[decimal.Underflow] = True
+            return await _sent(*args)
+
+        monkeypatch.setattr(exchange, name, changing_the_context)
+    context = decimal.getcontext()
+    before = (context.rounding, dict(context.traps))
+    order = await paper.venue.create_order(
+        NewOrder(
+            client_order_id="ctx-2", symbol=SYMBOL, side="buy", type="limit",
+            quantity=Decimal("0.5"), limit_price=Decimal("99.50"),
+        )
+    )  # fmt: skip
+    assert (decimal.getcontext().rounding, dict(decimal.getcontext().traps)) == before
+    await paper.venue.cancel_order(SYMBOL, venue_order_id=order.venue_order_id)
+    assert (decimal.getcontext().rounding, dict(decimal.getcontext().traps)) == before

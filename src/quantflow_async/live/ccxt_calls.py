@@ -43,19 +43,12 @@ class CcxtCalls:
         self.secrets = secrets
 
     async def call(self, op: str, request: Callable[[], Awaitable[T]], budget: RetryBudget) -> T:
-        """`request()`, tried again through passing faults until `budget` is spent.
-
-        In a decimal context of its own: ccxt sets the rounding and the traps of the context it
-        finds, which is the caller's, and every task's that shares it."""
+        """`request()`, tried again through passing faults until `budget` is spent."""
         while True:
-            try:
-                with decimal.localcontext():
-                    return await request()
-            except ccxt_async.BaseError as exc:
-                error: ccxt_async.BaseError = exc
-            except PARSE_ERRORS as exc:
-                raise self.unreadable(op, exc) from None
-            await self.wait_or_raise(op, error, budget)
+            answer = await self.attempt(op, request)
+            if not isinstance(answer, ccxt_async.BaseError):
+                return answer
+            await self.wait_or_raise(op, answer, budget)
 
     async def wait_or_raise(
         self, op: str, error: ccxt_async.BaseError, budget: RetryBudget, what: str = ""
@@ -89,6 +82,22 @@ class CcxtCalls:
             text,
         )
         await asyncio.sleep(delay)
+
+    async def attempt(
+        self, op: str, request: Callable[[], Awaitable[T]]
+    ) -> T | ccxt_async.BaseError:
+        """One try of `request`: the venue's raw answer, or the ccxt error it raised, for the
+        caller to settle; an answer ccxt cannot read raises at once (`unreadable`).
+
+        In a decimal context of its own: ccxt sets the rounding and the traps of the context it
+        finds, which is the caller's, and every task's that shares it."""
+        try:
+            with decimal.localcontext():
+                return await request()
+        except ccxt_async.BaseError as exc:
+            return exc
+        except PARSE_ERRORS as exc:
+            raise self.unreadable(op, exc) from None
 
     def unreadable(self, op: str, error: Exception) -> MalformedVenueAnswer:
         """ccxt failed to read the venue's answer: name the raw field that is wrong if we can."""

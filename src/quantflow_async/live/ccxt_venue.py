@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from quantflow_async.extras import missing_extra
 
@@ -21,17 +21,23 @@ try:
 except ImportError as exc:  # ccxt, or a package of its own such as aiohttp
     raise missing_extra(exc.name or "ccxt", extra="live", purpose="CcxtVenue") from exc
 
-from quantflow_async.errors import InvalidValue, VenueError, VenueRejected
-from quantflow_async.live.ccxt_calls import PARSE_ERRORS, CcxtCalls, is_duplicate
+from quantflow_async.errors import VenueError, VenueRejected
+from quantflow_async.live.ccxt_calls import CcxtCalls, is_duplicate
 from quantflow_async.live.ccxt_client import binance_client
-from quantflow_async.live.ccxt_precision import CCXT_ORDER_TYPES, check_precision
+from quantflow_async.live.ccxt_precision import check_precision
+from quantflow_async.live.ccxt_requests import (
+    TRADES_PAGE,
+    fetch_raw_order,
+    order_params,
+    raw_klines,
+    send_order,
+    trades_page,
+)
 from quantflow_async.live.credentials import ScrubbingFilter, VenueCredentials
 from quantflow_async.live.trade_selection import chosen_trades, trade_number
 from quantflow_async.live.venue import AssetBalance, Bar, NewOrder, VenueOrder, VenueTrade
 from quantflow_async.live.venue_answers import AnswerReader
 from quantflow_async.live.venue_retry import RetryBudget, RetryPolicy
-
-_TRADES_PAGE: Final = 1000  # Binance's largest myTrades page
 
 
 class VenueState(enum.Enum):
@@ -140,7 +146,9 @@ class CcxtVenue:
                 return found
         while True:
             self._sent.add(cid)
-            answer = await self._attempt("create_order", lambda: _send_order(self._exchange, order))
+            answer = await self._calls.attempt(
+                "create_order", lambda: send_order(self._exchange, order)
+            )
             if not isinstance(answer, ccxt_async.BaseError):
                 return self._read.order_about(answer, None, cid)
             error = answer
@@ -159,10 +167,10 @@ class CcxtVenue:
     ) -> VenueOrder:
         self._check_open()
         await self._name(symbol)
-        params = _order_params(venue_order_id, client_order_id)
+        params = order_params(venue_order_id, client_order_id)
         budget = RetryBudget(self.policy)
         while True:
-            answer = await self._attempt(
+            answer = await self._calls.attempt(
                 "cancel_order",
                 lambda: self._exchange.cancel_order(venue_order_id or "", symbol, params),
             )
@@ -174,7 +182,7 @@ class CcxtVenue:
                 # may be filled already: either way the order itself is the answer.
                 found = await self._calls.call(
                     "fetch_order",
-                    lambda: _fetch_raw_order(
+                    lambda: fetch_raw_order(
                         self._exchange, symbol, venue_order_id, client_order_id
                     ),
                     budget.child(),
@@ -184,27 +192,15 @@ class CcxtVenue:
             what = f"order {venue_order_id or client_order_id!r}"
             await self._calls.wait_or_raise("cancel_order", error, budget, what)
 
-    async def _attempt(
-        self, action: str, call: Callable[[], Awaitable[Any]]
-    ) -> Any | ccxt_async.BaseError:
-        """One try of `call`: the venue's raw answer, or the ccxt error it raised, for the
-        caller to settle; an answer that cannot be read raises at once."""
-        try:
-            return await call()
-        except ccxt_async.BaseError as exc:
-            return exc
-        except PARSE_ERRORS as exc:
-            raise self._calls.unreadable(action, exc) from None
-
     async def fetch_order(
         self, symbol: str, *, venue_order_id: str | None = None, client_order_id: str | None = None
     ) -> VenueOrder | None:
         self._check_open()
-        _order_params(venue_order_id, client_order_id)
+        order_params(venue_order_id, client_order_id)
         await self._name(symbol)
         raw = await self._calls.call(
             "fetch_order",
-            lambda: _fetch_raw_order(self._exchange, symbol, venue_order_id, client_order_id),
+            lambda: fetch_raw_order(self._exchange, symbol, venue_order_id, client_order_id),
             RetryBudget(self.policy),
         )
         return None if raw is None else self._read.order_about(raw, venue_order_id, client_order_id)
@@ -238,13 +234,13 @@ class CcxtVenue:
         while True:
             raw = await self._calls.call(
                 "fetch_my_trades",
-                self._trades_page(symbol, since_ms, from_id),
+                trades_page(self._exchange, symbol, since_ms, from_id),
                 RetryBudget(self.policy),
             )
             page = [self._read.trade(item) for item in self._read.listing(raw, "trades")]
             fresh = [t for t in page if t.trade_id not in trades]
             trades.update((t.trade_id, t) for t in fresh)
-            if len(page) < _TRADES_PAGE or not fresh:
+            if len(page) < TRADES_PAGE or not fresh:
                 break
             from_id = max(trade_number(t.trade_id) or 0 for t in page) + 1
         return chosen_trades(trades.values(), since, after)
@@ -285,7 +281,7 @@ class CcxtVenue:
             # ccxt's fetch_ohlcv hands back floats; the raw klines keep Binance's strings.
             rows = await self._calls.call(
                 "fetch_ohlcv",
-                lambda: _raw_klines(self._exchange, symbol, timeframe, since_ms, limit),
+                lambda: raw_klines(self._exchange, symbol, timeframe, since_ms, limit),
                 budget,
             )
             now_ms = self._exchange.milliseconds()
@@ -323,7 +319,7 @@ class CcxtVenue:
         cid = order.client_order_id
         raw = await self._calls.call(
             f"create_order client id {cid!r}: fetch_order",
-            lambda: _fetch_raw_order(self._exchange, order.symbol, None, cid),
+            lambda: fetch_raw_order(self._exchange, order.symbol, None, cid),
             budget,
         )
         if raw is None:
@@ -339,57 +335,6 @@ class CcxtVenue:
             )
         return found
 
-    def _trades_page(
-        self, symbol: str, since_ms: int | None, from_id: int | None
-    ) -> Callable[[], Awaitable[Any]]:
-        """One myTrades page: from `from_id` when given (Binance ignores startTime then)."""
-        params = {} if from_id is None else {"fromId": from_id}
-        since = since_ms if from_id is None else None
-        return lambda: self._exchange.fetch_my_trades(symbol, since, _TRADES_PAGE, params)
-
     def _check_open(self) -> None:
         if self._state is VenueState.CLOSED:
             raise VenueError(self.name, "the venue is closed")
-
-
-async def _send_order(exchange: Any, order: NewOrder) -> Any:
-    params: dict[str, Any] = {**order.extra, "clientOrderId": order.client_order_id}
-    if order.stop_price is not None:
-        params["triggerPrice"] = order.stop_price
-    if order.time_in_force is not None:
-        params["timeInForce"] = order.time_in_force
-    order_type = CCXT_ORDER_TYPES[order.type].lower()
-    return await exchange.create_order(
-        order.symbol, order_type, order.side, order.quantity, order.limit_price, params
-    )
-
-
-async def _fetch_raw_order(
-    exchange: Any, symbol: str, venue_order_id: str | None, client_order_id: str | None
-) -> Any:
-    params = _order_params(venue_order_id, client_order_id)
-    try:
-        return await exchange.fetch_order(venue_order_id or "", symbol, params)
-    except ccxt_async.OrderNotFound:
-        return None
-
-
-async def _raw_klines(
-    exchange: Any, symbol: str, timeframe: str, since_ms: int | None, limit: int | None
-) -> Any:
-    await exchange.load_markets()
-    request: dict[str, Any] = {
-        "symbol": exchange.market(symbol)["id"],
-        "interval": timeframe,
-    }
-    if since_ms is not None:
-        request["startTime"] = since_ms
-    if limit is not None:
-        request["limit"] = limit
-    return await exchange.publicGetKlines(request)
-
-
-def _order_params(venue_order_id: str | None, client_order_id: str | None) -> dict[str, str]:
-    if venue_order_id is None and client_order_id is None:
-        raise InvalidValue("venue_order_id", "give venue_order_id or client_order_id")
-    return {} if client_order_id is None else {"clientOrderId": client_order_id}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -23,13 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quantflow_async.closing import close_after_block
 from quantflow_async.config import Settings, WriterOptions
-from quantflow_async.errors import InvalidValue, OrderEventRefused, StorageError
+from quantflow_async.errors import StorageError
 from quantflow_async.ingest.journal_writer import JournalWriter
 from quantflow_async.live.journal_entries import EventRows, checked_trade
 from quantflow_async.live.journal_gate import RestoreGate
+from quantflow_async.live.journal_intents import Intents
 from quantflow_async.live.journal_lease import JournalLease
 from quantflow_async.live.journal_lookup import OrderLookup
-from quantflow_async.live.journal_memory import KnownOrders, Tracked, tracked
+from quantflow_async.live.journal_memory import KnownOrders, tracked
 from quantflow_async.live.journal_recorder import EventRecorder
 from quantflow_async.live.journal_refusals import Refusals
 from quantflow_async.live.orders import (
@@ -38,7 +38,6 @@ from quantflow_async.live.orders import (
     JournalStats,
     Order,
     OrderRequest,
-    OrderState,
     OrderStatus,
     Position,
     Restored,
@@ -47,7 +46,7 @@ from quantflow_async.live.orders import (
 from quantflow_async.live.venue import AssetBalance, Venue, VenueTrade
 from quantflow_async.store.journal_batch import DriverForm
 from quantflow_async.store.journal_fence import LeaseFence
-from quantflow_async.store.order_journal import check_strategy, insert_intended, load_journal
+from quantflow_async.store.order_journal import check_strategy, load_journal
 from quantflow_async.validation import to_id, to_label, to_utc
 
 if TYPE_CHECKING:
@@ -86,11 +85,11 @@ class OrderJournal:
         self._known = KnownOrders(engine, self.strategy_id, self.venue)
         self._lease = JournalLease(engine, self.strategy_id, self.venue)
         self._cursors: dict[str, str] = {}
-        self._intents = 0
         self._writer = JournalWriter(
             engine, options, venue=self.venue, settings=settings, fence=self._lease_fence
         )
         self._refusals = Refusals(self._writer, self._rows)
+        self._intents = Intents(engine, self._rows, self._known, self._refusals, self._lease_fence)
         self._lookup = OrderLookup(self._known, self._refusals, self._rows)
         self._writer.on_clash = self._lookup.refuse_claim
         self._recorder = EventRecorder(self._writer, self._rows, self._lookup, self._refusals)
@@ -166,7 +165,7 @@ class OrderJournal:
         return self._lease.fence
 
     def stats(self) -> JournalStats:
-        written = self._intents + self._writer.events_written
+        written = self._intents.count + self._writer.events_written
         return JournalStats(written, self._recorder.duplicates, self._refusals.count)
 
     async def flush(self) -> None:
@@ -228,28 +227,7 @@ class OrderJournal:
     async def intend(self, request: OrderRequest) -> Order:
         """Record an order before it is sent: committed when this returns."""
         self._check_open()
-        if not isinstance(request, OrderRequest):
-            raise InvalidValue("request", f"expected OrderRequest, got {type(request).__name__}")
-        cid = request.client_order_id or f"{self.client_id_prefix}{uuid.uuid4().hex}"[:36]
-        now = datetime.now(UTC)
-        values = self._rows.new_order(request, cid, now)
-        taken = OrderEventRefused(cid, "intent", f"client_order_id {cid!r} is already used")
-        if self._known.get(cid) is not None:
-            await self._refusals.store(None, Change("intent"), taken)
-        event = self._rows.event(
-            "intent", None, now, status_after="intended", quantity=request.quantity,
-            price=request.limit_price,
-        )  # fmt: skip
-        try:
-            order_id = await insert_intended(
-                self._engine, values, event, row_error=lambda exc: taken, fence=self._lease.fence
-            )
-        except OrderEventRefused:
-            await self._refusals.store(None, Change("intent"), taken)
-        self._intents += 1
-        order = Order(id=order_id, **values)
-        self._known.remember(Tracked(order, OrderState(cid, "intended", order.quantity)))
-        return order
+        return await self._intents.intend(request, self.client_id_prefix)
 
     async def submitted(self, client_order_id: str, *, wait: bool = False) -> None:
         """The order is on its way to the venue."""
