@@ -109,6 +109,58 @@ def test_sweeps_show_ranks_by_a_metric_and_counts_by_status(
     assert table.stdout.count("fast=") == 6
 
 
+FAILS_WHEN_TOLD = """\
+from quantflow_async.backtest import Strategy
+
+
+class FailsWhenTold(Strategy):
+    fail: bool = False
+
+    def next(self) -> None:
+        if self.fail:
+            raise RuntimeError("told to fail")
+"""
+
+
+def sweep_that_fails(url: str, tmp_path: Path, grid: str) -> int:
+    """The id of a sweep of FailsWhenTold over `grid`, some of whose backtests failed."""
+    (tmp_path / "fails.py").write_text(FAILS_WHEN_TOLD)
+    data = write_bars(tmp_path / "goog.csv", 100)
+    result = run(url, "sweep", "fails.py:FailsWhenTold", "--data", str(data), "--grid", grid,
+                 "--json", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1 and "told to fail" in result.stderr
+    return int(json.loads(result.stdout)["sweep_id"])
+
+
+def test_sweeps_show_piped_leaves_out_the_failures_of_a_sweep_in_which_none_failed(
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    url, document = a_sweep
+    table = run(url, "sweeps", "show", str(document["sweep_id"]), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[-1].startswith("6\t")  # the last ranked backtest
+    assert table.stderr == "no backtest of it failed\n"
+
+
+def test_sweeps_show_piped_lists_the_failures_under_their_header(url: str, tmp_path: Path) -> None:
+    sweep_id = sweep_that_fails(url, tmp_path, '{"fail": [false, true]}')
+    table = run(url, "sweeps", "show", str(sweep_id), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    header, failure = table.stdout.splitlines()[-2:]
+    assert header == "backtest\tdata\tparameters\terror"
+    assert failure.endswith("\tGOOG\tfail=True\tRuntimeError: told to fail")
+
+
+def test_sweeps_show_piped_leaves_out_the_ranking_of_a_sweep_in_which_none_completed(
+    url: str, tmp_path: Path
+) -> None:
+    sweep_id = sweep_that_fails(url, tmp_path, '{"fail": [true]}')
+    table = run(url, "sweeps", "show", str(sweep_id), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert not any(line.startswith("rank\t") for line in table.stdout.splitlines())
+    assert table.stderr == "no backtest of it completed\n"
+
+
 def test_sweeps_show_of_an_unknown_sweep_is_one_line(url: str, tmp_path: Path) -> None:
     assert_one_line_mistake(run(url, "sweeps", "show", "999", cwd=tmp_path), "sweep with id=999")
 

@@ -272,6 +272,17 @@ def _is_number(value: Any) -> bool:
     )
 
 
+def print_section(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str, empty: str
+) -> None:
+    """A table that is one section of a longer output: without rows it is left out, piped as
+    on a terminal, and `empty` is said on stderr, so no header stands with nothing under it."""
+    if not rows:
+        print(empty, file=sys.stderr)
+        return
+    print_table(columns, rows, title=title)
+
+
 def print_fields(pairs: Sequence[tuple[str, Any]], *, title: str = "") -> None:
     """One record as name/value lines: a two-column table on a terminal."""
     if not is_terminal(sys.stdout):

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.cli.output import error_text, print_fields, print_json, print_table, reading
+from quantflow_async.cli.output import (
+    error_text,
+    print_fields,
+    print_json,
+    print_section,
+    print_table,
+    reading,
+)
 from quantflow_async.cli.parsing import Parser, add_command, add_group
 from quantflow_async.config import Settings
 
@@ -78,7 +85,7 @@ async def show_sweep(settings: Settings, args: argparse.Namespace) -> None:
     )
     order = "lowest" if args.lowest else "best"
     metrics = dict.fromkeys((args.by, *SHOWN))
-    print_table(
+    print_section(
         ["rank", "backtest", "data", "parameters", *metrics],
         [
             [rank, b.id, _symbol(b), _parameters(b), *((b.metrics or {}).get(m) for m in metrics)]
@@ -87,7 +94,7 @@ async def show_sweep(settings: Settings, args: argparse.Namespace) -> None:
         title=f"the {order} {len(best)} by {args.by}",
         empty="no backtest of it completed",
     )
-    print_table(
+    print_section(
         ["backtest", "data", "parameters", "error"],
         [
             [f["backtest_id"], f["data"], f["parameters"], f["error"]]
