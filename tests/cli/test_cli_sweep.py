@@ -93,6 +93,38 @@ def test_by_sharpe_and_top_show_the_k_best_sharpe_ratios(
     assert [row["sharpe"] for row in document["best"]] == best
 
 
+def test_by_any_stored_metric_ranks_by_it_and_shows_it(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    result = sweep(
+        migrated, data, "--grid", json.dumps(GRID), "--by", "cagr_pct", "--top", "3", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    best = sorted((run["cagr_pct"] for run in in_memory(data)), reverse=True)[:3]
+    assert document["ranked_by"] == "cagr_pct"
+    assert [row["cagr_pct"] for row in document["best"]] == best
+
+
+def test_by_return_is_short_for_return_pct(tmp_path: Path, migrated: str, data: list[Path]) -> None:
+    result = sweep(migrated, data, "--grid", json.dumps(GRID), "--by", "return", "--json",
+                   cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["ranked_by"] == "return_pct"
+
+
+def test_an_unknown_metric_is_refused_naming_the_stored_ones_before_any_backtest_runs(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    result = sweep(migrated, data, "--grid", json.dumps(GRID), "--by", "sharp", cwd=tmp_path)
+    assert_one_line_mistake(
+        result, "--by: 'sharp' is not a stored statistic; one of avg_drawdown_duration, "
+    )
+    assert "cagr_pct, " in result.stderr
+    assert stored(migrated) == (Counter(), 0)
+
+
 def test_piped_the_table_is_a_header_and_one_line_per_config_and_the_summary_is_on_stderr(
     tmp_path: Path, migrated: str, data: list[Path]
 ) -> None:

@@ -165,13 +165,14 @@ def test_sweeps_show_of_an_unknown_sweep_is_one_line(url: str, tmp_path: Path) -
     assert_one_line_mistake(run(url, "sweeps", "show", "999", cwd=tmp_path), "sweep with id=999")
 
 
+@pytest.mark.parametrize("name", ["sharpe; drop", "sharp"], ids=["not a name", "a typo"])
 def test_sweeps_show_by_a_name_that_is_not_a_metric_is_one_line(
-    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path
+    a_sweep: tuple[str, dict[str, Any]], tmp_path: Path, name: str
 ) -> None:
     url, document = a_sweep
     sweep_id = document["sweep_id"]
-    result = run(url, "sweeps", "show", str(sweep_id), "--by", "sharpe; drop", cwd=tmp_path)
-    assert_one_line_mistake(result, "metric")
+    result = run(url, "sweeps", "show", str(sweep_id), "--by", name, cwd=tmp_path)
+    assert_one_line_mistake(result, f"--by: {name!r} is not a stored statistic; one of ")
 
 
 def test_resuming_a_completed_sweep_runs_nothing_again(

@@ -22,7 +22,7 @@ from quantflow_async.cli.output import CommandError, json_grid, reading
 from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, add_verbs
 from quantflow_async.cli.run_options import add_run_options, run_settings
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
-from quantflow_async.cli.sweep_report import RANKINGS, SweepJob, run_and_report
+from quantflow_async.cli.sweep_report import SweepJob, ranking_metric, run_and_report
 from quantflow_async.cli.sweep_report import ranked as ranked  # where it was first
 from quantflow_async.cli.sweep_search import (
     add_search_options,
@@ -264,9 +264,11 @@ def _add_running_options(command: Parser) -> None:
     )
     command.add_argument(
         "--by",
-        choices=sorted(RANKINGS),
-        default="return",
-        help="rank by total return (return_pct, the default) or by Sharpe ratio",
+        type=ranking_metric,
+        default="return_pct",
+        metavar="METRIC",
+        help="rank by this stored metric, highest first, e.g. sharpe, cagr_pct, sqn, "
+        "max_drawdown_pct (return_pct; `return` is short for it)",
     )
     command.add_argument(
         "--report",

@@ -1,6 +1,7 @@
 """What a sweep command shows: a progress bar while it runs, then the best configs by a metric
 (ranked in SQL), the first failures and a summary, as a table or one JSON object. Shared by
-`quantflow sweep` and `quantflow sweep resume`."""
+`quantflow sweep` and `quantflow sweep resume`; `quantflow sweeps show` ranks with the same
+`--by` (`ranking_metric`)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from quantflow_async.backtest.objective import check_statistic
 from quantflow_async.cli.backtest import stored_strategy_id
 from quantflow_async.cli.output import CommandError, counted, plain, print_table, progress_bar
 from quantflow_async.config import Settings
+from quantflow_async.errors import StrategyConfigError
 
 if TYPE_CHECKING:
     from quantflow_async.backtest import Bars, SweepProgress, SweepResult
     from quantflow_async.records import Backtest
 
-RANKINGS: Final = {"return": "return_pct", "sharpe": "sharpe"}
-"""`--by` and the metric it ranks by, highest first."""
+METRIC_ALIASES: Final = {"return": "return_pct"}
+"""Names `--by` takes beside the stored statistics: `return`, its first value, for return_pct."""
 SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
-"""The metrics of each row of the table and of `best` in the JSON."""
+"""The metrics of each row of the table and of `best` in the JSON (and the ranking metric)."""
 SHOWN_FAILURES: Final = 3
 """How many failed backtests a sweep names, with their errors, before it exits non-zero."""
 
@@ -48,7 +51,7 @@ async def run_and_report(
     from quantflow_async.backtest import run_sweep
     from quantflow_async.database import Database
 
-    metric = RANKINGS[args.by]
+    metric = args.by
     async with Database(settings=settings) as db:
         strategy_id = await stored_strategy_id(db, job.strategy)
         with _progress_bar(job.configs * len(job.datasets)) as show, _stop_told() as seen:
@@ -89,6 +92,20 @@ async def run_and_report(
             f"{result.failed} of {total} backtests failed (the first "
             f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
         )
+
+
+def ranking_metric(text: str) -> str:
+    """An argparse type: the stored statistic `--by` ranks by, the names `--maximize` takes
+    (`return` is short for return_pct); a usage mistake naming `text` and every statistic."""
+    try:
+        return check_statistic(METRIC_ALIASES.get(text, text))
+    except StrategyConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.reason) from exc
+
+
+def shown_metrics(metric: str) -> tuple[str, ...]:
+    """The metrics of a row ranked by `metric`: SHOWN, after `metric` if it is not one of them."""
+    return SHOWN if metric in SHOWN else (metric, *SHOWN)
 
 
 def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:
@@ -143,17 +160,18 @@ def _progress_bar(total: int) -> Iterator[Callable[[SweepProgress], None] | None
         yield show
 
 
-def _row(rank: int, backtest: Backtest) -> list[Any]:
+def _row(rank: int, backtest: Backtest, shown: Sequence[str]) -> list[Any]:
     config = backtest.config or {}
     metrics = backtest.metrics or {}
     parameters = " ".join(f"{k}={v}" for k, v in dict(config.get("parameters", {})).items())
-    return [rank, backtest.id, config.get("symbol"), parameters] + [metrics.get(k) for k in SHOWN]
+    return [rank, backtest.id, config.get("symbol"), parameters] + [metrics.get(k) for k in shown]
 
 
 def _print_best(best: Sequence[Backtest], metric: str, total: int) -> None:
+    shown = shown_metrics(metric)
     print_table(
-        ["rank", "backtest", "data", "parameters", *SHOWN],
-        [_row(rank, backtest) for rank, backtest in enumerate(best, start=1)],
+        ["rank", "backtest", "data", "parameters", *shown],
+        [_row(rank, backtest, shown) for rank, backtest in enumerate(best, start=1)],
         title=f"the best {len(best)} of {total} backtests by {metric}",
         empty="no backtest completed",
     )
@@ -205,7 +223,7 @@ def _document(
                 "backtest_id": backtest.id,
                 "data": (backtest.config or {}).get("symbol"),
                 "parameters": (backtest.config or {}).get("parameters"),
-                **{key: (backtest.metrics or {}).get(key) for key in SHOWN},
+                **{key: (backtest.metrics or {}).get(key) for key in shown_metrics(metric)},
             }
             for backtest in best
         ],

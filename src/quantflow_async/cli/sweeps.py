@@ -15,6 +15,7 @@ from quantflow_async.cli.output import (
     reading,
 )
 from quantflow_async.cli.parsing import Parser, add_command, add_group
+from quantflow_async.cli.sweep_report import ranking_metric
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     show.add_argument("id", type=int, metavar="ID", help="the sweep's id")
     show.add_argument(
         "--by",
+        type=ranking_metric,
         default="return_pct",
         metavar="METRIC",
         help="rank by this stored metric, e.g. sharpe, cagr_pct (return_pct)",
