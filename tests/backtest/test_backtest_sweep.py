@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from quantflow_async.backtest import (
 )
 from quantflow_async.backtest.spec import RunSpec
 from quantflow_async.backtest.sweep import _Workers
+from quantflow_async.backtest.sweep_jobs import Grid
 from quantflow_async.backtest.worker import Gone, Job
 from tests.backtest.sweep_child import (
     BARS,
@@ -152,6 +154,25 @@ async def test_a_bad_config_anywhere_in_the_grid_stores_nothing(sqlite_db: Datab
             sqlite_db, "sma_cross", {"fast": [5, 30], "slow": [20]}, SMALL, strategy_id=strategy_id
         )
     assert await sqlite_db.backtests.list() == []
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({}, "grid: {} names no parameter, so it would only run the defaults; a grid gives "),
+        ({"fast": [5], "slow": []}, "grid: the parameter 'slow' has no value; a grid gives "),
+        ([], "grid: the list of configs is empty"),
+    ],
+    ids=["no parameter", "a parameter without values", "no config"],
+)
+async def test_a_grid_without_a_config_to_run_is_refused_and_stores_nothing(
+    sqlite_db: Database, grid: Grid, message: str
+) -> None:
+    strategy_id = await new_strategy(sqlite_db)
+    with pytest.raises(StrategyConfigError, match=f"^{re.escape(message)}"):
+        await run_sweep(sqlite_db, "sma_cross", grid, SMALL, strategy_id=strategy_id)
+    assert await sqlite_db.backtests.list() == []
+    assert await sqlite_db.sweeps.list() == []
 
 
 @pytest.mark.parametrize(

@@ -231,16 +231,23 @@ def test_the_program_forks_its_workers_from_a_warm_server_and_stores_the_same(
         (["sma_cross", "--grid", "{fast: [5]}"], "is not valid JSON"),
         (["sma_cross", "--grid", '{"fats": [5]}'], "fats: not a parameter of SmaCross"),
         (["sma_cross", "--grid", '{"fast": [5, 50], "slow": 20}'], "slow: must be > fast"),
-        (["sma_cross", "--grid", '{"fast": []}'], "--grid has no config to run"),
+        (["sma_cross", "--grid", "{}"], '--grid: {} names no parameter, so it would only '
+         'run the defaults; a grid gives each parameter its values, e.g. {"fast": [5, 10], '),
+        (["sma_cross", "--grid", '{"fast": [5], "slow": []}'],
+         "--grid: the parameter 'slow' has no value; a grid gives each parameter its values"),
         (["sma_cross", "--grid", "[1, 2]"], "must be a JSON object"),
-        (["sma_cross", "--grid", "{}", "--data", "x/aaa.csv"], "two --data files are named AAA"),
-        (["sma_cross", "--grid", "{}", "--report", "best.jpg"], "is not a .png, .svg or .pdf"),
-        (["sma_cross", "--grid", "{}", "--report", "no/best.png"], "no does not exist"),
-        (["sma_cross", "--grid", "{}", "--workers", "0"], "--workers: must be a whole number"),
+        (["sma_cross", "--grid", '{"fast": [5]}', "--data", "x/aaa.csv"],
+         "two --data files are named AAA"),
+        (["sma_cross", "--grid", '{"fast": [5]}', "--report", "best.jpg"],
+         "is not a .png, .svg or .pdf"),
+        (["sma_cross", "--grid", '{"fast": [5]}', "--report", "no/best.png"], "no does not exist"),
+        (["sma_cross", "--grid", '{"fast": [5]}', "--workers", "0"],
+         "--workers: must be a whole number"),
     ],
     ids=[
-        "unknown strategy", "bad JSON", "unknown key", "bad value", "empty grid", "not an object",
-        "two files one symbol", "bad picture name", "no such folder", "no workers",
+        "unknown strategy", "bad JSON", "unknown key", "bad value", "no parameter",
+        "a parameter without values", "not an object", "two files one symbol",
+        "bad picture name", "no such folder", "no workers",
     ],
 )  # fmt: skip
 def test_a_mistake_is_one_line_and_leaves_no_file(
@@ -323,7 +330,7 @@ def test_an_unreadable_bars_file_is_one_line_and_nothing_is_stored(
 def test_a_database_without_the_schema_says_to_migrate(tmp_path: Path, data: list[Path]) -> None:
     empty = tmp_path / "empty.sqlite3"
     empty.touch()
-    result = sweep(f"sqlite+aiosqlite:///{empty}", data, "--grid", "{}", cwd=tmp_path)
+    result = sweep(f"sqlite+aiosqlite:///{empty}", data, "--grid", json.dumps(GRID), cwd=tmp_path)
     assert_one_line_mistake(result, "quantflow migrate")
 
 

@@ -33,17 +33,33 @@ Grid = Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]
 
 _SPEC_ONLY: Final = ("strategy", "parameters")
 """RunSpec's fields that are not run options: every other one is, and goes into the key."""
+_A_GRID: Final = 'a grid gives each parameter its values, e.g. {"fast": [5, 10], "slow": [20, 50]}'
+"""What the errors about an empty grid say a grid looks like."""
 
 
 def expand_grid(grid: Grid) -> list[dict[str, Any]]:
     """The configs of a grid: every combination of a mapping of lists (in key order), or a
-    list of configs as given."""
-    if isinstance(grid, Mapping):
-        keys = list(grid)
-        return [
-            dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())
-        ]
-    return [dict(config) for config in grid]
+    list of configs as given.
+
+    A grid without a config to run is StrategyConfigError saying why: an empty list, a
+    parameter with no value, or a mapping that names no parameter (its one combination
+    would run the strategy's defaults: a grid left out by mistake, not a sweep).
+    """
+    if not isinstance(grid, Mapping):
+        if not grid:
+            raise StrategyConfigError(
+                "grid", 'the list of configs is empty; list one at least, e.g. [{"fast": 5}]'
+            )
+        return [dict(config) for config in grid]
+    if not grid:
+        raise StrategyConfigError(
+            "grid", f"{{}} names no parameter, so it would only run the defaults; {_A_GRID}"
+        )
+    for key, values in grid.items():
+        if len(values) == 0:
+            raise StrategyConfigError("grid", f"the parameter {key!r} has no value; {_A_GRID}")
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
 def load_datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> dict[str, Bars]:
@@ -155,8 +171,6 @@ def plan_sweep(
     excluded: list[dict[str, Any]] = []
     if constraint is not None:
         configs, excluded = split_configs(configs, constraint)
-    if not configs:
-        raise StrategyConfigError("grid", "no config to run")
     for bars in datasets.values():
         check_storable(bars)
     fingerprints = {key: fingerprint(bars) for key, bars in datasets.items()}

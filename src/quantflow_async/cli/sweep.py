@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run
 from quantflow_async.cli.output import CommandError, json_grid, reading
 from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, add_verbs
-from quantflow_async.cli.run_options import add_run_options, run_settings
+from quantflow_async.cli.run_options import add_run_options, run_settings, setting_error
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
 from quantflow_async.cli.sweep_report import SweepJob, ranking_metric, run_and_report
 from quantflow_async.cli.sweep_report import ranked as ranked  # where it was first
@@ -52,7 +52,6 @@ def choose_start_method(args: argparse.Namespace) -> None:
 
 async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     choose_start_method(args)
-    from quantflow_async.backtest import expand_grid
     from quantflow_async.backtest.constraints import split_configs
 
     # Every mistake in the input is found before the database is opened.
@@ -64,9 +63,7 @@ async def sweep(settings: Settings, args: argparse.Namespace) -> None:
     if args.grid is None:
         raise CommandError("give --grid JSON, or --search tpe|random with --space JSON")
     grid = _grid(args.grid)
-    configs = expand_grid(grid)
-    if not configs:
-        raise CommandError("--grid has no config to run: give every key at least one value")
+    configs = _configs(grid)
     if args.constraint is not None:
         configs, _ = split_configs(configs, args.constraint)
     options = {"cash": args.cash, "commission": args.commission, **run_settings(args)}
@@ -131,6 +128,17 @@ def _grid(document: Mapping[str, Any] | list[dict[str, Any]]) -> Any:
     if isinstance(document, list):
         return document
     return {key: value if isinstance(value, list) else [value] for key, value in document.items()}
+
+
+def _configs(grid: Any) -> list[dict[str, Any]]:
+    """The grid's configs; a grid with none (`{}`, a parameter given `[]`) is a mistake of
+    --grid, said by the library's own check."""
+    from quantflow_async.backtest import StrategyConfigError, expand_grid
+
+    try:
+        return expand_grid(grid)
+    except StrategyConfigError as exc:
+        raise setting_error(exc.key, exc.reason) from exc
 
 
 def check_report(path: Path) -> None:
