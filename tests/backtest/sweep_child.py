@@ -58,8 +58,10 @@ class Sleepy(SmaCross):
 
     def init(self) -> None:
         if self.pid_file:
-            with open(self.pid_file, "w") as file:
+            # Whole or not at all: a reader polling for the file never sees it half-written.
+            with open(f"{self.pid_file}.part", "w") as file:
                 file.write(str(os.getpid()))
+            os.replace(f"{self.pid_file}.part", self.pid_file)
         time.sleep(self.sleep)
         super().init()
 

@@ -296,7 +296,8 @@ async def test_a_dead_workers_unstarted_job_is_run_by_the_worker_left(
 
     def progress(report: SweepProgress) -> None:
         if not killed and report.done >= 2:
-            killed.append(int(pid_file.read_text()))
+            # Worker 1 can finish its two jobs before worker 0, still starting, reaches the first.
+            killed.append(_pid_once_written(pid_file))
             os.kill(killed[0], signal.SIGKILL)
 
     result = await run_sweep(
@@ -311,6 +312,14 @@ async def test_a_dead_workers_unstarted_job_is_run_by_the_worker_left(
     for backtest, config in zip(backtests[1:], grid[1:], strict=True):
         count = await sqlite_db.trades.count(backtest_id=backtest.id)
         assert count == expected_fills(Sleepy, config, SMALL["A"])
+
+
+def _pid_once_written(pid_file: Path, seconds: float = 60.0) -> int:
+    deadline = time.monotonic() + seconds
+    while not pid_file.exists():
+        assert time.monotonic() < deadline, f"no worker wrote {pid_file} in {seconds} s"
+        time.sleep(0.02)
+    return int(pid_file.read_text())
 
 
 @pytest.mark.slow  # the main process is kept busy for seconds, with each start method
