@@ -79,32 +79,19 @@ def test_json_ends_with_the_best_configs_by_return_and_every_backtest_is_stored(
     assert [row["return_pct"] for row in document["best"]] == returns  # all 8: fewer than --top
 
 
-def test_by_sharpe_and_top_show_the_k_best_sharpe_ratios(
-    tmp_path: Path, migrated: str, data: list[Path]
+@pytest.mark.parametrize("metric", ["sharpe", "cagr_pct"])
+def test_by_a_stored_metric_and_top_show_the_k_best_by_it(
+    tmp_path: Path, migrated: str, data: list[Path], metric: str
 ) -> None:
     result = sweep(
-        migrated, data, "--grid", json.dumps(GRID), "--by", "sharpe", "--top", "3", "--json",
+        migrated, data, "--grid", json.dumps(GRID), "--by", metric, "--top", "3", "--json",
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout.strip().splitlines()[-1])
-    best = sorted((run["sharpe"] for run in in_memory(data)), reverse=True)[:3]
-    assert document["ranked_by"] == "sharpe"
-    assert [row["sharpe"] for row in document["best"]] == best
-
-
-def test_by_any_stored_metric_ranks_by_it_and_shows_it(
-    tmp_path: Path, migrated: str, data: list[Path]
-) -> None:
-    result = sweep(
-        migrated, data, "--grid", json.dumps(GRID), "--by", "cagr_pct", "--top", "3", "--json",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout.strip().splitlines()[-1])
-    best = sorted((run["cagr_pct"] for run in in_memory(data)), reverse=True)[:3]
-    assert document["ranked_by"] == "cagr_pct"
-    assert [row["cagr_pct"] for row in document["best"]] == best
+    best = sorted((run[metric] for run in in_memory(data)), reverse=True)[:3]
+    assert document["ranked_by"] == metric
+    assert [row[metric] for row in document["best"]] == best
 
 
 def test_by_return_is_short_for_return_pct(tmp_path: Path, migrated: str, data: list[Path]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,23 +19,16 @@ from quantflow_async.store.journal_fence import LeaseFence
 from quantflow_async.store.order_journal import insert_intended
 
 
+@dataclass(slots=True)
 class Intents:
     """Records intents for a journal: `count` is how many it committed."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        rows: EventRows,
-        known: KnownOrders,
-        refusals: Refusals,
-        fence: Callable[[], LeaseFence | None],
-    ) -> None:
-        self._engine = engine
-        self._rows = rows
-        self._known = known
-        self._refusals = refusals
-        self._fence = fence
-        self.count = 0
+    engine: AsyncEngine
+    rows: EventRows
+    known: KnownOrders
+    refusals: Refusals
+    fence: Callable[[], LeaseFence | None]
+    count: int = 0
 
     async def intend(self, request: OrderRequest, client_id_prefix: str) -> Order:
         """The order of `request`, committed as intended when this returns; its client order
@@ -43,21 +37,21 @@ class Intents:
             raise InvalidValue("request", f"expected OrderRequest, got {type(request).__name__}")
         cid = request.client_order_id or f"{client_id_prefix}{uuid.uuid4().hex}"[:36]
         now = datetime.now(UTC)
-        values = self._rows.new_order(request, cid, now)
+        values = self.rows.new_order(request, cid, now)
         taken = OrderEventRefused(cid, "intent", f"client_order_id {cid!r} is already used")
-        if self._known.get(cid) is not None:
-            await self._refusals.store(None, Change("intent"), taken)
-        event = self._rows.event(
+        if self.known.get(cid) is not None:
+            await self.refusals.store(None, Change("intent"), taken)
+        event = self.rows.event(
             "intent", None, now, status_after="intended", quantity=request.quantity,
             price=request.limit_price,
         )  # fmt: skip
         try:
             order_id = await insert_intended(
-                self._engine, values, event, row_error=lambda exc: taken, fence=self._fence()
+                self.engine, values, event, row_error=lambda exc: taken, fence=self.fence()
             )
         except OrderEventRefused:
-            await self._refusals.store(None, Change("intent"), taken)
+            await self.refusals.store(None, Change("intent"), taken)
         self.count += 1
         order = Order(id=order_id, **values)
-        self._known.remember(Tracked(order, OrderState(cid, "intended", order.quantity)))
+        self.known.remember(Tracked(order, OrderState(cid, "intended", order.quantity)))
         return order
