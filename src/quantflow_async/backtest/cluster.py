@@ -34,12 +34,13 @@ from quantflow_async.backtest.conversion import (
     FILL_CHUNK,
     error_document,
 )
-from quantflow_async.backtest.runner import mark_cancelled, mark_failed, record_completed
+from quantflow_async.backtest.runner import mark_cancelled
 from quantflow_async.backtest.spec import RunOptions, split_symbol
 from quantflow_async.backtest.strategy import Strategy
-from quantflow_async.backtest.sweep import ProgressCallback, SweepCounts, SweepProgress
+from quantflow_async.backtest.sweep import SweepCounts
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
 from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
+from quantflow_async.backtest.sweep_tally import ProgressCallback, SweepTally
 from quantflow_async.backtest.worker import Job
 from quantflow_async.config import Settings
 from quantflow_async.database import Database
@@ -202,10 +203,7 @@ class _ClusterSweep:
         self.db = db
         self.client = client
         self.jobs = jobs
-        self.progress = progress
-        self.sweep_id = sweep_id
-        self.completed = 0
-        self.failed = 0
+        self.tally = SweepTally(db, jobs, progress, sweep_id)
         self.fills_stored = 0
         self.workers = 0
         self._tasks: dict[Future[Outcome], Job] = {}
@@ -213,7 +211,6 @@ class _ClusterSweep:
         self._data: list[Future[Bars]] = []
         # Dask calls a future's done-callbacks on a thread of its own; they put it here.
         self._done: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
-        self._finished: set[int] = set()
 
     def submit(self, datasets: Mapping[str, Bars], settings: Settings, chunk_size: int) -> None:
         """Send each data set to the cluster once, then one task per job (blocking)."""
@@ -273,35 +270,19 @@ class _ClusterSweep:
         backtest_id = job.backtest_id
         kind = outcome[0]
         if kind == "completed":
-            await record_completed(self.db, backtest_id, outcome[1], outcome[2])
-            self.completed += 1
+            await self.tally.record_completed(backtest_id, outcome[1], outcome[2])
         elif kind == "failed":
-            backtest = await self.db.backtests.get(backtest_id)
-            if backtest.status == "pending":  # its task never started (its workers died)
-                await self.db.backtests.set_status(backtest_id, "running")
-            await mark_failed(self.db, backtest_id, outcome[1])
-            self.failed += 1
+            await self.tally.record_failed(backtest_id, outcome[1])
         else:
-            await mark_cancelled(self.db, [backtest_id])
-        self._finished.add(backtest_id)
+            await self.tally.record_cancelled(backtest_id)
         self.fills_stored += await self.db.trades.count(backtest_id=backtest_id)
-        if self.progress is not None:
-            self.progress(
-                SweepProgress(
-                    total=len(self.jobs),
-                    done=self.completed + self.failed,
-                    failed=self.failed,
-                    fills_stored=self.fills_stored,
-                    sweep_id=self.sweep_id,
-                )
-            )
+        self.tally.report(self.fills_stored)
 
     async def stop(self) -> None:
         """Cancel every task, then mark what had not finished cancelled; shielded."""
         with anyio.move_on_after(STOP_SECONDS, shield=True):
             await anyio.to_thread.run_sync(self.client.cancel, list(self._waiting))
-        unfinished = [j.backtest_id for j in self.jobs if j.backtest_id not in self._finished]
-        await mark_cancelled(self.db, unfinished)
+        await mark_cancelled(self.db, self.tally.unfinished())
 
     def _take_done(self) -> list[Future[Outcome]]:
         """The tasks that finished, waiting up to WAIT_SECONDS for one (runs in a thread)."""

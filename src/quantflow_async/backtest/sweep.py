@@ -34,18 +34,12 @@ from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets,
 from quantflow_async.backtest.sweep_jobs import (
     expand_grid as expand_grid,  # the package names it here
 )
-from quantflow_async.backtest.sweep_outcomes import (
-    ProgressCallback as ProgressCallback,  # cluster.py names them here
-)
-from quantflow_async.backtest.sweep_outcomes import (
-    SweepOutcomes,
-    dump_sweep_file,
-    run_pool,
-)
-from quantflow_async.backtest.sweep_outcomes import (
+from quantflow_async.backtest.sweep_outcomes import SweepOutcomes, dump_sweep_file, run_pool
+from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
+from quantflow_async.backtest.sweep_tally import ProgressCallback
+from quantflow_async.backtest.sweep_tally import (
     SweepProgress as SweepProgress,  # the package names it here
 )
-from quantflow_async.backtest.sweep_store import finish_sweep, store_sweep
 from quantflow_async.backtest.worker_pool import WorkerPool
 from quantflow_async.database import Database
 from quantflow_async.errors import StrategyConfigError

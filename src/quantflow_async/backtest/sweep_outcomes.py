@@ -1,5 +1,6 @@
 """The event loop's side of a sweep: the workers' fills to the writer, their outcomes to the
-store, in order (`SweepOutcomes`), while `run_pool` runs the worker processes.
+store (through `SweepTally`), in order (`SweepOutcomes`), while `run_pool` runs the worker
+processes.
 
 `run_sweep` (sweep.py) runs one set of jobs this way; a search (sweep_runner.py) adds jobs
 batch by batch to workers that wait for more, and waits for each batch's outcomes.
@@ -13,8 +14,7 @@ import logging
 import math
 import pickle
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -23,7 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.conversion import error_document
-from quantflow_async.backtest.runner import mark_failed, record_completed
+from quantflow_async.backtest.sweep_tally import ProgressCallback, SweepTally
 from quantflow_async.backtest.worker import (
     Completed,
     Exited,
@@ -46,22 +46,6 @@ log = logging.getLogger(__name__)
 
 RECORD_EVERY_SECONDS: Final = 0.25
 """Outcomes are recorded in batches at most this often; each batch waits for one flush."""
-
-
-@dataclass(frozen=True, slots=True)
-class SweepProgress:
-    """Where a sweep is: backtests finished (completed or failed) of `total`, and the
-    sweep's own fills handed to the writer so far (committed by the time it returns).
-    `sweep_id` is the stored sweep's id (to resume it by, if it is stopped)."""
-
-    total: int
-    done: int
-    failed: int
-    fills_stored: int
-    sweep_id: int | None = None
-
-
-ProgressCallback = Callable[[SweepProgress], None]
 
 
 async def run_pool(sweep: SweepOutcomes, pool: WorkerPool, writer: TradeWriter) -> None:
@@ -121,16 +105,9 @@ class SweepOutcomes:
         max_worker_restarts: int,
         sweep_id: int | None = None,
     ) -> None:
-        self.db = db
-        self.jobs = jobs
-        self.sweep_id = sweep_id
-        self.progress = progress
-        self._progress_raised = False
+        self.tally = SweepTally(db, jobs, progress, sweep_id)
         self.max_worker_restarts = max_worker_restarts
-        self.completed = 0
-        self.failed = 0
         self.fills = 0  # handed to the writer: this sweep's own, whoever else uses the writer
-        self._finished: set[int] = set()
         self._in_flight: dict[int, int] = {}  # worker index -> backtest id
         self._exited: set[int] = set()
         self._heard: set[int] = set()  # workers (by index) that sent a message since they started
@@ -146,16 +123,16 @@ class SweepOutcomes:
 
     def add(self, jobs: Sequence[Job]) -> None:
         """More jobs, which an open-ended pool runs (a search's next trials)."""
-        self.jobs.extend(jobs)
+        self.tally.jobs.extend(jobs)
 
     async def wait_for(self, backtest_ids: Sequence[int]) -> None:
         """Return once each of these backtests is recorded finished, or once every worker is
         gone (the sweep is stopping, or no worker is left to run them)."""
-        while not self.over and not all(i in self._finished for i in backtest_ids):
+        while not self.over and not all(i in self.tally.finished for i in backtest_ids):
             await self._changed.wait()
 
     def unfinished(self) -> list[int]:
-        return [job.backtest_id for job in self.jobs if job.backtest_id not in self._finished]
+        return self.tally.unfinished()
 
     async def run(self, pool: WorkerPool, writer: TradeWriter) -> None:
         self._writer = writer
@@ -280,42 +257,22 @@ class SweepOutcomes:
                         await self._record(message)
 
     async def _record(self, message: Message) -> None:
-        if isinstance(message, Started):
-            await self.db.backtests.set_status(message.backtest_id, "running")
-            return
-        if not isinstance(message, Completed | Failed):
-            return
-        backtest_id = message.backtest_id
-        if backtest_id in self._finished:
-            return
-        if isinstance(message, Completed):
-            await record_completed(self.db, backtest_id, message.metrics, message.results)
-            self.completed += 1
-        else:
-            backtest = await self.db.backtests.get(backtest_id)
-            if backtest.status == "pending":  # died before it could say it started
-                await self.db.backtests.set_status(backtest_id, "running")
-            await mark_failed(self.db, backtest_id, message.error)
-            self.failed += 1
-        self._finished.add(backtest_id)
-        self._changed.set()
-        self._changed = anyio.Event()
-        self._report()
+        tally = self.tally
+        match message:
+            case Started(backtest_id=backtest_id):
+                await tally.db.backtests.set_status(backtest_id, "running")
+                return
+            case Completed(backtest_id=backtest_id, metrics=metrics, results=results):
+                recorded = await tally.record_completed(backtest_id, metrics, results)
+            case Failed(backtest_id=backtest_id, error=error):
+                recorded = await tally.record_failed(backtest_id, error)
+            case _:
+                return
+        if recorded:
+            self._changed.set()
+            self._changed = anyio.Event()
+            self._report()
 
     def _report(self) -> None:
-        if self.progress is None or self._writer is None or self._progress_raised:
-            return
-        report = SweepProgress(
-            total=len(self.jobs),
-            done=self.completed + self.failed,
-            failed=self.failed,
-            fills_stored=self.fills,
-            sweep_id=self.sweep_id,
-        )
-        try:
-            self.progress(report)
-        except BaseException:
-            # The sweep stops with this error. Both of its tasks report, and the other one
-            # may run before it is cancelled: it must not call back and raise a second error.
-            self._progress_raised = True
-            raise
+        if self._writer is not None:  # both of the sweep's tasks report, once it runs
+            self.tally.report(self.fills)
