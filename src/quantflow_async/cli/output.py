@@ -283,6 +283,24 @@ def print_section(
     print_table(columns, rows, title=title)
 
 
+def say(line: str) -> None:
+    """A line for the person at the terminal: on stderr, so stdout stays the output."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def failed_runs(
+    failures: Sequence[Mapping[str, Any]], failed: int, total: int, noun: str
+) -> CommandError:
+    """Say each of `failures` (the first of the `failed` of `total` `noun`s), and give the
+    error the command ends with, which points at the whole errors."""
+    for failure in failures:
+        say(f"backtest {failure['backtest_id']} failed: {failure['error']}")
+    return CommandError(
+        f"{failed} of {counted(total, noun)} failed (the first "
+        f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
+    )
+
+
 def print_fields(pairs: Sequence[tuple[str, Any]], *, title: str = "") -> None:
     """One record as name/value lines: a two-column table on a terminal."""
     if not is_terminal(sys.stdout):

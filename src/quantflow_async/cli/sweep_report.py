@@ -10,13 +10,19 @@ import asyncio
 import contextlib
 import json
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from quantflow_async.backtest.objective import check_statistic
 from quantflow_async.cli.backtest import stored_strategy_id
-from quantflow_async.cli.output import CommandError, counted, plain, print_table, progress_bar
+from quantflow_async.cli.output import (
+    counted,
+    failed_runs,
+    plain,
+    print_table,
+    progress_bar,
+    say,
+)
 from quantflow_async.config import Settings
 from quantflow_async.errors import StrategyConfigError
 
@@ -67,7 +73,7 @@ async def run_and_report(
                 progress=progress, constraint=job.constraint, resume=resume,
                 start_method=getattr(args, "start_method", "spawn"), **job.options,
             )  # fmt: skip
-        talk = _say if not args.json else _quiet
+        talk = say if not args.json else _quiet
         if result.excluded:
             talk(f"{len(result.excluded)} configs left out by --constraint {job.constraint!r}")
         talk(_summary(job.strategy, result))
@@ -86,12 +92,7 @@ async def run_and_report(
     else:
         _print_best(best, metric, total)
     if result.failed:
-        for failure in failures:
-            _say(f"backtest {failure['backtest_id']} failed: {failure['error']}")
-        raise CommandError(
-            f"{result.failed} of {total} backtests failed (the first "
-            f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
-        )
+        raise failed_runs(failures, result.failed, total, "backtest")
 
 
 def ranking_metric(text: str) -> str:
@@ -138,7 +139,7 @@ def _stop_told() -> Iterator[list[SweepProgress]]:
     except (KeyboardInterrupt, asyncio.CancelledError):
         last = seen[-1] if seen else None
         if last is not None and last.sweep_id is not None:
-            _say(
+            say(
                 f"sweep {last.sweep_id} stopped: {last.done} of {last.total} backtests "
                 f"finished; `quantflow sweep resume {last.sweep_id}` runs the rest"
             )
@@ -187,10 +188,6 @@ def _summary(strategy: str, result: SweepResult) -> str:
         f"{counted(result.fills_stored, 'fill')} stored in {result.seconds:.1f} s "
         f"({rate:,.0f} fills/s, {counted(result.workers, 'worker process', 'worker processes')})"
     )
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def _quiet(line: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -18,10 +17,12 @@ from typing import TYPE_CHECKING, Any, Final
 from quantflow_async.cli.output import (
     CommandError,
     counted,
+    failed_runs,
     json_value,
     plain,
     print_table,
     progress_bar,
+    say,
 )
 from quantflow_async.config import Settings
 
@@ -173,24 +174,19 @@ async def run_search_command(
             from quantflow_async.analysis import write_report
 
             if not args.json:
-                _say(f"drawing backtest {best[0].id}, the best by {metric}, into {args.report}")
+                say(f"drawing backtest {best[0].id}, the best by {metric}, into {args.report}")
             await write_report(db, best[0].id, args.report)
     failures = [_failure(b) for b in failed]
     if args.json:
         print(json.dumps(plain(_document(strategy, result, best, failures)), separators=(",", ":")))
     else:
-        _say(_summary(strategy, result))
+        say(_summary(strategy, result))
         _print_best(best, metric, len(result.search.trials))
     if not any(t.state == "completed" for t in result.search.trials):
-        _say(f"no trial has a value of {metric}, so the search could not rank them{_why(metric)}")
+        say(f"no trial has a value of {metric}, so the search could not rank them{_why(metric)}")
     failed_count = sum(1 for t in result.search.trials if t.state == "failed")
     if failed_count:
-        for failure in failures:
-            _say(f"backtest {failure['backtest_id']} failed: {failure['error']}")
-        raise CommandError(
-            f"{failed_count} of {len(result.search.trials)} trials failed (the first "
-            f"{len(failures)} above; `quantflow backtests show ID` gives the whole error)"
-        )
+        raise failed_runs(failures, failed_count, len(result.search.trials), "trial")
 
 
 def _why(metric: str) -> str:
@@ -304,7 +300,3 @@ def _document(
         ],
         "failures": failures,
     }
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
