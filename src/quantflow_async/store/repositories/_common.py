@@ -8,13 +8,13 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, Final
 
-from sqlalchemy import Executable, Row
+from sqlalchemy import Executable, Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.errors import InvalidValue, QuantFlowError
+from quantflow_async.errors import InvalidValue, NotFound, QuantFlowError
 from quantflow_async.store.driver_errors import storage_error, translated_errors
 from quantflow_async.store.engine import read_transaction, write_transaction
-from quantflow_async.validation import to_json_text
+from quantflow_async.validation import to_id, to_json_text
 
 # storage_error is re-exported for callers that imported it from here.
 __all__ = [
@@ -35,6 +35,15 @@ class Repository:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def _row_by_id(self, table: Table, row_id: int, noun: str) -> Row[Any]:
+        """The row of `table` whose id is `row_id` (checked first), or NotFound naming `noun`."""
+        row_id = to_id(row_id, f"{noun}_id")
+        query = select(table).where(table.c.id == row_id)
+        row = await fetch_one(self._engine, query, f"reading {noun} {row_id}")
+        if row is None:
+            raise NotFound(noun, row_id)
+        return row
 
 
 class _Unset(Enum):

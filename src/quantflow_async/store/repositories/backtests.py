@@ -21,7 +21,6 @@ from quantflow_async.store.repositories._common import (
     Repository,
     _Unset,
     fetch_all,
-    fetch_one,
     insert_returning,
     json_document,
     optional_json_document,
@@ -135,12 +134,7 @@ class BacktestRepository(Repository):
         return _record(row)
 
     async def get(self, backtest_id: int) -> Backtest:
-        backtest_id = to_id(backtest_id, "backtest_id")
-        query = select(backtests).where(backtests.c.id == backtest_id)
-        row = await fetch_one(self._engine, query, f"reading backtest {backtest_id}")
-        if row is None:
-            raise NotFound("backtest", backtest_id)
-        return _record(row)
+        return _record(await self._row_by_id(backtests, backtest_id, "backtest"))
 
     async def list(
         self,

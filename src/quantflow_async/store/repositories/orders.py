@@ -76,12 +76,7 @@ class OrderRepository(Repository):
         return [order_record(row) for row in rows]
 
     async def get(self, order_id: int) -> Order:
-        order_id = to_id(order_id, "order_id")
-        query = select(orders).where(orders.c.id == order_id)
-        row = await fetch_one(self._engine, query, f"reading order {order_id}")
-        if row is None:
-            raise NotFound("order", order_id)
-        return order_record(row)
+        return order_record(await self._row_by_id(orders, order_id, "order"))
 
     async def get_by_client_order_id(self, client_order_id: str) -> Order:
         client_order_id = to_label(client_order_id, "client_order_id", 64)

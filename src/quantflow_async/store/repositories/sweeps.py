@@ -26,7 +26,6 @@ from quantflow_async.store.engine import read_transaction, write_transaction
 from quantflow_async.store.repositories._common import (
     Repository,
     fetch_all,
-    fetch_one,
     json_document,
 )
 from quantflow_async.store.schema import backtests, sweeps
@@ -177,13 +176,7 @@ class SweepRepository(Repository):
         return ids
 
     async def get(self, sweep_id: int) -> Sweep:
-        sweep_id = to_id(sweep_id, "sweep_id")
-        row = await fetch_one(
-            self._engine, select(sweeps).where(sweeps.c.id == sweep_id), f"reading sweep {sweep_id}"
-        )
-        if row is None:
-            raise NotFound("sweep", sweep_id)
-        return _record(row)
+        return _record(await self._row_by_id(sweeps, sweep_id, "sweep"))
 
     async def counts(self, sweep_id: int) -> dict[str, int]:
         """How many of the sweep's backtests are in each status."""
