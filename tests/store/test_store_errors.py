@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import false, insert, select, text
 from sqlalchemy.exc import PendingRollbackError
 
-from quantflow_async import Conflict, Database, StorageUnavailable
+from quantflow_async import Conflict, Database, StorageError, StorageUnavailable
 from quantflow_async.store.driver_errors import raise_masked_cancellation
+from quantflow_async.store.repositories._common import insert_returning
+from quantflow_async.store.schema import strategies
 
 from ..conftest import T0, make_fill
 
@@ -173,3 +175,18 @@ async def being_cancelled() -> AsyncIterator[None]:
         task.uncancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0)  # where the cancellation is delivered
+
+
+async def test_an_insert_that_stores_no_row_is_a_storage_error_naming_the_action(
+    db: Database,
+) -> None:
+    """`insert_returning` is for an INSERT of one row: one that stores none (here, an
+    INSERT ... SELECT of no row) is a StorageError, never a row that is not there."""
+    nothing = select(strategies.c.name, strategies.c.config).where(false())
+    statement = (
+        insert(strategies).from_select(["name", "config"], nothing).returning(strategies.c.id)
+    )
+    with pytest.raises(StorageError, match="creating nothing: the database stored no row"):
+        await insert_returning(
+            db.engine, statement, "creating nothing", row_error=lambda exc: StorageError("x")
+        )

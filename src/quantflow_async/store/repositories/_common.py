@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import Executable, Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from quantflow_async.errors import InvalidValue, NotFound, QuantFlowError
+from quantflow_async.errors import InvalidValue, NotFound, QuantFlowError, StorageError
 from quantflow_async.store.driver_errors import storage_error, translated_errors
 from quantflow_async.store.engine import read_transaction, write_transaction
 from quantflow_async.validation import to_id, to_json_text
@@ -86,9 +86,10 @@ async def insert_returning(
     row_error: Callable[[BaseException], QuantFlowError],
 ) -> Row[Any]:
     """Run an INSERT ... RETURNING of one row in a write transaction; the row stored."""
-    with translated_errors(action, row_error=row_error):
-        async with write_transaction(engine) as conn:
-            return (await conn.execute(statement)).one()
+    row = await write_returning(engine, statement, action, row_error=row_error)
+    if row is None:  # an insert that raised nothing stored its row
+        raise StorageError(f"{action}: the database stored no row")
+    return row
 
 
 async def write_returning(
