@@ -217,6 +217,16 @@ async def test_backtests_show_gives_results_and_exact_totals_per_symbol(
     ]  # fmt: skip
 
 
+async def test_backtests_show_piped_leaves_out_the_trades_of_a_backtest_without_any(
+    tmp_path: Path, db: Database, backtest_id: int
+) -> None:
+    shown = run(db.settings.database_url, "backtests", "show", str(backtest_id), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1].startswith("updated_at\t")  # its last field ends it
+    assert not any(line.startswith("symbol\t") for line in shown.stdout.splitlines())
+    assert shown.stderr == "no trades stored for this backtest\n"
+
+
 # -- trades list ------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from quantflow_async.cli.output import (
     is_terminal,
     print_fields,
     print_json,
+    print_section,
     print_table,
     reading,
 )
@@ -71,7 +72,7 @@ async def show_backtest(settings: Settings, args: argparse.Namespace) -> None:
         return
     metrics = sorted((backtest.metrics or {}).items())
     print_fields([*_fields(backtest).items(), *metrics], title=f"backtest {backtest.id}")
-    print_table(
+    print_section(
         ["symbol", "trades", "bought", "sold", "notional", "fees", "realized pnl"],
         [astuple(summary) for summary in per_symbol],
         title="trades by symbol",
