@@ -107,7 +107,8 @@ def test_the_heatmap_of_a_search_is_drawn(tmp_path: Path, migrated: str) -> None
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--maximize", "sharp"), "'sharp' is not a stored statistic"),
+        (("--maximize", "sharp"), "--maximize: 'sharp' is not a stored statistic"),
+        (("--minimize", "drawdwn"), "--minimize: 'drawdwn' is not a stored statistic"),
         (("--maximize", "sharpe", "--minimize", "sharpe"), "--maximize STAT or --minimize"),
         (("--trials", "0", "--maximize", "sharpe"), "--trials must be a whole number >= 1"),
         (("--maximize", "sharpe", "--grid", '{"fast": [3]}'), "give --grid for a grid, or"),

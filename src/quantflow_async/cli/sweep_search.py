@@ -207,7 +207,10 @@ def _check_arguments(space: Any, arguments: dict[str, Any], workers: int) -> Non
     from quantflow_async.backtest.objective import check_statistic
     from quantflow_async.backtest.search import check_search
 
-    check_statistic(arguments["maximize"] or arguments["minimize"], option="--maximize")
+    if arguments["maximize"] is not None:
+        check_statistic(arguments["maximize"], option="--maximize")
+    else:
+        check_statistic(arguments["minimize"], option="--minimize")
     if arguments["trials"] < 1:
         raise CommandError(f"--trials must be a whole number >= 1, got {arguments['trials']}")
     if arguments["seed"] is not None and arguments["seed"] < 0:
