@@ -94,6 +94,20 @@ def test_by_a_stored_metric_and_top_show_the_k_best_by_it(
     assert [row[metric] for row in document["best"]] == best
 
 
+def test_lowest_ranks_the_k_lowest_by_the_metric_first(
+    tmp_path: Path, migrated: str, data: list[Path]
+) -> None:
+    result = sweep(
+        migrated, data, "--grid", json.dumps(GRID), "--by", "volatility_pct", "--lowest",
+        "--top", "3", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout.strip().splitlines()[-1])
+    volatilities = sorted(run["volatility_pct"] for run in in_memory(data))
+    assert volatilities[:3] != volatilities[::-1][:3]  # the order is the option's to set
+    assert [row["volatility_pct"] for row in document["best"]] == volatilities[:3]
+
+
 def test_by_return_is_short_for_return_pct(tmp_path: Path, migrated: str, data: list[Path]) -> None:
     result = sweep(migrated, data, "--grid", json.dumps(GRID), "--by", "return", "--json",
                    cwd=tmp_path)  # fmt: skip

@@ -279,6 +279,9 @@ def _add_running_options(command: Parser) -> None:
         "max_drawdown_pct (return_pct; `return` is short for it)",
     )
     command.add_argument(
+        "--lowest", action="store_true", help="lowest first, for a metric such as volatility_pct"
+    )
+    command.add_argument(
         "--report",
         type=Path,
         metavar="FILE",

@@ -57,7 +57,8 @@ async def run_and_report(
     from quantflow_async.backtest import run_sweep
     from quantflow_async.database import Database
 
-    metric = args.by
+    metric, lowest = args.by, getattr(args, "lowest", False)
+    order = "lowest" if lowest else "best"
     async with Database(settings=settings) as db:
         strategy_id = await stored_strategy_id(db, job.strategy)
         with _progress_bar(job.configs * len(job.datasets)) as show, _stop_told() as seen:
@@ -78,10 +79,10 @@ async def run_and_report(
             talk(f"{len(result.excluded)} configs left out by --constraint {job.constraint!r}")
         talk(_summary(job.strategy, result))
         sweep_id = int(result.sweep_id or 0)  # always set by run_sweep
-        best = await db.sweeps.best(sweep_id, metric, limit=args.top)
+        best = await db.sweeps.best(sweep_id, metric, limit=args.top, highest=not lowest)
         failed = await db.sweeps.failures(sweep_id, limit=SHOWN_FAILURES)
         if args.report is not None and best:
-            talk(f"drawing backtest {best[0].id}, the best by {metric}, into {args.report}")
+            talk(f"drawing backtest {best[0].id}, the {order} by {metric}, into {args.report}")
             await write_report(db, best[0].id, args.report)
     failures = [_failure(b) for b in failed]
     total = len(result.backtest_ids)
@@ -90,7 +91,7 @@ async def run_and_report(
         document["excluded"] = list(result.excluded)
         print(json.dumps(plain(document), separators=(",", ":")), flush=True)
     else:
-        _print_best(best, metric, total)
+        _print_best(best, metric, total, order)
     if result.failed:
         raise failed_runs(failures, result.failed, total, "backtest")
 
@@ -168,12 +169,12 @@ def _row(rank: int, backtest: Backtest, shown: Sequence[str]) -> list[Any]:
     return [rank, backtest.id, config.get("symbol"), parameters] + [metrics.get(k) for k in shown]
 
 
-def _print_best(best: Sequence[Backtest], metric: str, total: int) -> None:
+def _print_best(best: Sequence[Backtest], metric: str, total: int, order: str = "best") -> None:
     shown = shown_metrics(metric)
     print_table(
         ["rank", "backtest", "data", "parameters", *shown],
         [_row(rank, backtest, shown) for rank, backtest in enumerate(best, start=1)],
-        title=f"the best {len(best)} of {total} backtests by {metric}",
+        title=f"the {order} {len(best)} of {total} backtests by {metric}",
         empty="no backtest completed",
     )
 
