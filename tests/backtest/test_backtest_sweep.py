@@ -100,6 +100,14 @@ def test_a_grid_of_lists_is_every_combination_in_key_order() -> None:
     ]
 
 
+def test_a_grid_may_give_its_values_and_configs_as_any_iterable() -> None:
+    assert expand_grid({"fast": (n for n in (5, 10)), "slow": range(20, 21)}) == [
+        {"fast": 5, "slow": 20},
+        {"fast": 10, "slow": 20},
+    ]
+    assert expand_grid(iter([{"fast": 5}, {"fast": 10}])) == [{"fast": 5}, {"fast": 10}]
+
+
 async def test_every_config_on_every_data_set_is_a_completed_backtest_with_all_its_fills(
     sqlite_db: Database,
 ) -> None:
@@ -162,8 +170,16 @@ async def test_a_bad_config_anywhere_in_the_grid_stores_nothing(sqlite_db: Datab
         ({}, "grid: {} names no parameter, so it would only run the defaults; a grid gives "),
         ({"fast": [5], "slow": []}, "grid: the parameter 'slow' has no value; a grid gives "),
         ([], "grid: the list of configs is empty"),
+        (iter([]), "grid: the list of configs is empty"),
+        ({"fast": (n for n in ())}, "grid: the parameter 'fast' has no value; a grid gives "),
     ],
-    ids=["no parameter", "a parameter without values", "no config"],
+    ids=[
+        "no parameter",
+        "a parameter without values",
+        "no config",
+        "an empty iterator",
+        "an empty generator of values",
+    ],
 )
 async def test_a_grid_without_a_config_to_run_is_refused_and_stores_nothing(
     sqlite_db: Database, grid: Grid, message: str

@@ -69,3 +69,13 @@ async def test_a_misspelt_option_is_named_and_stores_nothing(sqlite_db: Database
             await call  # type: ignore[call-arg]
     assert await sqlite_db.backtests.list(strategy_id=strategy_id) == []
     assert await sqlite_db.sweeps.list() == []
+
+
+def test_the_settings_check_names_a_misspelt_setting_and_checks_only_those_given() -> None:
+    from quantflow_async.backtest.settings import check_settings
+
+    with pytest.raises(TypeError, match=r"unknown run option 'comission'; the run options are"):
+        check_settings(cash=1.0, comission=0.1)  # type: ignore[call-arg]
+    with pytest.raises(StrategyConfigError, match="margin: must be in"):
+        check_settings(margin=2.0)
+    check_settings(cash=1.0)  # the settings left out take their defaults elsewhere

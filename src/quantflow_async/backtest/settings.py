@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from quantflow_async.errors import StrategyConfigError
+from quantflow_async.validation import refuse_unknown_keywords
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -53,7 +54,9 @@ _NONE_MEANS_UNSET: Final = frozenset({"periods_per_year", "price_decimals"})
 
 
 def check_settings(**settings: Unpack[RunOptions]) -> None:
-    """Each run setting given, or StrategyConfigError naming the first bad one."""
+    """Each run setting given, or StrategyConfigError naming the first bad one (TypeError
+    for a name that is not a setting)."""
+    refuse_unknown_keywords(settings, RunOptions.__annotations__, "run option", "run options")
     given: dict[str, Any] = {
         key: value
         for key, value in settings.items()

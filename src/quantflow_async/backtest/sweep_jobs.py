@@ -46,20 +46,25 @@ def expand_grid(grid: Grid) -> list[dict[str, Any]]:
     would run the strategy's defaults: a grid left out by mistake, not a sweep).
     """
     if not isinstance(grid, Mapping):
-        if not grid:
+        configs = [dict(config) for config in grid]  # any iterable, read once
+        if not configs:
             raise StrategyConfigError(
                 "grid", 'the list of configs is empty; list one at least, e.g. [{"fast": 5}]'
             )
-        return [dict(config) for config in grid]
+        return configs
     if not grid:
         raise StrategyConfigError(
             "grid", f"{{}} names no parameter, so it would only run the defaults; {_A_GRID}"
         )
-    for key, values in grid.items():
-        if len(values) == 0:
+    values_by_key = {key: list(values) for key, values in grid.items()}
+    for key, values in values_by_key.items():
+        if not values:
             raise StrategyConfigError("grid", f"the parameter {key!r} has no value; {_A_GRID}")
-    keys = list(grid)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+    keys = list(values_by_key)
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*values_by_key.values())
+    ]
 
 
 def load_datasets(data: DataSource | Mapping[str, DataSource], symbol: str) -> dict[str, Bars]:

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from quantflow_async.cli.backtest import STRATEGY_NAMES, check_run
+from quantflow_async.cli.metric_option import ranking_metric
 from quantflow_async.cli.output import CommandError, json_grid, reading
 from quantflow_async.cli.parsing import COMMANDS, Parser, add_command, add_verbs
 from quantflow_async.cli.run_options import add_run_options, run_settings, setting_error
 from quantflow_async.cli.stopping import sigterm_as_ctrl_c
-from quantflow_async.cli.sweep_report import SweepJob, ranking_metric, run_and_report
+from quantflow_async.cli.sweep_report import SweepJob, run_and_report
 from quantflow_async.cli.sweep_report import ranked as ranked  # where it was first
 from quantflow_async.cli.sweep_search import (
     add_search_options,

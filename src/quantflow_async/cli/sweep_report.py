@@ -1,7 +1,7 @@
 """What a sweep command shows: a progress bar while it runs, then the best configs by a metric
 (ranked in SQL), the first failures and a summary, as a table or one JSON object. Shared by
 `quantflow sweep` and `quantflow sweep resume`; `quantflow sweeps show` ranks with the same
-`--by` (`ranking_metric`)."""
+`--by` (`metric_option.ranking_metric`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from quantflow_async.backtest.objective import check_statistic
 from quantflow_async.cli.backtest import stored_strategy_id
 from quantflow_async.cli.output import (
     counted,
@@ -24,13 +23,11 @@ from quantflow_async.cli.output import (
     say,
 )
 from quantflow_async.config import Settings
-from quantflow_async.errors import StrategyConfigError
 
 if TYPE_CHECKING:
     from quantflow_async.backtest import Bars, SweepProgress, SweepResult
     from quantflow_async.records import Backtest
 
-METRIC_ALIASES: Final = {"return": "return_pct"}
 """Names `--by` takes beside the stored statistics: `return`, its first value, for return_pct."""
 SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
 """The metrics of each row of the table and of `best` in the JSON (and the ranking metric)."""
@@ -94,15 +91,6 @@ async def run_and_report(
         _print_best(best, metric, total, order)
     if result.failed:
         raise failed_runs(failures, result.failed, total, "backtest")
-
-
-def ranking_metric(text: str) -> str:
-    """An argparse type: the stored statistic `--by` ranks by, the names `--maximize` takes
-    (`return` is short for return_pct); a usage mistake naming `text` and every statistic."""
-    try:
-        return check_statistic(METRIC_ALIASES.get(text, text))
-    except StrategyConfigError as exc:
-        raise argparse.ArgumentTypeError(exc.reason) from exc
 
 
 def shown_metrics(metric: str) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Final
 
+from quantflow_async.cli.metric_option import ranking_metric
 from quantflow_async.cli.output import (
     error_text,
     print_fields,
@@ -15,7 +16,6 @@ from quantflow_async.cli.output import (
     reading,
 )
 from quantflow_async.cli.parsing import Parser, add_command, add_group
-from quantflow_async.cli.sweep_report import ranking_metric
 from quantflow_async.config import Settings
 
 if TYPE_CHECKING:

@@ -1,0 +1,21 @@
+"""`--by METRIC`: the stored statistic a sweep's backtests are ranked by, checked as the command
+line is read, so a typo never costs a sweep. Light to import: every command's `--help` loads it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Final
+
+METRIC_ALIASES: Final = {"return": "return_pct"}
+
+
+def ranking_metric(text: str) -> str:
+    """An argparse type: the stored statistic `--by` ranks by, the names `--maximize` takes
+    (`return` is short for return_pct); a usage mistake naming `text` and every statistic."""
+    from quantflow_async.backtest.objective import check_statistic
+    from quantflow_async.errors import StrategyConfigError
+
+    try:
+        return check_statistic(METRIC_ALIASES.get(text, text))
+    except StrategyConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.reason) from exc
