@@ -71,8 +71,8 @@ def check_settings(**settings: Unpack[RunOptions]) -> None:
     for key in _DECIMALS:
         if key in given:
             _check_decimals(key, given[key])
-    symbol = given.get("symbol", "ASSET")
-    if not isinstance(symbol, str) or not symbol.strip():
+    symbol = given.get("symbol")
+    if "symbol" in given and (not isinstance(symbol, str) or not symbol.strip()):
         raise StrategyConfigError("symbol", f"must be a name that is not blank, got {symbol!r}")
 
 

@@ -7,6 +7,7 @@ import argparse
 from typing import Final
 
 METRIC_ALIASES: Final = {"return": "return_pct"}
+"""Names `--by` takes beside the stored statistics: `return`, its first value, for return_pct."""
 
 
 def ranking_metric(text: str) -> str:

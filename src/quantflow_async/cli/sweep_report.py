@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from quantflow_async.backtest import Bars, SweepProgress, SweepResult
     from quantflow_async.records import Backtest
 
-"""Names `--by` takes beside the stored statistics: `return`, its first value, for return_pct."""
 SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
 """The metrics of each row of the table and of `best` in the JSON (and the ranking metric)."""
 SHOWN_FAILURES: Final = 3

@@ -26,7 +26,7 @@ def trades_page(
     return lambda: exchange.fetch_my_trades(symbol, since, TRADES_PAGE, params)
 
 
-async def send_order(exchange: Any, order: NewOrder) -> Any:
+async def create_raw_order(exchange: Any, order: NewOrder) -> Any:
     params: dict[str, Any] = {**order.extra, "clientOrderId": order.client_order_id}
     if order.stop_price is not None:
         params["triggerPrice"] = order.stop_price

@@ -27,10 +27,10 @@ from quantflow_async.live.ccxt_client import binance_client
 from quantflow_async.live.ccxt_precision import check_precision
 from quantflow_async.live.ccxt_requests import (
     TRADES_PAGE,
+    create_raw_order,
     fetch_raw_order,
     order_params,
     raw_klines,
-    send_order,
     trades_page,
 )
 from quantflow_async.live.credentials import ScrubbingFilter, VenueCredentials
@@ -147,7 +147,7 @@ class CcxtVenue:
         while True:
             self._sent.add(cid)
             answer = await self._calls.attempt(
-                "create_order", lambda: send_order(self._exchange, order)
+                "create_order", lambda: create_raw_order(self._exchange, order)
             )
             if not isinstance(answer, ccxt_async.BaseError):
                 return self._read.order_about(answer, None, cid)
