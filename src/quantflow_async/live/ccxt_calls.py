@@ -5,7 +5,6 @@ our VenueError family here, once, with every secret scrubbed from the message.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import decimal
 import json
@@ -66,22 +65,20 @@ class CcxtCalls:
             ) from cause
         retry_after = self._retry_after() if fault is Fault.RATE_LIMITED else None
         delay = budget.next_delay(fault, retry_after)
-        if delay is None:
-            raise VenueUnavailable(
+        if delay is not None:
+            logger.warning(
+                "%s: %s: %s, retry %d in %.2fs: %s",
                 self.venue,
-                f"{subject} gave up after {budget.retries + 1} tries in {budget.elapsed:.1f}s, "
-                f"last: {fault.value}: {text}",
+                subject,
+                fault.value,
+                budget.retries,
+                delay,
+                text,
+            )
+        if delay is None or not await budget.sleep(delay):
+            raise VenueUnavailable(
+                self.venue, f"{subject} {budget.spent()}, last: {fault.value}: {text}"
             ) from cause
-        logger.warning(
-            "%s: %s: %s, retry %d in %.2fs: %s",
-            self.venue,
-            subject,
-            fault.value,
-            budget.retries,
-            delay,
-            text,
-        )
-        await asyncio.sleep(delay)
 
     async def attempt(
         self, op: str, request: Callable[[], Awaitable[T]]

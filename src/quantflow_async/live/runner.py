@@ -5,8 +5,9 @@ Then, each time a bar closes, the strategy's `next` runs on the bars so far; its
 sized and timed by the backtest's own broker, mirrored on the venue's account, and each
 execution the broker would make at the new bar's open is sent as a journaled market order.
 On the paper exchange, which fills a market order at the open of the bar it arrives in, the
-fills are the backtest's. A stop (Ctrl-C, SIGTERM, `stop.set()`) ends deciding; open orders
-are cancelled when asked, and the journal is flushed.
+fills are the backtest's. A stop (Ctrl-C, SIGTERM, `stop.set()`) ends deciding: a venue call
+in progress is not tried again, so an unreachable venue is not waited for; open orders are
+cancelled when asked (with retries), and the journal is flushed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from quantflow_async.live.order_flow import cancel_open_orders, send_order, sync
 from quantflow_async.live.reconcile import ReconcileReport
 from quantflow_async.live.symbols import split_symbol
 from quantflow_async.live.venue import Venue
+from quantflow_async.live.venue_retry import no_retries_once
 
 if TYPE_CHECKING:
     from quantflow_async.database import Database
@@ -98,10 +100,17 @@ async def run_live(
     report = LiveRunReport()
     async with db.journal(strategy_id=strategy_id, venue=venue.name) as journal:
         await journal.restore()
-        report.reconciled = await journal.reconcile(venue, symbols=(options.symbol,))
+        with no_retries_once(stop):
+            try:
+                report.reconciled = await journal.reconcile(venue, symbols=(options.symbol,))
+            except VenueUnavailable:
+                if not stop.is_set():
+                    raise
+                return report  # stopped while the venue was unreachable: nothing decided
         session = _Session(journal, venue, instance, options, report)
         try:
-            await session.trade(stop)
+            with no_retries_once(stop):
+                await session.trade(stop)
         finally:
             with anyio.CancelScope(shield=True):
                 try:

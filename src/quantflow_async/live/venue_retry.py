@@ -2,16 +2,22 @@
 
 Exponential backoff with jitter, a longer wait after a rate limit (or the venue's own
 Retry-After), and one overall deadline per call. Which exceptions are faults is the adapter's
-business; this module only counts and waits.
+business; this module only counts and waits. Inside `no_retries_once(stop)` a call stops
+trying again as soon as `stop` is set, so a stopping bot does not wait out a venue outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import random
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
+
+import anyio
 
 from quantflow_async.errors import InvalidValue
 from quantflow_async.option_checks import check_amount, check_int
@@ -52,6 +58,21 @@ class RetryPolicy:
             )
 
 
+_STOP: ContextVar[anyio.Event | None] = ContextVar("quantflow_venue_retry_stop", default=None)
+
+
+@contextlib.contextmanager
+def no_retries_once(stop: anyio.Event) -> Iterator[None]:
+    """Venue calls begun inside (in this task and the tasks it starts) are not tried again
+    once `stop` is set: a request in flight finishes under the client's timeout, a wait for
+    the next try ends at once, and the call raises VenueUnavailable."""
+    token = _STOP.set(stop)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
 class RetryBudget:
     """One call's share of a policy: the retries it has had and the moment it must stop.
 
@@ -65,6 +86,7 @@ class RetryBudget:
         self.deadline = self.started + policy.deadline if deadline is None else deadline
         self.retries = 0
         self._delay = policy.first_delay
+        self._stop = _STOP.get()
 
     def child(self) -> RetryBudget:
         return RetryBudget(self.policy, deadline=self.deadline)
@@ -73,9 +95,19 @@ class RetryBudget:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the stop of an enclosing `no_retries_once` is set."""
+        return self._stop is not None and self._stop.is_set()
+
+    def spent(self) -> str:
+        """Why no more tries are made, for the error that says so."""
+        stopping = "not tried again: stopping, " if self.stopping else ""
+        return f"{stopping}gave up after {self.retries + 1} tries in {self.elapsed:.1f}s"
+
     def next_delay(self, fault: Fault, retry_after: float | None = None) -> float | None:
         """Seconds to wait before the next try, or None when the budget does not allow one."""
-        if self.retries >= self.policy.attempts:
+        if self.retries >= self.policy.attempts or self.stopping:
             return None
         delay = self._delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
         if fault is Fault.RATE_LIMITED:
@@ -86,9 +118,11 @@ class RetryBudget:
         self.retries += 1
         return delay
 
-    async def wait(self, fault: Fault, retry_after: float | None = None) -> float | None:
-        """Sleep before the next try and return how long; None (at once) when spent."""
-        delay = self.next_delay(fault, retry_after)
-        if delay is not None:
+    async def sleep(self, delay: float) -> bool:
+        """Sleep `delay` seconds before the next try; False, at once, when a stop cuts it short."""
+        if self._stop is None:
             await asyncio.sleep(delay)
-        return delay
+            return True
+        with anyio.move_on_after(delay):
+            await self._stop.wait()
+        return not self._stop.is_set()
