@@ -268,6 +268,22 @@ def test_sigterm_while_the_venue_is_unreachable_still_stops_cleanly(
     assert json.loads(out)["stopped_by"] == "stop"
 
 
+def test_sigterm_before_the_venue_ever_answered_says_nothing_was_reconciled(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    bars = write_bars(tmp_path / "bars.csv", random_walk(200, seed=5))
+    with paper_process(bars, tmp_path / "exchange.sqlite3") as paper:
+        asyncio.run(_migrated_with_a_resting_order(sqlite_url, paper.url))
+    runner = _start_runner(paper.url, sqlite_url)  # the venue is gone before the runner starts
+    retrying = _first_line_with(runner, "retry 1", within=60)
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=30)
+    assert retrying is not None and runner.returncode == 0, err
+    document = json.loads(out)
+    assert (document["reconciliation"], document["bars_decided"]) == (None, 0)
+    assert "stopped before the reconciliation ended" in err
+
+
 @pytest.mark.slow  # the venue is down for seconds on purpose
 def test_the_runner_waits_out_a_venue_outage_and_carries_on(
     tmp_path: Path, sqlite_url: str

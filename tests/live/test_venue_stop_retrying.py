@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import anyio
@@ -18,6 +19,8 @@ from quantflow_async.backtest.strategies import strategy_class
 from quantflow_async.errors import VenueUnavailable
 from quantflow_async.live.ccxt_venue import CcxtVenue
 from quantflow_async.live.credentials import VenueCredentials
+from quantflow_async.live.order_flow import send_order
+from quantflow_async.live.orders import OrderRequest
 from quantflow_async.live.runner import LiveOptions, run_live
 from quantflow_async.live.venue_retry import Fault as Passing
 from quantflow_async.live.venue_retry import RetryBudget, RetryPolicy, no_retries_once
@@ -28,6 +31,7 @@ from tests.support.venues import rising_bars
 # Under this policy a call would keep trying for a minute.
 PATIENT = RetryPolicy(attempts=10_000, first_delay=0.05, max_delay=0.2, deadline=60.0)
 ACCOUNT = "GET /api/v3/account"  # fetch_balance: what a decision asks first
+OPEN_ORDERS = "GET /api/v3/openOrders"  # what reconciling and cancelling on exit ask first
 
 
 @dataclass
@@ -153,21 +157,73 @@ async def test_a_runner_stopped_mid_decision_while_the_venue_fails_stops_without
     assert paper.proxy.injected[Fault.HTTP_503] <= tries_at_stop[0] + 1
 
 
-async def test_a_runner_stopped_while_the_venue_fails_its_reconciliation_stops_cleanly(
+async def resting_limit_buy(db: Database, strategy_id: int, venue: CcxtVenue) -> str:
+    """A buy limit far below the price, journaled and open on the venue; its client id."""
+    async with db.journal(strategy_id=strategy_id, venue=venue.name) as journal:
+        request = OrderRequest(
+            symbol="BTCUSDT", side="buy", quantity=Decimal(1), type="limit",
+            limit_price=Decimal(50),
+        )  # fmt: skip
+        order = await send_order(journal, venue, request)
+    assert order.status == "open"
+    return order.client_order_id
+
+
+async def test_a_stop_during_a_failing_reconciliation_still_cancels_on_exit(
     paper: Paper, db: Database, strategy_id: int
 ) -> None:
-    stop = anyio.Event()
-    paper.proxy.rates = {Fault.HTTP_503: 1.0}  # every request, from the first
+    paper.clock.to_bar(5)
     async with paper.venue() as venue:
-
-        async def stop_once_the_venue_has_failed() -> None:
-            await wait_for(lambda: paper.proxy.injected[Fault.HTTP_503] >= 3)
-            stop.set()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(stop_once_the_venue_has_failed)
-            report = await run_live(
-                db, strategy_class("sma_cross"), None, venue, strategy_id=strategy_id,
-                options=LiveOptions(symbol="BTCUSDT"), stop=stop,
-            )  # fmt: skip
+        cid = await resting_limit_buy(db, strategy_id, venue)
+        stop = anyio.Event()
+        stop.set()  # before the run: the reconciliation's first fault is its last try
+        paper.proxy.script(OPEN_ORDERS, Fault.HTTP_503)
+        report = await run_live(
+            db, strategy_class("sma_cross"), None, venue, strategy_id=strategy_id,
+            options=LiveOptions(symbol="BTCUSDT", cancel_on_exit=True), stop=stop,
+        )  # fmt: skip
+        at_venue = await venue.fetch_order("BTCUSDT", client_order_id=cid)
     assert (report.stopped_by, report.reconciled, report.bars_decided) == ("stop", None, 0)
+    assert report.orders_cancelled_on_exit == 1
+    assert at_venue is not None and at_venue.status == "cancelled"
+
+
+async def test_cancelling_on_exit_is_still_tried_again_after_a_stop(
+    paper: Paper, db: Database, strategy_id: int
+) -> None:
+    paper.clock.to_bar(5)
+    async with paper.venue() as venue:
+        cid = await resting_limit_buy(db, strategy_id, venue)
+        stop = anyio.Event()
+        stop.set()
+        # the reconciliation's request passes; the exit's first meets a fault
+        paper.proxy.script(OPEN_ORDERS, Fault.PASS, Fault.HTTP_503)
+        report = await run_live(
+            db, strategy_class("sma_cross"), None, venue, strategy_id=strategy_id,
+            options=LiveOptions(symbol="BTCUSDT", cancel_on_exit=True), stop=stop,
+        )  # fmt: skip
+        at_venue = await venue.fetch_order("BTCUSDT", client_order_id=cid)
+    assert report.reconciled is not None and report.orders_cancelled_on_exit == 1
+    assert paper.proxy.injected[Fault.HTTP_503] == 1
+    assert at_venue is not None and at_venue.status == "cancelled"
+
+
+async def test_a_retry_budgets_child_and_nested_blocks_see_every_stop() -> None:
+    outer, inner = anyio.Event(), anyio.Event()
+    with no_retries_once(outer), no_retries_once(inner):
+        budget = RetryBudget(PATIENT)
+    child = budget.child()  # made outside the blocks, for a call that settles this one
+    outer.set()
+    assert budget.stopping and child.stopping
+    assert child.next_delay(Passing.TIMEOUT) is None
+
+
+async def test_a_try_cut_short_by_a_stop_is_not_counted() -> None:
+    stop = anyio.Event()
+    with no_retries_once(stop):
+        budget = RetryBudget(PATIENT)
+    delay = budget.next_delay(Passing.CONNECTION)
+    assert delay is not None
+    stop.set()
+    assert await budget.sleep(delay) is False
+    assert budget.spent().startswith("not tried again: stopping, gave up after 1 tries")

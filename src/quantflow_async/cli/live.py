@@ -66,7 +66,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
                 )
         finally:
             await venue.aclose()
-    lines = report.reconciled.summary() if report.reconciled is not None else []
+    # None: stopped while the venue did not answer, before the reconciliation ended
+    lines = report.reconciled.summary() if report.reconciled is not None else None
     document = {
         "strategy": args.strategy,
         "strategy_id": strategy_id,
@@ -76,12 +77,14 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
         "orders_rejected": report.orders_rejected,
         "orders_cancelled_on_exit": report.orders_cancelled_on_exit,
         "stopped_by": report.stopped_by,
-        "reconciliation": list(lines),
+        "reconciliation": None if lines is None else list(lines),
     }
     if args.json:
         print(json.dumps(plain(document), separators=(",", ":")))
         return
-    for line in lines:
+    if lines is None:
+        print("not reconciled: stopped before the venue answered; the next start reconciles")
+    for line in lines or ():
         print(f"reconciled: {line}")
     print(
         f"{name} on {venue.name}: {report.bars_decided} bars decided, {report.orders_sent} orders "

@@ -100,17 +100,16 @@ async def run_live(
     report = LiveRunReport()
     async with db.journal(strategy_id=strategy_id, venue=venue.name) as journal:
         await journal.restore()
-        with no_retries_once(stop):
-            try:
-                report.reconciled = await journal.reconcile(venue, symbols=(options.symbol,))
-            except VenueUnavailable:
-                if not stop.is_set():
-                    raise
-                return report  # stopped while the venue was unreachable: nothing decided
-        session = _Session(journal, venue, instance, options, report)
         try:
             with no_retries_once(stop):
-                await session.trade(stop)
+                try:
+                    report.reconciled = await journal.reconcile(venue, symbols=(options.symbol,))
+                except VenueUnavailable as exc:
+                    if not stop.is_set():
+                        raise
+                    log.warning("%s; stopped before the reconciliation ended: nothing decided", exc)
+                else:
+                    await _Session(journal, venue, instance, options, report).trade(stop)
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -212,7 +211,8 @@ class _Session:
             try:
                 return await self.feed.poll()
             except VenueUnavailable as exc:
-                log.warning("%s; waiting for it", exc)
+                if not stop.is_set():
+                    log.warning("%s; waiting for it", exc)
                 self.reconcile_due = True
                 return None
             finally:

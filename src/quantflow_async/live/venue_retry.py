@@ -58,38 +58,45 @@ class RetryPolicy:
             )
 
 
-_STOP: ContextVar[anyio.Event | None] = ContextVar("quantflow_venue_retry_stop", default=None)
+_STOPS: ContextVar[tuple[anyio.Event, ...]] = ContextVar("quantflow_venue_retry_stops", default=())
 
 
 @contextlib.contextmanager
 def no_retries_once(stop: anyio.Event) -> Iterator[None]:
     """Venue calls begun inside (in this task and the tasks it starts) are not tried again
     once `stop` is set: a request in flight finishes under the client's timeout, a wait for
-    the next try ends at once, and the call raises VenueUnavailable."""
-    token = _STOP.set(stop)
+    the next try ends at once, and the call raises VenueUnavailable. Blocks nest: a call
+    inside two stops when either is set."""
+    token = _STOPS.set((*_STOPS.get(), stop))
     try:
         yield
     finally:
-        _STOP.reset(token)
+        _STOPS.reset(token)
 
 
 class RetryBudget:
     """One call's share of a policy: the retries it has had and the moment it must stop.
 
     `child()` is a budget for a call made to settle this one (asking the venue whether an
-    order arrived): retries of its own, the same deadline.
+    order arrived): retries of its own, the same deadline and the same stops.
     """
 
-    def __init__(self, policy: RetryPolicy, *, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        deadline: float | None = None,
+        stops: tuple[anyio.Event, ...] | None = None,
+    ) -> None:
         self.policy = policy
         self.started = time.monotonic()
         self.deadline = self.started + policy.deadline if deadline is None else deadline
         self.retries = 0
         self._delay = policy.first_delay
-        self._stop = _STOP.get()
+        self._stops = _STOPS.get() if stops is None else stops
 
     def child(self) -> RetryBudget:
-        return RetryBudget(self.policy, deadline=self.deadline)
+        return RetryBudget(self.policy, deadline=self.deadline, stops=self._stops)
 
     @property
     def elapsed(self) -> float:
@@ -98,7 +105,7 @@ class RetryBudget:
     @property
     def stopping(self) -> bool:
         """Whether the stop of an enclosing `no_retries_once` is set."""
-        return self._stop is not None and self._stop.is_set()
+        return any(stop.is_set() for stop in self._stops)
 
     def spent(self) -> str:
         """Why no more tries are made, for the error that says so."""
@@ -119,10 +126,21 @@ class RetryBudget:
         return delay
 
     async def sleep(self, delay: float) -> bool:
-        """Sleep `delay` seconds before the next try; False, at once, when a stop cuts it short."""
-        if self._stop is None:
+        """Sleep `delay` seconds before the next try; False, at once, when a stop cuts it short
+        (the try `next_delay` counted is then not made)."""
+        if self._stops:
+            with anyio.move_on_after(delay):
+                async with anyio.create_task_group() as group:
+                    for stop in self._stops:
+                        group.start_soon(_cancel_when_set, stop, group.cancel_scope)
+        else:
             await asyncio.sleep(delay)
-            return True
-        with anyio.move_on_after(delay):
-            await self._stop.wait()
-        return not self._stop.is_set()
+        if self.stopping:
+            self.retries -= 1
+            return False
+        return True
+
+
+async def _cancel_when_set(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    await stop.wait()
+    scope.cancel()
