@@ -92,6 +92,9 @@ def test_by_a_stored_metric_and_top_show_the_k_best_by_it(
     best = sorted((run[metric] for run in in_memory(data)), reverse=True)[:3]
     assert document["ranked_by"] == metric
     assert [row[metric] for row in document["best"]] == best
+    # the metric ranked by comes first, then the usual ones, as in `sweeps show`
+    usual = ["return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades"]
+    assert list(document["best"][0])[3:] == [metric, *(m for m in usual if m != metric)]
 
 
 def test_lowest_ranks_the_k_lowest_by_the_metric_first(

@@ -104,6 +104,15 @@ def test_sweeps_show_ranks_by_a_metric_and_counts_by_status(
             cwd=tmp_path).stdout
     )  # fmt: skip
     assert lowest["best"][0]["return_pct"] == min(b["return_pct"] for b in lowest["best"])
+    by_sharpe = run(url, "sweeps", "show", str(sweep_id), "--by", "sharpe", cwd=tmp_path)
+    header = next(line for line in by_sharpe.stdout.splitlines() if line.startswith("rank\t"))
+    assert header.split("\t")[4:] == [
+        "sharpe",
+        "return_pct",
+        "max_drawdown_pct",
+        "win_rate_pct",
+        "trades",
+    ]  # the metric ranked by first, as in `sweep run`
     table = run(url, "sweeps", "show", str(sweep_id), cwd=tmp_path)
     assert table.returncode == 0 and "\nconstraint\t\n" in table.stdout
     assert table.stdout.count("fast=") == 6

@@ -8,6 +8,14 @@ from typing import Final
 
 METRIC_ALIASES: Final = {"return": "return_pct"}
 """Names `--by` takes beside the stored statistics: `return`, its first value, for return_pct."""
+SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
+"""The statistics a ranking of sweep backtests shows, after the one it ranks by."""
+
+
+def shown_metrics(metric: str) -> tuple[str, ...]:
+    """The columns of a ranking by `metric`, in `sweep run` and `sweeps show` alike: `metric`
+    first, then the rest of SHOWN."""
+    return tuple(dict.fromkeys((metric, *SHOWN)))
 
 
 def ranking_metric(text: str) -> str:

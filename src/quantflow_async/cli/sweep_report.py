@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from quantflow_async.cli.backtest import stored_strategy_id
+from quantflow_async.cli.metric_option import shown_metrics
 from quantflow_async.cli.output import (
     counted,
     failed_runs,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from quantflow_async.backtest import Bars, SweepProgress, SweepResult
     from quantflow_async.records import Backtest
 
-SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
 """The metrics of each row of the table and of `best` in the JSON (and the ranking metric)."""
 SHOWN_FAILURES: Final = 3
 """How many failed backtests a sweep names, with their errors, before it exits non-zero."""
@@ -90,11 +90,6 @@ async def run_and_report(
         _print_best(best, metric, total, order)
     if result.failed:
         raise failed_runs(failures, result.failed, total, "backtest")
-
-
-def shown_metrics(metric: str) -> tuple[str, ...]:
-    """The metrics of a row ranked by `metric`: SHOWN, after `metric` if it is not one of them."""
-    return SHOWN if metric in SHOWN else (metric, *SHOWN)
 
 
 def ranked(backtests: Sequence[Backtest], metric: str) -> list[Backtest]:

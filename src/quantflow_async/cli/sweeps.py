@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Final
 
-from quantflow_async.cli.metric_option import ranking_metric
+from quantflow_async.cli.metric_option import ranking_metric, shown_metrics
 from quantflow_async.cli.output import (
     error_text,
     print_fields,
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 STATUSES: Final = ("completed", "failed", "cancelled", "running", "pending")
 """The order in which a sweep's backtests are counted."""
-SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "trades")
 SHOWN_FAILURES: Final = 5
 
 
@@ -85,7 +84,7 @@ async def show_sweep(settings: Settings, args: argparse.Namespace) -> None:
         title=f"sweep {sweep.id}",
     )
     order = "lowest" if args.lowest else "best"
-    metrics = dict.fromkeys((args.by, *SHOWN))
+    metrics = shown_metrics(args.by)
     print_section(
         ["rank", "backtest", "data", "parameters", *metrics],
         [
@@ -138,7 +137,7 @@ def _ranked(backtest: Backtest, metric: str) -> dict[str, Any]:
         "backtest_id": backtest.id,
         "data": _symbol(backtest),
         "parameters": (backtest.config or {}).get("parameters"),
-        **{key: metrics.get(key) for key in dict.fromkeys((metric, *SHOWN))},
+        **{key: metrics.get(key) for key in shown_metrics(metric)},
     }
 
 
