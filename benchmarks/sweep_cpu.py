@@ -28,8 +28,7 @@ from pathlib import Path
 
 import psutil
 from _common import load_average, print_table, shown, spread, write_json
-from backtest_run import QUANTFLOW, database_url
-from sweep_run import ours, write_markets
+from sweep_run import markets_and_template, ours
 
 ROLES = ("main", "sqlite writer", "fork server", "workers", "other")
 
@@ -87,12 +86,7 @@ def main() -> None:
     cpus: dict[int, dict[str, list[float]]] = {1: defaultdict(list), 2: defaultdict(list)}
     with tempfile.TemporaryDirectory(prefix="sweep-cpu-") as name:
         folder = Path(name)
-        files = write_markets(folder, args.bars)
-        template = folder / "template.sqlite3"
-        subprocess.run(
-            [*QUANTFLOW, "--database-url", database_url(template), "migrate"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        files, template = markets_and_template(folder, args.bars)
         cpu_by_role(ours(folder, template, files, 1, 0))  # warm: file cache, bytecode
         load_at_start = load_average()
         for n in range(1, args.rounds + 1):

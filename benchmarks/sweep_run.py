@@ -72,6 +72,16 @@ def write_markets(folder: Path, count: int) -> list[Path]:
     return files
 
 
+def markets_and_template(folder: Path, count: int) -> tuple[list[Path], Path]:
+    """The demo's six markets as CSV files, and a migrated SQLite file to copy for each run."""
+    template = folder / "template.sqlite3"
+    subprocess.run(
+        [*QUANTFLOW, "--database-url", database_url(template), "migrate"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return write_markets(folder, count), template
+
+
 def ours(folder: Path, template: Path, files: list[Path], workers: int, n: int) -> list[str]:
     database = folder / f"run-{workers}-{n}.sqlite3"
     shutil.copyfile(template, database)
@@ -141,12 +151,7 @@ def main() -> None:
     runs = ("ours-2", "ours-1", "peer", *(("vectorbt",) if args.vectorbt else ()))
     with tempfile.TemporaryDirectory(prefix="sweep-run-") as name:
         folder = Path(name)
-        files = write_markets(folder, args.bars)
-        template = folder / "template.sqlite3"
-        subprocess.run(
-            [*QUANTFLOW, "--database-url", database_url(template), "migrate"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        files, template = markets_and_template(folder, args.bars)
 
         def command(who: str, n: int) -> list[str]:
             if who == "peer":

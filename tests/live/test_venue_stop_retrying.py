@@ -21,7 +21,8 @@ from quantflow_async.live.ccxt_venue import CcxtVenue
 from quantflow_async.live.credentials import VenueCredentials
 from quantflow_async.live.order_flow import send_order
 from quantflow_async.live.orders import OrderRequest
-from quantflow_async.live.runner import LiveOptions, run_live
+from quantflow_async.live.runner import LiveOptions, LiveRunReport, run_live
+from quantflow_async.live.venue import VenueOrder
 from quantflow_async.live.venue_retry import Fault as Passing
 from quantflow_async.live.venue_retry import RetryBudget, RetryPolicy, no_retries_once
 from tests.support.fault_proxy import Fault, FaultProxy
@@ -169,20 +170,30 @@ async def resting_limit_buy(db: Database, strategy_id: int, venue: CcxtVenue) ->
     return order.client_order_id
 
 
-async def test_a_stop_during_a_failing_reconciliation_still_cancels_on_exit(
-    paper: Paper, db: Database, strategy_id: int
-) -> None:
+async def stopped_at_once_cancelling_on_exit(
+    paper: Paper, db: Database, strategy_id: int, *open_orders: Fault
+) -> tuple[LiveRunReport, VenueOrder | None]:
+    """A run with a resting buy, stopped before it starts, `open_orders` meeting the venue's
+    open-order requests in turn; its report and the buy as the venue holds it after."""
     paper.clock.to_bar(5)
     async with paper.venue() as venue:
         cid = await resting_limit_buy(db, strategy_id, venue)
         stop = anyio.Event()
-        stop.set()  # before the run: the reconciliation's first fault is its last try
-        paper.proxy.script(OPEN_ORDERS, Fault.HTTP_503)
+        stop.set()  # before the run: a fault in it is its last try
+        paper.proxy.script(OPEN_ORDERS, *open_orders)
         report = await run_live(
             db, strategy_class("sma_cross"), None, venue, strategy_id=strategy_id,
             options=LiveOptions(symbol="BTCUSDT", cancel_on_exit=True), stop=stop,
         )  # fmt: skip
-        at_venue = await venue.fetch_order("BTCUSDT", client_order_id=cid)
+        return report, await venue.fetch_order("BTCUSDT", client_order_id=cid)
+
+
+async def test_a_stop_during_a_failing_reconciliation_still_cancels_on_exit(
+    paper: Paper, db: Database, strategy_id: int
+) -> None:
+    report, at_venue = await stopped_at_once_cancelling_on_exit(
+        paper, db, strategy_id, Fault.HTTP_503
+    )
     assert (report.stopped_by, report.reconciled, report.bars_decided) == ("stop", None, 0)
     assert report.orders_cancelled_on_exit == 1
     assert at_venue is not None and at_venue.status == "cancelled"
@@ -191,18 +202,10 @@ async def test_a_stop_during_a_failing_reconciliation_still_cancels_on_exit(
 async def test_cancelling_on_exit_is_still_tried_again_after_a_stop(
     paper: Paper, db: Database, strategy_id: int
 ) -> None:
-    paper.clock.to_bar(5)
-    async with paper.venue() as venue:
-        cid = await resting_limit_buy(db, strategy_id, venue)
-        stop = anyio.Event()
-        stop.set()
-        # the reconciliation's request passes; the exit's first meets a fault
-        paper.proxy.script(OPEN_ORDERS, Fault.PASS, Fault.HTTP_503)
-        report = await run_live(
-            db, strategy_class("sma_cross"), None, venue, strategy_id=strategy_id,
-            options=LiveOptions(symbol="BTCUSDT", cancel_on_exit=True), stop=stop,
-        )  # fmt: skip
-        at_venue = await venue.fetch_order("BTCUSDT", client_order_id=cid)
+    # the reconciliation's request passes; the exit's first meets a fault
+    report, at_venue = await stopped_at_once_cancelling_on_exit(
+        paper, db, strategy_id, Fault.PASS, Fault.HTTP_503
+    )
     assert report.reconciled is not None and report.orders_cancelled_on_exit == 1
     assert paper.proxy.injected[Fault.HTTP_503] == 1
     assert at_venue is not None and at_venue.status == "cancelled"
