@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from quantflow_async.backtest import Bars, SweepProgress, SweepResult
     from quantflow_async.records import Backtest
 
-"""The metrics of each row of the table and of `best` in the JSON (and the ranking metric)."""
 SHOWN_FAILURES: Final = 3
 """How many failed backtests a sweep names, with their errors, before it exits non-zero."""
 
