@@ -52,12 +52,15 @@ def test_every_number_stays_whole_on_one_line(width: int, monkeypatch: pytest.Mo
 
 
 def test_text_columns_go_last_first_when_the_numbers_need_the_room(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     table = drawn(60, monkeypatch)
     assert "fast" not in table  # parameters, the last text column, went first
+    said = capsys.readouterr().err
+    assert said.startswith("left out to fit 60 columns: ") and "parameters" in said
     wide = drawn(200, monkeypatch)
     assert '{"fast":10,"slow":30}' in wide and "BTCUSDT-hourly-2024.csv" in wide
+    assert capsys.readouterr().err == ""  # nothing left out, nothing said
 
 
 def test_number_headers_stay_whole_when_the_table_has_the_room(

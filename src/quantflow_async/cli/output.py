@@ -180,7 +180,8 @@ def print_table(
 ) -> None:
     """A Rich table on a terminal; piped, a header line and one tab-separated line per row.
 
-    `empty` is said on stderr, on a terminal, when there are no rows.
+    `empty` is said on stderr, on a terminal, when there are no rows. Text columns a narrow
+    terminal leaves out, to keep every number whole, are named on stderr.
     """
     days = {i for i in range(len(columns)) if _midnights(row[i] for row in rows)}
     cells = [
@@ -212,6 +213,13 @@ def print_table(
     for row in cells:
         table.add_row(*(row[index] for index in kept))
     console.print(table)
+    if len(kept) < len(columns):
+        left_out = ", ".join(name for i, name in enumerate(columns) if i not in kept)
+        print(
+            f"left out to fit {console.width} columns: {left_out} "
+            "(a wider terminal, or the output piped, shows every column)",
+            file=sys.stderr,
+        )
 
 
 _NARROWEST_TEXT: Final = 8
