@@ -4,6 +4,7 @@ line is read, so a typo never costs a sweep. Light to import: every command's `-
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Final
 
 METRIC_ALIASES: Final = {"return": "return_pct"}
@@ -12,10 +13,10 @@ SHOWN: Final = ("return_pct", "sharpe", "max_drawdown_pct", "win_rate_pct", "tra
 """The statistics a ranking of sweep backtests shows, after the one it ranks by."""
 
 
-def shown_metrics(metric: str) -> tuple[str, ...]:
-    """The columns of a ranking by `metric`, in `sweep run` and `sweeps show` alike: `metric`
-    first, then the rest of SHOWN."""
-    return tuple(dict.fromkeys((metric, *SHOWN)))
+def shown_metrics(metric: str, usual: Sequence[str] = SHOWN) -> tuple[str, ...]:
+    """The columns of a ranking by `metric`, in `sweep run`, `sweeps show` and a search alike:
+    `metric` first, then the rest of `usual`."""
+    return tuple(dict.fromkeys((metric, *usual)))
 
 
 def ranking_metric(text: str) -> str:

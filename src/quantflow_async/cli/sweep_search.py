@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
+from quantflow_async.cli.metric_option import shown_metrics
 from quantflow_async.cli.output import (
     CommandError,
     counted,
@@ -262,7 +263,7 @@ def _summary(strategy: str, result: SearchResult) -> str:
 
 
 def _print_best(best: list[Backtest], metric: str, total: int) -> None:
-    columns = ["rank", "backtest", "parameters", metric, *(m for m in SHOWN if m != metric)]
+    columns = ["rank", "backtest", "parameters", *shown_metrics(metric, SHOWN)]
     rows = []
     for rank, backtest in enumerate(best, start=1):
         metrics = backtest.metrics or {}
@@ -296,7 +297,7 @@ def _document(
                 "parameters": (backtest.config or {}).get("parameters"),
                 **{
                     key: (backtest.metrics or {}).get(key)
-                    for key in (search.objective.metric, *SHOWN)
+                    for key in shown_metrics(search.objective.metric, SHOWN)
                 },
             }
             for backtest in best
