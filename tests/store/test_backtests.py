@@ -172,6 +172,38 @@ async def test_unknown_status_is_invalid_value(db: Database, backtest_id: int) -
         await db.backtests.set_status(backtest_id, "done")
 
 
+async def test_set_status_many_moves_each_backtest_in_one_call(
+    db: Database, strategy_id: int
+) -> None:
+    ids = [await _backtest(db, strategy_id, f"run {n}") for n in range(3)]
+    await db.backtests.set_status_many(ids, "running")
+    assert [(await db.backtests.get(i)).status for i in ids] == ["running"] * 3
+    await db.backtests.set_status_many([], "failed")  # nothing to move
+    assert [(await db.backtests.get(i)).status for i in ids] == ["running"] * 3
+
+
+async def test_set_status_many_moves_the_others_then_names_one_that_cannot_move(
+    db: Database, strategy_id: int
+) -> None:
+    done, first, last = [await _backtest(db, strategy_id, f"run {n}") for n in range(3)]
+    await db.backtests.set_status(done, "cancelled")
+    with pytest.raises(InvalidTransition, match="'cancelled' to 'running'"):
+        await db.backtests.set_status_many([first, done, last], "running")
+    statuses = [(await db.backtests.get(i)).status for i in (first, done, last)]
+    assert statuses == ["running", "cancelled", "running"]
+    with pytest.raises(NotFound, match="backtest with id=999"):
+        await db.backtests.set_status_many([999, first], "completed")
+    assert (await db.backtests.get(first)).status == "completed"
+
+
+async def test_set_status_many_refuses_a_backtest_named_twice(
+    db: Database, backtest_id: int
+) -> None:
+    with pytest.raises(InvalidValue, match="backtest_ids: name each backtest once"):
+        await db.backtests.set_status_many([backtest_id, backtest_id], "running")
+    assert (await db.backtests.get(backtest_id)).status == "pending"
+
+
 async def test_save_results_stores_metrics_and_results(db: Database, backtest_id: int) -> None:
     saved = await db.backtests.save_results(
         backtest_id,

@@ -253,25 +253,26 @@ class SweepOutcomes:
                     # submitted before its outcome was read. Fills go on flowing meanwhile.
                     await self._writer.flush()
                 async with self._store_turn:
-                    for message in batch:
-                        await self._record(message)
+                    await self._record(batch)
 
-    async def _record(self, message: Message) -> None:
+    async def _record(self, batch: Sequence[Message]) -> None:
+        """Record a batch of outcomes: the backtests that started, in one transaction, then
+        each finished one in its own, reported as it is stored."""
         tally = self.tally
-        match message:
-            case Started(backtest_id=backtest_id):
-                await tally.db.backtests.set_status(backtest_id, "running")
-                return
-            case Completed(backtest_id=backtest_id, metrics=metrics, results=results):
-                recorded = await tally.record_completed(backtest_id, metrics, results)
-            case Failed(backtest_id=backtest_id, error=error):
-                recorded = await tally.record_failed(backtest_id, error)
-            case _:
-                return
-        if recorded:
-            self._changed.set()
-            self._changed = anyio.Event()
-            self._report()
+        started = [m.backtest_id for m in batch if isinstance(m, Started)]
+        await tally.db.backtests.set_status_many(started, "running")
+        for message in batch:
+            match message:
+                case Completed(backtest_id=backtest_id, metrics=metrics, results=results):
+                    recorded = await tally.record_completed(backtest_id, metrics, results)
+                case Failed(backtest_id=backtest_id, error=error):
+                    recorded = await tally.record_failed(backtest_id, error)
+                case _:
+                    continue
+            if recorded:
+                self._changed.set()
+                self._changed = anyio.Event()
+                self._report()
 
     def _report(self) -> None:
         if self._writer is not None:  # both of the sweep's tasks report, once it runs

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Numeric, String
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Numeric, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.sql.type_api import TypeEngine
@@ -71,6 +72,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, datetime):
             return value.astimezone(UTC)
         return from_epoch_micros(int(value))
+
+
+class EncodedJson(TypeDecorator[str]):
+    """JSON text already encoded and checked (`validation.to_json_text`), bound into a JSON
+    column as it is: jsonb on PostgreSQL, JSON text on SQLite. The JSON type would encode
+    the document again, in the event loop, for every row."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
 
 
 class utc_now(FunctionElement[datetime]):  # noqa: N801 - reads as a SQL function

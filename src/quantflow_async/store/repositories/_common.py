@@ -8,10 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, Final
 
-from sqlalchemy import Executable, Row, Table, select
+from sqlalchemy import Executable, Row, Table, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from quantflow_async.errors import InvalidValue, NotFound, QuantFlowError, StorageError
+from quantflow_async.store.column_types import EncodedJson
 from quantflow_async.store.driver_errors import storage_error, translated_errors
 from quantflow_async.store.engine import read_transaction, write_transaction
 from quantflow_async.validation import to_id, to_json_text
@@ -24,6 +26,7 @@ __all__ = [
     "fetch_one",
     "insert_returning",
     "json_document",
+    "json_value",
     "optional_json_document",
     "storage_error",
     "write_returning",
@@ -63,6 +66,14 @@ def json_document(value: object, field: str) -> dict[str, Any]:
 
 def optional_json_document(value: object, field: str) -> dict[str, Any] | None:
     return None if value is None else json_document(value, field)
+
+
+def json_value(value: object, field: str) -> ColumnElement[Any] | None:
+    """A JSON object (or None) to store, validated and encoded once (`to_json_text`) and
+    bound as that text: for a write that does not give the document back."""
+    if value is None:
+        return None
+    return type_coerce(to_json_text(value, field), EncodedJson())
 
 
 async def fetch_one(engine: AsyncEngine, query: Executable, action: str) -> Row[Any] | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Row, Table, delete, func, insert, select, update
+from sqlalchemy import Column, Row, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -23,7 +23,7 @@ from quantflow_async.store.repositories._common import (
     fetch_all,
     insert_returning,
     json_document,
-    optional_json_document,
+    json_value,
     write_returning,
 )
 from quantflow_async.store.schema import backtests, sweeps, trades
@@ -87,9 +87,9 @@ def _outcome(
     """The columns a run's outcome sets: `updated_at`, and whichever document is given."""
     values: dict[str, Any] = {"updated_at": utc_now()}
     if metrics is not UNSET:
-        values["metrics"] = optional_json_document(metrics, "metrics")
+        values["metrics"] = json_value(metrics, "metrics")
     if results is not UNSET:
-        values["results"] = optional_json_document(results, "results")
+        values["results"] = json_value(results, "results")
     return values
 
 
@@ -176,6 +176,40 @@ class BacktestRepository(Repository):
         the backtest back: for a sweep storing runs by the hundred, where parsing each
         stored results document again costs more than storing it."""
         await self._move(backtest_id, "completed", metrics, results, backtests.c.id)
+
+    async def set_status_many(self, backtest_ids: Sequence[int], status: str) -> None:
+        """`set_status(backtest_id, status)` for each of `backtest_ids`, in one transaction,
+        without reading them back. A backtest that cannot move is left as it is, the others
+        move, and then the first such one raises NotFound or InvalidTransition."""
+        ids = list(dict.fromkeys(to_id(i, "backtest_id") for i in backtest_ids))
+        if len(ids) < len(backtest_ids):
+            raise InvalidValue("backtest_ids", "name each backtest once")
+        await self._move_many(status, ids)
+
+    async def _move_many(self, status: str, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        status = _status(status)
+        allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
+        # FOR UPDATE on PostgreSQL; on SQLite the write transaction holds the database.
+        held = select(backtests.c.id, backtests.c.status).where(backtests.c.id.in_(ids))
+        statement = (
+            update(backtests)
+            .where(backtests.c.id == bindparam("moved_id"))
+            .values(status=status, updated_at=utc_now())
+        )
+        with translated_errors(f"setting the status of {len(ids)} backtests to {status}"):
+            async with write_transaction(self._engine) as conn:
+                found = (await conn.execute(held.with_for_update())).all()
+                current: dict[int, str] = {row[0]: row[1] for row in found}
+                movable = [{"moved_id": i} for i in ids if current.get(i) in allowed_from]
+                if movable:
+                    await conn.execute(statement, movable)
+        for backtest_id in ids:
+            if backtest_id not in current:
+                raise NotFound("backtest", backtest_id)
+            if current[backtest_id] not in allowed_from:
+                raise InvalidTransition(backtest_id, current[backtest_id], status)
 
     async def _move(
         self,
