@@ -29,6 +29,7 @@ from quantflow_async.backtest import (
     expand_grid,
     run_backtest,
     run_sweep,
+    sweep_outcomes,
     synthetic_bars,
 )
 from quantflow_async.backtest.spec import RunSpec
@@ -134,6 +135,21 @@ async def test_every_config_on_every_data_set_is_a_completed_backtest_with_all_i
         total=8, done=8, failed=0, fills_stored=total, sweep_id=result.sweep_id
     )
     assert 0 <= result.blocked_share < 1
+
+
+async def test_outcomes_left_once_every_worker_has_exited_are_recorded_without_waiting(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outcomes wait up to RECORD_EVERY_SECONDS to be recorded together; once the workers are
+    # gone no other can join them, and the sweep ends without the wait.
+    monkeypatch.setattr(sweep_outcomes, "RECORD_EVERY_SECONDS", 3600.0)
+    strategy_id = await new_strategy(sqlite_db)
+    with anyio.fail_after(60):
+        result = await run_sweep(
+            sqlite_db, "sma_cross", {"fast": [3], "slow": [10]}, SMALL,
+            strategy_id=strategy_id, workers=2,
+        )  # fmt: skip
+    assert (result.completed, result.failed) == (2, 0)
 
 
 async def test_a_failing_backtest_is_marked_failed_and_the_others_complete(

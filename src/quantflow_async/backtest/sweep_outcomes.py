@@ -118,6 +118,7 @@ class SweepOutcomes:
         # could wait for many batches. With no new fills, they wait for one at most.
         self._store_turn = anyio.Lock()
         self.record_every = RECORD_EVERY_SECONDS
+        self._read_all = anyio.Event()  # every worker has exited: no more messages will come
         self._changed = anyio.Event()  # set, and replaced, each time a backtest is recorded
         self.over = False  # every worker has exited: nothing more will be recorded
 
@@ -142,6 +143,7 @@ class SweepOutcomes:
                 tasks.start_soon(self._record_outcomes, receive)
                 async with send:
                     await self._pump(pool, writer, send)
+                self._read_all.set()
         except BaseExceptionGroup as group:
             # One of the two tasks failed (the store, the progress callback): raise its error
             # as itself, as a caller of one coroutine expects.
@@ -239,7 +241,9 @@ class SweepOutcomes:
     async def _record_outcomes(self, outcomes: MemoryObjectReceiveStream[Message]) -> None:
         async with outcomes:
             async for first in outcomes:
-                await anyio.sleep(self.record_every)  # let outcomes gather: fewer flushes
+                # Let outcomes gather, for fewer flushes, unless none will follow.
+                with anyio.move_on_after(self.record_every):
+                    await self._read_all.wait()
                 batch = [first]
                 while True:  # take what else is waiting, so one flush covers it all
                     try:
