@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
+from sqlalchemy import text
 
 from quantflow_async import Database, InvalidTransition, InvalidValue, NotFound
+from quantflow_async.store.repositories import backtests as backtests_module
 from quantflow_async.store.repositories.backtests import TRANSITIONS
 
 from ..conftest import T0, make_fill
@@ -196,12 +199,46 @@ async def test_set_status_many_moves_the_others_then_names_one_that_cannot_move(
     assert (await db.backtests.get(first)).status == "completed"
 
 
-async def test_set_status_many_refuses_a_backtest_named_twice(
+async def test_set_status_many_refuses_a_backtest_named_twice_or_an_unknown_status(
     db: Database, backtest_id: int
 ) -> None:
     with pytest.raises(InvalidValue, match="backtest_ids: name each backtest once"):
         await db.backtests.set_status_many([backtest_id, backtest_id], "running")
+    with pytest.raises(InvalidValue, match="status"):
+        await db.backtests.set_status_many([], "done")
     assert (await db.backtests.get(backtest_id)).status == "pending"
+
+
+async def test_set_status_many_takes_any_iterable_and_moves_many_a_slice_at_a_time(
+    db: Database, strategy_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backtests_module, "_IDS_PER_STATEMENT", 2)
+    ids = [await _backtest(db, strategy_id, f"run {n}") for n in range(5)]
+    await db.backtests.set_status(ids[3], "cancelled")
+    with pytest.raises(InvalidTransition, match=f"backtest {ids[3]} .*'cancelled' to 'running'"):
+        await db.backtests.set_status_many((i for i in ids), "running")
+    statuses = [(await db.backtests.get(i)).status for i in ids]
+    assert statuses == ["running", "running", "running", "cancelled", "running"]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_set_status_many_never_waits_for_a_fill_being_inserted_for_its_backtest(
+    db: Database, strategy_id: int
+) -> None:
+    # Inserting a fill locks its backtest's row for the foreign key check (FOR KEY SHARE).
+    # A status move must not wait for that lock: the writer inserting the next fill could
+    # then wait for the move, and PostgreSQL would end one of them as a deadlock.
+    first, second = [await _backtest(db, strategy_id, f"run {n}") for n in range(2)]
+    fill = (
+        "INSERT INTO trades (backtest_id, strategy_id, symbol, side, quantity, price,"
+        " executed_at) VALUES (:backtest, :strategy, 'BTCUSDT', 'buy', 1, 1, now())"
+    )
+    async with db.engine.connect() as writer, writer.begin():
+        await writer.execute(text(fill), {"backtest": second, "strategy": strategy_id})
+        with anyio.fail_after(10):
+            await db.backtests.set_status_many([first, second], "running")
+        await writer.execute(text(fill), {"backtest": first, "strategy": strategy_id})
+    assert [(await db.backtests.get(i)).status for i in (first, second)] == ["running"] * 2
 
 
 async def test_save_results_stores_metrics_and_results(db: Database, backtest_id: int) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Row, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Column, Row, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -79,6 +79,15 @@ def _status(value: object) -> str:
 
 def _record(row: Row[Any]) -> Backtest:
     return Backtest(**row._mapping)
+
+
+_IDS_PER_STATEMENT: Final = 1000
+"""Ids bound into one statement of a bulk move: far below every driver's parameter limit."""
+
+
+def _slices(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        yield ids[start : start + _IDS_PER_STATEMENT]
 
 
 def _outcome(
@@ -177,39 +186,42 @@ class BacktestRepository(Repository):
         stored results document again costs more than storing it."""
         await self._move(backtest_id, "completed", metrics, results, backtests.c.id)
 
-    async def set_status_many(self, backtest_ids: Sequence[int], status: str) -> None:
+    async def set_status_many(self, backtest_ids: Iterable[int], status: str) -> None:
         """`set_status(backtest_id, status)` for each of `backtest_ids`, in one transaction,
         without reading them back. A backtest that cannot move is left as it is, the others
         move, and then the first such one raises NotFound or InvalidTransition."""
-        ids = list(dict.fromkeys(to_id(i, "backtest_id") for i in backtest_ids))
-        if len(ids) < len(backtest_ids):
-            raise InvalidValue("backtest_ids", "name each backtest once")
-        await self._move_many(status, ids)
-
-    async def _move_many(self, status: str, ids: Sequence[int]) -> None:
-        if not ids:
-            return
         status = _status(status)
+        given = [to_id(i, "backtest_id") for i in backtest_ids]
+        ids = list(dict.fromkeys(given))
+        if len(ids) < len(given):
+            raise InvalidValue("backtest_ids", "name each backtest once")
         allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
-        # FOR UPDATE on PostgreSQL; on SQLite the write transaction holds the database.
-        held = select(backtests.c.id, backtests.c.status).where(backtests.c.id.in_(ids))
-        statement = (
-            update(backtests)
-            .where(backtests.c.id == bindparam("moved_id"))
-            .values(status=status, updated_at=utc_now())
-        )
+        moved: set[int] = set()
+        left: dict[int, str] = {}
         with translated_errors(f"setting the status of {len(ids)} backtests to {status}"):
             async with write_transaction(self._engine) as conn:
-                found = (await conn.execute(held.with_for_update())).all()
-                current: dict[int, str] = {row[0]: row[1] for row in found}
-                movable = [{"moved_id": i} for i in ids if current.get(i) in allowed_from]
-                if movable:
-                    await conn.execute(statement, movable)
+                # An UPDATE, as set_status's: it never waits for the lock that a fill being
+                # inserted holds on its backtest (a SELECT ... FOR UPDATE would, and could
+                # deadlock with the writer). Slices keep each statement's parameters few.
+                for some in _slices(ids):
+                    statement = (
+                        update(backtests)
+                        .where(backtests.c.id.in_(some), backtests.c.status.in_(allowed_from))
+                        .values(status=status, updated_at=utc_now())
+                        .returning(backtests.c.id)
+                    )
+                    moved.update((await conn.execute(statement)).scalars())
+                for some in _slices([i for i in ids if i not in moved]):
+                    found = select(backtests.c.id, backtests.c.status).where(
+                        backtests.c.id.in_(some)
+                    )
+                    left.update((row[0], row[1]) for row in await conn.execute(found))
         for backtest_id in ids:
-            if backtest_id not in current:
+            if backtest_id in moved:
+                continue
+            if backtest_id not in left:
                 raise NotFound("backtest", backtest_id)
-            if current[backtest_id] not in allowed_from:
-                raise InvalidTransition(backtest_id, current[backtest_id], status)
+            raise InvalidTransition(backtest_id, left[backtest_id], status)
 
     async def _move(
         self,
