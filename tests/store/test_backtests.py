@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import anyio
 import pytest
@@ -219,6 +222,16 @@ async def test_set_status_many_takes_any_iterable_and_moves_many_a_slice_at_a_ti
         await db.backtests.set_status_many((i for i in ids), "running")
     statuses = [(await db.backtests.get(i)).status for i in ids]
     assert statuses == ["running", "running", "running", "cancelled", "running"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_set_status_many_of_no_backtest_does_not_wait_for_the_write_lock(
+    db: Database, tmp_path: Path
+) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / "test.sqlite3")) as other:
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock
+        with anyio.fail_after(1):
+            await db.backtests.set_status_many([], "running")
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])

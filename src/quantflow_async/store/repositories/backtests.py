@@ -195,6 +195,8 @@ class BacktestRepository(Repository):
         ids = list(dict.fromkeys(given))
         if len(ids) < len(given):
             raise InvalidValue("backtest_ids", "name each backtest once")
+        if not ids:
+            return  # no transaction: on SQLite it would take the write lock for nothing
         allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
         moved: set[int] = set()
         left: dict[int, str] = {}
