@@ -1,5 +1,5 @@
-"""`quantflow --help` and every command's `--help` load neither the database, numpy, nor the
-analysis stack: only the command that runs imports what it runs on."""
+"""`quantflow --help` and every command's `--help` load neither the database, numpy, the
+analysis stack nor asyncio: only the command that runs imports what it runs on."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from quantflow_async.cli.app import COMMANDS, Parser, _add_commands, build_parse
 
 HEAVY = (
     "sqlalchemy", "numpy", "pandas", "matplotlib", "pyarrow", "ccxt", "aiohttp", "asyncpg",
-    "aiosqlite",
+    "aiosqlite", "asyncio",
 )  # fmt: skip
 
 # Every command and verb of `quantflow`, as `quantflow help` and each group's help list them.

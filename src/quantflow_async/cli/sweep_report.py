@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import math
@@ -115,6 +114,8 @@ def _failure(backtest: Backtest) -> dict[str, Any]:
 def _stop_told() -> Iterator[list[SweepProgress]]:
     """Where the sweep was when Ctrl-C or SIGTERM stopped it, and how to go on, on stderr:
     from the progress the block left in the list (nothing before the first one)."""
+    import asyncio  # here, not at the top: a command's --help never loads the event loop
+
     seen: list[SweepProgress] = []
     try:
         yield seen
