@@ -160,12 +160,15 @@ async def chromium_page(width: int = 1280, height: int = 1000) -> AsyncIterator[
 
 
 def _launch(profile: str, log: Path) -> subprocess.Popen[str]:
-    """Chromium on an empty tab, in a process group of its own, its output into `log`."""
+    """Chromium on an empty tab, in a process group of its own, its output into `log`.
+
+    Its temporary folder is the profile's: Chromium makes a folder for its singleton socket
+    there, which a killed browser leaves behind, and the profile is removed with it."""
     with log.open("w") as output:
         return subprocess.Popen(
             [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True,
-            text=True,
+            text=True, env={**os.environ, "TMPDIR": profile},
         )  # fmt: skip
 
 
