@@ -81,6 +81,18 @@ def _record(row: Row[Any]) -> Backtest:
     return Backtest(**row._mapping)
 
 
+def _allowed_from(status: str) -> list[str]:
+    """The statuses a backtest may move to `status` from."""
+    return [old for old, new in TRANSITIONS.items() if status in new]
+
+
+def _refusal(backtest_id: int, current: str | None, status: str) -> NotFound | InvalidTransition:
+    """Why a backtest whose status is `current` (None: there is none) did not move to `status`."""
+    if current is None:
+        return NotFound("backtest", backtest_id)
+    return InvalidTransition(backtest_id, current, status)
+
+
 _IDS_PER_STATEMENT: Final = 1000
 """Ids bound into one statement of a bulk move: far below every driver's parameter limit."""
 
@@ -197,7 +209,7 @@ class BacktestRepository(Repository):
             raise InvalidValue("backtest_ids", "name each backtest once")
         if not ids:
             return  # no transaction: on SQLite it would take the write lock for nothing
-        allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
+        allowed_from = _allowed_from(status)
         moved: set[int] = set()
         left: dict[int, str] = {}
         with translated_errors(f"setting the status of {len(ids)} backtests to {status}"):
@@ -219,11 +231,8 @@ class BacktestRepository(Repository):
                     )
                     left.update((row[0], row[1]) for row in await conn.execute(found))
         for backtest_id in ids:
-            if backtest_id in moved:
-                continue
-            if backtest_id not in left:
-                raise NotFound("backtest", backtest_id)
-            raise InvalidTransition(backtest_id, left[backtest_id], status)
+            if backtest_id not in moved:
+                raise _refusal(backtest_id, left.get(backtest_id), status)
 
     async def _move(
         self,
@@ -235,7 +244,7 @@ class BacktestRepository(Repository):
     ) -> Row[Any]:
         backtest_id = to_id(backtest_id, "backtest_id")
         status = _status(status)
-        allowed_from = [old for old, new in TRANSITIONS.items() if status in new]
+        allowed_from = _allowed_from(status)
         values = {"status": status, **_outcome(metrics, results)}
         statement = (
             update(backtests)
@@ -252,9 +261,7 @@ class BacktestRepository(Repository):
                     )
         if row is not None:
             return row
-        if current is None:
-            raise NotFound("backtest", backtest_id)
-        raise InvalidTransition(backtest_id, current, status)
+        raise _refusal(backtest_id, current, status)
 
     async def save_results(
         self,
