@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import load_average, median, print_table, shown, spread, write_json
+from _common import bytecode_cached, load_average, median, print_table, shown, spread, write_json
 
 PYTHON = sys.executable
 HERE = Path(__file__).parent
@@ -129,7 +129,7 @@ def main() -> None:
     if args.rounds < 5:
         parser.error("--rounds must be at least 5, for a median worth the name")
 
-    with tempfile.TemporaryDirectory(prefix="backtest-run-") as name:
+    with bytecode_cached(), tempfile.TemporaryDirectory(prefix="backtest-run-") as name:
         folder = Path(name)
         bars = folder / "bars.csv"
         template = folder / "template.sqlite3"

@@ -12,14 +12,13 @@ folder rather than the source tree. Prints a table and writes benchmarks/results
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import load_average, print_table, shown, spread, write_json
+from _common import bytecode_env, load_average, print_table, shown, spread, write_json
 
 PYTHON = sys.executable
 # The installed console script when there is one (it is what a user runs), else the module.
@@ -52,8 +51,7 @@ def main() -> None:
         parser.error("--runs must be at least 10, for a median worth the name")
 
     with tempfile.TemporaryDirectory(prefix="startup-pycache-") as cache:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPYCACHEPREFIX"] = cache
+        env = bytecode_env(cache)
         for command in COMMANDS.values():  # warm the file cache and write the bytecode
             wall_time(command, env)
         load_at_start = load_average()

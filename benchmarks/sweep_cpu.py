@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import psutil
-from _common import load_average, print_table, shown, spread, write_json
+from _common import bytecode_cached, load_average, print_table, shown, spread, write_json
 from sweep_run import markets_and_template, ours
 
 ROLES = ("main", "sqlite writer", "fork server", "workers", "other")
@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     walls: dict[int, list[float]] = {1: [], 2: []}
     cpus: dict[int, dict[str, list[float]]] = {1: defaultdict(list), 2: defaultdict(list)}
-    with tempfile.TemporaryDirectory(prefix="sweep-cpu-") as name:
+    with bytecode_cached(), tempfile.TemporaryDirectory(prefix="sweep-cpu-") as name:
         folder = Path(name)
         files, template = markets_and_template(folder, args.bars)
         cpu_by_role(ours(folder, template, files, 1, 0))  # warm: file cache, bytecode

@@ -42,7 +42,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import load_average, print_table, shown, spread, write_json
+from _common import bytecode_cached, load_average, print_table, shown, spread, write_json
 from backtest_run import HERE, PYTHON, QUANTFLOW, database_url, timed
 
 from quantflow_async.backtest import synthetic_bars
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--vectorbt", metavar="PYTHON", help="an interpreter with vectorbt")
     args = parser.parse_args()
     runs = ("ours-2", "ours-1", "peer", *(("vectorbt",) if args.vectorbt else ()))
-    with tempfile.TemporaryDirectory(prefix="sweep-run-") as name:
+    with bytecode_cached(), tempfile.TemporaryDirectory(prefix="sweep-run-") as name:
         folder = Path(name)
         files, template = markets_and_template(folder, args.bars)
 

@@ -5,12 +5,14 @@
     python -m tests.backtest.sweep_workers_child grid URL CONFIGS
         a sweep of CONFIGS quick backtests; prints "storing" before it stores them
 
-Also holds `Announced`, a strategy the sweep's workers import by reference.
+Also holds `Announced` and `TellsItsCollector`, strategies the sweep's workers import by
+reference.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -36,6 +38,15 @@ class Announced(SmaCross):
             partial.rename(self.pid_file)  # whole or absent for a reader
         time.sleep(self.sleep)
         super().init()
+
+
+class TellsItsCollector(SmaCross):
+    """SmaCross that fails at once, its message saying how its worker process runs the
+    garbage collector: the first threshold, and whether objects are frozen."""
+
+    def init(self) -> None:
+        frozen = gc.get_freeze_count() > 0
+        raise RuntimeError(f"collector: threshold {gc.get_threshold()[0]}, frozen {frozen}")
 
 
 async def long_sweep(url: str, folder: str, start_method: str) -> None:

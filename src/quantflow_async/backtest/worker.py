@@ -13,6 +13,7 @@ takes at most `OUTBOX_CHUNKS` messages ahead, and a full outbox blocks the worke
 the sweep's back-pressure: the time spent blocked is measured. A job starts only once its
 "started" is in the pipe, and the next is taken only once its outcome is: what is in the
 pipe reaches the main process even if this one dies, what waits in the outbox does not.
+The worker runs the garbage collector less often than the default (collector.py).
 SIGINT and SIGTERM are ignored: the main process owns the shutdown and kills workers. A worker
 whose main process dies ends at once, even in the middle of a backtest (`_end_with_parent`).
 """
@@ -41,6 +42,7 @@ from quantflow_async.backtest.conversion import (
     results_document,
 )
 from quantflow_async.backtest.spec import RunSpec
+from quantflow_async.collector import collect_less_often, keep_what_is_loaded
 from quantflow_async.worker_signals import leave_stop_signals_to_parent
 
 POLL_SECONDS: Final = 0.5
@@ -209,6 +211,8 @@ def work(index: int, connection: Connection, sweep_file: str, chunk_size: int) -
     parent = os.getppid()
     with open(sweep_file, "rb") as file:
         sweep: SweepFile = pickle.load(file)  # noqa: S301 - our own file
+    keep_what_is_loaded()  # the modules and the data sets, for the worker's whole life
+    collect_less_often()
     outbox = _Outbox(connection, parent)
     busy = 0.0
     while (given := _next_job(connection, parent)) is not None:

@@ -28,6 +28,7 @@ from quantflow_async.cli.parsing import add_command as add_command
 from quantflow_async.cli.parsing import add_verbs as add_verbs
 from quantflow_async.cli.parsing import common_options
 from quantflow_async.cli.parsing import on_database as on_database
+from quantflow_async.collector import collect_less_often, keep_what_is_loaded
 from quantflow_async.errors import QuantFlowError
 
 
@@ -89,11 +90,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Without `argv` this is the `quantflow` program, a process of its own: a sweep then
     starts its workers from a fork server warmed as the command begins
-    (backtest/fork_server.py). Called with `argv` from another program, which keeps its
-    process after the command, workers are spawned fresh, as the library's default.
+    (backtest/fork_server.py), and the garbage collector runs less often (collector.py).
+    Called with `argv` from another program, which keeps its process after the command,
+    workers are spawned fresh, as the library's default, and its collector is left alone.
     """
-    args = build_parser().parse_args(argv)
-    args.own_process = argv is None
+    own_process = argv is None
+    if own_process:
+        collect_less_often()  # the process is the command's alone (collector.py)
+    try:
+        return _run(build_parser().parse_args(argv), own_process)
+    finally:
+        if own_process:
+            keep_what_is_loaded()  # the interpreter's last collection then walks nothing
+
+
+def _run(args: argparse.Namespace, own_process: bool) -> int:
+    args.own_process = own_process
     import logging  # only here: `--help` and a usage mistake have exited by now
 
     logging.basicConfig(
