@@ -1,6 +1,7 @@
 """The event loop's side of a sweep: the workers' fills to the writer, their outcomes to the
 store (through `SweepTally`), in order (`SweepOutcomes`), while `run_pool` runs the worker
-processes.
+processes. Three tasks: one reads the workers' pipes and hands out jobs, one submits fills,
+one records outcomes; the reading never waits for the store until READ_AHEAD messages do.
 
 `run_sweep` (sweep.py) runs one set of jobs this way; a search (sweep_runner.py) adds jobs
 batch by batch to workers that wait for more, and waits for each batch's outcomes.
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 RECORD_EVERY_SECONDS: Final = 0.25
 """Outcomes are recorded in batches at most this often; each batch waits for one flush."""
+READ_AHEAD: Final = 16
+"""Messages read from the workers that may wait for the writer (about 16 chunks of fills)
+while outcomes are recorded, before the reading of the workers' pipes waits too."""
 
 
 async def run_pool(sweep: SweepOutcomes, pool: WorkerPool, writer: TradeWriter) -> None:
@@ -138,11 +142,13 @@ class SweepOutcomes:
     async def run(self, pool: WorkerPool, writer: TradeWriter) -> None:
         self._writer = writer
         send, receive = anyio.create_memory_object_stream[Message](max_buffer_size=math.inf)
+        read, taken = anyio.create_memory_object_stream[Message](max_buffer_size=READ_AHEAD)
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._record_outcomes, receive)
-                async with send:
-                    await self._pump(pool, writer, send)
+                tasks.start_soon(self._submit, taken, writer, send)
+                async with read:
+                    await self._pump(pool, read)
                 self._read_all.set()
         except BaseExceptionGroup as group:
             # One of the two tasks failed (the store, the progress callback): raise its error
@@ -154,17 +160,16 @@ class SweepOutcomes:
             self.over = True
             self._changed.set()
 
-    async def _pump(
-        self, pool: WorkerPool, writer: TradeWriter, outcomes: MemoryObjectSendStream[Message]
-    ) -> None:
-        """Read the workers' messages until every worker has exited."""
+    async def _pump(self, pool: WorkerPool, read: MemoryObjectSendStream[Message]) -> None:
+        """Read the workers' messages until every worker has exited, hand out their jobs, and
+        pass what they say on, in order, to `_submit`."""
         while len(self._exited) < pool.count:
             # Abandoned on cancellation (messages it then reads are dropped: the sweep is
             # stopping): a shielded wait would swallow asyncio's own Task.cancel(), which
             # is what Ctrl-C under asyncio.run sends.
             messages = await anyio.to_thread.run_sync(pool.receive, abandon_on_cancel=True)
             for message in messages:
-                await self._take(message, pool, writer, outcomes)
+                await self._take(message, pool, read)
         # Jobs a dead worker gave back after every other worker had been told to stop, or
         # once no replacement was left.
         error = ChildProcessError(
@@ -173,46 +178,60 @@ class SweepOutcomes:
         )
         while pool.pending:
             job = pool.jobs[pool.pending.popleft()]
-            await outcomes.send(Failed(-1, job.backtest_id, error_document(error)))
+            await read.send(Failed(-1, job.backtest_id, error_document(error)))
 
     async def _take(
-        self,
-        message: Message,
-        pool: WorkerPool,
-        writer: TradeWriter,
-        outcomes: MemoryObjectSendStream[Message],
+        self, message: Message, pool: WorkerPool, read: MemoryObjectSendStream[Message]
     ) -> None:
         worker = message.worker
         if not isinstance(message, Gone):
             self._heard.add(worker)
         match message:
-            case FillRows(rows=rows):
-                async with self._store_turn:
-                    await writer.submit_many(fills_from_rows(rows))
-                self.fills += len(rows)
-                self._report()
+            case FillRows():
+                await read.send(message)
             case Started(backtest_id=backtest_id):
                 self._in_flight[worker] = backtest_id
                 pool.started(worker, backtest_id)
-                await outcomes.send(message)
+                await read.send(message)
             case Completed() | Failed():
                 self._in_flight.pop(worker, None)
                 pool.finished(worker)
-                await outcomes.send(message)
+                await read.send(message)
             case Exited(blocked=blocked, busy=busy):
                 self._exited.add(worker)
                 pool.blocked += blocked
                 pool.busy += busy
             case Gone() if worker not in self._exited:
                 code = await anyio.to_thread.run_sync(pool.exit_code, worker)
-                await self._bury(pool, worker, code, outcomes)
+                await self._bury(pool, worker, code, read)
+
+    async def _submit(
+        self,
+        taken: MemoryObjectReceiveStream[Message],
+        writer: TradeWriter,
+        outcomes: MemoryObjectSendStream[Message],
+    ) -> None:
+        """Hand the fills to the writer and the rest to `_record_outcomes`, in the order the
+        workers said them: an outcome reaches the recorder only once every fill of its
+        backtest was submitted, and its flush then covers them all. Waiting for its turn
+        while outcomes are recorded, this holds up neither the reading of the workers' pipes
+        nor the workers, until READ_AHEAD messages wait."""
+        async with taken, outcomes:
+            async for message in taken:
+                if not isinstance(message, FillRows):
+                    await outcomes.send(message)
+                    continue
+                async with self._store_turn:
+                    await writer.submit_many(fills_from_rows(message.rows))
+                self.fills += len(message.rows)
+                self._report()
 
     async def _bury(
         self,
         pool: WorkerPool,
         worker: int,
         code: int | None,
-        outcomes: MemoryObjectSendStream[Message],
+        read: MemoryObjectSendStream[Message],
     ) -> None:
         """A worker that died (killed, out of memory) fails the backtest it was running and
         gives back the ones it had not started, for the other workers and for the new worker
@@ -230,7 +249,7 @@ class SweepOutcomes:
         backtest_id = self._in_flight.pop(worker, None)
         if backtest_id is not None:
             error = ChildProcessError(f"the worker process exited with code {code}")
-            await outcomes.send(Failed(worker, backtest_id, error_document(error)))
+            await read.send(Failed(worker, backtest_id, error_document(error)))
         if returned:
             log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
         if (pool.pending or pool.open_ended) and pool.restarts < self.max_worker_restarts:
