@@ -16,23 +16,27 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from quantflow_async import Database, Settings
+from quantflow_async.errors import Conflict
 from quantflow_async.live.ccxt_client import binance_client
 from quantflow_async.live.ccxt_venue import CcxtVenue
 from quantflow_async.live.credentials import VenueCredentials
+from quantflow_async.live.journal import OrderJournal
 from tests.live.crash_bot import KILL_POINTS, SYMBOL, VENUE
 from tests.support.paper import PaperProcess, paper_process, write_bars
 from tests.support.walks import random_walk
 
 ROOT = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 10.0  # how long a killed bot's lease may outlive it, on a loaded machine
 STATUS_OF_EXCHANGE = {
     "NEW": "open",
     "PARTIALLY_FILLED": "partially_filled",
@@ -110,6 +114,27 @@ class Witness:
         await self.venue.aclose()
 
 
+@contextlib.asynccontextmanager
+async def _journal_once_the_killed_bot_let_go(
+    db: Database, strategy_id: int
+) -> AsyncIterator[OrderJournal]:
+    """The strategy's journal. On PostgreSQL a killed bot's lease (an advisory lock of its
+    session) goes only once the server has seen its connection close, which on a loaded
+    machine can take a moment after the process is gone: the lease is asked for again while
+    it is said to be held elsewhere, for up to LEASE_SECONDS."""
+    async with contextlib.AsyncExitStack() as stack:
+        with anyio.fail_after(LEASE_SECONDS):
+            while True:
+                try:
+                    journal = await stack.enter_async_context(
+                        db.journal(strategy_id=strategy_id, venue=VENUE)
+                    )
+                    break
+                except Conflict:
+                    await anyio.sleep(0.05)
+        yield journal
+
+
 async def _check_journal_equals_exchange(
     database_url: str, witness: Witness, strategy_id: int
 ) -> None:
@@ -121,7 +146,7 @@ async def _check_journal_equals_exchange(
     for _ in range(50):
         before = await _exchange_record(witness.reader)
         async with Database(settings=Settings(database_url=database_url)) as db:
-            async with db.journal(strategy_id=strategy_id, venue=VENUE) as journal:
+            async with _journal_once_the_killed_bot_let_go(db, strategy_id) as journal:
                 await journal.restore()
                 await journal.reconcile(witness.venue, symbols=(SYMBOL,))
             journal_orders = {
