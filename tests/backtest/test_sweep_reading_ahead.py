@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from quantflow_async import Database
-from quantflow_async.backtest import run_sweep, synthetic_bars
+from quantflow_async.backtest import SweepProgress, run_sweep, synthetic_bars
 from quantflow_async.backtest.sweep_outcomes import READ_AHEAD
 from tests.backtest.sweep_workers_child import Announced
 from tests.conftest import postgres_dsn
@@ -72,3 +72,29 @@ async def test_workers_go_on_running_backtests_while_the_outcomes_wait_for_a_loc
     assert seen == [until]
     assert result.completed == jobs
     assert result.fills_stored > jobs
+
+
+class Stop(Exception):
+    """Raised by a progress callback to stop a sweep part way."""
+
+
+async def test_an_error_while_fills_are_submitted_is_raised_as_itself(
+    migrated_sqlite_url: str,
+) -> None:
+    # One fill a message: the reading soon waits on a full READ_AHEAD, and the submitting
+    # task's error ends the stream under it. The caller gets that error, not a group of it
+    # and the reading's BrokenResourceError.
+    def progress(report: SweepProgress) -> None:
+        if report.fills_stored >= 200:
+            raise Stop(f"stopped at {report.fills_stored} fills")
+
+    async with Database(migrated_sqlite_url) as db:
+        strategy = await db.strategies.create(name="stopped while submitting")
+        with pytest.raises(Stop):
+            await run_sweep(
+                db, "sma_cross", {"fast": [2, 3], "slow": [5, 6]}, synthetic_bars(5_000, seed=1),
+                strategy_id=strategy.id, workers=2, chunk_size=1, progress=progress,
+            )  # fmt: skip
+        (stopped,) = await db.sweeps.list()
+    assert stopped.sweep.status == "interrupted"
+    assert set(stopped.counts) <= {"completed", "cancelled"}

@@ -87,6 +87,16 @@ async def stop_pool(pool: WorkerPool) -> None:
         await asyncio.shield(stopped)
 
 
+async def _pass_on(stream: MemoryObjectSendStream[Message], message: Message) -> None:
+    """Send `message` to the next task. If that task has ended, it ended with an error, which
+    stops the sweep: that error is the one to raise, so this task waits to be cancelled
+    rather than add a BrokenResourceError of its own beside it."""
+    try:
+        await stream.send(message)
+    except anyio.BrokenResourceError:
+        await anyio.sleep_forever()
+
+
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -178,7 +188,7 @@ class SweepOutcomes:
         )
         while pool.pending:
             job = pool.jobs[pool.pending.popleft()]
-            await read.send(Failed(-1, job.backtest_id, error_document(error)))
+            await _pass_on(read, Failed(-1, job.backtest_id, error_document(error)))
 
     async def _take(
         self, message: Message, pool: WorkerPool, read: MemoryObjectSendStream[Message]
@@ -188,15 +198,15 @@ class SweepOutcomes:
             self._heard.add(worker)
         match message:
             case FillRows():
-                await read.send(message)
+                await _pass_on(read, message)
             case Started(backtest_id=backtest_id):
                 self._in_flight[worker] = backtest_id
                 pool.started(worker, backtest_id)
-                await read.send(message)
+                await _pass_on(read, message)
             case Completed() | Failed():
                 self._in_flight.pop(worker, None)
                 pool.finished(worker)
-                await read.send(message)
+                await _pass_on(read, message)
             case Exited(blocked=blocked, busy=busy):
                 self._exited.add(worker)
                 pool.blocked += blocked
@@ -219,7 +229,7 @@ class SweepOutcomes:
         async with taken, outcomes:
             async for message in taken:
                 if not isinstance(message, FillRows):
-                    await outcomes.send(message)
+                    await _pass_on(outcomes, message)
                     continue
                 async with self._store_turn:
                     await writer.submit_many(fills_from_rows(message.rows))
@@ -249,7 +259,7 @@ class SweepOutcomes:
         backtest_id = self._in_flight.pop(worker, None)
         if backtest_id is not None:
             error = ChildProcessError(f"the worker process exited with code {code}")
-            await read.send(Failed(worker, backtest_id, error_document(error)))
+            await _pass_on(read, Failed(worker, backtest_id, error_document(error)))
         if returned:
             log.info("sweep: %d backtests of worker %d go to the others", len(returned), worker)
         if (pool.pending or pool.open_ended) and pool.restarts < self.max_worker_restarts:
