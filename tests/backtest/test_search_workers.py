@@ -1,8 +1,9 @@
 """A search's worker processes dying: replaced while restarts are left, the search going on;
-once none is left, the search stops, its sweep interrupted and resumable.
+once none is left, the search stops, its sweep interrupted and resumable. A search whose
+store fails stops with the store's error.
 
 Faults are real: a worker is SIGKILLed while it runs the first trial, as the kernel's
-out-of-memory killer would.
+out-of-memory killer would; the disk fills up (SQLite's page limit).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 
 from quantflow_async import Database, Settings, run_search
 from quantflow_async.backtest import synthetic_bars
-from quantflow_async.errors import BacktestError
+from quantflow_async.config import WriterOptions
+from quantflow_async.errors import BacktestError, QuantFlowError
 from tests.backtest.search_child import FirstOneWaits
 
 BARS = synthetic_bars(300, seed=2)
@@ -80,3 +82,24 @@ async def test_once_no_worker_may_start_the_search_stops_interrupted_and_resumes
     )
     assert [trial.state for trial in resumed.search.trials] == ["failed"] + ["completed"] * 3
     assert await sqlite_db.sweeps.counts(summary.sweep.id) == {"failed": 1, "completed": 3}
+
+
+async def test_a_search_whose_disk_fills_up_stops_with_the_storage_error_itself(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    async with Database(migrated_sqlite_url) as db:
+        strategy_id = (await db.strategies.create(name="full disk")).id
+    # Room for the sweep and its trials, not for their fills.
+    pages = (tmp_path / "test.sqlite3").stat().st_size // 4096 + 60
+    settings = Settings(
+        database_url=migrated_sqlite_url,
+        writer=WriterOptions(retry_attempts=1, retry_initial_delay=0.01, retry_max_delay=0.01),
+        sqlite_pragmas=(f"PRAGMA max_page_count = {pages}",),
+    )
+    async with Database(settings=settings) as db:
+        with pytest.raises(QuantFlowError, match="full"):
+            await run_search(
+                db, "sma_cross", {"fast": {"int": [2, 5]}, "slow": {"int": [6, 12]}},
+                synthetic_bars(4_000, seed=1), strategy_id=strategy_id, trials=8,
+                maximize="return_pct", seed=1, workers=2, chunk_size=50,
+            )  # fmt: skip

@@ -135,6 +135,7 @@ class SweepOutcomes:
         self._read_all = anyio.Event()  # every worker has exited: no more messages will come
         self._changed = anyio.Event()  # set, and replaced, each time a backtest is recorded
         self.over = False  # every worker has exited: nothing more will be recorded
+        self.stopped = False  # `run` ended with an error or was cancelled, which it raised
 
     def add(self, jobs: Sequence[Job]) -> None:
         """More jobs, which an open-ended pool runs (a search's next trials)."""
@@ -153,6 +154,7 @@ class SweepOutcomes:
         self._writer = writer
         send, receive = anyio.create_memory_object_stream[Message](max_buffer_size=math.inf)
         read, taken = anyio.create_memory_object_stream[Message](max_buffer_size=READ_AHEAD)
+        ended = False
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._record_outcomes, receive)
@@ -160,14 +162,16 @@ class SweepOutcomes:
                 async with read:
                     await self._pump(pool, read)
                 self._read_all.set()
+            ended = True
         except BaseExceptionGroup as group:
-            # One of the two tasks failed (the store, the progress callback): raise its error
-            # as itself, as a caller of one coroutine expects.
+            # One of its tasks failed (the store, the progress callback): raise its error as
+            # itself, as a caller of one coroutine expects.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from group
             raise
         finally:
             self.over = True
+            self.stopped = not ended
             self._changed.set()
 
     async def _pump(self, pool: WorkerPool, read: MemoryObjectSendStream[Message]) -> None:

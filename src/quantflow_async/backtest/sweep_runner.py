@@ -49,6 +49,11 @@ class SweepRunner:
         self._outcomes.add(jobs)
         self._pool.add(jobs)
         await self._outcomes.wait_for([job.backtest_id for job in jobs])
+        if self._outcomes.stopped:
+            # The pool stopped on an error (a storage failure, a script run again), which
+            # cancels this block and is what it raises: a BacktestError of its own beside it
+            # would hide it in an ExceptionGroup.
+            await anyio.sleep_forever()
         if self._outcomes.over:
             raise BacktestError(
                 "every worker process exited and none may start in their place "
