@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -30,6 +28,7 @@ from quantflow_async.backtest.conversion import FILL_CHUNK
 from quantflow_async.backtest.spec import RunOptions, split_symbol
 from quantflow_async.backtest.strategies import strategy_reference
 from quantflow_async.backtest.strategy import Strategy
+from quantflow_async.backtest.sweep_folder import sweep_folder
 from quantflow_async.backtest.sweep_jobs import DataSource, Grid, load_datasets, plan_sweep
 from quantflow_async.backtest.sweep_jobs import (
     expand_grid as expand_grid,  # the package names it here
@@ -158,8 +157,8 @@ async def run_sweep(
         if not jobs:
             stats = writer.stats() if writer is not None else _NOTHING_WRITTEN
         else:
-            with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
-                sweep_file = Path(folder) / "sweep.pickle"
+            with sweep_folder() as folder:
+                sweep_file = folder / "sweep.pickle"
                 await anyio.to_thread.run_sync(dump_sweep_file, plan.datasets, jobs, sweep_file)
                 context = multiprocessing.get_context(start_method)
                 pool = WorkerPool(context, min(workers, len(jobs)), sweep_file, chunk_size, jobs)

@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from quantflow_async.backtest.bars import Bars
 from quantflow_async.backtest.conversion import error_document
+from quantflow_async.backtest.sweep_folder import prune_dead_sweep_folders
 from quantflow_async.backtest.sweep_tally import ProgressCallback, SweepTally
 from quantflow_async.backtest.worker import (
     Completed,
@@ -103,7 +104,9 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 
 def dump_sweep_file(datasets: Mapping[str, Bars], jobs: list[Job], path: Path) -> None:
-    """Write the file every worker reads once: the data sets and the jobs known now."""
+    """Write the file every worker reads once: the data sets and the jobs known now. Before
+    that, remove the folders beside its own that killed sweeps left (sweep_folder.py)."""
+    prune_dead_sweep_folders(path.parent.parent)
     with path.open("wb") as file:
         pickle.dump(SweepFile(dict(datasets), jobs), file, protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -15,14 +15,13 @@ unfinished backtests cancelled and the sweep interrupted, for a resume.
 from __future__ import annotations
 
 import multiprocessing
-import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio
 
 from quantflow_async.backtest.bars import Bars
+from quantflow_async.backtest.sweep_folder import sweep_folder
 from quantflow_async.backtest.sweep_outcomes import SweepOutcomes, dump_sweep_file, run_pool
 from quantflow_async.backtest.sweep_store import finish_sweep
 from quantflow_async.backtest.worker import Job
@@ -77,8 +76,8 @@ async def sweep_runner(
     the length of the block."""
     outcomes = SweepOutcomes(db, [], None, max_worker_restarts)
     outcomes.record_every = 0.0
-    with tempfile.TemporaryDirectory(prefix="quantflow-sweep-") as folder:
-        sweep_file = Path(folder) / "sweep.pickle"
+    with sweep_folder() as folder:
+        sweep_file = folder / "sweep.pickle"
         await anyio.to_thread.run_sync(dump_sweep_file, datasets, [], sweep_file)
         context = multiprocessing.get_context(start_method)
         pool = WorkerPool(context, workers, sweep_file, chunk_size, [], open_ended=True)
