@@ -6,6 +6,9 @@ runs."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import signal
 import subprocess
@@ -15,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from quantflow_async import Database
@@ -27,19 +31,26 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no flock")
 
 
-def sweep_holding_its_folder(parent: Path, *, fork_a_child: bool = False) -> subprocess.Popen[str]:
-    """A process in a `sweep_folder(parent)` block, waiting; it prints the folder (and the
-    pid of the child it forked, if asked to fork one)."""
+def sweep_holding_its_folder(
+    parent: Path, *, fork_a_child: bool = False, run_a_program: bool = False
+) -> subprocess.Popen[str]:
+    """A process in a `sweep_folder(parent)` block, waiting, its own process group; it prints
+    the folder and the pid of the child it forked or the program it ran, if asked to."""
     code = textwrap.dedent(
         f"""
-        import os, sys, time
+        import os, subprocess, time
         from pathlib import Path
         from quantflow_async.backtest.sweep_folder import sweep_folder
         with sweep_folder(Path({str(parent)!r})) as folder:
-            child = os.fork() if {fork_a_child!r} else None
-            if child == 0:
-                time.sleep(60)
-                os._exit(0)
+            (folder / "sweep.pickle").write_bytes(b"data")
+            child = None
+            if {fork_a_child!r}:
+                child = os.fork()
+                if child == 0:
+                    time.sleep(60)
+                    os._exit(0)
+            if {run_a_program!r}:
+                child = subprocess.Popen(["sleep", "60"]).pid
             print(folder, child, flush=True)
             time.sleep(60)
         """
@@ -48,6 +59,21 @@ def sweep_holding_its_folder(parent: Path, *, fork_a_child: bool = False) -> sub
         [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
+
+
+def end_its_group(process: subprocess.Popen[str]) -> None:
+    """reap(), and the children it left in its process group once it died."""
+    reap(process)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def prunes_within(parent: Path, seconds: float) -> list[Path]:
+    """What a prune removes once something does, or [] after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (removed := prune_dead_sweep_folders(parent)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return removed
 
 
 def folder_of(process: subprocess.Popen[str]) -> tuple[Path, int | None]:
@@ -108,14 +134,89 @@ def test_a_forked_child_that_still_runs_keeps_the_folder(tmp_path: Path) -> None
         folder, child = folder_of(process)
         assert child is not None
         killed(process)
-        assert prune_dead_sweep_folders(tmp_path) == []  # the child holds the lock too
+        assert prune_dead_sweep_folders(tmp_path) == []  # the child shares the lock
         os.kill(child, signal.SIGKILL)  # its lock goes with it, however soon it is reaped
-        deadline = time.monotonic() + 10
-        while prune_dead_sweep_folders(tmp_path) != [folder] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not folder.exists()
+        assert prunes_within(tmp_path, 10) == [folder]
     finally:
-        reap(process)
+        end_its_group(process)
+
+
+def test_a_program_the_sweep_ran_does_not_keep_the_folder(tmp_path: Path) -> None:
+    process = sweep_holding_its_folder(tmp_path, run_a_program=True)
+    try:
+        folder, program = folder_of(process)
+        killed(process)
+        assert program is not None and psutil.pid_exists(program)
+        assert prune_dead_sweep_folders(tmp_path) == [folder]  # the lock is not inherited
+    finally:
+        end_its_group(process)
+
+
+def test_a_process_killed_while_it_removes_its_folder_leaves_it_for_the_next(
+    tmp_path: Path,
+) -> None:
+    code = textwrap.dedent(
+        f"""
+        import os, shutil, signal
+        from pathlib import Path
+        from quantflow_async.backtest import sweep_folder as module
+        def killed_here(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        with module.sweep_folder(Path({str(tmp_path)!r})) as folder:
+            (folder / "sweep.pickle").write_bytes(b"data")
+            module.shutil = type("Shutil", (), {{"rmtree": staticmethod(killed_here)}})
+        """
+    )
+    died = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False)
+    assert died.returncode == -signal.SIGKILL
+    (folder,) = sweep_folders(tmp_path)
+    assert [entry.name for entry in folder.iterdir()] == [OWNER]  # the data went first
+    assert prune_dead_sweep_folders(tmp_path) == [folder]
+
+
+def test_the_owner_file_is_locked_before_it_has_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pruner finding `owner.lock` not yet locked would remove a sweep's folder as it starts.
+    seen: list[list[str]] = []
+    lock = fcntl.flock
+
+    def flock(descriptor: int, operation: int) -> None:
+        (folder,) = sweep_folders(tmp_path)
+        seen.append(sorted(entry.name for entry in folder.iterdir()))
+        lock(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with sweep_folder(tmp_path) as folder:
+        assert sorted(entry.name for entry in folder.iterdir()) == [OWNER]
+    assert seen == [[f".{OWNER}"]]
+
+
+def test_a_folder_where_flock_is_refused_works_unlocked_and_is_not_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def flock(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")  # NFS without its lock daemon
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fcntl, "flock", flock)
+        with sweep_folder(tmp_path) as folder:
+            (folder / "sweep.pickle").write_bytes(b"data")
+            patch.undo()
+            assert [entry.name for entry in folder.iterdir()] == ["sweep.pickle"]
+            assert prune_dead_sweep_folders(tmp_path) == []
+            assert (folder / "sweep.pickle").read_bytes() == b"data"
+    assert sweep_folders(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_another_users_folder_is_left_alone(tmp_path: Path) -> None:
+    theirs = tmp_path / "quantflow-sweep-theirs"
+    theirs.mkdir()
+    (theirs / OWNER).touch()
+    os.chown(theirs, 65534, 65534)
+    assert prune_dead_sweep_folders(tmp_path) == []
+    assert (theirs / OWNER).exists()
 
 
 def test_what_is_not_a_dead_sweeps_folder_is_left_alone(tmp_path: Path) -> None:

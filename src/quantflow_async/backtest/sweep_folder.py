@@ -8,13 +8,16 @@ folder holds a copy of every data set of the sweep. So the process holds an excl
 `flock` on the folder's `owner.lock` for as long as the block runs, and every sweep that
 starts removes the folders whose lock it can take: their owner is gone. A lock, unlike a
 process id, cannot be mistaken for a new process that reused the id, and it is let go by the
-kernel however the owner ends. Where there is no `flock` (Windows), folders are only removed
-by their own block.
+kernel however the owner ends. A block removes its owner file last, so a process killed while
+it removes its folder leaves one the next sweep removes too. Where there is no `flock`
+(Windows, or a temporary folder on a file system that refuses it), a folder is only removed
+by its own block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -25,6 +28,8 @@ from typing import Final
 
 if sys.platform != "win32":
     import fcntl
+
+log = logging.getLogger(__name__)
 
 PREFIX: Final = "quantflow-sweep-"
 OWNER: Final = "owner.lock"
@@ -38,18 +43,46 @@ def sweep_folder(parent: Path | None = None) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
     owner: int | None = None
     try:
-        if sys.platform != "win32":
-            # Locked under another name and then renamed, so a sweep that prunes never sees
-            # an owner file not yet locked.
-            making = folder / f".{OWNER}"
-            owner = os.open(making, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(owner, fcntl.LOCK_EX)
-            making.rename(folder / OWNER)
+        owner = _locked_owner_file(folder)
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove(folder)
         if owner is not None:
             os.close(owner)
+
+
+def _locked_owner_file(folder: Path) -> int | None:
+    """The descriptor of the folder's owner file, locked; None where there is no `flock`
+    (Windows, or a file system that refuses it), and then no owner file either."""
+    if sys.platform == "win32":  # pragma: no cover - no flock
+        return None
+    # Locked under another name and then renamed, so that a sweep that prunes never finds
+    # an owner file not yet locked.
+    making = folder / f".{OWNER}"
+    owner = os.open(making, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX)
+    except OSError as exc:  # ENOLCK, EOPNOTSUPP: an NFS or FUSE temporary folder
+        log.debug("sweep folder %s: no lock (%s); removed only by its own sweep", folder, exc)
+        os.close(owner)
+        making.unlink()
+        return None
+    making.rename(folder / OWNER)
+    return owner
+
+
+def _remove(folder: Path) -> None:
+    """Remove `folder`, its owner file last: a process killed part way leaves the folder
+    with its owner file, for the next sweep to remove, or empty."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name != OWNER:
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def prune_dead_sweep_folders(parent: Path | None = None) -> list[Path]:
