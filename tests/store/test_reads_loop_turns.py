@@ -14,7 +14,7 @@ import pytest
 
 from quantflow_async import Database
 from quantflow_async.records import Trade
-from quantflow_async.store.repositories.trade_rows import RECORDS_SLICE
+from quantflow_async.store.repositories.page_records import RECORDS_SLICE
 
 from ..conftest import make_fill
 

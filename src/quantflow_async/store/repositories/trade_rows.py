@@ -11,10 +11,9 @@ into the driver's thread, which runs the statement and fetches every row.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
@@ -23,6 +22,10 @@ from typing import Any, Final, Protocol, TypedDict, TypeVar
 from quantflow_async.errors import InvalidValue
 from quantflow_async.record_maker import record_maker
 from quantflow_async.records import TRADE_INSERT_COLUMNS, SymbolSummary, Trade
+from quantflow_async.store.repositories.page_records import (
+    collector_paused,
+    records_a_slice_at_a_time,
+)
 from quantflow_async.store.schema import LIVE_FILLS, trades
 from quantflow_async.validation import (
     EPOCH,
@@ -44,38 +47,6 @@ _SUM_PRECISION: Final = 120
 
 
 make_trade: Final = record_maker(Trade, TRADE_COLUMNS)
-
-
-class _Collector:
-    """Pauses of the cyclic garbage collector while pages of records are read; reads that
-    overlap (tasks on one event loop) share one pause, and the collector runs again when the
-    last of them is done, if it ran before the first began."""
-
-    pauses = 0
-    paused_it = False
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a page of records is read and made.
-
-    A page makes thousands of records in one burst, all alive until it is done, while the
-    driver's thread makes the rows of the next chunk; collecting meanwhile only walks them and
-    pushes them into the older generations, which then trigger full collections of the whole
-    process (measured: a fifth of the read's time when only the conversion was paused, a
-    quarter of what was left when the fetch went on collecting). The records form no cycles,
-    so nothing is left uncollected; the pause lasts one page, then the collector runs again.
-    """
-    if _Collector.pauses == 0:
-        _Collector.paused_it = gc.isenabled()
-        gc.disable()
-    _Collector.pauses += 1
-    try:
-        yield
-    finally:
-        _Collector.pauses -= 1
-        if _Collector.pauses == 0 and _Collector.paused_it:
-            gc.enable()
 
 
 class TradeQuery(TypedDict, total=False):
@@ -211,28 +182,6 @@ class Backend(Protocol):
     async def summary(self, driver: Any, wanted: TradeFilter) -> list[SymbolSummary]: ...
 
 
-RECORDS_SLICE: Final = 1000
-"""Rows made into trades between two turns of the event loop: a few milliseconds of work. A
-page of 100,000 made in one go held the loop for 300 ms, measured."""
-
-
-async def _records_a_slice_at_a_time(
-    backend: Backend, rows: Sequence[Sequence[Any]]
-) -> list[Trade]:
-    """`backend.records(rows)`, giving the event loop a turn between slices of rows. A list
-    of rows (what the drivers' fetch gives) is emptied as it goes, so each slice is freed once
-    made: freeing a whole page of rows at the end held the loop for 60 ms, measured."""
-    if len(rows) <= RECORDS_SLICE:
-        return backend.records(rows)
-    rest = rows if isinstance(rows, list) else list(rows)
-    made: list[Trade] = []
-    while rest:
-        made += backend.records(rest[:RECORDS_SLICE])
-        del rest[:RECORDS_SLICE]
-        await asyncio.sleep(0)
-    return made
-
-
 class _Instants(dict[int, datetime]):
     """Epoch microseconds -> aware UTC datetime, each made on first use."""
 
@@ -292,8 +241,8 @@ class SqliteBackend:
         # gained nothing: the driver's thread needs the GIL for every row it makes, and gets it
         # from the converting loop only every switch interval, so the two never overlapped,
         # while each chunk cost a hop to the thread (14 hops a page, now 6).
-        with _collector_paused():
-            return await _records_a_slice_at_a_time(self, await self.fetch(driver, query))
+        with collector_paused():
+            return await records_a_slice_at_a_time(self.records, await self.fetch(driver, query))
 
     def records(self, rows: Iterable[Sequence[Any]]) -> list[Trade]:
         make, number, loads, epoch, delta = make_trade, Decimal, json.loads, EPOCH, timedelta
@@ -302,7 +251,7 @@ class SqliteBackend:
         stamps = _Instants()
         # One comprehension with the conversions inline: a helper call per value would cost
         # a third of the whole read.
-        with _collector_paused():
+        with collector_paused():
             return [
                 make(
                     id,
@@ -383,12 +332,12 @@ class PostgresBackend:
     def records(self, rows: Iterable[Sequence[Any]]) -> list[Trade]:
         # jsonb arrives parsed: SQLAlchemy sets a JSON codec on every connection it opens.
         make = make_trade
-        with _collector_paused():
+        with collector_paused():
             return [make(*row) for row in rows]
 
     async def read_trades(self, driver: Any, query: Select) -> list[Trade]:
-        with _collector_paused():
-            return await _records_a_slice_at_a_time(self, await self.fetch(driver, query))
+        with collector_paused():
+            return await records_a_slice_at_a_time(self.records, await self.fetch(driver, query))
 
     async def summary(self, driver: Any, wanted: TradeFilter) -> list[SymbolSummary]:
         query = Select(
