@@ -26,6 +26,7 @@ from quantflow_async.store.engine import write_transaction
 
 from ..conftest import make_fill
 from ..support.faults import alive
+from ..support.loop_turns import loop_turns_counted
 
 BOUNDED = WriterOptions(
     commit_timeout=1.0, retry_attempts=20, retry_initial_delay=0.01, retry_max_delay=0.1
@@ -166,21 +167,10 @@ async def test_a_producer_that_never_waits_still_lets_other_tasks_run(
 ) -> None:
     monkeypatch.setattr(writer_module, "YIELD_EVERY_SECONDS", 0.0)  # yield at every look
     fills = [make_fill(strategy_id, n, external_id=None) for n in range(2000)]
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await anyio.lowlevel.checkpoint()
-
     async with db.writer(max_queue=10_000, batch_size=10_000, max_latency=600) as writer:
-        async with anyio.create_task_group() as group:
-            group.start_soon(ticker)
-            await anyio.lowlevel.checkpoint()
-            before = ticks
+        async with loop_turns_counted() as turns:
+            before = turns.count
             for fill in fills:  # the loop a user writes first
                 await writer.submit(fill)
-            during = ticks - before
-            group.cancel_scope.cancel()
+            during = turns.count - before
     assert during >= len(fills) // 64

@@ -5,7 +5,6 @@ page (a page of 100,000 held it for 300 ms before). The page is the same as one 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from quantflow_async.records import Trade
 from quantflow_async.store.repositories.page_records import RECORDS_SLICE
 
 from ..conftest import make_fill
+from ..support.loop_turns import LoopTurns, loop_turns_counted
 
 PAGE = 2 * RECORDS_SLICE + 500
 
@@ -26,28 +26,10 @@ async def trades_stored(db: Database, strategy_id: int) -> None:
     await db.trades.insert_many([make_fill(strategy_id, n) for n in range(PAGE)])
 
 
-class LoopTurns:
-    """Counts the turns a task of its own gets on the event loop."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def keep_counting(self) -> None:
-        while True:
-            self.count += 1
-            await asyncio.sleep(0)
-
-
 @pytest.fixture
 async def loop_turns() -> AsyncIterator[LoopTurns]:
-    turns = LoopTurns()
-    counting = asyncio.ensure_future(turns.keep_counting())
-    try:
+    async with loop_turns_counted() as turns:
         yield turns
-    finally:
-        counting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await counting
 
 
 @pytest.fixture
