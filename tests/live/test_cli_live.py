@@ -4,6 +4,7 @@ flushed (and our open orders cancelled when asked), and each mistake is one line
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -17,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from quantflow_async import Database, Settings
+from quantflow_async.errors import VenueRejected
 from quantflow_async.live.ccxt_venue import CcxtVenue
 from quantflow_async.live.credentials import VenueCredentials
 from quantflow_async.live.order_flow import send_order
 from quantflow_async.live.orders import OrderRequest
+from quantflow_async.live.paper.rejections import INSUFFICIENT_BALANCE
 from tests.support.paper import PaperProcess, paper_process, write_bars
 from tests.support.walks import random_walk
 
@@ -204,13 +207,24 @@ def _start_runner(url: str, database_url: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-async def _manual_market_order(url: str) -> None:
-    """An order placed on the account by someone else (a person, another bot)."""
-    venue = CcxtVenue.connect(url, VenueCredentials.placeholder(), name="manual")
-    try:
-        from quantflow_async.live.venue import NewOrder
+async def _manual_market_order(url: str, *, within: float = 30) -> None:
+    """An order placed on the account by someone else (a person, another bot). The runner may
+    have spent the account's cash on a position of its own by then: the order is tried again
+    until the runner is out of the market and the cash is back."""
+    from quantflow_async.live.venue import NewOrder
 
-        await venue.create_order(NewOrder("manual-1", SYMBOL, "buy", "market", Decimal(1)))
+    venue = CcxtVenue.connect(url, VenueCredentials.placeholder(), name="manual")
+    deadline = time.monotonic() + within
+    try:
+        for attempt in itertools.count(1):
+            order = NewOrder(f"manual-{attempt}", SYMBOL, "buy", "market", Decimal(1))
+            try:
+                await venue.create_order(order)
+                return
+            except VenueRejected as refused:
+                if INSUFFICIENT_BALANCE not in str(refused) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
     finally:
         await venue.aclose()
 
@@ -220,15 +234,20 @@ def test_a_trade_of_someone_elses_order_is_left_alone_and_the_runner_goes_on(
 ) -> None:
     asyncio.run(_migrated_with_a_resting_order(sqlite_url, exchange.url))
     runner = _start_runner(exchange.url, sqlite_url)
-    wait_until_reconciled(sqlite_url)
-    asyncio.run(_manual_market_order(exchange.url))
-    # After each decision the runner reads the account's new trades: it says so on stderr.
-    said = _first_line_with(runner, "left alone: trade", within=60)
-    assert runner.poll() is None
-    runner.send_signal(signal.SIGTERM)
-    out, err = runner.communicate(timeout=30)
-    assert runner.returncode == 0, err
-    assert said is not None, err
+    try:
+        wait_until_reconciled(sqlite_url)
+        asyncio.run(_manual_market_order(exchange.url))
+        # After each decision the runner reads the account's new trades: it says so on stderr.
+        said = _first_line_with(runner, "left alone: trade", within=60)
+        assert runner.poll() is None
+        runner.send_signal(signal.SIGTERM)
+        out, err = runner.communicate(timeout=30)
+        assert runner.returncode == 0, err
+        assert said is not None, err
+    finally:
+        if runner.poll() is None:  # a failed check: the runner is not left running
+            runner.kill()
+        runner.communicate()
 
 
 def _first_line_with(runner: subprocess.Popen[str], text: str, *, within: float) -> str | None:
