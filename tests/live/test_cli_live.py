@@ -95,6 +95,34 @@ def test_a_stop_signal_cancels_open_orders_flushes_and_exits_0(
     assert asyncio.run(_order_status(sqlite_url, cid)) == "cancelled"
 
 
+def test_a_stop_signal_stops_a_runner_whose_stderr_reader_is_gone(
+    exchange: PaperProcess, sqlite_url: str
+) -> None:
+    # A bot whose log pipe lost its reader (a log shipper that died, a closed terminal under
+    # nohup): writing to stderr fails, and SIGTERM must stop it all the same. It kept running
+    # before: the "stopping" line raised BrokenPipeError ahead of setting the stop.
+    cid = asyncio.run(_migrated_with_a_resting_order(sqlite_url, exchange.url))
+    process = subprocess.Popen(
+        live_command(exchange.url, "--venue-name", "paper", "--cancel-on-exit", "--json"),
+        env=environment(sqlite_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_reconciled(sqlite_url)
+        assert process.stderr is not None
+        process.stderr.close()
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        assert process.returncode == 0
+        report = json.loads(out)
+        assert report["stopped_by"] == "stop"
+        assert report["orders_cancelled_on_exit"] == 1
+        assert asyncio.run(_order_status(sqlite_url, cid)) == "cancelled"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_the_paper_account_names_the_venue_in_the_journal(
     exchange: PaperProcess, sqlite_url: str
 ) -> None:

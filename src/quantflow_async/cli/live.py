@@ -113,8 +113,11 @@ def _stopping_on_signals(stop: anyio.Event) -> Iterator[None]:
         received.append(number)
         if len(received) > 1:
             raise KeyboardInterrupt
-        print("stopping: finishing the current step, then flushing the journal", file=sys.stderr)
-        stop.set()
+        stop.set()  # first: a stderr whose reader is gone must not keep the runner going
+        with contextlib.suppress(OSError):
+            print(
+                "stopping: finishing the current step, then flushing the journal", file=sys.stderr
+            )
 
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, on_signal, number)
